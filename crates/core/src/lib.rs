@@ -1,0 +1,25 @@
+#![no_std]
+#![doc = include_str!("../README.md")]
+
+extern crate alloc;
+
+mod codec;
+pub mod frame;
+pub mod ids;
+pub mod proto;
+pub mod receipt;
+pub mod seal;
+pub mod secret;
+pub mod tables;
+
+pub use codec::DecodeError;
+pub use frame::{Frame, FrameError, decode_frame, encode_frame};
+pub use ids::{ApparatusId, ChipId, FactoryId, IdError, KeyId, ProductCode, ProductSerial};
+pub use proto::{DeviceInfo, DeviceState, ErrorCode, ProtocolError, RecordStatus, Reply, Request};
+pub use receipt::{AuthResponse, Challenge, MacMismatch, Receipt, ReceiptInput, conversion_value};
+pub use seal::{Binding, OpenError, OpenedRecord, SealedRecord};
+pub use secret::{ConversionValue, PassPhrase, PreWriteKey};
+pub use tables::{
+    AuthInfo, EntryState, FactoryRecord, InstallDecision, InstallReport, InstalledDevice,
+    PreWriteKeys, ProductCodes, Quota, TableError, Tables,
+};
