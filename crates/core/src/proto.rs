@@ -270,7 +270,13 @@ impl ErrorCode {
 
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({:#04x}): {}", self.message(), self.code(), self.fix())
+        write!(
+            f,
+            "{} ({:#04x}): {}",
+            self.message(),
+            self.code(),
+            self.fix()
+        )
     }
 }
 

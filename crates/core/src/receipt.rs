@@ -25,8 +25,8 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::ids::{ApparatusId, ProductSerial};
-use crate::secret::{ConversionValue, PassPhrase};
 use crate::seal::ISSUE_NONCE_LEN;
+use crate::secret::{ConversionValue, PassPhrase};
 
 const CV_SALT: &[u8] = b"imprint/v1/conversion";
 const RECEIPT_LABEL: &[u8] = b"imprint/v1/receipt";
@@ -113,7 +113,11 @@ impl Receipt {
     }
 
     /// Checks a receipt in constant time (server side).
-    pub fn verify(&self, cv: &ConversionValue, input: &ReceiptInput<'_>) -> Result<(), MacMismatch> {
+    pub fn verify(
+        &self,
+        cv: &ConversionValue,
+        input: &ReceiptInput<'_>,
+    ) -> Result<(), MacMismatch> {
         receipt_mac(cv, input)
             .verify_slice(&self.0)
             .map_err(|_| MacMismatch)
@@ -137,7 +141,11 @@ impl Challenge {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct AuthResponse(pub [u8; MAC_LEN]);
 
-fn auth_mac(cv: &ConversionValue, apparatus_id: &ApparatusId, challenge: &Challenge) -> Hmac<Sha256> {
+fn auth_mac(
+    cv: &ConversionValue,
+    apparatus_id: &ApparatusId,
+    challenge: &Challenge,
+) -> Hmac<Sha256> {
     let mut m = mac(cv);
     m.update(AUTH_LABEL);
     short(&mut m, apparatus_id.as_bytes());
@@ -152,7 +160,12 @@ impl AuthResponse {
         apparatus_id: &ApparatusId,
         challenge: &Challenge,
     ) -> AuthResponse {
-        AuthResponse(auth_mac(cv, apparatus_id, challenge).finalize().into_bytes().into())
+        AuthResponse(
+            auth_mac(cv, apparatus_id, challenge)
+                .finalize()
+                .into_bytes()
+                .into(),
+        )
     }
 
     /// Checks an answer in constant time (authentication server side).

@@ -46,7 +46,8 @@ pub const TAG_LEN: usize = 16;
 /// Length of the issue nonce carried inside the record and covered by the receipt.
 pub const ISSUE_NONCE_LEN: usize = 16;
 /// Smallest possible sealed record (1-byte ID, 16-byte pass phrase).
-pub const MIN_SEALED_LEN: usize = HEADER_LEN + NONCE_LEN + 1 + 1 + 1 + 16 + ISSUE_NONCE_LEN + TAG_LEN;
+pub const MIN_SEALED_LEN: usize =
+    HEADER_LEN + NONCE_LEN + 1 + 1 + 1 + 16 + ISSUE_NONCE_LEN + TAG_LEN;
 /// Largest possible sealed record (32-byte ID, 64-byte pass phrase): 148 bytes.
 pub const MAX_SEALED_LEN: usize = HEADER_LEN
     + NONCE_LEN
@@ -258,8 +259,7 @@ impl SealedRecord {
             .map_err(|_| OpenError)?;
         let pass_phrase = PassPhrase::from_bytes(p.short("pass phrase").map_err(|_| OpenError)?)
             .map_err(|_| OpenError)?;
-        let issue_nonce: [u8; ISSUE_NONCE_LEN] =
-            p.array("issue nonce").map_err(|_| OpenError)?;
+        let issue_nonce: [u8; ISSUE_NONCE_LEN] = p.array("issue nonce").map_err(|_| OpenError)?;
         p.finish().map_err(|_| OpenError)?;
         // The AAD already binds the clear ID; this second check guards against a server bug
         // that sealed one ID's secret under another's label.

@@ -25,8 +25,8 @@ use rand_core::CryptoRng;
 
 use crate::ids::{ApparatusId, FactoryId, KeyId, ProductCode, ProductSerial};
 use crate::receipt::{MacMismatch, Receipt, ReceiptInput, conversion_value};
-use crate::secret::{ConversionValue, PassPhrase, PreWriteKey};
 use crate::seal::{Binding, SealedRecord};
+use crate::secret::{ConversionValue, PassPhrase, PreWriteKey};
 
 /// Table 700: key identifier -> pre-write key.
 #[derive(Debug, Default, Clone)]
@@ -211,16 +211,25 @@ impl fmt::Display for TableError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TableError::DuplicateKeyId(k) => {
-                write!(f, "key identifier {k} already exists; choose a new identifier")
+                write!(
+                    f,
+                    "key identifier {k} already exists; choose a new identifier"
+                )
             }
             TableError::DuplicateApparatusId(a) => {
-                write!(f, "apparatus ID {a} already exists; apparatus IDs must be unique")
+                write!(
+                    f,
+                    "apparatus ID {a} already exists; apparatus IDs must be unique"
+                )
             }
             TableError::UnknownKeyId(k) => {
                 write!(f, "no pre-write key with identifier {k}; add the key first")
             }
             TableError::UnknownProduct(p) => {
-                write!(f, "unknown product code {p}; map it to a key identifier first")
+                write!(
+                    f,
+                    "unknown product code {p}; map it to a key identifier first"
+                )
             }
             TableError::UnknownApparatus(a) => write!(f, "unknown apparatus ID {a}"),
             TableError::NothingRequested => f.write_str("ask for at least one record"),
@@ -496,14 +505,8 @@ impl Tables {
             let Some(entry) = self.auth.get_mut(&id) else {
                 continue;
             };
-            let sealed = SealedRecord::seal(
-                rng,
-                key,
-                key_id,
-                &Binding::Model,
-                &id,
-                &entry.pass_phrase,
-            );
+            let sealed =
+                SealedRecord::seal(rng, key, key_id, &Binding::Model, &id, &entry.pass_phrase);
             entry.state = EntryState::Issued { factory, product };
             let record = FactoryRecord {
                 apparatus_id: id,
@@ -521,10 +524,7 @@ impl Tables {
     /// again is [`InstallDecision::AlreadyRecorded`] and changes nothing.
     pub fn report(&mut self, report: &InstallReport) -> Result<InstallDecision, TableError> {
         let id = report.apparatus_id;
-        let entry = self
-            .auth
-            .get(&id)
-            .ok_or(TableError::UnknownApparatus(id))?;
+        let entry = self.auth.get(&id).ok_or(TableError::UnknownApparatus(id))?;
         let serial_holder = self
             .installed
             .values()
@@ -562,7 +562,11 @@ impl Tables {
         Ok(decision)
     }
 
-    fn check_receipt(&self, report: &InstallReport, cv: &ConversionValue) -> Result<(), TableError> {
+    fn check_receipt(
+        &self,
+        report: &InstallReport,
+        cv: &ConversionValue,
+    ) -> Result<(), TableError> {
         let id = report.apparatus_id;
         let bad = TableError::BadReceipt(id);
         let record = self.factory_records.get(&id).ok_or(bad.clone())?;
