@@ -1,1 +1,295 @@
-fn main() {}
+//! Imprint's automation, in Rust so it needs nothing but cargo.
+//!
+//! - `cargo xtask test`: every check CI runs, installing what is missing first.
+//! - `cargo xtask run`: runs the system (today: the core walkthrough; the server and portal
+//!   join it with their issues).
+//! - `cargo xtask fuzz <target> [seconds]`: runs one fuzz target with cargo-fuzz.
+//! - `cargo xtask vectors`: regenerates imprint-core's own test vectors.
+//! - `cargo xtask bench`: the seal/open benchmark next to `openssl speed`.
+
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// A failed step: what failed, for the person reading the log.
+#[derive(Debug)]
+struct Failure(String);
+
+type Result<T = ()> = std::result::Result<T, Failure>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("run") => run(),
+        Some("fuzz") => fuzz(
+            args.get(1).map(String::as_str),
+            args.get(2).map(String::as_str),
+        ),
+        Some("vectors") => cargo(&[
+            "run",
+            "-q",
+            "-p",
+            "imprint-core",
+            "--example",
+            "make_vectors",
+        ]),
+        Some("bench") => bench(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n  test      run every check (what CI runs)\n  run       run the system\n  fuzz T S  run fuzz target T for S seconds (default 60)\n  vectors   regenerate crates/core/tests/vectors\n  bench     seal/open benchmark beside openssl speed"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(msg)) => {
+            eprintln!("\nxtask: FAILED: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+fn root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// Runs a command in the workspace root, streaming its output.
+fn sh(cmd: &mut Command) -> Result {
+    let shown = format!("{cmd:?}").replace('"', "");
+    eprintln!("$ {shown}");
+    let status = cmd
+        .current_dir(cmd.get_current_dir().map_or_else(root, Path::to_path_buf))
+        .env("PATH", tools::path_with_cargo_bin())
+        .status()
+        .map_err(|e| Failure(format!("could not start `{shown}`: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Failure(format!("`{shown}` exited with {status}")))
+    }
+}
+
+fn cargo(args: &[&str]) -> Result {
+    sh(Command::new(tools::cargo_bin()).args(args))
+}
+
+/// Runs the steps in order, timing each, stopping at the first failure.
+fn steps(list: &[(&str, &dyn Fn() -> Result)]) -> Result {
+    let start = Instant::now();
+    let mut times = Vec::new();
+    for (name, step) in list {
+        eprintln!("\n==> {name}");
+        let t = Instant::now();
+        step().map_err(|Failure(m)| Failure(format!("{name}: {m}")))?;
+        times.push((name, t.elapsed()));
+    }
+    eprintln!("\nxtask: every step passed in {:.0?}", start.elapsed());
+    for (name, d) in times {
+        eprintln!("  {:>7.1?}  {name}", d);
+    }
+    Ok(())
+}
+
+fn test() -> Result {
+    if std::env::var_os("RUSTFLAGS").is_some() {
+        eprintln!(
+            "warning: RUSTFLAGS is set; it replaces .cargo/config.toml's wasm32 rustflags (web_sys_unstable_apis)"
+        );
+    }
+    let chrome = std::cell::RefCell::new(None);
+    steps(&[
+        ("install what is missing", &|| {
+            tools::ensure_targets()?;
+            tools::ensure_wasm_bindgen()?;
+            tools::ensure_wasm_pack()?;
+            *chrome.borrow_mut() = Some(tools::ensure_chromedriver()?);
+            Ok(())
+        }),
+        ("tidy: docs and vectors", &tidy),
+        ("format", &|| cargo(&["fmt", "--all", "--check"])),
+        ("clippy (host)", &|| {
+            cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])
+        }),
+        ("clippy (bare-metal and wasm32)", &|| {
+            for target in [tools::THUMB, tools::WASM] {
+                cargo(&[
+                    "clippy",
+                    "-p",
+                    "imprint-core",
+                    "--no-default-features",
+                    "--target",
+                    target,
+                    "--",
+                    "-D",
+                    "warnings",
+                ])?;
+            }
+            Ok(())
+        }),
+        ("tests (native)", &|| cargo(&["test", "--workspace"])),
+        ("build core for thumbv7em-none-eabihf and wasm32", &|| {
+            for target in [tools::THUMB, tools::WASM] {
+                cargo(&[
+                    "build",
+                    "-p",
+                    "imprint-core",
+                    "--no-default-features",
+                    "--release",
+                    "--target",
+                    target,
+                ])?;
+            }
+            Ok(())
+        }),
+        ("tests (headless Chromium, via wasm-pack)", &|| {
+            let driver = chrome.borrow().clone().unwrap_or_default();
+            sh(Command::new("wasm-pack")
+                .args([
+                    "test",
+                    "--headless",
+                    "--chrome",
+                    "--mode",
+                    "no-install",
+                    "crates/core",
+                ])
+                .env("CHROMEDRIVER", driver))
+        }),
+        ("fuzz targets: build and smoke-run", &fuzz_smoke),
+        ("benchmarks compile", &|| {
+            cargo(&["bench", "-p", "imprint-core", "--no-run"])
+        }),
+    ])
+}
+
+const FUZZ_DIR: &str = "crates/core/fuzz";
+const FUZZ_TARGETS: &[&str] = &[
+    "frame",
+    "request",
+    "reply",
+    "device_info",
+    "sealed_record",
+    "identifiers",
+];
+
+/// Builds every fuzz target (uninstrumented, on the stable toolchain) and runs each on a few
+/// thousand random inputs, so a panic in a parser fails the suite. Real fuzzing, with coverage,
+/// is `cargo xtask fuzz <target>`.
+fn fuzz_smoke() -> Result {
+    let dir = root().join(FUZZ_DIR);
+    sh(Command::new(tools::cargo_bin())
+        .args(["build", "--release", "--bins"])
+        .current_dir(&dir))?;
+    for t in FUZZ_TARGETS {
+        sh(Command::new(dir.join("target/release").join(t))
+            .args(["-runs=5000", "-seed=1"])
+            .current_dir(&dir))?;
+    }
+    Ok(())
+}
+
+fn fuzz(target: Option<&str>, seconds: Option<&str>) -> Result {
+    let Some(target) = target.filter(|t| FUZZ_TARGETS.contains(t)) else {
+        return Err(Failure(format!(
+            "name a fuzz target: {}",
+            FUZZ_TARGETS.join(", ")
+        )));
+    };
+    let seconds = seconds.unwrap_or("60");
+    tools::ensure_cargo_fuzz()?;
+    sh(Command::new(tools::cargo_bin())
+        .args(["+nightly", "fuzz", "run", target, "--"])
+        .arg(format!("-max_total_time={seconds}"))
+        .current_dir(root().join("crates/core")))
+}
+
+fn run() -> Result {
+    eprintln!(
+        "Imprint today is imprint-core: this walks one device through the whole flow in-process.\nThe server, the portal and simulated USB devices arrive with their issues.\n"
+    );
+    cargo(&[
+        "run",
+        "-q",
+        "-p",
+        "imprint-core",
+        "--example",
+        "walkthrough",
+    ])
+}
+
+fn bench() -> Result {
+    cargo(&["bench", "-p", "imprint-core", "--bench", "seal"])?;
+    eprintln!("\n--- openssl speed -evp aes-256-gcm (same machine, same run) ---");
+    sh(Command::new("openssl").args([
+        "speed",
+        "-seconds",
+        "3",
+        "-bytes",
+        "128",
+        "-evp",
+        "aes-256-gcm",
+    ]))
+}
+
+/// Checks that docs keep up with the code: every crate is in ARCHITECTURE.md, the README
+/// names the two commands, every vector file says where it comes from.
+fn tidy() -> Result {
+    let read = |p: &str| {
+        std::fs::read_to_string(root().join(p))
+            .map_err(|e| Failure(format!("cannot read {p}: {e}")))
+    };
+    let arch = read("ARCHITECTURE.md")?;
+    let crates = std::fs::read_dir(root().join("crates"))
+        .map_err(|e| Failure(format!("cannot list crates/: {e}")))?;
+    for entry in crates.flatten() {
+        let name = format!("crates/{}", entry.file_name().to_string_lossy());
+        if !arch.contains(&name) {
+            return Err(Failure(format!("ARCHITECTURE.md does not describe {name}")));
+        }
+    }
+    let readme = read("README.md")?;
+    for cmd in ["cargo xtask run", "cargo xtask test"] {
+        if !readme.contains(cmd) {
+            return Err(Failure(format!("README.md does not show `{cmd}`")));
+        }
+    }
+    let ci = read(".ci/run")?;
+    if !ci.lines().any(|l| l.trim() == "cargo xtask test") {
+        return Err(Failure(
+            ".ci/run must run exactly `cargo xtask test`".into(),
+        ));
+    }
+    let vectors = root().join("crates/core/tests/vectors");
+    let files = std::fs::read_dir(&vectors)
+        .map_err(|e| Failure(format!("cannot list {}: {e}", vectors.display())))?;
+    for f in files.flatten() {
+        let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+        if !(text.contains("\"how_made\"") || text.contains("\"source\"")) {
+            return Err(Failure(format!(
+                "{} does not say how it was made",
+                f.path().display()
+            )));
+        }
+    }
+    let protocol = read("docs/protocol.md")?;
+    for section in ["Sealed record", "Frame", "Receipt", "Error codes"] {
+        if !protocol.contains(section) {
+            return Err(Failure(format!(
+                "docs/protocol.md lacks a '{section}' section"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -6,7 +6,12 @@
 //! output is the same on every run; the test suite checks the committed files against the
 //! code, and `external.json` (published vectors) checks the primitives underneath.
 
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 #[path = "../tests/it/fixed_rng.rs"]
 mod fixed_rng;

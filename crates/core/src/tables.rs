@@ -525,6 +525,13 @@ impl Tables {
     pub fn report(&mut self, report: &InstallReport) -> Result<InstallDecision, TableError> {
         let id = report.apparatus_id;
         let entry = self.auth.get(&id).ok_or(TableError::UnknownApparatus(id))?;
+        // The receipt is checked first, so a report without a valid proof learns nothing
+        // about other units (which serial holds which identity). Entries never issued have no
+        // record to check against and fall through to `NotIssued`.
+        let cv = conversion_value(&id, &entry.pass_phrase);
+        if self.factory_records.contains_key(&id) {
+            self.check_receipt(report, &cv)?;
+        }
         let serial_holder = self
             .installed
             .values()
@@ -537,10 +544,6 @@ impl Tables {
             &report.product_serial,
             serial_holder.as_ref(),
         )?;
-        // Check the receipt in both cases, so an already-recorded report is not a way to
-        // probe with forged receipts.
-        let cv = conversion_value(&id, &entry.pass_phrase);
-        self.check_receipt(report, &cv)?;
         if decision == InstallDecision::Record {
             self.installed.insert(
                 id,

@@ -155,7 +155,7 @@ fn decoders_are_total_on_damaged_input() {
         let len = (rng.next_u32() % 600) as usize;
         let mut b = vec![0u8; len];
         rng.fill_bytes(&mut b);
-        if rng.next_u32() % 2 == 0 && len >= 7 {
+        if rng.next_u32().is_multiple_of(2) && len >= 7 {
             b[0] = b'I';
             b[1] = b'M';
             b[2] = 1;

@@ -1,0 +1,186 @@
+//! Installing what the checks need, and skipping what is already there at the right version,
+//! so a second run costs seconds. Every install comes from rustup, crates.io or Debian's
+//! packages: tools that download their own binaries fail on closed networks.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::{Failure, Result, cargo, root, sh};
+
+/// The bare-metal target the write module must build for.
+pub(crate) const THUMB: &str = "thumbv7em-none-eabihf";
+/// The browser target.
+pub(crate) const WASM: &str = "wasm32-unknown-unknown";
+
+/// The cargo that runs us (so a `cargo +toolchain xtask` keeps its toolchain).
+pub(crate) fn cargo_bin() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+fn cargo_home_bin() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from(".cargo"))
+        .join("bin")
+}
+
+/// PATH with cargo's bin folder first, so tools installed a moment ago are found.
+pub(crate) fn path_with_cargo_bin() -> OsString {
+    let mut paths = vec![cargo_home_bin()];
+    if let Some(p) = std::env::var_os("PATH") {
+        paths.extend(std::env::split_paths(&p));
+    }
+    std::env::join_paths(paths).unwrap_or_default()
+}
+
+/// Runs a command quietly and returns its stdout, or None if it could not run or failed.
+fn output(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .env("PATH", path_with_cargo_bin())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub(crate) fn ensure_targets() -> Result {
+    let Some(installed) = output("rustup", &["target", "list", "--installed"]) else {
+        return Err(Failure(format!(
+            "rustup not found: install the Rust targets {WASM} and {THUMB} for your toolchain"
+        )));
+    };
+    let missing: Vec<&str> = [WASM, THUMB]
+        .into_iter()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    if missing.is_empty() {
+        eprintln!("rust targets: {WASM}, {THUMB} present");
+        return Ok(());
+    }
+    sh(Command::new("rustup")
+        .args(["target", "add"])
+        .args(&missing))
+}
+
+/// The version of a package in Cargo.lock.
+fn locked_version(package: &str) -> Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock"))
+        .map_err(|e| Failure(format!("cannot read Cargo.lock: {e}")))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == format!("name = \"{package}\"")
+            && let Some(v) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = "))
+        {
+            return Ok(v.trim_matches('"').to_string());
+        }
+    }
+    Err(Failure(format!("{package} is not in Cargo.lock")))
+}
+
+/// `cargo install`, trying `--locked` first: some tools' shipped lock files name versions
+/// the registry no longer serves, and then a fresh resolution works.
+fn cargo_install(krate: &str, version: Option<&str>) -> Result {
+    let mut args = vec!["install", krate];
+    if let Some(v) = version {
+        args.extend(["--version", v]);
+    }
+    let mut locked = args.clone();
+    locked.push("--locked");
+    cargo(&locked).or_else(|e| {
+        eprintln!("{}; retrying without --locked", e.0);
+        cargo(&args)
+    })
+}
+
+pub(crate) fn ensure_wasm_bindgen() -> Result {
+    let want = locked_version("wasm-bindgen")?;
+    let have = output("wasm-bindgen", &["--version"]).unwrap_or_default();
+    let runner = output("wasm-bindgen-test-runner", &["--version"]).unwrap_or_default();
+    if have.trim() == format!("wasm-bindgen {want}") && runner.contains(&want) {
+        eprintln!("wasm-bindgen-cli {want} present");
+        return Ok(());
+    }
+    eprintln!(
+        "wasm-bindgen-cli must match the wasm-bindgen crate ({want}); found '{}'",
+        have.trim()
+    );
+    cargo_install("wasm-bindgen-cli", Some(&want))
+}
+
+pub(crate) fn ensure_wasm_pack() -> Result {
+    if let Some(v) = output("wasm-pack", &["--version"]) {
+        eprintln!("{} present", v.trim());
+        return Ok(());
+    }
+    cargo_install("wasm-pack", None)
+}
+
+pub(crate) fn ensure_cargo_fuzz() -> Result {
+    let toolchains = output("rustup", &["toolchain", "list"]).unwrap_or_default();
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        sh(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    if output("cargo", &["fuzz", "--version"]).is_some() {
+        return Ok(());
+    }
+    cargo_install("cargo-fuzz", None)
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let out = output("sh", &["-c", &format!("command -v {name}")])?;
+    let p = PathBuf::from(out.trim());
+    p.is_file().then_some(p)
+}
+
+fn is_root() -> bool {
+    output("id", &["-u"]).is_some_and(|u| u.trim() == "0")
+}
+
+/// Finds (or, as root on Debian, installs) Chromium and its ChromeDriver; returns the driver.
+pub(crate) fn ensure_chromedriver() -> Result<PathBuf> {
+    let find = || {
+        let driver = std::env::var_os("CHROMEDRIVER")
+            .map(PathBuf::from)
+            .filter(|p| p.is_file())
+            .or_else(|| which("chromedriver"));
+        let browser = ["chromium", "chromium-browser", "google-chrome"]
+            .iter()
+            .find_map(|b| which(b));
+        driver.zip(browser)
+    };
+    if let Some((driver, browser)) = find() {
+        eprintln!("browser {}, driver {}", browser.display(), driver.display());
+        return Ok(driver);
+    }
+    if is_root() && which("apt-get").is_some() {
+        sh(Command::new("apt-get").arg("update").arg("-q"))?;
+        sh(Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                "chromium",
+                "chromium-driver",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        if let Some((driver, _)) = find() {
+            return Ok(driver);
+        }
+    }
+    Err(Failure(
+        "headless Chromium tests need Chromium and ChromeDriver of the same version: on Debian/Ubuntu `sudo apt-get install chromium chromium-driver`, elsewhere install Chrome and chromedriver and set CHROMEDRIVER=/path/to/chromedriver".into(),
+    ))
+}
