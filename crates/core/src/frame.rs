@@ -163,3 +163,103 @@ pub fn decode_frame(input: &[u8]) -> Result<(Frame<'_>, usize), FrameError> {
         total,
     ))
 }
+
+/// A frame taken out of a byte stream, owning its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedFrame {
+    /// Message type.
+    pub kind: u8,
+    /// Sequence number.
+    pub seq: u8,
+    /// Payload bytes.
+    pub payload: Vec<u8>,
+}
+
+/// A damaged frame found in a stream: the error, and the sequence number if the header
+/// survived (so the reply can carry it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamError {
+    /// What was wrong.
+    pub error: FrameError,
+    /// The damaged frame's sequence number, when its header was readable.
+    pub seq: Option<u8>,
+}
+
+/// Collects bytes as they arrive (USB bulk packets split and join frames) and hands out
+/// whole frames. After damage it resynchronises on the next magic, so one bad frame costs one
+/// error, not the rest of the session. Memory is bounded by [`MAX_FRAME`] plus one push.
+#[derive(Debug, Default, Clone)]
+pub struct FrameAssembler {
+    buf: Vec<u8>,
+}
+
+impl FrameAssembler {
+    /// An empty assembler.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes held that are not yet a whole frame.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Drops everything held (after a reset or a reconnect).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+    }
+
+    /// The next whole frame, a damaged one, or `None` if more bytes are needed.
+    pub fn next_frame(&mut self) -> Option<Result<OwnedFrame, StreamError>> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        match decode_frame(&self.buf) {
+            Ok((f, used)) => {
+                let frame = OwnedFrame {
+                    kind: f.kind,
+                    seq: f.seq,
+                    payload: f.payload.to_vec(),
+                };
+                self.buf.drain(..used.min(self.buf.len()));
+                Some(Ok(frame))
+            }
+            Err(FrameError::Incomplete { .. }) => None,
+            Err(error) => {
+                let seq = match error {
+                    FrameError::BadMagic => None,
+                    _ => self.buf.get(4).copied(),
+                };
+                if error == FrameError::BadChecksum {
+                    // The header was sound, so its length is probably right: drop the whole
+                    // frame rather than hunting for a magic inside its payload.
+                    let len = match self.buf.get(5..7) {
+                        Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),
+                        _ => 0,
+                    };
+                    let total = FRAME_HEADER_LEN + len + FRAME_TRAILER_LEN;
+                    self.buf.drain(..total.min(self.buf.len()));
+                } else {
+                    self.resync();
+                }
+                Some(Err(StreamError { error, seq }))
+            }
+        }
+    }
+
+    /// Skips at least one byte, then up to the next byte that could start a frame.
+    fn resync(&mut self) {
+        let skip = self
+            .buf
+            .iter()
+            .skip(1)
+            .position(|&b| b == MAGIC[0])
+            .map_or(self.buf.len(), |p| p + 1);
+        self.buf.drain(..skip.min(self.buf.len()));
+    }
+}

@@ -13,7 +13,9 @@ pub mod secret;
 pub mod tables;
 
 pub use codec::DecodeError;
-pub use frame::{Frame, FrameError, decode_frame, encode_frame};
+pub use frame::{
+    Frame, FrameAssembler, FrameError, OwnedFrame, StreamError, decode_frame, encode_frame,
+};
 pub use ids::{ApparatusId, ChipId, FactoryId, IdError, KeyId, ProductCode, ProductSerial};
 pub use proto::{DeviceInfo, DeviceState, ErrorCode, ProtocolError, RecordStatus, Reply, Request};
 pub use receipt::{AuthResponse, Challenge, MacMismatch, Receipt, ReceiptInput, conversion_value};

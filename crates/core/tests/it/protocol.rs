@@ -196,3 +196,37 @@ fn error_codes_round_trip_and_explain_themselves() {
     assert_eq!(ErrorCode::from_code(0x06), ErrorCode::OpenFailed);
     assert!(ErrorCode::Locked.to_string().contains("set it aside"));
 }
+
+#[wasm_bindgen_test(unsupported = test)]
+fn assembler_joins_packets_and_resyncs_after_garbage() {
+    let a = Request::Install {
+        apparatus_id: id(),
+        record: record(),
+    }
+    .encode(1);
+    let b = Request::GetInfo.encode(2);
+    let mut bad = Request::Lock { apparatus_id: id() }.encode(3);
+    let n = bad.len() - 1;
+    bad[n] ^= 0xFF;
+    let stream = [b"xyz".to_vec(), a.clone(), bad, b"I".to_vec(), b.clone()].concat();
+    let mut asm = FrameAssembler::new();
+    let mut got = Vec::new();
+    // Deliver in 64-byte USB packets.
+    for packet in stream.chunks(64) {
+        asm.push(packet);
+        while let Some(item) = asm.next_frame() {
+            got.push(item.map(|f| f.seq).map_err(|e| (e.error, e.seq)));
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            Err((FrameError::BadMagic, None)),
+            Ok(1),
+            Err((FrameError::BadChecksum, Some(3))),
+            Err((FrameError::BadMagic, None)),
+            Ok(2)
+        ]
+    );
+    assert_eq!(asm.pending(), 0);
+}
