@@ -129,6 +129,8 @@ fn test() -> Result {
                     "clippy",
                     "-p",
                     "imprint-core",
+                    "-p",
+                    "imprint-device",
                     "--no-default-features",
                     "--target",
                     target,
@@ -137,23 +139,40 @@ fn test() -> Result {
                     "warnings",
                 ])?;
             }
-            Ok(())
+            cargo(&[
+                "clippy",
+                "-p",
+                "imprint-device",
+                "--features",
+                "web",
+                "--target",
+                tools::WASM,
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])
         }),
         ("tests (native)", &|| cargo(&["test", "--workspace"])),
-        ("build core for thumbv7em-none-eabihf and wasm32", &|| {
-            for target in [tools::THUMB, tools::WASM] {
-                cargo(&[
-                    "build",
-                    "-p",
-                    "imprint-core",
-                    "--no-default-features",
-                    "--release",
-                    "--target",
-                    target,
-                ])?;
-            }
-            Ok(())
-        }),
+        (
+            "build core and the write module for thumbv7em-none-eabihf and wasm32",
+            &|| {
+                for target in [tools::THUMB, tools::WASM] {
+                    cargo(&[
+                        "build",
+                        "-p",
+                        "imprint-core",
+                        "-p",
+                        "imprint-device",
+                        "--no-default-features",
+                        "--release",
+                        "--target",
+                        target,
+                    ])?;
+                }
+                Ok(())
+            },
+        ),
         ("tests (headless Chromium, via wasm-pack)", &|| {
             let driver = chrome.borrow().clone().unwrap_or_default();
             sh(Command::new("wasm-pack")
@@ -174,45 +193,56 @@ fn test() -> Result {
     ])
 }
 
-const FUZZ_DIR: &str = "crates/core/fuzz";
-const FUZZ_TARGETS: &[&str] = &[
-    "frame",
-    "request",
-    "reply",
-    "device_info",
-    "sealed_record",
-    "identifiers",
+/// Fuzz crates (outside the workspace) and their targets: one per parser.
+const FUZZ: &[(&str, &[&str])] = &[
+    (
+        "crates/core/fuzz",
+        &[
+            "frame",
+            "request",
+            "reply",
+            "device_info",
+            "sealed_record",
+            "identifiers",
+        ],
+    ),
+    ("crates/device/fuzz", &["handler"]),
 ];
 
 /// Builds every fuzz target (uninstrumented, on the stable toolchain) and runs each on a few
 /// thousand random inputs, so a panic in a parser fails the suite. Real fuzzing, with coverage,
 /// is `cargo xtask fuzz <target>`.
 fn fuzz_smoke() -> Result {
-    let dir = root().join(FUZZ_DIR);
-    sh(Command::new(tools::cargo_bin())
-        .args(["build", "--release", "--bins"])
-        .current_dir(&dir))?;
-    for t in FUZZ_TARGETS {
-        sh(Command::new(dir.join("target/release").join(t))
-            .args(["-runs=5000", "-seed=1"])
+    for (dir, targets) in FUZZ {
+        let dir = root().join(dir);
+        sh(Command::new(tools::cargo_bin())
+            .args(["build", "--release", "--bins"])
             .current_dir(&dir))?;
+        for t in *targets {
+            sh(Command::new(dir.join("target/release").join(t))
+                .args(["-runs=5000", "-seed=1"])
+                .current_dir(&dir))?;
+        }
     }
     Ok(())
 }
 
 fn fuzz(target: Option<&str>, seconds: Option<&str>) -> Result {
-    let Some(target) = target.filter(|t| FUZZ_TARGETS.contains(t)) else {
-        return Err(Failure(format!(
-            "name a fuzz target: {}",
-            FUZZ_TARGETS.join(", ")
-        )));
+    let found = FUZZ
+        .iter()
+        .find(|(_, targets)| target.is_some_and(|t| targets.contains(&t)));
+    let (Some((dir, _)), Some(target)) = (found, target) else {
+        let all: Vec<&str> = FUZZ.iter().flat_map(|(_, t)| t.iter().copied()).collect();
+        return Err(Failure(format!("name a fuzz target: {}", all.join(", "))));
     };
     let seconds = seconds.unwrap_or("60");
     tools::ensure_cargo_fuzz()?;
+    // cargo-fuzz runs from the crate that holds the `fuzz/` folder.
+    let krate = root().join(dir).join("..");
     sh(Command::new(tools::cargo_bin())
         .args(["+nightly", "fuzz", "run", target, "--"])
         .arg(format!("-max_total_time={seconds}"))
-        .current_dir(root().join("crates/core")))
+        .current_dir(krate))
 }
 
 fn run() -> Result {
