@@ -187,6 +187,11 @@ fn test() -> Result {
                 .env("CHROMEDRIVER", driver))
         }),
         ("fuzz targets: build and smoke-run", &fuzz_smoke),
+        ("firmware example (embassy-usb, STM32F411, thumbv7em)", &|| {
+            sh(Command::new(tools::cargo_bin())
+                .args(["build", "--release"])
+                .current_dir(root().join("crates/device/examples/firmware-stm32")))
+        }),
         ("benchmarks compile", &|| {
             cargo(&["bench", "-p", "imprint-core", "--no-run"])
         }),
@@ -239,8 +244,9 @@ fn fuzz(target: Option<&str>, seconds: Option<&str>) -> Result {
     tools::ensure_cargo_fuzz()?;
     // cargo-fuzz runs from the crate that holds the `fuzz/` folder.
     let krate = root().join(dir).join("..");
-    sh(Command::new(tools::cargo_bin())
-        .args(["+nightly", "fuzz", "run", target, "--"])
+    // `rustup run`: the `+nightly` shorthand only works through rustup's cargo proxy.
+    sh(Command::new("rustup")
+        .args(["run", "nightly", "cargo", "fuzz", "run", target, "--"])
         .arg(format!("-max_total_time={seconds}"))
         .current_dir(krate))
 }
@@ -311,6 +317,12 @@ fn tidy() -> Result {
                 "{} does not say how it was made",
                 f.path().display()
             )));
+        }
+    }
+    let usb = read("docs/usb.md")?;
+    for term in ["WINUSB", "MS OS 2.0", "WebUsbAllowDevicesForUrls", "WriteModule"] {
+        if !usb.contains(term) {
+            return Err(Failure(format!("docs/usb.md does not mention {term}")));
         }
     }
     let protocol = read("docs/protocol.md")?;
