@@ -187,11 +187,14 @@ fn test() -> Result {
                 .env("CHROMEDRIVER", driver))
         }),
         ("fuzz targets: build and smoke-run", &fuzz_smoke),
-        ("firmware example (embassy-usb, STM32F411, thumbv7em)", &|| {
-            sh(Command::new(tools::cargo_bin())
-                .args(["build", "--release"])
-                .current_dir(root().join("crates/device/examples/firmware-stm32")))
-        }),
+        (
+            "firmware example (embassy-usb, STM32F411, thumbv7em)",
+            &|| {
+                sh(Command::new(tools::cargo_bin())
+                    .args(["build", "--release"])
+                    .current_dir(root().join("crates/device/examples/firmware-stm32")))
+            },
+        ),
         ("benchmarks compile", &|| {
             cargo(&["bench", "-p", "imprint-core", "--no-run"])
         }),
@@ -320,7 +323,12 @@ fn tidy() -> Result {
         }
     }
     let usb = read("docs/usb.md")?;
-    for term in ["WINUSB", "MS OS 2.0", "WebUsbAllowDevicesForUrls", "WriteModule"] {
+    for term in [
+        "WINUSB",
+        "MS OS 2.0",
+        "WebUsbAllowDevicesForUrls",
+        "WriteModule",
+    ] {
         if !usb.contains(term) {
             return Err(Failure(format!("docs/usb.md does not mention {term}")));
         }

@@ -200,3 +200,19 @@ async fn faults_reach_the_driver_as_a_real_device_would_show_them() {
         .unwrap_err();
     assert_eq!(error_name(&err), "NotFoundError");
 }
+
+#[wasm_bindgen_test]
+async fn a_slow_unit_answers_late_but_answers() {
+    let bus = SimUsb::new().unwrap();
+    let dev = bus.device(bus.plug("demo", 9).unwrap());
+    open(&dev).await;
+    let set_fault: js_sys::Function = get(&dev, "setFault").dyn_into().unwrap();
+    set_fault.call2(&dev, &"slow".into(), &120.into()).unwrap();
+    let start = js_sys::Date::now();
+    let (seq, reply) = exchange(&dev, &Request::GetInfo, 4).await.unwrap();
+    assert!(
+        js_sys::Date::now() - start >= 120.0,
+        "the reply must be held back"
+    );
+    assert!(matches!((seq, reply), (4, Reply::Info(_))));
+}
