@@ -175,16 +175,19 @@ fn test() -> Result {
         ),
         ("tests (headless Chromium, via wasm-pack)", &|| {
             let driver = chrome.borrow().clone().unwrap_or_default();
-            sh(Command::new("wasm-pack")
-                .args([
-                    "test",
-                    "--headless",
-                    "--chrome",
-                    "--mode",
-                    "no-install",
-                    "crates/core",
-                ])
-                .env("CHROMEDRIVER", driver))
+            for krate in ["crates/core", "crates/device"] {
+                sh(Command::new("wasm-pack")
+                    .args([
+                        "test",
+                        "--headless",
+                        "--chrome",
+                        "--mode",
+                        "no-install",
+                        krate,
+                    ])
+                    .env("CHROMEDRIVER", &driver))?;
+            }
+            Ok(())
         }),
         ("fuzz targets: build and smoke-run", &fuzz_smoke),
         (
