@@ -1,0 +1,324 @@
+//! The HTTP API (JSON). Each handler parses its input into core types, checks the caller's
+//! role, calls [`crate::service`] and answers. Routes are under `/api/v1`.
+//!
+//! | route | who |
+//! | --- | --- |
+//! | `POST /login`, `POST /logout` | anyone / signed in |
+//! | `GET /me` | signed in |
+//! | `GET,POST /keys`, `GET /products`, `PUT /products/{code}` | admin |
+//! | `POST /auth-info/generate`, `POST /auth-info/import` (text/csv) | admin |
+//! | `POST /factories`, `PUT /factories/{f}/quotas/{product}`, `POST /users` | admin |
+//! | `POST /devices/{id}/revoke` | admin |
+//! | `GET /installed.csv` | admin, auditor |
+//! | `GET /audit`, `GET /audit/verify` | admin, auditor |
+//! | `POST /issue`, `GET /records`, `POST /report`, `POST /release` | technician |
+//! | `POST /auth/challenge`, `POST /auth/verify` | public (devices in the field) |
+//! | `GET /healthz` | public |
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use imprint_core::{ApparatusId, AuthResponse, Challenge, FactoryId, KeyId, ProductCode, ProductSerial, Receipt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Role, User};
+use crate::error::AppError;
+use crate::{AppState, audit, auth, service};
+
+type ApiResult = Result<Json<Value>, AppError>;
+
+/// The router over a state.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/me", get(me))
+        .route("/keys", get(list_keys).post(add_key))
+        .route("/products", get(list_products))
+        .route("/products/{code}", put(map_product))
+        .route("/auth-info/generate", post(generate))
+        .route("/auth-info/import", post(import))
+        .route("/factories", post(add_factory))
+        .route("/factories/{factory}/quotas/{product}", put(set_quota))
+        .route("/users", post(add_user))
+        .route("/devices/{id}/revoke", post(revoke))
+        .route("/installed.csv", get(export_installed))
+        .route("/audit", get(read_audit))
+        .route("/audit/verify", get(verify_audit))
+        .route("/issue", post(issue))
+        .route("/records", get(records))
+        .route("/report", post(report))
+        .route("/release", post(release))
+        .route("/auth/challenge", post(challenge))
+        .route("/auth/verify", post(verify));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+fn hex32(what: &str, s: &str) -> Result<[u8; 32], AppError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out)
+        .map_err(|_| AppError::BadRequest(format!("{what}: 64 hex digits expected")))?;
+    Ok(out)
+}
+
+async fn healthz(State(state): State<AppState>) -> Result<&'static str, AppError> {
+    sqlx::query("SELECT 1").execute(&state.pool).await?;
+    Ok("ok")
+}
+
+#[derive(Deserialize)]
+struct LoginIn {
+    username: String,
+    password: String,
+}
+
+async fn login(State(state): State<AppState>, Json(b): Json<LoginIn>) -> ApiResult {
+    let (token, user) = auth::login(&state, &b.username, &b.password).await?;
+    Ok(Json(json!({ "token": token, "user": user })))
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap, _user: User) -> ApiResult {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    auth::logout(&state, token).await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+async fn me(user: User) -> ApiResult {
+    Ok(Json(json!({ "user": user })))
+}
+
+async fn list_keys(State(state): State<AppState>, user: User) -> ApiResult {
+    user.require(&[Role::Admin])?;
+    Ok(Json(json!({ "key_ids": service::list_keys(&state).await? })))
+}
+
+#[derive(Deserialize)]
+struct KeyIn {
+    key_id: u32,
+}
+
+async fn add_key(State(state): State<AppState>, user: User, Json(b): Json<KeyIn>) -> ApiResult {
+    user.require(&[Role::Admin])?;
+    service::add_key(&state, &user.username, KeyId::new(b.key_id)?).await?;
+    Ok(Json(json!({ "key_id": b.key_id })))
+}
+
+async fn list_products(State(state): State<AppState>, user: User) -> ApiResult {
+    user.require(&[Role::Admin, Role::Auditor])?;
+    let list: Vec<Value> = service::list_products(&state)
+        .await?
+        .into_iter()
+        .map(|(p, k)| json!({ "product_code": p, "key_id": k }))
+        .collect();
+    Ok(Json(json!({ "products": list })))
+}
+
+async fn map_product(State(state): State<AppState>, user: User, Path(code): Path<String>, Json(b): Json<KeyIn>) -> ApiResult {
+    user.require(&[Role::Admin])?;
+    let r = service::map_product(&state, &user.username, ProductCode::new(&code)?, KeyId::new(b.key_id)?).await?;
+    Ok(Json(json!(r)))
+}
+
+#[derive(Deserialize)]
+struct GenerateIn {
+    key_id: u32,
+    count: u64,
+    #[serde(default = "default_prefix")]
+    prefix: String,
+}
+
+fn default_prefix() -> String {
+    "IMP-".into()
+}
+
+async fn generate(State(state): State<AppState>, user: User, Json(b): Json<GenerateIn>) -> ApiResult {
+    user.require(&[Role::Admin])?;
+    let g = service::generate(&state, &user.username, KeyId::new(b.key_id)?, b.count, &b.prefix).await?;
+    Ok(Json(json!(g)))
+}
+
+async fn import(State(state): State<AppState>, user: User, body: String) -> Result<axum::response::Response, AppError> {
+    user.require(&[Role::Admin])?;
+    Ok(match service::import_csv(&state, &user.username, &body).await? {
+        Ok(n) => Json(json!({ "imported": n })).into_response(),
+        Err(errors) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": "bad_csv", "message": format!("{} bad line(s); nothing was imported", errors.len()), "lines": errors })),
+        )
+            .into_response(),
+    })
+}
+
+#[derive(Deserialize)]
+struct FactoryIn {
+    factory_id: String,
+    name: String,
+}
+
+async fn add_factory(State(state): State<AppState>, user: User, Json(b): Json<FactoryIn>) -> ApiResult {
+    user.require(&[Role::Admin])?;
+    service::add_factory(&state, &user.username, FactoryId::new(&b.factory_id)?, &b.name).await?;
+    Ok(Json(json!({ "factory_id": b.factory_id })))
+}
+
+#[derive(Deserialize)]
+struct QuotaIn {
+    limit: u64,
+}
+
+async fn set_quota(
+    State(state): State<AppState>,
+    user: User,
+    Path((factory, product)): Path<(String, String)>,
+    Json(b): Json<QuotaIn>,
+) -> ApiResult {
+    user.require(&[Role::Admin])?;
+    service::set_quota(&state, &user.username, FactoryId::new(&factory)?, ProductCode::new(&product)?, b.limit).await?;
+    Ok(Json(json!({ "factory_id": factory, "product_code": product, "limit": b.limit })))
+}
+
+#[derive(Deserialize)]
+struct UserIn {
+    username: String,
+    password: String,
+    role: String,
+    factory_id: Option<String>,
+}
+
+async fn add_user(State(state): State<AppState>, user: User, Json(b): Json<UserIn>) -> ApiResult {
+    user.require(&[Role::Admin])?;
+    let _w = state.write_lock.lock().await;
+    let mut tx = state.pool.begin().await?;
+    auth::create_user(&mut tx, &user.username, &b.username, &b.password, &b.role, b.factory_id.as_deref()).await?;
+    tx.commit().await?;
+    Ok(Json(json!({ "username": b.username, "role": b.role })))
+}
+
+async fn revoke(State(state): State<AppState>, user: User, Path(id): Path<String>) -> ApiResult {
+    user.require(&[Role::Admin])?;
+    service::revoke(&state, &user.username, ApparatusId::new(&id)?).await?;
+    Ok(Json(json!({ "revoked": id })))
+}
+
+async fn export_installed(State(state): State<AppState>, user: User) -> Result<impl IntoResponse, AppError> {
+    user.require(&[Role::Admin, Role::Auditor])?;
+    let csv = service::export_installed(&state).await?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    from: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn read_audit(State(state): State<AppState>, user: User, Query(q): Query<AuditQuery>) -> ApiResult {
+    user.require(&[Role::Admin, Role::Auditor])?;
+    let mut conn = state.pool.acquire().await?;
+    let entries = audit::read(&mut conn, q.from.unwrap_or(1), q.limit.unwrap_or(100).clamp(1, 1000)).await?;
+    Ok(Json(json!({ "entries": entries })))
+}
+
+#[derive(Deserialize)]
+struct VerifyQuery {
+    /// A checkpoint `seq:hash` saved from an earlier verification.
+    checkpoint: Option<String>,
+}
+
+async fn verify_audit(State(state): State<AppState>, user: User, Query(q): Query<VerifyQuery>) -> ApiResult {
+    user.require(&[Role::Admin, Role::Auditor])?;
+    let checkpoint = match &q.checkpoint {
+        Some(c) => {
+            let (seq, hash) = c
+                .split_once(':')
+                .ok_or_else(|| AppError::BadRequest("checkpoint: seq:hash expected".into()))?;
+            let seq: i64 = seq.parse().map_err(|_| AppError::BadRequest("checkpoint: seq must be a number".into()))?;
+            Some((seq, hash.to_string()))
+        }
+        None => None,
+    };
+    let mut conn = state.pool.acquire().await?;
+    let v = audit::verify(&mut conn, checkpoint.as_ref().map(|(s, h)| (*s, h.as_str()))).await?;
+    Ok(Json(json!(v)))
+}
+
+#[derive(Deserialize)]
+struct IssueIn {
+    product_code: String,
+    count: u64,
+}
+
+async fn issue(State(state): State<AppState>, user: User, Json(b): Json<IssueIn>) -> ApiResult {
+    user.require(&[Role::Technician])?;
+    let records = service::issue(&state, &user, ProductCode::new(&b.product_code)?, b.count).await?;
+    Ok(Json(json!({ "records": records })))
+}
+
+async fn records(State(state): State<AppState>, user: User) -> ApiResult {
+    user.require(&[Role::Technician])?;
+    Ok(Json(json!({ "records": service::open_records(&state, &user).await? })))
+}
+
+#[derive(Deserialize)]
+struct ReportIn {
+    apparatus_id: String,
+    product_serial: String,
+    receipt: String,
+    station: String,
+}
+
+async fn report(State(state): State<AppState>, user: User, Json(b): Json<ReportIn>) -> ApiResult {
+    user.require(&[Role::Technician])?;
+    let r = service::Report {
+        apparatus_id: ApparatusId::new(&b.apparatus_id)?,
+        product_serial: ProductSerial::new(&b.product_serial)?,
+        receipt: Receipt(hex32("receipt", &b.receipt)?),
+        station: b.station,
+    };
+    let outcome = service::report(&state, &user, &r).await?;
+    Ok(Json(json!({ "status": outcome })))
+}
+
+#[derive(Deserialize)]
+struct IdIn {
+    apparatus_id: String,
+}
+
+async fn release(State(state): State<AppState>, user: User, Json(b): Json<IdIn>) -> ApiResult {
+    user.require(&[Role::Technician])?;
+    service::release(&state, &user, ApparatusId::new(&b.apparatus_id)?).await?;
+    Ok(Json(json!({ "released": b.apparatus_id })))
+}
+
+async fn challenge(State(state): State<AppState>, Json(b): Json<IdIn>) -> ApiResult {
+    let c = service::challenge(&state, ApparatusId::new(&b.apparatus_id)?).await?;
+    Ok(Json(json!({ "challenge": hex::encode(c.0), "expires_in_ms": service::CHALLENGE_MILLIS })))
+}
+
+#[derive(Deserialize)]
+struct VerifyIn {
+    apparatus_id: String,
+    challenge: String,
+    response: String,
+}
+
+async fn verify(State(state): State<AppState>, Json(b): Json<VerifyIn>) -> ApiResult {
+    let ok = service::verify(
+        &state,
+        ApparatusId::new(&b.apparatus_id)?,
+        Challenge(hex32("challenge", &b.challenge)?),
+        AuthResponse(hex32("response", &b.response)?),
+    )
+    .await?;
+    Ok(Json(json!({ "authenticated": ok })))
+}

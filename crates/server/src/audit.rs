@@ -1,0 +1,163 @@
+//! The audit log: append-only, hash-chained.
+//!
+//! Each entry stores the hash of the one before it, and its own hash over its sequence number,
+//! time, actor, action, detail and that previous hash. Editing, deleting or reordering an entry
+//! breaks the chain at that point; cutting entries off the end is caught by checking against a
+//! head (sequence number and hash) that an auditor saved earlier.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::{Row, SqliteConnection};
+
+use crate::error::AppError;
+
+/// The hash before the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The hash of one entry.
+pub fn entry_hash(seq: i64, at: &str, actor: &str, action: &str, detail: &str, prev: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"imprint-audit-v1");
+    for field in [seq.to_string().as_str(), at, actor, action, detail, prev] {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Appends an entry inside the caller's transaction (so the entry and the change it records
+/// commit together, or neither does).
+pub async fn append(
+    conn: &mut SqliteConnection,
+    actor: &str,
+    action: &str,
+    detail: serde_json::Value,
+) -> Result<(), AppError> {
+    let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (seq, prev) = match last {
+        Some(r) => (r.try_get::<i64, _>("seq")? + 1, r.try_get::<String, _>("hash")?),
+        None => (1, GENESIS.to_string()),
+    };
+    let at = crate::now_millis().to_string();
+    let detail = detail.to_string();
+    let hash = entry_hash(seq, &at, actor, action, &detail, &prev);
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, actor, action, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(seq)
+    .bind(&at)
+    .bind(actor)
+    .bind(action)
+    .bind(&detail)
+    .bind(&prev)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// One audit entry as read back.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// Position, from 1.
+    pub seq: i64,
+    /// Unix time in milliseconds.
+    pub at: String,
+    /// Who (user name, "device", "cli", "system").
+    pub actor: String,
+    /// What (import, issue, report, auth, ...).
+    pub action: String,
+    /// JSON detail (never secrets).
+    pub detail: String,
+    /// The previous entry's hash.
+    pub prev_hash: String,
+    /// This entry's hash.
+    pub hash: String,
+}
+
+/// The outcome of verifying the chain.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Verification {
+    /// Entries checked.
+    pub entries: i64,
+    /// The last entry's hash (save it: it is the checkpoint for the next verification).
+    pub head: String,
+    /// Whether every check passed.
+    pub ok: bool,
+    /// The first problem found, if any.
+    pub problem: Option<String>,
+}
+
+/// Reads entries from `from` on, at most `limit`.
+pub async fn read(conn: &mut SqliteConnection, from: i64, limit: i64) -> Result<Vec<Entry>, AppError> {
+    let rows = sqlx::query(
+        "SELECT seq, at, actor, action, detail, prev_hash, hash FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?",
+    )
+    .bind(from)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Entry {
+                seq: r.try_get("seq")?,
+                at: r.try_get("at")?,
+                actor: r.try_get("actor")?,
+                action: r.try_get("action")?,
+                detail: r.try_get("detail")?,
+                prev_hash: r.try_get("prev_hash")?,
+                hash: r.try_get("hash")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(AppError::from)
+}
+
+/// Verifies the whole chain, and optionally that it still contains the checkpoint
+/// `(seq, hash)` an auditor saved (which catches entries cut off the end).
+pub async fn verify(
+    conn: &mut SqliteConnection,
+    checkpoint: Option<(i64, &str)>,
+) -> Result<Verification, AppError> {
+    let entries = read(conn, 1, i64::MAX).await?;
+    Ok(verify_entries(&entries, checkpoint))
+}
+
+/// The pure check over entries read in `seq` order.
+pub fn verify_entries(entries: &[Entry], checkpoint: Option<(i64, &str)>) -> Verification {
+    let mut prev = GENESIS.to_string();
+    let mut problem = None;
+    for (i, e) in entries.iter().enumerate() {
+        let expected_seq = i as i64 + 1;
+        if e.seq != expected_seq {
+            problem = Some(format!("entry {expected_seq} is missing (found {} in its place)", e.seq));
+            break;
+        }
+        if e.prev_hash != prev {
+            problem = Some(format!("entry {} does not follow entry {}: an entry was removed or reordered", e.seq, e.seq - 1));
+            break;
+        }
+        if entry_hash(e.seq, &e.at, &e.actor, &e.action, &e.detail, &e.prev_hash) != e.hash {
+            problem = Some(format!("entry {} was altered after it was written", e.seq));
+            break;
+        }
+        prev = e.hash.clone();
+    }
+    if problem.is_none() {
+        if let Some((seq, hash)) = checkpoint {
+            match entries.get((seq - 1).max(0) as usize) {
+                Some(e) if e.seq == seq && e.hash == hash => {}
+                Some(_) => problem = Some(format!("entry {seq} differs from the saved checkpoint")),
+                None => problem = Some(format!("the log ends before the saved checkpoint {seq}: entries were cut off")),
+            }
+        }
+    }
+    Verification {
+        entries: entries.len() as i64,
+        head: entries.last().map_or(GENESIS.to_string(), |e| e.hash.clone()),
+        ok: problem.is_none(),
+        problem,
+    }
+}

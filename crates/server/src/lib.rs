@@ -1,0 +1,62 @@
+//! The Imprint management and authentication server.
+//!
+//! - [`app`] builds the HTTP API (axum) over an [`AppState`]; tests drive it with `oneshot`.
+//! - [`db`] opens SQLite and runs the migrations (tables 700, 500, 702, 704, 708 and the rest).
+//! - [`kek`] seals secrets at rest under the key-encryption key.
+//! - [`audit`] appends to and verifies the hash-chained audit log.
+//! - [`auth`] users, passwords (argon2), sessions and roles.
+//! - [`service`] the operations (generate, import, issue, report, remap, authenticate), each one
+//!   transaction that calls the rules of `imprint-core` and appends its audit entry.
+//! - [`api`] the HTTP handlers: parse, check the role, call the service, answer.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod kek;
+pub mod service;
+
+use std::sync::Arc;
+
+pub use error::AppError;
+
+/// Everything a request needs.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The database.
+    pub pool: sqlx::SqlitePool,
+    /// The key-encryption key.
+    pub kek: Arc<kek::Kek>,
+    /// Serialises write transactions: SQLite allows one writer, and taking the lock before
+    /// `BEGIN` avoids "database is locked" upgrades under many concurrent stations.
+    pub write_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl AppState {
+    /// State over an open pool.
+    pub fn new(pool: sqlx::SqlitePool, kek: kek::Kek) -> Self {
+        Self {
+            pool,
+            kek: Arc::new(kek),
+            write_lock: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+}
+
+/// The router.
+pub fn app(state: AppState) -> axum::Router {
+    api::router(state)
+}
+
+/// The operating system's randomness (all keys, nonces, pass phrases, tokens).
+pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+/// Unix time in milliseconds.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,300 @@
+//! `imprint`: the management and authentication server and its admin commands.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use imprint_core::{FactoryId, KeyId, ProductCode};
+use imprint_server::{AppError, AppState, audit, auth, db, kek::Kek, service};
+
+#[derive(Parser)]
+#[command(name = "imprint", version, about = "Imprint management and authentication server")]
+struct Cli {
+    /// Folder holding the database (imprint.db) and the key-encryption key (kek.key).
+    #[arg(long, env = "IMPRINT_DATA", default_value = "imprint-data", global = true)]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Creates the data folder, the key-encryption key, the database and the first admin.
+    Init {
+        /// The admin's user name.
+        #[arg(long, default_value = "admin")]
+        admin: String,
+        /// The admin's password (or IMPRINT_ADMIN_PASSWORD); generated and printed if absent.
+        #[arg(long, env = "IMPRINT_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: Option<String>,
+    },
+    /// Serves the API.
+    Serve {
+        /// Address to listen on. Loopback by default; a LAN address needs TLS in front.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// A fresh demo: data folder `imprint-demo` (replaced), demo keys matching the simulated
+    /// devices, product CAM-X100, two factories with quotas, entries, logins; then serves.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Authentication-information entries to generate.
+        #[arg(long, default_value_t = 3000)]
+        entries: u64,
+        /// Set everything up, print the logins, and exit without serving.
+        #[arg(long)]
+        no_serve: bool,
+    },
+    /// Table 700: pre-write keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Table 500: map a product code to a key identifier (remaps re-seal what is outstanding).
+    MapProduct {
+        /// Product code.
+        product_code: String,
+        /// Key identifier.
+        key_id: u32,
+    },
+    /// Table 702: generate entries.
+    Generate {
+        /// Key identifier the entries are bound to.
+        #[arg(long)]
+        key_id: u32,
+        /// How many.
+        #[arg(long)]
+        count: u64,
+        /// Apparatus ID prefix.
+        #[arg(long, default_value = "IMP-")]
+        prefix: String,
+    },
+    /// Table 702: import entries from CSV (apparatus_id,pass_phrase,key_id); all or nothing.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+    },
+    /// Table 704 without secrets, as CSV on standard output.
+    ExportInstalled,
+    /// Adds a factory.
+    AddFactory {
+        /// Factory ID.
+        factory_id: String,
+        /// Display name.
+        name: String,
+    },
+    /// Sets a factory's quota for a product code.
+    Quota {
+        /// Factory ID.
+        factory_id: String,
+        /// Product code.
+        product_code: String,
+        /// Records it may receive in total.
+        limit: u64,
+    },
+    /// Adds a user (password from IMPRINT_USER_PASSWORD).
+    AddUser {
+        /// User name.
+        username: String,
+        /// admin, technician or auditor.
+        role: String,
+        /// The technician's factory.
+        #[arg(long)]
+        factory: Option<String>,
+        /// Password.
+        #[arg(long, env = "IMPRINT_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// Verifies the audit log's hash chain.
+    AuditVerify {
+        /// A checkpoint `seq:hash` saved from an earlier run (catches cut-off entries).
+        #[arg(long)]
+        checkpoint: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Adds a random pre-write key.
+    Add {
+        /// Key identifier.
+        key_id: u32,
+    },
+    /// Lists key identifiers (never key material).
+    List,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "imprint_server=info,imprint=info".into()),
+        )
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("imprint: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open(dir: &Path) -> Result<AppState, AppError> {
+    let kek = Kek::load_file(&dir.join("kek.key"))?;
+    let pool = db::open(&dir.join("imprint.db")).await?;
+    Ok(AppState::new(pool, kek))
+}
+
+fn random_password() -> String {
+    use rand_core::Rng;
+    let mut b = [0u8; 12];
+    imprint_server::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+async fn init(dir: &Path, admin: &str, password: Option<String>) -> Result<AppState, AppError> {
+    std::fs::create_dir_all(dir).map_err(|e| AppError::Config(format!("cannot create {}: {e}", dir.display())))?;
+    if dir.join("imprint.db").exists() {
+        return Err(AppError::Config(format!("{} already holds a database", dir.display())));
+    }
+    let kek = Kek::create_file(&dir.join("kek.key"))?;
+    let pool = db::open(&dir.join("imprint.db")).await?;
+    let state = AppState::new(pool, kek);
+    let (password, shown) = match password {
+        Some(p) => (p, false),
+        None => (random_password(), true),
+    };
+    let mut tx = state.pool.begin().await?;
+    auth::create_user(&mut tx, "cli", admin, &password, "admin", None).await?;
+    tx.commit().await?;
+    println!("initialised {} (keep kek.key safe and apart from backups of imprint.db)", dir.display());
+    if shown {
+        println!("admin user '{admin}', password (shown once): {password}");
+    }
+    Ok(state)
+}
+
+async fn serve(state: AppState, listen: SocketAddr) -> Result<(), AppError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| AppError::Config(format!("cannot listen on {listen}: {e}")))?;
+    tracing::info!("imprint serving on http://{listen}");
+    axum::serve(listener, imprint_server::app(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("server: {e}")))
+}
+
+async fn demo(entries: u64) -> Result<AppState, AppError> {
+    let dir = PathBuf::from("imprint-demo");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| AppError::Config(format!("cannot replace {}: {e}", dir.display())))?;
+    }
+    let state = init(&dir, "admin", Some("demo-admin-pass".into())).await?;
+    let who = "demo";
+    for k in [1u32, 2] {
+        let key_id = KeyId::new(k)?;
+        service::add_key_bytes(&state, who, key_id, imprint_device::sim::demo_key(key_id)).await?;
+    }
+    let product = ProductCode::new(imprint_device::sim::DEMO_PRODUCT)?;
+    service::map_product(&state, who, product, KeyId::new(1)?).await?;
+    service::generate(&state, who, KeyId::new(1)?, entries, "IMP-").await?;
+    for (f, name, quota) in [("acme-sz", "ACME Shenzhen", 1000u64), ("contoso-pl", "Contoso Poland", 200)] {
+        let factory = FactoryId::new(f)?;
+        service::add_factory(&state, who, factory, name).await?;
+        service::set_quota(&state, who, factory, product, quota).await?;
+    }
+    let mut tx = state.pool.begin().await?;
+    auth::create_user(&mut tx, who, "tech-ana", "demo-tech-pass", "technician", Some("acme-sz")).await?;
+    auth::create_user(&mut tx, who, "tech-ben", "demo-tech-pass", "technician", Some("contoso-pl")).await?;
+    auth::create_user(&mut tx, who, "auditor", "demo-audit-pass", "auditor", None).await?;
+    tx.commit().await?;
+    println!("demo data in ./imprint-demo: keys 1 and 2 (the simulated devices' demo keys), product {product} -> key 1,");
+    println!("{entries} entries, factories acme-sz (quota 1000) and contoso-pl (quota 200).");
+    println!("logins: admin / demo-admin-pass, tech-ana / demo-tech-pass (acme-sz), tech-ben / demo-tech-pass (contoso-pl), auditor / demo-audit-pass");
+    Ok(state)
+}
+
+async fn run(cli: Cli) -> Result<(), AppError> {
+    let dir = cli.data_dir;
+    match cli.command {
+        Command::Init { admin, admin_password } => init(&dir, &admin, admin_password).await.map(|_| ()),
+        Command::Serve { listen } => serve(open(&dir).await?, listen).await,
+        Command::Demo { listen, entries, no_serve } => {
+            let state = demo(entries).await?;
+            if no_serve { Ok(()) } else { serve(state, listen).await }
+        }
+        Command::Keys(KeysCmd::Add { key_id }) => service::add_key(&open(&dir).await?, "cli", KeyId::new(key_id)?).await,
+        Command::Keys(KeysCmd::List) => {
+            for k in service::list_keys(&open(&dir).await?).await? {
+                println!("{k}");
+            }
+            Ok(())
+        }
+        Command::MapProduct { product_code, key_id } => {
+            let r = service::map_product(&open(&dir).await?, "cli", ProductCode::new(&product_code)?, KeyId::new(key_id)?).await?;
+            println!("{product_code} -> key {} (was {:?}); {} outstanding records re-sealed", r.new_key_id, r.old_key_id, r.resealed);
+            Ok(())
+        }
+        Command::Generate { key_id, count, prefix } => {
+            let g = service::generate(&open(&dir).await?, "cli", KeyId::new(key_id)?, count, &prefix).await?;
+            println!("generated {} entries: {} .. {}", g.count, g.first, g.last);
+            Ok(())
+        }
+        Command::Import { file } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| AppError::Config(format!("cannot read {}: {e}", file.display())))?;
+            match service::import_csv(&open(&dir).await?, "cli", &text).await? {
+                Ok(n) => {
+                    println!("imported {n} entries");
+                    Ok(())
+                }
+                Err(lines) => {
+                    for l in &lines {
+                        eprintln!("{}:{}: {}", file.display(), l.line, l.reason);
+                    }
+                    Err(AppError::BadRequest(format!("{} bad line(s); nothing was imported", lines.len())))
+                }
+            }
+        }
+        Command::ExportInstalled => {
+            print!("{}", service::export_installed(&open(&dir).await?).await?);
+            Ok(())
+        }
+        Command::AddFactory { factory_id, name } => service::add_factory(&open(&dir).await?, "cli", FactoryId::new(&factory_id)?, &name).await,
+        Command::Quota { factory_id, product_code, limit } => {
+            service::set_quota(&open(&dir).await?, "cli", FactoryId::new(&factory_id)?, ProductCode::new(&product_code)?, limit).await
+        }
+        Command::AddUser { username, role, factory, password } => {
+            let state = open(&dir).await?;
+            let mut tx = state.pool.begin().await?;
+            auth::create_user(&mut tx, "cli", &username, &password, &role, factory.as_deref()).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        Command::AuditVerify { checkpoint } => {
+            let state = open(&dir).await?;
+            let cp = match &checkpoint {
+                Some(c) => {
+                    let (s, h) = c.split_once(':').ok_or_else(|| AppError::BadRequest("checkpoint: seq:hash".into()))?;
+                    Some((s.parse::<i64>().map_err(|_| AppError::BadRequest("checkpoint seq: a number".into()))?, h.to_string()))
+                }
+                None => None,
+            };
+            let mut conn = state.pool.acquire().await?;
+            let v = audit::verify(&mut conn, cp.as_ref().map(|(s, h)| (*s, h.as_str()))).await?;
+            println!("{} entries; head {}:{}", v.entries, v.entries, v.head);
+            match v.problem {
+                None => {
+                    println!("audit log intact");
+                    Ok(())
+                }
+                Some(p) => Err(AppError::Conflict(format!("audit log damaged: {p}"))),
+            }
+        }
+    }
+}
