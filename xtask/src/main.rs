@@ -1,8 +1,8 @@
 //! Imprint's automation, in Rust so it needs nothing but cargo.
 //!
 //! - `cargo xtask test`: every check CI runs, installing what is missing first.
-//! - `cargo xtask run`: runs the system (today: the core walkthrough; the server and portal
-//!   join it with their issues).
+//! - `cargo xtask run`: runs the system: the server with demo data (the portal joins it with
+//!   its issue).
 //! - `cargo xtask fuzz <target> [seconds]`: runs one fuzz target with cargo-fuzz.
 //! - `cargo xtask vectors`: regenerates imprint-core's own test vectors.
 //! - `cargo xtask bench`: the seal/open benchmark next to `openssl speed`.
@@ -259,16 +259,9 @@ fn fuzz(target: Option<&str>, seconds: Option<&str>) -> Result {
 
 fn run() -> Result {
     eprintln!(
-        "Imprint today is imprint-core: this walks one device through the whole flow in-process.\nThe server, the portal and simulated USB devices arrive with their issues.\n"
+        "Imprint demo: the management server on http://127.0.0.1:8080 with a fresh database in\n./imprint-demo (demo keys that the simulated devices hold, product CAM-X100, two factories,\n3000 entries). Ctrl-C stops it. The browser portal arrives with its issue; meanwhile\n`cargo run -p imprint-core --example walkthrough` walks one device through the flow.\n"
     );
-    cargo(&[
-        "run",
-        "-q",
-        "-p",
-        "imprint-core",
-        "--example",
-        "walkthrough",
-    ])
+    cargo(&["run", "--release", "-q", "-p", "imprint-server", "--bin", "imprint", "--", "demo"])
 }
 
 fn bench() -> Result {

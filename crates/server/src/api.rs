@@ -20,7 +20,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use imprint_core::{ApparatusId, AuthResponse, Challenge, FactoryId, KeyId, ProductCode, ProductSerial, Receipt};
+use imprint_core::{
+    ApparatusId, AuthResponse, Challenge, FactoryId, KeyId, ProductCode, ProductSerial, Receipt,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -99,7 +101,9 @@ async fn me(user: User) -> ApiResult {
 
 async fn list_keys(State(state): State<AppState>, user: User) -> ApiResult {
     user.require(&[Role::Admin])?;
-    Ok(Json(json!({ "key_ids": service::list_keys(&state).await? })))
+    Ok(Json(
+        json!({ "key_ids": service::list_keys(&state).await? }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -123,9 +127,20 @@ async fn list_products(State(state): State<AppState>, user: User) -> ApiResult {
     Ok(Json(json!({ "products": list })))
 }
 
-async fn map_product(State(state): State<AppState>, user: User, Path(code): Path<String>, Json(b): Json<KeyIn>) -> ApiResult {
+async fn map_product(
+    State(state): State<AppState>,
+    user: User,
+    Path(code): Path<String>,
+    Json(b): Json<KeyIn>,
+) -> ApiResult {
     user.require(&[Role::Admin])?;
-    let r = service::map_product(&state, &user.username, ProductCode::new(&code)?, KeyId::new(b.key_id)?).await?;
+    let r = service::map_product(
+        &state,
+        &user.username,
+        ProductCode::new(&code)?,
+        KeyId::new(b.key_id)?,
+    )
+    .await?;
     Ok(Json(json!(r)))
 }
 
@@ -141,13 +156,28 @@ fn default_prefix() -> String {
     "IMP-".into()
 }
 
-async fn generate(State(state): State<AppState>, user: User, Json(b): Json<GenerateIn>) -> ApiResult {
+async fn generate(
+    State(state): State<AppState>,
+    user: User,
+    Json(b): Json<GenerateIn>,
+) -> ApiResult {
     user.require(&[Role::Admin])?;
-    let g = service::generate(&state, &user.username, KeyId::new(b.key_id)?, b.count, &b.prefix).await?;
+    let g = service::generate(
+        &state,
+        &user.username,
+        KeyId::new(b.key_id)?,
+        b.count,
+        &b.prefix,
+    )
+    .await?;
     Ok(Json(json!(g)))
 }
 
-async fn import(State(state): State<AppState>, user: User, body: String) -> Result<axum::response::Response, AppError> {
+async fn import(
+    State(state): State<AppState>,
+    user: User,
+    body: String,
+) -> Result<axum::response::Response, AppError> {
     user.require(&[Role::Admin])?;
     Ok(match service::import_csv(&state, &user.username, &body).await? {
         Ok(n) => Json(json!({ "imported": n })).into_response(),
@@ -165,9 +195,19 @@ struct FactoryIn {
     name: String,
 }
 
-async fn add_factory(State(state): State<AppState>, user: User, Json(b): Json<FactoryIn>) -> ApiResult {
+async fn add_factory(
+    State(state): State<AppState>,
+    user: User,
+    Json(b): Json<FactoryIn>,
+) -> ApiResult {
     user.require(&[Role::Admin])?;
-    service::add_factory(&state, &user.username, FactoryId::new(&b.factory_id)?, &b.name).await?;
+    service::add_factory(
+        &state,
+        &user.username,
+        FactoryId::new(&b.factory_id)?,
+        &b.name,
+    )
+    .await?;
     Ok(Json(json!({ "factory_id": b.factory_id })))
 }
 
@@ -183,8 +223,17 @@ async fn set_quota(
     Json(b): Json<QuotaIn>,
 ) -> ApiResult {
     user.require(&[Role::Admin])?;
-    service::set_quota(&state, &user.username, FactoryId::new(&factory)?, ProductCode::new(&product)?, b.limit).await?;
-    Ok(Json(json!({ "factory_id": factory, "product_code": product, "limit": b.limit })))
+    service::set_quota(
+        &state,
+        &user.username,
+        FactoryId::new(&factory)?,
+        ProductCode::new(&product)?,
+        b.limit,
+    )
+    .await?;
+    Ok(Json(
+        json!({ "factory_id": factory, "product_code": product, "limit": b.limit }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -199,7 +248,15 @@ async fn add_user(State(state): State<AppState>, user: User, Json(b): Json<UserI
     user.require(&[Role::Admin])?;
     let _w = state.write_lock.lock().await;
     let mut tx = state.pool.begin().await?;
-    auth::create_user(&mut tx, &user.username, &b.username, &b.password, &b.role, b.factory_id.as_deref()).await?;
+    auth::create_user(
+        &mut tx,
+        &user.username,
+        &b.username,
+        &b.password,
+        &b.role,
+        b.factory_id.as_deref(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(json!({ "username": b.username, "role": b.role })))
 }
@@ -210,7 +267,10 @@ async fn revoke(State(state): State<AppState>, user: User, Path(id): Path<String
     Ok(Json(json!({ "revoked": id })))
 }
 
-async fn export_installed(State(state): State<AppState>, user: User) -> Result<impl IntoResponse, AppError> {
+async fn export_installed(
+    State(state): State<AppState>,
+    user: User,
+) -> Result<impl IntoResponse, AppError> {
     user.require(&[Role::Admin, Role::Auditor])?;
     let csv = service::export_installed(&state).await?;
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv))
@@ -222,10 +282,19 @@ struct AuditQuery {
     limit: Option<i64>,
 }
 
-async fn read_audit(State(state): State<AppState>, user: User, Query(q): Query<AuditQuery>) -> ApiResult {
+async fn read_audit(
+    State(state): State<AppState>,
+    user: User,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult {
     user.require(&[Role::Admin, Role::Auditor])?;
     let mut conn = state.pool.acquire().await?;
-    let entries = audit::read(&mut conn, q.from.unwrap_or(1), q.limit.unwrap_or(100).clamp(1, 1000)).await?;
+    let entries = audit::read(
+        &mut conn,
+        q.from.unwrap_or(1),
+        q.limit.unwrap_or(100).clamp(1, 1000),
+    )
+    .await?;
     Ok(Json(json!({ "entries": entries })))
 }
 
@@ -235,20 +304,30 @@ struct VerifyQuery {
     checkpoint: Option<String>,
 }
 
-async fn verify_audit(State(state): State<AppState>, user: User, Query(q): Query<VerifyQuery>) -> ApiResult {
+async fn verify_audit(
+    State(state): State<AppState>,
+    user: User,
+    Query(q): Query<VerifyQuery>,
+) -> ApiResult {
     user.require(&[Role::Admin, Role::Auditor])?;
     let checkpoint = match &q.checkpoint {
         Some(c) => {
             let (seq, hash) = c
                 .split_once(':')
                 .ok_or_else(|| AppError::BadRequest("checkpoint: seq:hash expected".into()))?;
-            let seq: i64 = seq.parse().map_err(|_| AppError::BadRequest("checkpoint: seq must be a number".into()))?;
+            let seq: i64 = seq
+                .parse()
+                .map_err(|_| AppError::BadRequest("checkpoint: seq must be a number".into()))?;
             Some((seq, hash.to_string()))
         }
         None => None,
     };
     let mut conn = state.pool.acquire().await?;
-    let v = audit::verify(&mut conn, checkpoint.as_ref().map(|(s, h)| (*s, h.as_str()))).await?;
+    let v = audit::verify(
+        &mut conn,
+        checkpoint.as_ref().map(|(s, h)| (*s, h.as_str())),
+    )
+    .await?;
     Ok(Json(json!(v)))
 }
 
@@ -260,13 +339,16 @@ struct IssueIn {
 
 async fn issue(State(state): State<AppState>, user: User, Json(b): Json<IssueIn>) -> ApiResult {
     user.require(&[Role::Technician])?;
-    let records = service::issue(&state, &user, ProductCode::new(&b.product_code)?, b.count).await?;
+    let records =
+        service::issue(&state, &user, ProductCode::new(&b.product_code)?, b.count).await?;
     Ok(Json(json!({ "records": records })))
 }
 
 async fn records(State(state): State<AppState>, user: User) -> ApiResult {
     user.require(&[Role::Technician])?;
-    Ok(Json(json!({ "records": service::open_records(&state, &user).await? })))
+    Ok(Json(
+        json!({ "records": service::open_records(&state, &user).await? }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -302,7 +384,9 @@ async fn release(State(state): State<AppState>, user: User, Json(b): Json<IdIn>)
 
 async fn challenge(State(state): State<AppState>, Json(b): Json<IdIn>) -> ApiResult {
     let c = service::challenge(&state, ApparatusId::new(&b.apparatus_id)?).await?;
-    Ok(Json(json!({ "challenge": hex::encode(c.0), "expires_in_ms": service::CHALLENGE_MILLIS })))
+    Ok(Json(
+        json!({ "challenge": hex::encode(c.0), "expires_in_ms": service::CHALLENGE_MILLIS }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -15,7 +15,14 @@ use crate::error::AppError;
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The hash of one entry.
-pub fn entry_hash(seq: i64, at: &str, actor: &str, action: &str, detail: &str, prev: &str) -> String {
+pub fn entry_hash(
+    seq: i64,
+    at: &str,
+    actor: &str,
+    action: &str,
+    detail: &str,
+    prev: &str,
+) -> String {
     let mut h = Sha256::new();
     h.update(b"imprint-audit-v1");
     for field in [seq.to_string().as_str(), at, actor, action, detail, prev] {
@@ -37,7 +44,10 @@ pub async fn append(
         .fetch_optional(&mut *conn)
         .await?;
     let (seq, prev) = match last {
-        Some(r) => (r.try_get::<i64, _>("seq")? + 1, r.try_get::<String, _>("hash")?),
+        Some(r) => (
+            r.try_get::<i64, _>("seq")? + 1,
+            r.try_get::<String, _>("hash")?,
+        ),
         None => (1, GENESIS.to_string()),
     };
     let at = crate::now_millis().to_string();
@@ -91,7 +101,11 @@ pub struct Verification {
 }
 
 /// Reads entries from `from` on, at most `limit`.
-pub async fn read(conn: &mut SqliteConnection, from: i64, limit: i64) -> Result<Vec<Entry>, AppError> {
+pub async fn read(
+    conn: &mut SqliteConnection,
+    from: i64,
+    limit: i64,
+) -> Result<Vec<Entry>, AppError> {
     let rows = sqlx::query(
         "SELECT seq, at, actor, action, detail, prev_hash, hash FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?",
     )
@@ -132,11 +146,18 @@ pub fn verify_entries(entries: &[Entry], checkpoint: Option<(i64, &str)>) -> Ver
     for (i, e) in entries.iter().enumerate() {
         let expected_seq = i as i64 + 1;
         if e.seq != expected_seq {
-            problem = Some(format!("entry {expected_seq} is missing (found {} in its place)", e.seq));
+            problem = Some(format!(
+                "entry {expected_seq} is missing (found {} in its place)",
+                e.seq
+            ));
             break;
         }
         if e.prev_hash != prev {
-            problem = Some(format!("entry {} does not follow entry {}: an entry was removed or reordered", e.seq, e.seq - 1));
+            problem = Some(format!(
+                "entry {} does not follow entry {}: an entry was removed or reordered",
+                e.seq,
+                e.seq - 1
+            ));
             break;
         }
         if entry_hash(e.seq, &e.at, &e.actor, &e.action, &e.detail, &e.prev_hash) != e.hash {
@@ -145,18 +166,24 @@ pub fn verify_entries(entries: &[Entry], checkpoint: Option<(i64, &str)>) -> Ver
         }
         prev = e.hash.clone();
     }
-    if problem.is_none() {
-        if let Some((seq, hash)) = checkpoint {
-            match entries.get((seq - 1).max(0) as usize) {
-                Some(e) if e.seq == seq && e.hash == hash => {}
-                Some(_) => problem = Some(format!("entry {seq} differs from the saved checkpoint")),
-                None => problem = Some(format!("the log ends before the saved checkpoint {seq}: entries were cut off")),
+    if problem.is_none()
+        && let Some((seq, hash)) = checkpoint
+    {
+        match entries.get((seq - 1).max(0) as usize) {
+            Some(e) if e.seq == seq && e.hash == hash => {}
+            Some(_) => problem = Some(format!("entry {seq} differs from the saved checkpoint")),
+            None => {
+                problem = Some(format!(
+                    "the log ends before the saved checkpoint {seq}: entries were cut off"
+                ))
             }
         }
     }
     Verification {
         entries: entries.len() as i64,
-        head: entries.last().map_or(GENESIS.to_string(), |e| e.hash.clone()),
+        head: entries
+            .last()
+            .map_or(GENESIS.to_string(), |e| e.hash.clone()),
         ok: problem.is_none(),
         problem,
     }

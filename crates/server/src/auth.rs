@@ -148,15 +148,19 @@ pub async fn create_user(
         .fetch_optional(&mut *conn)
         .await?;
     if taken.is_some() {
-        return Err(AppError::Conflict(format!("user '{username}' already exists")));
+        return Err(AppError::Conflict(format!(
+            "user '{username}' already exists"
+        )));
     }
-    sqlx::query("INSERT INTO users (username, password_hash, role, factory_id) VALUES (?, ?, ?, ?)")
-        .bind(username)
-        .bind(hash)
-        .bind(role.as_str())
-        .bind(factory)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO users (username, password_hash, role, factory_id) VALUES (?, ?, ?, ?)",
+    )
+    .bind(username)
+    .bind(hash)
+    .bind(role.as_str())
+    .bind(factory)
+    .execute(&mut *conn)
+    .await?;
     audit::append(
         conn,
         actor,
@@ -172,7 +176,11 @@ fn token_hash(token: &str) -> Vec<u8> {
 
 /// Checks a password and opens a session. Wrong user and wrong password give the same answer
 /// in about the same time.
-pub async fn login(state: &AppState, username: &str, password: &str) -> Result<(String, User), AppError> {
+pub async fn login(
+    state: &AppState,
+    username: &str,
+    password: &str,
+) -> Result<(String, User), AppError> {
     let row = sqlx::query("SELECT password_hash, role, factory_id FROM users WHERE username = ?")
         .bind(username)
         .fetch_optional(&state.pool)
@@ -207,7 +215,13 @@ pub async fn login(state: &AppState, username: &str, password: &str) -> Result<(
         .bind(now_millis() + SESSION_MILLIS)
         .execute(&mut *tx)
         .await?;
-    audit::append(&mut tx, username, "login", serde_json::json!({ "role": user.role.as_str() })).await?;
+    audit::append(
+        &mut tx,
+        username,
+        "login",
+        serde_json::json!({ "role": user.role.as_str() }),
+    )
+    .await?;
     tx.commit().await?;
     Ok((token, user))
 }
@@ -235,9 +249,8 @@ impl FromRequestParts<AppState> for User {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = bearer(parts).ok_or_else(|| {
-            AppError::Unauthorized("sign in first (no session token)".into())
-        })?;
+        let token = bearer(parts)
+            .ok_or_else(|| AppError::Unauthorized("sign in first (no session token)".into()))?;
         let row = sqlx::query(
             "SELECT u.username, u.role, u.factory_id FROM sessions s JOIN users u ON u.username = s.username \
              WHERE s.token_hash = ? AND s.expires_at > ?",

@@ -82,7 +82,11 @@ impl Kek {
         // Only fails for inputs over 64 GiB.
         let tag = self
             .cipher
-            .encrypt_inout_detached(&Nonce::from(nonce), context.as_bytes(), buf.as_mut_slice().into())
+            .encrypt_inout_detached(
+                &Nonce::from(nonce),
+                context.as_bytes(),
+                buf.as_mut_slice().into(),
+            )
             .unwrap_or_default();
         let mut out = Vec::with_capacity(12 + secret.len() + 16);
         out.extend_from_slice(&nonce);
@@ -94,7 +98,11 @@ impl Kek {
     /// Opens a sealed secret. Fails if the blob was altered, moved to another row, or sealed
     /// under another KEK.
     pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, AppError> {
-        let bad = || AppError::Internal(format!("a secret at rest failed to open ({context}): wrong key file or altered database"));
+        let bad = || {
+            AppError::Internal(format!(
+                "a secret at rest failed to open ({context}): wrong key file or altered database"
+            ))
+        };
         if sealed.len() < 28 {
             return Err(bad());
         }
@@ -104,7 +112,12 @@ impl Kek {
         let tag = Tag::try_from(tag).map_err(|_| bad())?;
         let mut buf = Zeroizing::new(ct.to_vec());
         self.cipher
-            .decrypt_inout_detached(&Nonce::from(nonce), context.as_bytes(), buf.as_mut_slice().into(), &tag)
+            .decrypt_inout_detached(
+                &Nonce::from(nonce),
+                context.as_bytes(),
+                buf.as_mut_slice().into(),
+                &tag,
+            )
             .map_err(|_| bad())?;
         Ok(buf)
     }

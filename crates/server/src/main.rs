@@ -9,10 +9,19 @@ use imprint_core::{FactoryId, KeyId, ProductCode};
 use imprint_server::{AppError, AppState, audit, auth, db, kek::Kek, service};
 
 #[derive(Parser)]
-#[command(name = "imprint", version, about = "Imprint management and authentication server")]
+#[command(
+    name = "imprint",
+    version,
+    about = "Imprint management and authentication server"
+)]
 struct Cli {
     /// Folder holding the database (imprint.db) and the key-encryption key (kek.key).
-    #[arg(long, env = "IMPRINT_DATA", default_value = "imprint-data", global = true)]
+    #[arg(
+        long,
+        env = "IMPRINT_DATA",
+        default_value = "imprint-data",
+        global = true
+    )]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -156,9 +165,13 @@ fn random_password() -> String {
 }
 
 async fn init(dir: &Path, admin: &str, password: Option<String>) -> Result<AppState, AppError> {
-    std::fs::create_dir_all(dir).map_err(|e| AppError::Config(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| AppError::Config(format!("cannot create {}: {e}", dir.display())))?;
     if dir.join("imprint.db").exists() {
-        return Err(AppError::Config(format!("{} already holds a database", dir.display())));
+        return Err(AppError::Config(format!(
+            "{} already holds a database",
+            dir.display()
+        )));
     }
     let kek = Kek::create_file(&dir.join("kek.key"))?;
     let pool = db::open(&dir.join("imprint.db")).await?;
@@ -170,7 +183,10 @@ async fn init(dir: &Path, admin: &str, password: Option<String>) -> Result<AppSt
     let mut tx = state.pool.begin().await?;
     auth::create_user(&mut tx, "cli", admin, &password, "admin", None).await?;
     tx.commit().await?;
-    println!("initialised {} (keep kek.key safe and apart from backups of imprint.db)", dir.display());
+    println!(
+        "initialised {} (keep kek.key safe and apart from backups of imprint.db)",
+        dir.display()
+    );
     if shown {
         println!("admin user '{admin}', password (shown once): {password}");
     }
@@ -193,7 +209,8 @@ async fn serve(state: AppState, listen: SocketAddr) -> Result<(), AppError> {
 async fn demo(entries: u64) -> Result<AppState, AppError> {
     let dir = PathBuf::from("imprint-demo");
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| AppError::Config(format!("cannot replace {}: {e}", dir.display())))?;
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| AppError::Config(format!("cannot replace {}: {e}", dir.display())))?;
     }
     let state = init(&dir, "admin", Some("demo-admin-pass".into())).await?;
     let who = "demo";
@@ -204,50 +221,110 @@ async fn demo(entries: u64) -> Result<AppState, AppError> {
     let product = ProductCode::new(imprint_device::sim::DEMO_PRODUCT)?;
     service::map_product(&state, who, product, KeyId::new(1)?).await?;
     service::generate(&state, who, KeyId::new(1)?, entries, "IMP-").await?;
-    for (f, name, quota) in [("acme-sz", "ACME Shenzhen", 1000u64), ("contoso-pl", "Contoso Poland", 200)] {
+    for (f, name, quota) in [
+        ("acme-sz", "ACME Shenzhen", 1000u64),
+        ("contoso-pl", "Contoso Poland", 200),
+    ] {
         let factory = FactoryId::new(f)?;
         service::add_factory(&state, who, factory, name).await?;
         service::set_quota(&state, who, factory, product, quota).await?;
     }
     let mut tx = state.pool.begin().await?;
-    auth::create_user(&mut tx, who, "tech-ana", "demo-tech-pass", "technician", Some("acme-sz")).await?;
-    auth::create_user(&mut tx, who, "tech-ben", "demo-tech-pass", "technician", Some("contoso-pl")).await?;
+    auth::create_user(
+        &mut tx,
+        who,
+        "tech-ana",
+        "demo-tech-pass",
+        "technician",
+        Some("acme-sz"),
+    )
+    .await?;
+    auth::create_user(
+        &mut tx,
+        who,
+        "tech-ben",
+        "demo-tech-pass",
+        "technician",
+        Some("contoso-pl"),
+    )
+    .await?;
     auth::create_user(&mut tx, who, "auditor", "demo-audit-pass", "auditor", None).await?;
     tx.commit().await?;
-    println!("demo data in ./imprint-demo: keys 1 and 2 (the simulated devices' demo keys), product {product} -> key 1,");
+    println!(
+        "demo data in ./imprint-demo: keys 1 and 2 (the simulated devices' demo keys), product {product} -> key 1,"
+    );
     println!("{entries} entries, factories acme-sz (quota 1000) and contoso-pl (quota 200).");
-    println!("logins: admin / demo-admin-pass, tech-ana / demo-tech-pass (acme-sz), tech-ben / demo-tech-pass (contoso-pl), auditor / demo-audit-pass");
+    println!(
+        "logins: admin / demo-admin-pass, tech-ana / demo-tech-pass (acme-sz), tech-ben / demo-tech-pass (contoso-pl), auditor / demo-audit-pass"
+    );
     Ok(state)
 }
 
 async fn run(cli: Cli) -> Result<(), AppError> {
     let dir = cli.data_dir;
     match cli.command {
-        Command::Init { admin, admin_password } => init(&dir, &admin, admin_password).await.map(|_| ()),
+        Command::Init {
+            admin,
+            admin_password,
+        } => init(&dir, &admin, admin_password).await.map(|_| ()),
         Command::Serve { listen } => serve(open(&dir).await?, listen).await,
-        Command::Demo { listen, entries, no_serve } => {
+        Command::Demo {
+            listen,
+            entries,
+            no_serve,
+        } => {
             let state = demo(entries).await?;
-            if no_serve { Ok(()) } else { serve(state, listen).await }
+            if no_serve {
+                Ok(())
+            } else {
+                serve(state, listen).await
+            }
         }
-        Command::Keys(KeysCmd::Add { key_id }) => service::add_key(&open(&dir).await?, "cli", KeyId::new(key_id)?).await,
+        Command::Keys(KeysCmd::Add { key_id }) => {
+            service::add_key(&open(&dir).await?, "cli", KeyId::new(key_id)?).await
+        }
         Command::Keys(KeysCmd::List) => {
             for k in service::list_keys(&open(&dir).await?).await? {
                 println!("{k}");
             }
             Ok(())
         }
-        Command::MapProduct { product_code, key_id } => {
-            let r = service::map_product(&open(&dir).await?, "cli", ProductCode::new(&product_code)?, KeyId::new(key_id)?).await?;
-            println!("{product_code} -> key {} (was {:?}); {} outstanding records re-sealed", r.new_key_id, r.old_key_id, r.resealed);
+        Command::MapProduct {
+            product_code,
+            key_id,
+        } => {
+            let r = service::map_product(
+                &open(&dir).await?,
+                "cli",
+                ProductCode::new(&product_code)?,
+                KeyId::new(key_id)?,
+            )
+            .await?;
+            println!(
+                "{product_code} -> key {} (was {:?}); {} outstanding records re-sealed",
+                r.new_key_id, r.old_key_id, r.resealed
+            );
             Ok(())
         }
-        Command::Generate { key_id, count, prefix } => {
-            let g = service::generate(&open(&dir).await?, "cli", KeyId::new(key_id)?, count, &prefix).await?;
+        Command::Generate {
+            key_id,
+            count,
+            prefix,
+        } => {
+            let g = service::generate(
+                &open(&dir).await?,
+                "cli",
+                KeyId::new(key_id)?,
+                count,
+                &prefix,
+            )
+            .await?;
             println!("generated {} entries: {} .. {}", g.count, g.first, g.last);
             Ok(())
         }
         Command::Import { file } => {
-            let text = std::fs::read_to_string(&file).map_err(|e| AppError::Config(format!("cannot read {}: {e}", file.display())))?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| AppError::Config(format!("cannot read {}: {e}", file.display())))?;
             match service::import_csv(&open(&dir).await?, "cli", &text).await? {
                 Ok(n) => {
                     println!("imported {n} entries");
@@ -257,7 +334,10 @@ async fn run(cli: Cli) -> Result<(), AppError> {
                     for l in &lines {
                         eprintln!("{}:{}: {}", file.display(), l.line, l.reason);
                     }
-                    Err(AppError::BadRequest(format!("{} bad line(s); nothing was imported", lines.len())))
+                    Err(AppError::BadRequest(format!(
+                        "{} bad line(s); nothing was imported",
+                        lines.len()
+                    )))
                 }
             }
         }
@@ -265,14 +345,46 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             print!("{}", service::export_installed(&open(&dir).await?).await?);
             Ok(())
         }
-        Command::AddFactory { factory_id, name } => service::add_factory(&open(&dir).await?, "cli", FactoryId::new(&factory_id)?, &name).await,
-        Command::Quota { factory_id, product_code, limit } => {
-            service::set_quota(&open(&dir).await?, "cli", FactoryId::new(&factory_id)?, ProductCode::new(&product_code)?, limit).await
+        Command::AddFactory { factory_id, name } => {
+            service::add_factory(
+                &open(&dir).await?,
+                "cli",
+                FactoryId::new(&factory_id)?,
+                &name,
+            )
+            .await
         }
-        Command::AddUser { username, role, factory, password } => {
+        Command::Quota {
+            factory_id,
+            product_code,
+            limit,
+        } => {
+            service::set_quota(
+                &open(&dir).await?,
+                "cli",
+                FactoryId::new(&factory_id)?,
+                ProductCode::new(&product_code)?,
+                limit,
+            )
+            .await
+        }
+        Command::AddUser {
+            username,
+            role,
+            factory,
+            password,
+        } => {
             let state = open(&dir).await?;
             let mut tx = state.pool.begin().await?;
-            auth::create_user(&mut tx, "cli", &username, &password, &role, factory.as_deref()).await?;
+            auth::create_user(
+                &mut tx,
+                "cli",
+                &username,
+                &password,
+                &role,
+                factory.as_deref(),
+            )
+            .await?;
             tx.commit().await?;
             Ok(())
         }
@@ -280,8 +392,14 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             let state = open(&dir).await?;
             let cp = match &checkpoint {
                 Some(c) => {
-                    let (s, h) = c.split_once(':').ok_or_else(|| AppError::BadRequest("checkpoint: seq:hash".into()))?;
-                    Some((s.parse::<i64>().map_err(|_| AppError::BadRequest("checkpoint seq: a number".into()))?, h.to_string()))
+                    let (s, h) = c
+                        .split_once(':')
+                        .ok_or_else(|| AppError::BadRequest("checkpoint: seq:hash".into()))?;
+                    Some((
+                        s.parse::<i64>()
+                            .map_err(|_| AppError::BadRequest("checkpoint seq: a number".into()))?,
+                        h.to_string(),
+                    ))
                 }
                 None => None,
             };

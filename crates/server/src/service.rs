@@ -7,7 +7,7 @@ use imprint_core::tables::{EntryState, plan_issue, plan_remap};
 use imprint_core::{
     ApparatusId, AuthInfo, AuthResponse, Binding, Challenge, FactoryId, KeyId, PassPhrase,
     PreWriteKey, ProductCode, ProductSerial, Quota, Receipt, ReceiptInput, SealedRecord,
-    TableError, conversion_value, tables::decide_install, tables::InstallDecision,
+    TableError, conversion_value, tables::InstallDecision, tables::decide_install,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -32,11 +32,18 @@ fn cv_ctx(id: &ApparatusId) -> String {
 }
 
 fn key_id_of(v: i64) -> Result<KeyId, AppError> {
-    KeyId::new(u32::try_from(v).map_err(|_| AppError::Internal(format!("stored key id {v} out of range")))?)
-        .map_err(AppError::from)
+    KeyId::new(
+        u32::try_from(v)
+            .map_err(|_| AppError::Internal(format!("stored key id {v} out of range")))?,
+    )
+    .map_err(AppError::from)
 }
 
-async fn load_key(conn: &mut SqliteConnection, kek: &Kek, key_id: KeyId) -> Result<PreWriteKey, AppError> {
+async fn load_key(
+    conn: &mut SqliteConnection,
+    kek: &Kek,
+    key_id: KeyId,
+) -> Result<PreWriteKey, AppError> {
     let row = sqlx::query("SELECT key_sealed FROM pre_write_keys WHERE key_id = ?")
         .bind(i64::from(key_id.get()))
         .fetch_optional(&mut *conn)
@@ -44,12 +51,14 @@ async fn load_key(conn: &mut SqliteConnection, kek: &Kek, key_id: KeyId) -> Resu
         .ok_or(AppError::Rule(TableError::UnknownKeyId(key_id)))?;
     let sealed: Vec<u8> = row.try_get("key_sealed")?;
     let bytes = kek.open(&key_ctx(key_id), &sealed)?;
-    PreWriteKey::from_bytes(&bytes).map_err(|_| AppError::Internal("stored pre-write key has a wrong length".into()))
+    PreWriteKey::from_bytes(&bytes)
+        .map_err(|_| AppError::Internal("stored pre-write key has a wrong length".into()))
 }
 
 fn open_pass(kek: &Kek, id: &ApparatusId, sealed: &[u8]) -> Result<PassPhrase, AppError> {
     let bytes = kek.open(&pass_ctx(id), sealed)?;
-    PassPhrase::from_bytes(&bytes).map_err(|_| AppError::Internal("stored pass phrase is invalid".into()))
+    PassPhrase::from_bytes(&bytes)
+        .map_err(|_| AppError::Internal("stored pass phrase is invalid".into()))
 }
 
 async fn key_exists(conn: &mut SqliteConnection, key_id: KeyId) -> Result<bool, AppError> {
@@ -60,7 +69,10 @@ async fn key_exists(conn: &mut SqliteConnection, key_id: KeyId) -> Result<bool, 
         .is_some())
 }
 
-async fn product_key(conn: &mut SqliteConnection, code: &ProductCode) -> Result<Option<KeyId>, AppError> {
+async fn product_key(
+    conn: &mut SqliteConnection,
+    code: &ProductCode,
+) -> Result<Option<KeyId>, AppError> {
     let row = sqlx::query("SELECT key_id FROM product_codes WHERE product_code = ?")
         .bind(code.as_str())
         .fetch_optional(&mut *conn)
@@ -71,11 +83,22 @@ async fn product_key(conn: &mut SqliteConnection, code: &ProductCode) -> Result<
 /// Adds a pre-write key (table 700) with fresh random bytes. The key never leaves the server
 /// except into devices' write modules through the maker's own provisioning of its model.
 pub async fn add_key(state: &AppState, actor: &str, key_id: KeyId) -> Result<(), AppError> {
-    add_key_bytes(state, actor, key_id, PreWriteKey::generate(&mut crate::rng())).await
+    add_key_bytes(
+        state,
+        actor,
+        key_id,
+        PreWriteKey::generate(&mut crate::rng()),
+    )
+    .await
 }
 
 /// Adds a pre-write key with given bytes (import from the maker's key ceremony, demo keys).
-pub async fn add_key_bytes(state: &AppState, actor: &str, key_id: KeyId, key: PreWriteKey) -> Result<(), AppError> {
+pub async fn add_key_bytes(
+    state: &AppState,
+    actor: &str,
+    key_id: KeyId,
+    key: PreWriteKey,
+) -> Result<(), AppError> {
     let _w = state.write_lock.lock().await;
     let mut tx = state.pool.begin().await?;
     if key_exists(&mut tx, key_id).await? {
@@ -94,8 +117,12 @@ pub async fn add_key_bytes(state: &AppState, actor: &str, key_id: KeyId, key: Pr
 
 /// The key identifiers in table 700.
 pub async fn list_keys(state: &AppState) -> Result<Vec<u32>, AppError> {
-    let rows = sqlx::query("SELECT key_id FROM pre_write_keys ORDER BY key_id").fetch_all(&state.pool).await?;
-    rows.iter().map(|r| Ok(key_id_of(r.try_get("key_id")?)?.get())).collect()
+    let rows = sqlx::query("SELECT key_id FROM pre_write_keys ORDER BY key_id")
+        .fetch_all(&state.pool)
+        .await?;
+    rows.iter()
+        .map(|r| Ok(key_id_of(r.try_get("key_id")?)?.get()))
+        .collect()
 }
 
 /// Outcome of mapping a product code.
@@ -112,7 +139,12 @@ pub struct Remapped {
 /// Maps a product code to a key identifier (table 500). On a remap, records issued for the
 /// product but not installed are sealed again under the new key, so the factory's next
 /// download opens on new-key devices; entries move to the new key identifier.
-pub async fn map_product(state: &AppState, actor: &str, code: ProductCode, new_key: KeyId) -> Result<Remapped, AppError> {
+pub async fn map_product(
+    state: &AppState,
+    actor: &str,
+    code: ProductCode,
+    new_key: KeyId,
+) -> Result<Remapped, AppError> {
     let _w = state.write_lock.lock().await;
     let mut tx = state.pool.begin().await?;
     let current = product_key(&mut tx, &code).await?;
@@ -157,7 +189,11 @@ pub async fn map_product(state: &AppState, actor: &str, code: ProductCode, new_k
             .execute(&mut *tx)
             .await?;
     }
-    let out = Remapped { old_key_id: old.map(KeyId::get), new_key_id: new_key.get(), resealed };
+    let out = Remapped {
+        old_key_id: old.map(KeyId::get),
+        new_key_id: new_key.get(),
+        resealed,
+    };
     audit::append(&mut tx, actor, "product.map", json!({ "product_code": code.as_str(), "old_key_id": out.old_key_id, "new_key_id": out.new_key_id, "resealed": resealed })).await?;
     tx.commit().await?;
     Ok(out)
@@ -165,16 +201,34 @@ pub async fn map_product(state: &AppState, actor: &str, code: ProductCode, new_k
 
 /// Product codes and their key identifiers.
 pub async fn list_products(state: &AppState) -> Result<Vec<(String, u32)>, AppError> {
-    let rows = sqlx::query("SELECT product_code, key_id FROM product_codes ORDER BY product_code").fetch_all(&state.pool).await?;
-    rows.iter().map(|r| Ok((r.try_get("product_code")?, key_id_of(r.try_get("key_id")?)?.get()))).collect()
+    let rows = sqlx::query("SELECT product_code, key_id FROM product_codes ORDER BY product_code")
+        .fetch_all(&state.pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("product_code")?,
+                key_id_of(r.try_get("key_id")?)?.get(),
+            ))
+        })
+        .collect()
 }
 
 async fn next_seq(conn: &mut SqliteConnection) -> Result<i64, AppError> {
-    let row = sqlx::query("SELECT COALESCE(MAX(created_seq), 0) AS s FROM auth_info").fetch_one(&mut *conn).await?;
+    let row = sqlx::query("SELECT COALESCE(MAX(created_seq), 0) AS s FROM auth_info")
+        .fetch_one(&mut *conn)
+        .await?;
     Ok(row.try_get::<i64, _>("s")? + 1)
 }
 
-async fn insert_entry(conn: &mut SqliteConnection, kek: &Kek, id: &ApparatusId, pass: &PassPhrase, key_id: KeyId, seq: i64) -> Result<(), AppError> {
+async fn insert_entry(
+    conn: &mut SqliteConnection,
+    kek: &Kek,
+    id: &ApparatusId,
+    pass: &PassPhrase,
+    key_id: KeyId,
+    seq: i64,
+) -> Result<(), AppError> {
     sqlx::query("INSERT INTO auth_info (apparatus_id, pass_sealed, key_id, state, created_seq) VALUES (?, ?, ?, 'unissued', ?)")
         .bind(id.as_str())
         .bind(kek.seal(&pass_ctx(id), pass.expose_secret()))
@@ -198,12 +252,22 @@ pub struct Generated {
 
 /// Generates `count` entries (table 702) under `key_id`: apparatus IDs `prefix` + a 10-digit
 /// number continuing the sequence, and random 160-bit pass phrases.
-pub async fn generate(state: &AppState, actor: &str, key_id: KeyId, count: u64, prefix: &str) -> Result<Generated, AppError> {
+pub async fn generate(
+    state: &AppState,
+    actor: &str,
+    key_id: KeyId,
+    count: u64,
+    prefix: &str,
+) -> Result<Generated, AppError> {
     if count == 0 || count > 1_000_000 {
-        return Err(AppError::BadRequest("count must be from 1 to 1000000 per request".into()));
+        return Err(AppError::BadRequest(
+            "count must be from 1 to 1000000 per request".into(),
+        ));
     }
     if prefix.len() > 20 {
-        return Err(AppError::BadRequest("prefix: at most 20 characters, so IDs fit in 32".into()));
+        return Err(AppError::BadRequest(
+            "prefix: at most 20 characters, so IDs fit in 32".into(),
+        ));
     }
     let _w = state.write_lock.lock().await;
     let mut tx = state.pool.begin().await?;
@@ -216,17 +280,34 @@ pub async fn generate(state: &AppState, actor: &str, key_id: KeyId, count: u64, 
     let mut last = String::new();
     for i in 0..count as i64 {
         let id = ApparatusId::new(&format!("{prefix}{:010}", start + i))?;
-        let exists = sqlx::query("SELECT 1 FROM auth_info WHERE apparatus_id = ?").bind(id.as_str()).fetch_optional(&mut *tx).await?;
+        let exists = sqlx::query("SELECT 1 FROM auth_info WHERE apparatus_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
         if exists.is_some() {
             return Err(TableError::DuplicateApparatusId(id).into());
         }
-        insert_entry(&mut tx, &state.kek, &id, &PassPhrase::generate(&mut rng), key_id, start + i).await?;
+        insert_entry(
+            &mut tx,
+            &state.kek,
+            &id,
+            &PassPhrase::generate(&mut rng),
+            key_id,
+            start + i,
+        )
+        .await?;
         if i == 0 {
             first = id.to_string();
         }
         last = id.to_string();
     }
-    audit::append(&mut tx, actor, "authinfo.generate", json!({ "key_id": key_id.get(), "count": count, "first": first, "last": last })).await?;
+    audit::append(
+        &mut tx,
+        actor,
+        "authinfo.generate",
+        json!({ "key_id": key_id.get(), "count": count, "first": first, "last": last }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Generated { count, first, last })
 }
@@ -243,8 +324,15 @@ pub struct LineError {
 /// Imports entries from CSV `apparatus_id,pass_phrase,key_id` (a header line with those names
 /// is allowed). All or nothing: any bad line and nothing is imported; every bad line is
 /// reported with its number and reason.
-pub async fn import_csv(state: &AppState, actor: &str, text: &str) -> Result<Result<u64, Vec<LineError>>, AppError> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+pub async fn import_csv(
+    state: &AppState,
+    actor: &str,
+    text: &str,
+) -> Result<Result<u64, Vec<LineError>>, AppError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
     let mut parsed: Vec<(u64, ApparatusId, PassPhrase, KeyId)> = Vec::new();
     let mut errors = Vec::new();
     let mut seen = std::collections::HashMap::new();
@@ -253,7 +341,10 @@ pub async fn import_csv(state: &AppState, actor: &str, text: &str) -> Result<Res
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
-                errors.push(LineError { line, reason: format!("not CSV: {e}") });
+                errors.push(LineError {
+                    line,
+                    reason: format!("not CSV: {e}"),
+                });
                 continue;
             }
         };
@@ -261,7 +352,13 @@ pub async fn import_csv(state: &AppState, actor: &str, text: &str) -> Result<Res
             continue;
         }
         if rec.len() != 3 {
-            errors.push(LineError { line, reason: format!("expected 3 fields (apparatus_id,pass_phrase,key_id), found {}", rec.len()) });
+            errors.push(LineError {
+                line,
+                reason: format!(
+                    "expected 3 fields (apparatus_id,pass_phrase,key_id), found {}",
+                    rec.len()
+                ),
+            });
             continue;
         }
         let id = ApparatusId::new(rec.get(0).unwrap_or(""));
@@ -270,20 +367,29 @@ pub async fn import_csv(state: &AppState, actor: &str, text: &str) -> Result<Res
         match (id, pass, key) {
             (Ok(id), Ok(pass), Ok(key)) => {
                 if let Some(prev) = seen.insert(id, line) {
-                    errors.push(LineError { line, reason: format!("apparatus ID {id} also on line {prev}") });
+                    errors.push(LineError {
+                        line,
+                        reason: format!("apparatus ID {id} also on line {prev}"),
+                    });
                 } else {
                     parsed.push((line, id, pass, key));
                 }
             }
             (id, pass, key) => {
                 for e in [id.err(), pass.err(), key.err()].into_iter().flatten() {
-                    errors.push(LineError { line, reason: e.to_string() });
+                    errors.push(LineError {
+                        line,
+                        reason: e.to_string(),
+                    });
                 }
             }
         }
     }
     if parsed.is_empty() && errors.is_empty() {
-        errors.push(LineError { line: 0, reason: "the file has no entries".into() });
+        errors.push(LineError {
+            line: 0,
+            reason: "the file has no entries".into(),
+        });
     }
     let _w = state.write_lock.lock().await;
     let mut tx = state.pool.begin().await?;
@@ -298,11 +404,20 @@ pub async fn import_csv(state: &AppState, actor: &str, text: &str) -> Result<Res
             }
         };
         if !exists {
-            errors.push(LineError { line: *line, reason: format!("no pre-write key with identifier {key}; add the key first") });
+            errors.push(LineError {
+                line: *line,
+                reason: format!("no pre-write key with identifier {key}; add the key first"),
+            });
         }
-        let dup = sqlx::query("SELECT 1 FROM auth_info WHERE apparatus_id = ?").bind(id.as_str()).fetch_optional(&mut *tx).await?;
+        let dup = sqlx::query("SELECT 1 FROM auth_info WHERE apparatus_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
         if dup.is_some() {
-            errors.push(LineError { line: *line, reason: format!("apparatus ID {id} already exists") });
+            errors.push(LineError {
+                line: *line,
+                reason: format!("apparatus ID {id} already exists"),
+            });
         }
     }
     if !errors.is_empty() {
@@ -320,28 +435,61 @@ pub async fn import_csv(state: &AppState, actor: &str, text: &str) -> Result<Res
 }
 
 /// Adds a factory.
-pub async fn add_factory(state: &AppState, actor: &str, factory: FactoryId, name: &str) -> Result<(), AppError> {
+pub async fn add_factory(
+    state: &AppState,
+    actor: &str,
+    factory: FactoryId,
+    name: &str,
+) -> Result<(), AppError> {
     if name.trim().is_empty() || name.len() > 200 {
-        return Err(AppError::BadRequest("factory name: 1 to 200 characters".into()));
+        return Err(AppError::BadRequest(
+            "factory name: 1 to 200 characters".into(),
+        ));
     }
     let _w = state.write_lock.lock().await;
     let mut tx = state.pool.begin().await?;
-    let exists = sqlx::query("SELECT 1 FROM factories WHERE factory_id = ?").bind(factory.as_str()).fetch_optional(&mut *tx).await?;
+    let exists = sqlx::query("SELECT 1 FROM factories WHERE factory_id = ?")
+        .bind(factory.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
     if exists.is_some() {
-        return Err(AppError::Conflict(format!("factory '{factory}' already exists")));
+        return Err(AppError::Conflict(format!(
+            "factory '{factory}' already exists"
+        )));
     }
-    sqlx::query("INSERT INTO factories (factory_id, name) VALUES (?, ?)").bind(factory.as_str()).bind(name).execute(&mut *tx).await?;
-    audit::append(&mut tx, actor, "factory.add", json!({ "factory": factory.as_str(), "name": name })).await?;
+    sqlx::query("INSERT INTO factories (factory_id, name) VALUES (?, ?)")
+        .bind(factory.as_str())
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    audit::append(
+        &mut tx,
+        actor,
+        "factory.add",
+        json!({ "factory": factory.as_str(), "name": name }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Sets a factory's quota for a product code (records it may ever receive, returns counted
 /// back).
-pub async fn set_quota(state: &AppState, actor: &str, factory: FactoryId, product: ProductCode, limit: u64) -> Result<(), AppError> {
+pub async fn set_quota(
+    state: &AppState,
+    actor: &str,
+    factory: FactoryId,
+    product: ProductCode,
+    limit: u64,
+) -> Result<(), AppError> {
     let _w = state.write_lock.lock().await;
     let mut tx = state.pool.begin().await?;
-    if sqlx::query("SELECT 1 FROM factories WHERE factory_id = ?").bind(factory.as_str()).fetch_optional(&mut *tx).await?.is_none() {
+    if sqlx::query("SELECT 1 FROM factories WHERE factory_id = ?")
+        .bind(factory.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_none()
+    {
         return Err(AppError::NotFound(format!("no factory '{factory}'")));
     }
     if product_key(&mut tx, &product).await?.is_none() {
@@ -357,7 +505,13 @@ pub async fn set_quota(state: &AppState, actor: &str, factory: FactoryId, produc
     .bind(limit)
     .execute(&mut *tx)
     .await?;
-    audit::append(&mut tx, actor, "quota.set", json!({ "factory": factory.as_str(), "product_code": product.as_str(), "limit": limit })).await?;
+    audit::append(
+        &mut tx,
+        actor,
+        "quota.set",
+        json!({ "factory": factory.as_str(), "product_code": product.as_str(), "limit": limit }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -376,24 +530,36 @@ pub struct RecordOut {
 }
 
 /// Issues `count` sealed records of `product` to the technician's factory, within its quota.
-pub async fn issue(state: &AppState, user: &User, product: ProductCode, count: u64) -> Result<Vec<RecordOut>, AppError> {
+pub async fn issue(
+    state: &AppState,
+    user: &User,
+    product: ProductCode,
+    count: u64,
+) -> Result<Vec<RecordOut>, AppError> {
     let factory = user.factory()?;
     if count > 10_000 {
-        return Err(AppError::BadRequest("at most 10000 records per request".into()));
+        return Err(AppError::BadRequest(
+            "at most 10000 records per request".into(),
+        ));
     }
     let _w = state.write_lock.lock().await;
     let mut tx = state.pool.begin().await?;
     let key = product_key(&mut tx, &product).await?;
-    let quota = sqlx::query("SELECT quota_limit, used FROM quotas WHERE factory_id = ? AND product_code = ?")
-        .bind(factory.as_str())
-        .bind(product.as_str())
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| -> Result<Quota, sqlx::Error> {
-            Ok(Quota { limit: r.try_get::<i64, _>("quota_limit")?.max(0) as u64, used: r.try_get::<i64, _>("used")?.max(0) as u64 })
+    let quota = sqlx::query(
+        "SELECT quota_limit, used FROM quotas WHERE factory_id = ? AND product_code = ?",
+    )
+    .bind(factory.as_str())
+    .bind(product.as_str())
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|r| -> Result<Quota, sqlx::Error> {
+        Ok(Quota {
+            limit: r.try_get::<i64, _>("quota_limit")?.max(0) as u64,
+            used: r.try_get::<i64, _>("used")?.max(0) as u64,
         })
-        .transpose()?
-        .unwrap_or_default();
+    })
+    .transpose()?
+    .unwrap_or_default();
     let mut candidates = Vec::new();
     if let Some(k) = key {
         let rows = sqlx::query("SELECT apparatus_id, pass_sealed FROM auth_info WHERE key_id = ? AND state = 'unissued' ORDER BY created_seq LIMIT ?")
@@ -404,7 +570,12 @@ pub async fn issue(state: &AppState, user: &User, product: ProductCode, count: u
         for r in rows {
             let id = ApparatusId::new(&r.try_get::<String, _>("apparatus_id")?)?;
             let pass = open_pass(&state.kek, &id, &r.try_get::<Vec<u8>, _>("pass_sealed")?)?;
-            candidates.push(AuthInfo { apparatus_id: id, pass_phrase: pass, key_id: k, state: EntryState::Unissued });
+            candidates.push(AuthInfo {
+                apparatus_id: id,
+                pass_phrase: pass,
+                key_id: k,
+                state: EntryState::Unissued,
+            });
         }
     }
     let (key_id, picked) = plan_issue(&product, key, quota, count, candidates.iter())?;
@@ -413,7 +584,14 @@ pub async fn issue(state: &AppState, user: &User, product: ProductCode, count: u
     let now = now_millis().to_string();
     let mut out = Vec::with_capacity(picked.len());
     for e in picked {
-        let sealed = SealedRecord::seal(&mut rng, &pre_write_key, key_id, &Binding::Model, &e.apparatus_id, &e.pass_phrase);
+        let sealed = SealedRecord::seal(
+            &mut rng,
+            &pre_write_key,
+            key_id,
+            &Binding::Model,
+            &e.apparatus_id,
+            &e.pass_phrase,
+        );
         sqlx::query("UPDATE auth_info SET state = 'issued', factory_id = ?, product_code = ? WHERE apparatus_id = ? AND state = 'unissued'")
             .bind(factory.as_str())
             .bind(product.as_str())
@@ -429,7 +607,12 @@ pub async fn issue(state: &AppState, user: &User, product: ProductCode, count: u
             .bind(&now)
             .execute(&mut *tx)
             .await?;
-        out.push(RecordOut { apparatus_id: e.apparatus_id.to_string(), key_id: key_id.get(), sealed: hex::encode(sealed.as_bytes()), product_code: product.to_string() });
+        out.push(RecordOut {
+            apparatus_id: e.apparatus_id.to_string(),
+            key_id: key_id.get(),
+            sealed: hex::encode(sealed.as_bytes()),
+            product_code: product.to_string(),
+        });
     }
     sqlx::query("UPDATE quotas SET used = used + ? WHERE factory_id = ? AND product_code = ?")
         .bind(out.len() as i64)
@@ -437,10 +620,16 @@ pub async fn issue(state: &AppState, user: &User, product: ProductCode, count: u
         .bind(product.as_str())
         .execute(&mut *tx)
         .await?;
-    audit::append(&mut tx, &user.username, "issue", json!({
-        "factory": factory.as_str(), "product_code": product.as_str(), "count": out.len(),
-        "apparatus_ids": out.iter().map(|r| r.apparatus_id.as_str()).collect::<Vec<_>>(),
-    })).await?;
+    audit::append(
+        &mut tx,
+        &user.username,
+        "issue",
+        json!({
+            "factory": factory.as_str(), "product_code": product.as_str(), "count": out.len(),
+            "apparatus_ids": out.iter().map(|r| r.apparatus_id.as_str()).collect::<Vec<_>>(),
+        }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(out)
 }
@@ -528,13 +717,21 @@ pub async fn report(state: &AppState, user: &User, r: &Report) -> Result<ReportO
     }
 }
 
-async fn report_in(conn: &mut SqliteConnection, kek: &Kek, user: &User, factory: &FactoryId, r: &Report) -> Result<ReportOutcome, AppError> {
+async fn report_in(
+    conn: &mut SqliteConnection,
+    kek: &Kek,
+    user: &User,
+    factory: &FactoryId,
+    r: &Report,
+) -> Result<ReportOutcome, AppError> {
     let id = r.apparatus_id;
-    let entry = sqlx::query("SELECT pass_sealed, state, factory_id, product_code FROM auth_info WHERE apparatus_id = ?")
-        .bind(id.as_str())
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(TableError::UnknownApparatus(id))?;
+    let entry = sqlx::query(
+        "SELECT pass_sealed, state, factory_id, product_code FROM auth_info WHERE apparatus_id = ?",
+    )
+    .bind(id.as_str())
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(TableError::UnknownApparatus(id))?;
     let pass = open_pass(kek, &id, &entry.try_get::<Vec<u8>, _>("pass_sealed")?)?;
     let cv = conversion_value(&id, &pass);
     // The receipt first: a report without a valid proof learns nothing about other units.
@@ -546,26 +743,51 @@ async fn report_in(conn: &mut SqliteConnection, kek: &Kek, user: &User, factory:
         let key = load_key(conn, kek, key_id_of(rec.try_get("key_id")?)?).await?;
         let sealed = SealedRecord::parse(&rec.try_get::<Vec<u8>, _>("sealed")?)
             .map_err(|e| AppError::Internal(format!("stored record of {id} unreadable: {e}")))?;
-        let opened = sealed.open(&key, &id, None).map_err(|_| AppError::Internal(format!("stored record of {id} does not open")))?;
+        let opened = sealed
+            .open(&key, &id, None)
+            .map_err(|_| AppError::Internal(format!("stored record of {id} does not open")))?;
         r.receipt
-            .verify(&cv, &ReceiptInput { apparatus_id: &id, product_serial: &r.product_serial, issue_nonce: &opened.issue_nonce, record_digest: &sealed.digest() })
+            .verify(
+                &cv,
+                &ReceiptInput {
+                    apparatus_id: &id,
+                    product_serial: &r.product_serial,
+                    issue_nonce: &opened.issue_nonce,
+                    record_digest: &sealed.digest(),
+                },
+            )
             .map_err(|_| TableError::BadReceipt(id))?;
     }
     let state_text: String = entry.try_get("state")?;
-    let installed_serial = sqlx::query("SELECT product_serial FROM installed_devices WHERE apparatus_id = ?")
-        .bind(id.as_str())
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|row| row.try_get::<String, _>("product_serial"))
-        .transpose()?;
+    let installed_serial =
+        sqlx::query("SELECT product_serial FROM installed_devices WHERE apparatus_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|row| row.try_get::<String, _>("product_serial"))
+            .transpose()?;
     let state = match (state_text.as_str(), installed_serial) {
         ("unissued", _) => EntryState::Unissued,
-        ("installed", Some(s)) => EntryState::Installed { product_serial: ProductSerial::new(&s)? },
-        ("issued", _) => EntryState::Issued {
-            factory: FactoryId::new(&entry.try_get::<Option<String>, _>("factory_id")?.unwrap_or_default())?,
-            product: ProductCode::new(&entry.try_get::<Option<String>, _>("product_code")?.unwrap_or_default())?,
+        ("installed", Some(s)) => EntryState::Installed {
+            product_serial: ProductSerial::new(&s)?,
         },
-        (other, _) => return Err(AppError::Internal(format!("entry {id} in impossible state {other}"))),
+        ("issued", _) => EntryState::Issued {
+            factory: FactoryId::new(
+                &entry
+                    .try_get::<Option<String>, _>("factory_id")?
+                    .unwrap_or_default(),
+            )?,
+            product: ProductCode::new(
+                &entry
+                    .try_get::<Option<String>, _>("product_code")?
+                    .unwrap_or_default(),
+            )?,
+        },
+        (other, _) => {
+            return Err(AppError::Internal(format!(
+                "entry {id} in impossible state {other}"
+            )));
+        }
     };
     let holder = sqlx::query("SELECT apparatus_id FROM installed_devices WHERE product_serial = ?")
         .bind(r.product_serial.as_str())
@@ -575,7 +797,13 @@ async fn report_in(conn: &mut SqliteConnection, kek: &Kek, user: &User, factory:
         .transpose()?
         .map(|s| ApparatusId::new(&s))
         .transpose()?;
-    match decide_install(&id, Some(&state), factory, &r.product_serial, holder.as_ref())? {
+    match decide_install(
+        &id,
+        Some(&state),
+        factory,
+        &r.product_serial,
+        holder.as_ref(),
+    )? {
         InstallDecision::AlreadyRecorded => Ok(ReportOutcome::AlreadyRecorded),
         InstallDecision::Record => {
             let now = now_millis().to_string();
@@ -590,8 +818,15 @@ async fn report_in(conn: &mut SqliteConnection, kek: &Kek, user: &User, factory:
                 .bind(&now)
                 .execute(&mut *conn)
                 .await?;
-            sqlx::query("UPDATE auth_info SET state = 'installed' WHERE apparatus_id = ?").bind(id.as_str()).execute(&mut *conn).await?;
-            sqlx::query("UPDATE factory_records SET product_serial = ? WHERE apparatus_id = ?").bind(r.product_serial.as_str()).bind(id.as_str()).execute(&mut *conn).await?;
+            sqlx::query("UPDATE auth_info SET state = 'installed' WHERE apparatus_id = ?")
+                .bind(id.as_str())
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("UPDATE factory_records SET product_serial = ? WHERE apparatus_id = ?")
+                .bind(r.product_serial.as_str())
+                .bind(id.as_str())
+                .execute(&mut *conn)
+                .await?;
             Ok(ReportOutcome::Recorded)
         }
     }
@@ -603,28 +838,46 @@ pub async fn release(state: &AppState, user: &User, id: ApparatusId) -> Result<(
     let factory = user.factory()?;
     let _w = state.write_lock.lock().await;
     let mut tx = state.pool.begin().await?;
-    let row = sqlx::query("SELECT state, factory_id, product_code FROM auth_info WHERE apparatus_id = ?")
-        .bind(id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(TableError::UnknownApparatus(id))?;
+    let row =
+        sqlx::query("SELECT state, factory_id, product_code FROM auth_info WHERE apparatus_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(TableError::UnknownApparatus(id))?;
     let st: String = row.try_get("state")?;
     let owner: Option<String> = row.try_get("factory_id")?;
     match st.as_str() {
         "unissued" => return Err(TableError::NotIssued(id).into()),
-        "installed" => return Err(AppError::Conflict(format!("{id} is installed; revoke it instead"))),
-        _ if owner.as_deref() != Some(factory.as_str()) => return Err(TableError::NotYourRecord(id).into()),
+        "installed" => {
+            return Err(AppError::Conflict(format!(
+                "{id} is installed; revoke it instead"
+            )));
+        }
+        _ if owner.as_deref() != Some(factory.as_str()) => {
+            return Err(TableError::NotYourRecord(id).into());
+        }
         _ => {}
     }
     let product: Option<String> = row.try_get("product_code")?;
-    sqlx::query("DELETE FROM factory_records WHERE apparatus_id = ?").bind(id.as_str()).execute(&mut *tx).await?;
-    sqlx::query("UPDATE auth_info SET state = 'unissued', factory_id = NULL, product_code = NULL WHERE apparatus_id = ?").bind(id.as_str()).execute(&mut *tx).await?;
-    sqlx::query("UPDATE quotas SET used = used - 1 WHERE factory_id = ? AND product_code = ? AND used > 0")
-        .bind(factory.as_str())
-        .bind(product.as_deref())
+    sqlx::query("DELETE FROM factory_records WHERE apparatus_id = ?")
+        .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
-    audit::append(&mut tx, &user.username, "release", json!({ "apparatus_id": id.as_str(), "factory": factory.as_str() })).await?;
+    sqlx::query("UPDATE auth_info SET state = 'unissued', factory_id = NULL, product_code = NULL WHERE apparatus_id = ?").bind(id.as_str()).execute(&mut *tx).await?;
+    sqlx::query(
+        "UPDATE quotas SET used = used - 1 WHERE factory_id = ? AND product_code = ? AND used > 0",
+    )
+    .bind(factory.as_str())
+    .bind(product.as_deref())
+    .execute(&mut *tx)
+    .await?;
+    audit::append(
+        &mut tx,
+        &user.username,
+        "release",
+        json!({ "apparatus_id": id.as_str(), "factory": factory.as_str() }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -634,7 +887,10 @@ pub async fn challenge(state: &AppState, id: ApparatusId) -> Result<Challenge, A
     let c = Challenge::generate(&mut crate::rng());
     let _w = state.write_lock.lock().await;
     let mut tx = state.pool.begin().await?;
-    sqlx::query("DELETE FROM challenges WHERE expires_at < ?").bind(now_millis()).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM challenges WHERE expires_at < ?")
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("INSERT INTO challenges (challenge, apparatus_id, expires_at) VALUES (?, ?, ?)")
         .bind(c.0.to_vec())
         .bind(id.as_str())
@@ -647,7 +903,12 @@ pub async fn challenge(state: &AppState, id: ApparatusId) -> Result<Challenge, A
 
 /// Checks a device's answer. The challenge is consumed whatever the outcome. Unknown,
 /// revoked and wrong all answer `false`, and every attempt is audited.
-pub async fn verify(state: &AppState, id: ApparatusId, c: Challenge, response: AuthResponse) -> Result<bool, AppError> {
+pub async fn verify(
+    state: &AppState,
+    id: ApparatusId,
+    c: Challenge,
+    response: AuthResponse,
+) -> Result<bool, AppError> {
     let _w = state.write_lock.lock().await;
     let mut tx = state.pool.begin().await?;
     let fresh = sqlx::query("DELETE FROM challenges WHERE challenge = ? AND apparatus_id = ? AND expires_at >= ? RETURNING challenge")
@@ -657,10 +918,12 @@ pub async fn verify(state: &AppState, id: ApparatusId, c: Challenge, response: A
         .fetch_optional(&mut *tx)
         .await?
         .is_some();
-    let device = sqlx::query("SELECT conversion_sealed, revoked_at FROM installed_devices WHERE apparatus_id = ?")
-        .bind(id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
+    let device = sqlx::query(
+        "SELECT conversion_sealed, revoked_at FROM installed_devices WHERE apparatus_id = ?",
+    )
+    .bind(id.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
     let mut ok = false;
     let mut why = "unknown challenge";
     if fresh {
@@ -668,14 +931,23 @@ pub async fn verify(state: &AppState, id: ApparatusId, c: Challenge, response: A
         if let Some(d) = device {
             why = "revoked";
             if d.try_get::<Option<String>, _>("revoked_at")?.is_none() {
-                let cv_bytes = state.kek.open(&cv_ctx(&id), &d.try_get::<Vec<u8>, _>("conversion_sealed")?)?;
-                let cv = imprint_core::ConversionValue::from_bytes(&cv_bytes).map_err(|_| AppError::Internal("stored conversion value invalid".into()))?;
+                let cv_bytes = state
+                    .kek
+                    .open(&cv_ctx(&id), &d.try_get::<Vec<u8>, _>("conversion_sealed")?)?;
+                let cv = imprint_core::ConversionValue::from_bytes(&cv_bytes)
+                    .map_err(|_| AppError::Internal("stored conversion value invalid".into()))?;
                 ok = response.verify(&cv, &id, &c).is_ok();
                 why = if ok { "ok" } else { "wrong response" };
             }
         }
     }
-    audit::append(&mut tx, "device", if ok { "auth.ok" } else { "auth.fail" }, json!({ "apparatus_id": id.as_str(), "reason": why })).await?;
+    audit::append(
+        &mut tx,
+        "device",
+        if ok { "auth.ok" } else { "auth.fail" },
+        json!({ "apparatus_id": id.as_str(), "reason": why }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(ok)
 }
@@ -684,16 +956,26 @@ pub async fn verify(state: &AppState, id: ApparatusId, c: Challenge, response: A
 pub async fn revoke(state: &AppState, actor: &str, id: ApparatusId) -> Result<(), AppError> {
     let _w = state.write_lock.lock().await;
     let mut tx = state.pool.begin().await?;
-    let n = sqlx::query("UPDATE installed_devices SET revoked_at = ? WHERE apparatus_id = ? AND revoked_at IS NULL")
-        .bind(now_millis().to_string())
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let n = sqlx::query(
+        "UPDATE installed_devices SET revoked_at = ? WHERE apparatus_id = ? AND revoked_at IS NULL",
+    )
+    .bind(now_millis().to_string())
+    .bind(id.as_str())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
     if n == 0 {
-        return Err(AppError::NotFound(format!("{id} is not an installed, unrevoked device")));
+        return Err(AppError::NotFound(format!(
+            "{id} is not an installed, unrevoked device"
+        )));
     }
-    audit::append(&mut tx, actor, "revoke", json!({ "apparatus_id": id.as_str() })).await?;
+    audit::append(
+        &mut tx,
+        actor,
+        "revoke",
+        json!({ "apparatus_id": id.as_str() }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -704,14 +986,36 @@ pub async fn export_installed(state: &AppState) -> Result<String, AppError> {
         .fetch_all(&state.pool)
         .await?;
     let mut w = csv::Writer::from_writer(Vec::new());
-    let header = ["apparatus_id", "product_serial", "factory", "technician", "station", "receipt", "installed_at_ms", "revoked_at_ms"];
-    w.write_record(header).map_err(|e| AppError::Internal(e.to_string()))?;
+    let header = [
+        "apparatus_id",
+        "product_serial",
+        "factory",
+        "technician",
+        "station",
+        "receipt",
+        "installed_at_ms",
+        "revoked_at_ms",
+    ];
+    w.write_record(header)
+        .map_err(|e| AppError::Internal(e.to_string()))?;
     for r in rows {
         let fields: Vec<String> = vec![
-            r.try_get("apparatus_id")?, r.try_get("product_serial")?, r.try_get("factory_id")?, r.try_get("technician")?,
-            r.try_get("station")?, r.try_get("receipt")?, r.try_get("installed_at")?, r.try_get::<Option<String>, _>("revoked_at")?.unwrap_or_default(),
+            r.try_get("apparatus_id")?,
+            r.try_get("product_serial")?,
+            r.try_get("factory_id")?,
+            r.try_get("technician")?,
+            r.try_get("station")?,
+            r.try_get("receipt")?,
+            r.try_get("installed_at")?,
+            r.try_get::<Option<String>, _>("revoked_at")?
+                .unwrap_or_default(),
         ];
-        w.write_record(&fields).map_err(|e| AppError::Internal(e.to_string()))?;
+        w.write_record(&fields)
+            .map_err(|e| AppError::Internal(e.to_string()))?;
     }
-    String::from_utf8(w.into_inner().map_err(|e| AppError::Internal(e.to_string()))?).map_err(|e| AppError::Internal(e.to_string()))
+    String::from_utf8(
+        w.into_inner()
+            .map_err(|e| AppError::Internal(e.to_string()))?,
+    )
+    .map_err(|e| AppError::Internal(e.to_string()))
 }

@@ -1,1 +1,258 @@
-fn main(){}
+//! imprint-server's tests: the real router over a real SQLite file, driven with `oneshot`,
+//! and simulated devices from imprint-device doing the installs. `process.rs` runs the real
+//! binary and kills it mid-batch.
+
+#![allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod api;
+mod audit;
+mod flow;
+mod process;
+
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use imprint_core::{ApparatusId, KeyId, ProductSerial, Reply, Request as DevRequest, SealedRecord};
+use imprint_device::sim::SimDevice;
+use imprint_server::{AppState, db, kek::Kek, service};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// A server on a fresh SQLite file in a temporary folder, with the demo set-up.
+pub struct Env {
+    pub app: Router,
+    pub state: AppState,
+    pub dir: PathBuf,
+    pub admin: String,
+    pub tech: String,
+    pub tech_b: String,
+    pub auditor: String,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    use rand_core::Rng;
+    let mut b = [0u8; 8];
+    imprint_server::rng().fill_bytes(&mut b);
+    let dir = std::env::temp_dir().join(format!("imprint-test-{tag}-{}", hex::encode(b)));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub const PRODUCT: &str = "CAM-X100";
+
+impl Env {
+    /// Keys 1 and 2 (the simulated devices' demo keys), CAM-X100 -> key 1, `entries` entries,
+    /// factories fa (quota `quota`) and fb (quota 100), and one user per role.
+    pub async fn new(entries: u64, quota: u64) -> Env {
+        let dir = temp_dir("srv");
+        let (kek, _) = Kek::generate();
+        let pool = db::open(&dir.join("imprint.db")).await.unwrap();
+        let state = AppState::new(pool, kek);
+        for k in [1, 2] {
+            let id = KeyId::new(k).unwrap();
+            service::add_key_bytes(&state, "test", id, imprint_device::sim::demo_key(id))
+                .await
+                .unwrap();
+        }
+        let product = imprint_core::ProductCode::new(PRODUCT).unwrap();
+        service::map_product(&state, "test", product, KeyId::new(1).unwrap())
+            .await
+            .unwrap();
+        if entries > 0 {
+            service::generate(&state, "test", KeyId::new(1).unwrap(), entries, "IMP-")
+                .await
+                .unwrap();
+        }
+        for (f, q) in [("fa", quota), ("fb", 100)] {
+            let f = imprint_core::FactoryId::new(f).unwrap();
+            service::add_factory(&state, "test", f, "Factory")
+                .await
+                .unwrap();
+            service::set_quota(&state, "test", f, product, q)
+                .await
+                .unwrap();
+        }
+        {
+            let mut tx = state.pool.begin().await.unwrap();
+            for (u, r, f) in [
+                ("admin", "admin", None),
+                ("tech-a", "technician", Some("fa")),
+                ("tech-b", "technician", Some("fb")),
+                ("auditor", "auditor", None),
+            ] {
+                imprint_server::auth::create_user(&mut tx, "test", u, "password-123", r, f)
+                    .await
+                    .unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+        let app = imprint_server::app(state.clone());
+        let mut env = Env {
+            app,
+            state,
+            dir,
+            admin: String::new(),
+            tech: String::new(),
+            tech_b: String::new(),
+            auditor: String::new(),
+        };
+        env.admin = env.login("admin").await;
+        env.tech = env.login("tech-a").await;
+        env.tech_b = env.login("tech-b").await;
+        env.auditor = env.login("auditor").await;
+        env
+    }
+
+    pub async fn login(&self, user: &str) -> String {
+        let (s, v) = self
+            .call(
+                Method::POST,
+                "/api/v1/login",
+                None,
+                json!({ "username": user, "password": "password-123" }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    /// One request through the router; returns status and JSON (or `{"text": ...}`).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = if body.is_null() {
+            req.body(Body::empty()).unwrap()
+        } else {
+            req.header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap()
+        };
+        self.send(req).await
+    }
+
+    pub async fn call_text(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "text/csv");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        self.send(req.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+
+    async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        let v = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "text": text }));
+        (status, v)
+    }
+
+    pub async fn issue(&self, token: &str, count: u64) -> Vec<Value> {
+        let (s, v) = self
+            .call(
+                Method::POST,
+                "/api/v1/issue",
+                Some(token),
+                json!({ "product_code": PRODUCT, "count": count }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["records"].as_array().unwrap().clone()
+    }
+
+    pub async fn report(
+        &self,
+        token: &str,
+        id: &str,
+        serial: &str,
+        receipt: &str,
+    ) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            "/api/v1/report",
+            Some(token),
+            json!({ "apparatus_id": id, "product_serial": serial, "receipt": receipt, "station": "line-1" }),
+        )
+        .await
+    }
+
+    pub async fn audit_actions(&self) -> Vec<String> {
+        let (_, v) = self
+            .call(
+                Method::GET,
+                "/api/v1/audit?limit=1000",
+                Some(&self.auditor),
+                Value::Null,
+            )
+            .await;
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// Installs a 708 record (as JSON from the API) into a simulated device, as the portal would;
+/// returns the receipt hex and the unit's serial.
+pub fn install(dev: &mut SimDevice, record: &Value) -> (String, String) {
+    let id = ApparatusId::new(record["apparatus_id"].as_str().unwrap()).unwrap();
+    let sealed =
+        SealedRecord::parse(&hex::decode(record["sealed"].as_str().unwrap()).unwrap()).unwrap();
+    dev.transfer_out(
+        &DevRequest::Install {
+            apparatus_id: id,
+            record: sealed,
+        }
+        .encode(1),
+    )
+    .unwrap();
+    let bytes = dev.transfer_in(1024).unwrap();
+    let (_, reply) = Reply::decode(&bytes).unwrap();
+    let Reply::Installed(receipt) = reply else {
+        panic!("device refused: {reply:?}")
+    };
+    (
+        hex::encode(receipt.0),
+        dev.config().product_serial.to_string(),
+    )
+}
+
+pub fn serial(s: &str) -> ProductSerial {
+    ProductSerial::new(s).unwrap()
+}

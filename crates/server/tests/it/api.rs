@@ -1,0 +1,495 @@
+//! Every endpoint, the role matrix, and bad input of every class.
+
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::{Env, PRODUCT};
+
+#[tokio::test]
+async fn health_and_sign_in() {
+    let env = Env::new(5, 10).await;
+    let (s, v) = env.call(Method::GET, "/healthz", None, Value::Null).await;
+    assert_eq!((s, v["text"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, v) = env
+        .call(Method::GET, "/api/v1/me", Some(&env.tech), Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["user"]["factory"], "fa");
+    assert_eq!(v["user"]["role"], "technician");
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_look_the_same_and_are_audited() {
+    let env = Env::new(0, 10).await;
+    let bad = |u: &'static str, p: &'static str| json!({ "username": u, "password": p });
+    let (s1, v1) = env
+        .call(
+            Method::POST,
+            "/api/v1/login",
+            None,
+            bad("admin", "wrong-password"),
+        )
+        .await;
+    let (s2, v2) = env
+        .call(
+            Method::POST,
+            "/api/v1/login",
+            None,
+            bad("nobody", "wrong-password"),
+        )
+        .await;
+    assert_eq!(
+        (s1, s2),
+        (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(v1, v2);
+    assert_eq!(
+        env.audit_actions()
+            .await
+            .iter()
+            .filter(|a| *a == "login.fail")
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn no_token_bad_token_and_logout() {
+    let env = Env::new(0, 10).await;
+    let (s, v) = env
+        .call(Method::GET, "/api/v1/keys", None, Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(v["message"].as_str().unwrap().contains("sign in"));
+    let (s, _) = env
+        .call(Method::GET, "/api/v1/keys", Some("deadbeef"), Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let token = env.login("admin").await;
+    let (s, _) = env
+        .call(Method::POST, "/api/v1/logout", Some(&token), Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = env
+        .call(Method::GET, "/api/v1/keys", Some(&token), Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+/// Every role against every endpoint: allowed ones do not answer 401/403, others answer 403
+/// (or 401 without a session).
+#[tokio::test]
+async fn role_matrix() {
+    let env = Env::new(20, 100).await;
+    let routes: Vec<(Method, &str, Value, &[&str])> = vec![
+        (Method::GET, "/api/v1/keys", Value::Null, &["admin"]),
+        (
+            Method::POST,
+            "/api/v1/keys",
+            json!({"key_id": 50}),
+            &["admin"],
+        ),
+        (
+            Method::GET,
+            "/api/v1/products",
+            Value::Null,
+            &["admin", "auditor"],
+        ),
+        (
+            Method::PUT,
+            "/api/v1/products/NEW-P",
+            json!({"key_id": 2}),
+            &["admin"],
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth-info/generate",
+            json!({"key_id": 2, "count": 1}),
+            &["admin"],
+        ),
+        (
+            Method::POST,
+            "/api/v1/factories",
+            json!({"factory_id": "fx", "name": "X"}),
+            &["admin"],
+        ),
+        (
+            Method::PUT,
+            "/api/v1/factories/fa/quotas/CAM-X100",
+            json!({"limit": 100}),
+            &["admin"],
+        ),
+        (
+            Method::POST,
+            "/api/v1/users",
+            json!({"username": "u1", "password": "password-123", "role": "auditor"}),
+            &["admin"],
+        ),
+        (
+            Method::POST,
+            "/api/v1/devices/IMP-0000000001/revoke",
+            Value::Null,
+            &["admin"],
+        ),
+        (
+            Method::GET,
+            "/api/v1/installed.csv",
+            Value::Null,
+            &["admin", "auditor"],
+        ),
+        (
+            Method::GET,
+            "/api/v1/audit",
+            Value::Null,
+            &["admin", "auditor"],
+        ),
+        (
+            Method::GET,
+            "/api/v1/audit/verify",
+            Value::Null,
+            &["admin", "auditor"],
+        ),
+        (
+            Method::POST,
+            "/api/v1/issue",
+            json!({"product_code": PRODUCT, "count": 1}),
+            &["technician"],
+        ),
+        (Method::GET, "/api/v1/records", Value::Null, &["technician"]),
+        (
+            Method::POST,
+            "/api/v1/report",
+            json!({"apparatus_id": "IMP-0000000001", "product_serial": "S", "receipt": "00".repeat(32), "station": "s"}),
+            &["technician"],
+        ),
+        (
+            Method::POST,
+            "/api/v1/release",
+            json!({"apparatus_id": "IMP-0000000001"}),
+            &["technician"],
+        ),
+        (
+            Method::GET,
+            "/api/v1/me",
+            Value::Null,
+            &["admin", "technician", "auditor"],
+        ),
+    ];
+    let roles = [
+        ("admin", &env.admin),
+        ("technician", &env.tech),
+        ("auditor", &env.auditor),
+    ];
+    for (method, path, body, allowed) in &routes {
+        let (s, v) = env.call(method.clone(), path, None, body.clone()).await;
+        assert_eq!(
+            s,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without a session: {v}"
+        );
+        for (role, token) in &roles {
+            // Several routes change state; each role gets a fresh try of the same request.
+            let (s, v) = env
+                .call(method.clone(), path, Some(token), body.clone())
+                .await;
+            if allowed.contains(role) {
+                assert!(
+                    s != StatusCode::FORBIDDEN && s != StatusCode::UNAUTHORIZED,
+                    "{role} {method} {path}: {s} {v}"
+                );
+            } else {
+                assert_eq!(s, StatusCode::FORBIDDEN, "{role} {method} {path}: {v}");
+            }
+        }
+    }
+    // The public device endpoints need no session.
+    let (s, _) = env
+        .call(
+            Method::POST,
+            "/api/v1/auth/challenge",
+            None,
+            json!({"apparatus_id": "IMP-0000000001"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn keys_and_products_refuse_bad_input() {
+    let env = Env::new(0, 10).await;
+    let a = Some(env.admin.as_str());
+    let (s, v) = env
+        .call(Method::POST, "/api/v1/keys", a, json!({"key_id": 0}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = env
+        .call(Method::POST, "/api/v1/keys", a, json!({"key_id": 1}))
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("duplicate_key_id"))
+    );
+    let (s, v) = env
+        .call(Method::POST, "/api/v1/keys", a, json!({"key_id": "seven"}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, v) = env
+        .call(
+            Method::PUT,
+            "/api/v1/products/CAM-X100",
+            a,
+            json!({"key_id": 9}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_key_id"))
+    );
+    let (s, v) = env
+        .call(
+            Method::PUT,
+            "/api/v1/products/CAM-X100",
+            a,
+            json!({"key_id": 1}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("same_key"))
+    );
+    let (s, v) = env
+        .call(
+            Method::PUT,
+            "/api/v1/products/BAD%20CODE",
+            a,
+            json!({"key_id": 1}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["message"].as_str().unwrap().contains("product code"));
+    let (s, v) = env.call(Method::GET, "/api/v1/keys", a, Value::Null).await;
+    assert_eq!((s, v["key_ids"].clone()), (StatusCode::OK, json!([1, 2])));
+    assert!(!v.to_string().contains("key_sealed"));
+}
+
+#[tokio::test]
+async fn generate_refuses_bad_counts_and_unknown_keys() {
+    let env = Env::new(0, 10).await;
+    let a = Some(env.admin.as_str());
+    let (s, v) = env
+        .call(
+            Method::POST,
+            "/api/v1/auth-info/generate",
+            a,
+            json!({"key_id": 1, "count": 0}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = env
+        .call(
+            Method::POST,
+            "/api/v1/auth-info/generate",
+            a,
+            json!({"key_id": 7, "count": 3}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_key_id"))
+    );
+    let (s, v) = env
+        .call(
+            Method::POST,
+            "/api/v1/auth-info/generate",
+            a,
+            json!({"key_id": 1, "count": 3}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["first"].as_str(), v["last"].as_str()),
+        (Some("IMP-0000000001"), Some("IMP-0000000003"))
+    );
+    let (s, v) = env
+        .call(
+            Method::POST,
+            "/api/v1/auth-info/generate",
+            a,
+            json!({"key_id": 1, "count": 2, "prefix": "X"}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["first"].as_str()),
+        (StatusCode::OK, Some("X0000000004"))
+    );
+}
+
+#[tokio::test]
+async fn csv_import_is_all_or_nothing_with_line_numbers() {
+    let env = Env::new(0, 10).await;
+    let a = Some(env.admin.as_str());
+    let bad = "apparatus_id,pass_phrase,key_id\n\
+               GOOD-1,SECRET-pass-0000000001,1\n\
+               BAD ID,SECRET-pass-0000000002,1\n\
+               GOOD-2,short,1\n\
+               GOOD-3,SECRET-pass-0000000003,9\n\
+               GOOD-1,SECRET-pass-0000000004,1\n\
+               GOOD-4,SECRET-pass-0000000005\n\
+               GOOD-5,SECRET-pass-0000000006,0\n";
+    let (s, v) = env
+        .call_text(Method::POST, "/api/v1/auth-info/import", a, bad)
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let lines: Vec<u64> = v["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, vec![3, 4, 5, 6, 7, 8]);
+    assert!(
+        !v.to_string().contains("SECRET-pass"),
+        "errors must not echo pass phrases: {v}"
+    );
+    assert!(v.to_string().contains("also on line 2"));
+    assert!(v.to_string().contains("no pre-write key with identifier 9"));
+    // Nothing was imported: the good line can be imported alone now.
+    let good = "GOOD-1,SECRET-pass-0000000001,1\nGOOD-2,\"quoted,comma\"\"pass-phrase\",1\n";
+    let (s, v) = env
+        .call_text(Method::POST, "/api/v1/auth-info/import", a, good)
+        .await;
+    assert_eq!(
+        (s, v["imported"].as_u64()),
+        (StatusCode::OK, Some(2)),
+        "{v}"
+    );
+    let (s, v) = env
+        .call_text(Method::POST, "/api/v1/auth-info/import", a, good)
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(v.to_string().contains("already exists"));
+    let (s, _) = env
+        .call_text(Method::POST, "/api/v1/auth-info/import", a, "")
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        env.audit_actions()
+            .await
+            .iter()
+            .filter(|a| *a == "authinfo.import")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_at_rest_and_never_answered() {
+    let env = Env::new(0, 10).await;
+    let a = Some(env.admin.as_str());
+    let (s, _) = env
+        .call_text(
+            Method::POST,
+            "/api/v1/auth-info/import",
+            a,
+            "AT-REST-1,CLEARTEXT-SECRET-XYZ-123,1\n",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // Checkpoint the WAL so the file on disk has everything.
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&env.state.pool)
+        .await
+        .unwrap();
+    let db = std::fs::read(env.dir.join("imprint.db")).unwrap();
+    assert!(
+        !db.windows(22).any(|w| w == b"CLEARTEXT-SECRET-XYZ-1"),
+        "pass phrase in clear in the database"
+    );
+    let key1 = imprint_device::sim::demo_key(imprint_core::KeyId::new(1).unwrap());
+    assert!(
+        !db.windows(32).any(|w| w == key1.expose_secret()),
+        "pre-write key in clear in the database"
+    );
+    // A different key-encryption key cannot open them: a clear error, not garbage.
+    let (other, _) = imprint_server::kek::Kek::generate();
+    let row: (Vec<u8>,) =
+        sqlx::query_as("SELECT pass_sealed FROM auth_info WHERE apparatus_id = 'AT-REST-1'")
+            .fetch_one(&env.state.pool)
+            .await
+            .unwrap();
+    let err = other.open("702/AT-REST-1", &row.0).unwrap_err().to_string();
+    assert!(err.contains("wrong key file or altered database"));
+    // Moved to another row: refused too.
+    assert!(env.state.kek.open("702/OTHER", &row.0).is_err());
+}
+
+#[tokio::test]
+async fn factories_quotas_and_users_validate_their_input() {
+    let env = Env::new(0, 10).await;
+    let a = Some(env.admin.as_str());
+    let (s, _) = env
+        .call(
+            Method::POST,
+            "/api/v1/factories",
+            a,
+            json!({"factory_id": "fa", "name": "again"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, _) = env
+        .call(
+            Method::PUT,
+            "/api/v1/factories/nope/quotas/CAM-X100",
+            a,
+            json!({"limit": 5}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = env
+        .call(
+            Method::PUT,
+            "/api/v1/factories/fa/quotas/NOPE",
+            a,
+            json!({"limit": 5}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_product"))
+    );
+    for (body, why) in [
+        (
+            json!({"username": "t1", "password": "password-123", "role": "technician"}),
+            "bound to a factory",
+        ),
+        (
+            json!({"username": "t1", "password": "short", "role": "auditor"}),
+            "too short",
+        ),
+        (
+            json!({"username": "t 1", "password": "password-123", "role": "auditor"}),
+            "user name",
+        ),
+        (
+            json!({"username": "t1", "password": "password-123", "role": "root"}),
+            "unknown role",
+        ),
+        (
+            json!({"username": "t1", "password": "password-123", "role": "admin", "factory_id": "fa"}),
+            "only technicians",
+        ),
+    ] {
+        let (s, v) = env.call(Method::POST, "/api/v1/users", a, body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v["message"].as_str().unwrap().contains(why), "{v}");
+    }
+    let (s, _) = env
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            a,
+            json!({"username": "admin", "password": "password-123", "role": "auditor"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+}

@@ -1,0 +1,450 @@
+//! The provisioning flow end to end with simulated devices: issue, install, report, release,
+//! remap, field authentication, and many stations at once.
+
+use std::collections::HashSet;
+
+use axum::http::{Method, StatusCode};
+use imprint_core::{AuthResponse, Challenge, Reply, Request as DevRequest};
+use imprint_device::sim::SimDevice;
+use serde_json::{Value, json};
+
+use crate::{Env, PRODUCT, install};
+
+#[tokio::test]
+async fn issue_respects_quota_and_the_pool() {
+    let env = Env::new(10, 5).await;
+    let recs = env.issue(&env.tech, 3).await;
+    assert_eq!(recs.len(), 3);
+    assert!(
+        recs.iter()
+            .all(|r| r["key_id"] == 1 && r["product_code"] == PRODUCT)
+    );
+    assert!(recs.iter().all(|r| !r.to_string().contains("pass")));
+    let over = json!({"product_code": PRODUCT, "count": 3});
+    let (s, v) = env
+        .call(Method::POST, "/api/v1/issue", Some(&env.tech), over)
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("over_quota"))
+    );
+    assert!(v["message"].as_str().unwrap().contains("2 left"));
+    let (s, v) = env
+        .call(
+            Method::POST,
+            "/api/v1/issue",
+            Some(&env.tech),
+            json!({"product_code": "NOPE", "count": 1}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_product"))
+    );
+    let (s, _) = env
+        .call(
+            Method::POST,
+            "/api/v1/issue",
+            Some(&env.tech),
+            json!({"product_code": PRODUCT, "count": 0}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Factory b: 7 entries left in the pool for 8 asked.
+    let (s, v) = env
+        .call(
+            Method::POST,
+            "/api/v1/issue",
+            Some(&env.tech_b),
+            json!({"product_code": PRODUCT, "count": 8}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("not_enough_entries"))
+    );
+    // Nothing changed by the refusals.
+    let (_, v) = env
+        .call(Method::GET, "/api/v1/records", Some(&env.tech), Value::Null)
+        .await;
+    assert_eq!(v["records"].as_array().unwrap().len(), 3);
+    let (_, v) = env
+        .call(
+            Method::GET,
+            "/api/v1/records",
+            Some(&env.tech_b),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(v["records"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn install_report_exactly_once_with_a_real_device() {
+    let env = Env::new(5, 10).await;
+    let recs = env.issue(&env.tech, 2).await;
+    let mut dev = SimDevice::demo(1);
+    let (receipt, serial) = install(&mut dev, &recs[0]);
+    let id = recs[0]["apparatus_id"].as_str().unwrap();
+    let (s, v) = env.report(&env.tech, id, &serial, &receipt).await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("recorded")),
+        "{v}"
+    );
+    let (s, v) = env.report(&env.tech, id, &serial, &receipt).await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("already_recorded"))
+    );
+    // Installed-devices export shows it, with the technician, and no secret.
+    let (s, v) = env
+        .call(
+            Method::GET,
+            "/api/v1/installed.csv",
+            Some(&env.auditor),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let csv = v["text"].as_str().unwrap();
+    assert!(
+        csv.contains(&format!("{id},{serial},fa,tech-a,line-1")),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 2);
+    let actions = env.audit_actions().await;
+    assert!(
+        actions.contains(&"report".to_string())
+            && actions.contains(&"report.duplicate".to_string())
+    );
+}
+
+#[tokio::test]
+async fn forged_moved_and_conflicting_reports_are_refused_and_audited() {
+    let env = Env::new(5, 10).await;
+    let recs = env.issue(&env.tech, 2).await;
+    let id0 = recs[0]["apparatus_id"].as_str().unwrap();
+    let id1 = recs[1]["apparatus_id"].as_str().unwrap();
+    // Forged: the factory invents a completion.
+    let (s, v) = env.report(&env.tech, id0, "SN-X", &"ab".repeat(32)).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_receipt"))
+    );
+    let mut dev = SimDevice::demo(1);
+    let (receipt, serial) = install(&mut dev, &recs[0]);
+    // The genuine receipt reported for another unit: refused.
+    let (s, v) = env.report(&env.tech, id0, "SIM-999999", &receipt).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_receipt"))
+    );
+    // Another factory reporting it: refused.
+    let (s, v) = env.report(&env.tech_b, id0, &serial, &receipt).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("not_your_record"))
+    );
+    assert_eq!(
+        env.report(&env.tech, id0, &serial, &receipt).await.0,
+        StatusCode::OK
+    );
+    // A second identity for the same unit: refused (a unit takes one identity).
+    let mut other = SimDevice::demo(1); // same serial SIM-000001, a unit swapped on the bench
+    let (receipt1, serial1) = install(&mut other, &recs[1]);
+    let (s, v) = env.report(&env.tech, id1, &serial1, &receipt1).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("serial_taken"))
+    );
+    // Malformed inputs.
+    let (s, _) = env.report(&env.tech, id1, &serial1, "xyz").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = env.report(&env.tech, "IMP NOPE", &serial1, &receipt1).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, v) = env
+        .report(&env.tech, "IMP-9999999999", &serial1, &receipt1)
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_apparatus"))
+    );
+    let refused = env
+        .audit_actions()
+        .await
+        .iter()
+        .filter(|a| *a == "report.refused")
+        .count();
+    assert_eq!(
+        refused, 5,
+        "every refusal with a parseable request is on record"
+    );
+    let (_, v) = env
+        .call(
+            Method::GET,
+            "/api/v1/installed.csv",
+            Some(&env.admin),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        v["text"].as_str().unwrap().lines().count(),
+        2,
+        "exactly one installation recorded"
+    );
+}
+
+#[tokio::test]
+async fn released_records_go_back_to_the_pool_and_their_old_seal_is_dead() {
+    let env = Env::new(2, 2).await;
+    let recs = env.issue(&env.tech, 2).await;
+    let id = recs[0]["apparatus_id"].as_str().unwrap();
+    let (s, _) = env
+        .call(
+            Method::POST,
+            "/api/v1/release",
+            Some(&env.tech_b),
+            json!({"apparatus_id": id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = env
+        .call(
+            Method::POST,
+            "/api/v1/release",
+            Some(&env.tech),
+            json!({"apparatus_id": id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = env
+        .call(
+            Method::POST,
+            "/api/v1/release",
+            Some(&env.tech),
+            json!({"apparatus_id": id}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("not_issued"))
+    );
+    // Quota given back: one more can be issued, and it is the same identity sealed afresh.
+    let again = env.issue(&env.tech, 1).await;
+    assert_eq!(again[0]["apparatus_id"], recs[0]["apparatus_id"]);
+    assert_ne!(again[0]["sealed"], recs[0]["sealed"]);
+    // A device that got the old seal produces a receipt the server refuses.
+    let mut dev = SimDevice::demo(3);
+    let (old_receipt, serial) = install(&mut dev, &recs[0]);
+    let (s, v) = env.report(&env.tech, id, &serial, &old_receipt).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_receipt"))
+    );
+}
+
+#[tokio::test]
+async fn key_rotation_reseals_outstanding_records() {
+    let env = Env::new(4, 10).await;
+    let recs = env.issue(&env.tech, 2).await;
+    let (s, v) = env
+        .call(
+            Method::PUT,
+            &format!("/api/v1/products/{PRODUCT}"),
+            Some(&env.admin),
+            json!({"key_id": 2}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["old_key_id"].as_u64(), v["resealed"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let (_, v) = env
+        .call(Method::GET, "/api/v1/records", Some(&env.tech), Value::Null)
+        .await;
+    let fresh = v["records"].as_array().unwrap().clone();
+    assert!(fresh.iter().all(|r| r["key_id"] == 2));
+    // An old-key unit cannot open the new record; a new-key unit can, and the report is accepted.
+    let mut old_unit = SimDevice::demo(1);
+    let id = imprint_core::ApparatusId::new(fresh[0]["apparatus_id"].as_str().unwrap()).unwrap();
+    let sealed = imprint_core::SealedRecord::parse(
+        &hex::decode(fresh[0]["sealed"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    old_unit
+        .transfer_out(
+            &DevRequest::Install {
+                apparatus_id: id,
+                record: sealed,
+            }
+            .encode(1),
+        )
+        .unwrap();
+    let (_, reply) = Reply::decode(&old_unit.transfer_in(1024).unwrap()).unwrap();
+    assert_eq!(reply, Reply::Error(imprint_core::ErrorCode::UnknownKey));
+    let mut new_unit = SimDevice::new(imprint_device::sim::demo_config(2, PRODUCT, &[2]));
+    let (receipt, serial) = install(&mut new_unit, &fresh[0]);
+    assert_eq!(
+        env.report(&env.tech, id.as_str(), &serial, &receipt)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // The remaining unissued entries are on key 1; the product now wants key 2.
+    let (s, v) = env
+        .call(
+            Method::POST,
+            "/api/v1/issue",
+            Some(&env.tech),
+            json!({"product_code": PRODUCT, "count": 1}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("not_enough_entries"))
+    );
+    assert_eq!(recs.len(), 2);
+}
+
+async fn challenge(env: &Env, id: &str) -> Challenge {
+    let (s, v) = env
+        .call(
+            Method::POST,
+            "/api/v1/auth/challenge",
+            None,
+            json!({"apparatus_id": id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    Challenge(
+        hex::decode(v["challenge"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    )
+}
+
+fn answer(dev: &mut SimDevice, c: Challenge) -> AuthResponse {
+    dev.transfer_out(&DevRequest::Challenge(c).encode(2))
+        .unwrap();
+    match Reply::decode(&dev.transfer_in(1024).unwrap()).unwrap().1 {
+        Reply::AuthResponse { response, .. } => response,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn verify(env: &Env, id: &str, c: Challenge, r: AuthResponse) -> bool {
+    let body =
+        json!({"apparatus_id": id, "challenge": hex::encode(c.0), "response": hex::encode(r.0)});
+    let (s, v) = env
+        .call(Method::POST, "/api/v1/auth/verify", None, body)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["authenticated"].as_bool().unwrap()
+}
+
+#[tokio::test]
+async fn field_authentication_single_use_challenges_and_revocation() {
+    let env = Env::new(3, 10).await;
+    let recs = env.issue(&env.tech, 1).await;
+    let id = recs[0]["apparatus_id"].as_str().unwrap();
+    let mut dev = SimDevice::demo(1);
+    let (receipt, serial) = install(&mut dev, &recs[0]);
+    // Not yet reported: not installed, so not authenticated.
+    let c = challenge(&env, id).await;
+    assert!(!verify(&env, id, c, answer(&mut dev, c)).await);
+    env.report(&env.tech, id, &serial, &receipt).await;
+    let c = challenge(&env, id).await;
+    let r = answer(&mut dev, c);
+    assert!(verify(&env, id, c, r).await);
+    assert!(
+        !verify(&env, id, c, r).await,
+        "a challenge is single use: replay refused"
+    );
+    let c = challenge(&env, id).await;
+    assert!(!verify(&env, id, c, AuthResponse([7; 32])).await);
+    // Another device's answer for this ID fails.
+    let c = challenge(&env, id).await;
+    let mut stranger = SimDevice::already_provisioned(9, id, false);
+    assert!(!verify(&env, id, c, answer(&mut stranger, c)).await);
+    // Revoked: fails from now on.
+    let (s, _) = env
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{id}/revoke"),
+            Some(&env.admin),
+            serde_json::Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let c = challenge(&env, id).await;
+    assert!(!verify(&env, id, c, answer(&mut dev, c)).await);
+    let (s, _) = env
+        .call(
+            Method::POST,
+            "/api/v1/auth/verify",
+            None,
+            json!({"apparatus_id": id, "challenge": "zz", "response": "00"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let actions = env.audit_actions().await;
+    assert_eq!(actions.iter().filter(|a| *a == "auth.ok").count(), 1);
+    assert_eq!(actions.iter().filter(|a| *a == "auth.fail").count(), 5);
+}
+
+/// 32 stations issue and report at the same time: no identity is issued twice, every report
+/// lands once, quotas hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_two_concurrent_stations() {
+    let env = std::sync::Arc::new(Env::new(400, 1000).await);
+    let mut tasks = Vec::new();
+    for station in 0..32u32 {
+        let env = env.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut done = Vec::new();
+            for round in 0..3u32 {
+                let recs = env.issue(&env.tech, 3).await;
+                for (k, r) in recs.iter().enumerate() {
+                    let mut dev = SimDevice::demo(station * 100 + round * 10 + k as u32);
+                    let (receipt, serial) = install(&mut dev, r);
+                    let id = r["apparatus_id"].as_str().unwrap().to_string();
+                    let (s, v) = env.report(&env.tech, &id, &serial, &receipt).await;
+                    assert_eq!(s, StatusCode::OK, "{v}");
+                    done.push(id);
+                }
+            }
+            done
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(
+        (all.len(), unique.len()),
+        (288, 288),
+        "an identity was issued twice"
+    );
+    let (_, v) = env
+        .call(
+            Method::GET,
+            "/api/v1/installed.csv",
+            Some(&env.admin),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(v["text"].as_str().unwrap().lines().count(), 289);
+    let (_, v) = env
+        .call(
+            Method::GET,
+            "/api/v1/audit/verify",
+            Some(&env.auditor),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(v["ok"], true, "{v}");
+}
