@@ -261,7 +261,17 @@ fn run() -> Result {
     eprintln!(
         "Imprint demo: the management server on http://127.0.0.1:8080 with a fresh database in\n./imprint-demo (demo keys that the simulated devices hold, product CAM-X100, two factories,\n3000 entries). Ctrl-C stops it. The browser portal arrives with its issue; meanwhile\n`cargo run -p imprint-core --example walkthrough` walks one device through the flow.\n"
     );
-    cargo(&["run", "--release", "-q", "-p", "imprint-server", "--bin", "imprint", "--", "demo"])
+    cargo(&[
+        "run",
+        "--release",
+        "-q",
+        "-p",
+        "imprint-server",
+        "--bin",
+        "imprint",
+        "--",
+        "demo",
+    ])
 }
 
 fn bench() -> Result {

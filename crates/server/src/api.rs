@@ -13,7 +13,7 @@
 //! | `GET /audit`, `GET /audit/verify` | admin, auditor |
 //! | `POST /issue`, `GET /records`, `POST /report`, `POST /release` | technician |
 //! | `POST /auth/challenge`, `POST /auth/verify` | public (devices in the field) |
-//! | `GET /healthz` | public |
+//! | `GET /healthz`, `GET /metrics` (Prometheus) | public |
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -59,7 +59,28 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), timed))
         .with_state(state)
+}
+
+/// Times every request for the latency histogram.
+async fn timed(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let start = std::time::Instant::now();
+    let res = next.run(req).await;
+    state.metrics.observe(start.elapsed());
+    res
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }
 
 fn hex32(what: &str, s: &str) -> Result<[u8; 32], AppError> {

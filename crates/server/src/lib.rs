@@ -15,6 +15,7 @@ pub mod auth;
 pub mod db;
 pub mod error;
 pub mod kek;
+pub mod metrics;
 pub mod service;
 
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct AppState {
     /// Serialises write transactions: SQLite allows one writer, and taking the lock before
     /// `BEGIN` avoids "database is locked" upgrades under many concurrent stations.
     pub write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -40,6 +43,7 @@ impl AppState {
             pool,
             kek: Arc::new(kek),
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
+            metrics: Arc::new(metrics::Metrics::default()),
         }
     }
 }

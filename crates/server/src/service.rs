@@ -16,6 +16,7 @@ use sqlx::{Row, SqliteConnection};
 use crate::auth::User;
 use crate::error::AppError;
 use crate::kek::Kek;
+use crate::metrics::Metrics;
 use crate::{AppState, audit, now_millis};
 
 /// How long an authentication challenge may be answered.
@@ -631,6 +632,7 @@ pub async fn issue(
     )
     .await?;
     tx.commit().await?;
+    Metrics::add(&state.metrics.issued, out.len() as u64);
     Ok(out)
 }
 
@@ -698,10 +700,14 @@ pub async fn report(state: &AppState, user: &User, r: &Report) -> Result<ReportO
                 "factory": factory.as_str(), "station": r.station, "receipt": hex::encode(r.receipt.0),
             })).await?;
             tx.commit().await?;
+            if outcome == ReportOutcome::Recorded {
+                Metrics::add(&state.metrics.installed, 1);
+            }
             Ok(outcome)
         }
         Err(e) => {
             tx.rollback().await?;
+            Metrics::add(&state.metrics.refused, 1);
             let reason = match &e {
                 AppError::Rule(t) => crate::error::rule_code(t).1.to_string(),
                 other => other.to_string(),

@@ -493,3 +493,28 @@ async fn factories_quotas_and_users_validate_their_input() {
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
 }
+
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let env = Env::new(3, 10).await;
+    env.issue(&env.tech, 2).await;
+    env.report(&env.tech, "IMP-0000000001", "SN-1", &"00".repeat(32))
+        .await;
+    let (s, v) = env.call(Method::GET, "/metrics", None, Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+    let text = v["text"].as_str().unwrap();
+    assert!(text.contains("imprint_records_issued_total 2"), "{text}");
+    assert!(text.contains("imprint_reports_refused_total 1"));
+    assert!(text.contains("imprint_records_installed_total 0"));
+    assert!(text.contains("# TYPE imprint_request_duration_seconds histogram"));
+    let count: u64 = text
+        .lines()
+        .find(|l| l.starts_with("imprint_request_duration_seconds_count"))
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(count >= 6, "every request is timed ({count})");
+}

@@ -122,14 +122,14 @@ fn sigkill_mid_batch_loses_and_doubles_nothing() {
         imprint_server::service::map_product(&state, "test", p, k1)
             .await
             .unwrap();
-        imprint_server::service::generate(&state, "test", k1, 60, "K-")
+        imprint_server::service::generate(&state, "test", k1, 150, "K-")
             .await
             .unwrap();
         let f = imprint_core::FactoryId::new("fa").unwrap();
         imprint_server::service::add_factory(&state, "test", f, "A")
             .await
             .unwrap();
-        imprint_server::service::set_quota(&state, "test", f, p, 60)
+        imprint_server::service::set_quota(&state, "test", f, p, 150)
             .await
             .unwrap();
         let mut tx = state.pool.begin().await.unwrap();
@@ -169,11 +169,11 @@ fn sigkill_mid_batch_loses_and_doubles_nothing() {
         "POST",
         "/api/v1/issue",
         Some(&token),
-        &json!({"product_code": crate::PRODUCT, "count": 40}),
+        &json!({"product_code": crate::PRODUCT, "count": 150}),
     )
     .unwrap();
     let recs = v["records"].as_array().unwrap().clone();
-    assert_eq!(recs.len(), 40);
+    assert_eq!(recs.len(), 150);
     // The station's journal: every unit installed, receipts known.
     let journal: Vec<(String, String, String)> = recs
         .iter()
@@ -189,9 +189,11 @@ fn sigkill_mid_batch_loses_and_doubles_nothing() {
         })
         .collect();
     // Report in a background thread; kill the server part-way through.
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let reporter = {
         let journal = journal.clone();
         let token = token.clone();
+        let progress = progress.clone();
         std::thread::spawn(move || {
             let mut acked = Vec::new();
             for (id, serial, receipt) in &journal {
@@ -200,11 +202,19 @@ fn sigkill_mid_batch_loses_and_doubles_nothing() {
                     Ok((200, _)) => acked.push(id.clone()),
                     _ => break,
                 }
+                progress.store(acked.len(), std::sync::atomic::Ordering::SeqCst);
             }
             acked
         })
     };
-    std::thread::sleep(Duration::from_millis(150));
+    // Kill once a few reports are through, in the middle of the stream of requests.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while progress.load(std::sync::atomic::Ordering::SeqCst) < 10
+        && !reporter.is_finished()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     server.kill().unwrap(); // SIGKILL
     server.wait().unwrap();
     let acked = reporter.join().unwrap();
@@ -255,7 +265,7 @@ fn sigkill_mid_batch_loses_and_doubles_nothing() {
             .entry(v["status"].as_str().unwrap().to_string())
             .or_insert(0) += 1;
     }
-    assert_eq!(outcomes.values().sum::<usize>(), 40);
+    assert_eq!(outcomes.values().sum::<usize>(), 150);
     assert!(outcomes.get("already_recorded").copied().unwrap_or(0) >= acked.len());
     assert_eq!(
         open_records(&token),
