@@ -6,6 +6,7 @@ extern crate alloc;
 mod codec;
 pub mod frame;
 pub mod ids;
+pub mod lease;
 pub mod proto;
 pub mod receipt;
 pub mod seal;
@@ -17,6 +18,7 @@ pub use frame::{
     Frame, FrameAssembler, FrameError, OwnedFrame, StreamError, decode_frame, encode_frame,
 };
 pub use ids::{ApparatusId, ChipId, FactoryId, IdError, KeyId, ProductCode, ProductSerial};
+pub use lease::{Lease, LeaseError, LeaseRecord};
 pub use proto::{DeviceInfo, DeviceState, ErrorCode, ProtocolError, RecordStatus, Reply, Request};
 pub use receipt::{AuthResponse, Challenge, MacMismatch, Receipt, ReceiptInput, conversion_value};
 pub use seal::{Binding, OpenError, OpenedRecord, SealedRecord};

@@ -11,7 +11,8 @@
 //! | `POST /devices/{id}/revoke` | admin |
 //! | `GET /installed.csv` | admin, auditor |
 //! | `GET /audit`, `GET /audit/verify` | admin, auditor |
-//! | `POST /issue`, `GET /records`, `POST /report`, `POST /release` | technician |
+//! | `POST /issue`, `POST /leases`, `GET /records`, `POST /report`, `POST /release` | technician |
+//! | `GET /lease-key` | public (stations verify leases with it) |
 //! | `POST /auth/challenge`, `POST /auth/verify` | public (devices in the field) |
 //! | `GET /healthz`, `GET /metrics` (Prometheus) | public |
 
@@ -54,6 +55,8 @@ pub fn router(state: AppState) -> Router {
         .route("/records", get(records))
         .route("/report", post(report))
         .route("/release", post(release))
+        .route("/leases", post(lease))
+        .route("/lease-key", get(lease_key))
         .route("/auth/challenge", post(challenge))
         .route("/auth/verify", post(verify));
     Router::new()
@@ -390,6 +393,32 @@ async fn report(State(state): State<AppState>, user: User, Json(b): Json<ReportI
     };
     let outcome = service::report(&state, &user, &r).await?;
     Ok(Json(json!({ "status": outcome })))
+}
+
+#[derive(Deserialize)]
+struct LeaseIn {
+    product_code: String,
+    count: u64,
+    hours: u64,
+}
+
+async fn lease(State(state): State<AppState>, user: User, Json(b): Json<LeaseIn>) -> ApiResult {
+    user.require(&[Role::Technician])?;
+    let l = service::lease(
+        &state,
+        &user,
+        ProductCode::new(&b.product_code)?,
+        b.count,
+        b.hours,
+    )
+    .await?;
+    Ok(Json(json!(l)))
+}
+
+async fn lease_key(State(state): State<AppState>) -> ApiResult {
+    Ok(Json(
+        json!({ "public_key": hex::encode(service::lease_public_key(&state).await?) }),
+    ))
 }
 
 #[derive(Deserialize)]

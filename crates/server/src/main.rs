@@ -198,6 +198,21 @@ async fn serve(state: AppState, listen: SocketAddr) -> Result<(), AppError> {
         .await
         .map_err(|e| AppError::Config(format!("cannot listen on {listen}: {e}")))?;
     tracing::info!("imprint serving on http://{listen}");
+    // Leases past their deadline and grace period give their unreported records back.
+    let sweeper = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match service::expire_leases(&sweeper, imprint_server::now_millis()).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(returned = n, "expired leases returned records to the pool")
+                }
+                Err(e) => tracing::warn!(error = %e, "lease expiry sweep failed"),
+            }
+        }
+    });
     axum::serve(listener, imprint_server::app(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

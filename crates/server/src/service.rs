@@ -538,14 +538,40 @@ pub async fn issue(
     count: u64,
 ) -> Result<Vec<RecordOut>, AppError> {
     let factory = user.factory()?;
+    expire_leases(state, now_millis()).await?;
+    let _w = state.write_lock.lock().await;
+    let mut tx = state.pool.begin().await?;
+    let out = issue_in(&mut tx, &state.kek, &factory, product, count, None).await?;
+    audit::append(
+        &mut tx,
+        &user.username,
+        "issue",
+        json!({
+            "factory": factory.as_str(), "product_code": product.as_str(), "count": out.len(),
+            "apparatus_ids": out.iter().map(|r| r.apparatus_id.as_str()).collect::<Vec<_>>(),
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    Metrics::add(&state.metrics.issued, out.len() as u64);
+    Ok(out)
+}
+
+/// The shared part of issuing and leasing: rules, sealing, table writes, quota.
+async fn issue_in(
+    tx: &mut SqliteConnection,
+    kek: &Kek,
+    factory: &FactoryId,
+    product: ProductCode,
+    count: u64,
+    lease_id: Option<&str>,
+) -> Result<Vec<RecordOut>, AppError> {
     if count > 10_000 {
         return Err(AppError::BadRequest(
             "at most 10000 records per request".into(),
         ));
     }
-    let _w = state.write_lock.lock().await;
-    let mut tx = state.pool.begin().await?;
-    let key = product_key(&mut tx, &product).await?;
+    let key = product_key(&mut *tx, &product).await?;
     let quota = sqlx::query(
         "SELECT quota_limit, used FROM quotas WHERE factory_id = ? AND product_code = ?",
     )
@@ -570,7 +596,7 @@ pub async fn issue(
             .await?;
         for r in rows {
             let id = ApparatusId::new(&r.try_get::<String, _>("apparatus_id")?)?;
-            let pass = open_pass(&state.kek, &id, &r.try_get::<Vec<u8>, _>("pass_sealed")?)?;
+            let pass = open_pass(kek, &id, &r.try_get::<Vec<u8>, _>("pass_sealed")?)?;
             candidates.push(AuthInfo {
                 apparatus_id: id,
                 pass_phrase: pass,
@@ -580,7 +606,7 @@ pub async fn issue(
         }
     }
     let (key_id, picked) = plan_issue(&product, key, quota, count, candidates.iter())?;
-    let pre_write_key = load_key(&mut tx, &state.kek, key_id).await?;
+    let pre_write_key = load_key(&mut *tx, kek, key_id).await?;
     let mut rng = crate::rng();
     let now = now_millis().to_string();
     let mut out = Vec::with_capacity(picked.len());
@@ -599,13 +625,14 @@ pub async fn issue(
             .bind(e.apparatus_id.as_str())
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO factory_records (apparatus_id, sealed, key_id, factory_id, product_code, issued_at) VALUES (?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO factory_records (apparatus_id, sealed, key_id, factory_id, product_code, issued_at, lease_id) VALUES (?, ?, ?, ?, ?, ?, ?)")
             .bind(e.apparatus_id.as_str())
             .bind(sealed.as_bytes())
             .bind(i64::from(key_id.get()))
             .bind(factory.as_str())
             .bind(product.as_str())
             .bind(&now)
+            .bind(lease_id)
             .execute(&mut *tx)
             .await?;
         out.push(RecordOut {
@@ -621,19 +648,206 @@ pub async fn issue(
         .bind(product.as_str())
         .execute(&mut *tx)
         .await?;
+    Ok(out)
+}
+
+/// How long after a lease's deadline its unreported records stay reserved, so that units
+/// installed offline can still be reported; then they go back to the pool.
+pub const LEASE_GRACE_MILLIS: i64 = 24 * 60 * 60 * 1000;
+
+/// A signed offline lease as the portal receives it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct LeaseOut {
+    /// Lease ID (hex, 16 bytes).
+    pub lease_id: String,
+    /// Factory.
+    pub factory: String,
+    /// Product code.
+    pub product_code: String,
+    /// Issued at (Unix ms).
+    pub issued_at_ms: u64,
+    /// Deadline (Unix ms).
+    pub not_after_ms: u64,
+    /// The records.
+    pub records: Vec<RecordOut>,
+    /// The server's Ed25519 public key (hex).
+    pub public_key: String,
+    /// Signature over [`imprint_core::Lease::signed_bytes`] (hex).
+    pub signature: String,
+}
+
+async fn signing_key(
+    conn: &mut SqliteConnection,
+    kek: &Kek,
+) -> Result<ed25519_dalek::SigningKey, AppError> {
+    let row = sqlx::query("SELECT key_sealed FROM server_keys WHERE name = 'lease-signing'")
+        .fetch_optional(&mut *conn)
+        .await?;
+    let bytes = match row {
+        Some(r) => kek.open(
+            "server/lease-signing",
+            &r.try_get::<Vec<u8>, _>("key_sealed")?,
+        )?,
+        None => {
+            use rand_core::Rng;
+            let mut b = zeroize::Zeroizing::new(vec![0u8; 32]);
+            crate::rng().fill_bytes(&mut b);
+            sqlx::query("INSERT INTO server_keys (name, key_sealed) VALUES ('lease-signing', ?)")
+                .bind(kek.seal("server/lease-signing", &b))
+                .execute(&mut *conn)
+                .await?;
+            b
+        }
+    };
+    let arr: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| AppError::Internal("lease key has a wrong length".into()))?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&arr))
+}
+
+/// The public key stations verify leases with.
+pub async fn lease_public_key(state: &AppState) -> Result<[u8; 32], AppError> {
+    let _w = state.write_lock.lock().await;
+    let mut tx = state.pool.begin().await?;
+    let key = signing_key(&mut tx, &state.kek).await?;
+    tx.commit().await?;
+    Ok(key.verifying_key().to_bytes())
+}
+
+/// Issues `count` records as a lease valid for `hours`, signed by the server.
+pub async fn lease(
+    state: &AppState,
+    user: &User,
+    product: ProductCode,
+    count: u64,
+    hours: u64,
+) -> Result<LeaseOut, AppError> {
+    let factory = user.factory()?;
+    if !(1..=168).contains(&hours) {
+        return Err(AppError::BadRequest("a lease lasts 1 to 168 hours".into()));
+    }
+    expire_leases(state, now_millis()).await?;
+    let _w = state.write_lock.lock().await;
+    let mut tx = state.pool.begin().await?;
+    let mut lease_id = [0u8; 16];
+    {
+        use rand_core::Rng;
+        crate::rng().fill_bytes(&mut lease_id);
+    }
+    let id_hex = hex::encode(lease_id);
+    let issued_at = now_millis();
+    let not_after = issued_at + (hours as i64) * 3_600_000;
+    sqlx::query("INSERT INTO leases (lease_id, factory_id, product_code, issued_at, not_after, record_count) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(&id_hex)
+        .bind(factory.as_str())
+        .bind(product.as_str())
+        .bind(issued_at)
+        .bind(not_after)
+        .bind(count as i64)
+        .execute(&mut *tx)
+        .await?;
+    let records = issue_in(&mut tx, &state.kek, &factory, product, count, Some(&id_hex)).await?;
+    let core_lease = imprint_core::Lease {
+        lease_id,
+        factory,
+        product,
+        issued_at_ms: issued_at as u64,
+        not_after_ms: not_after as u64,
+        records: records
+            .iter()
+            .map(|r| -> Result<imprint_core::LeaseRecord, AppError> {
+                Ok(imprint_core::LeaseRecord {
+                    apparatus_id: ApparatusId::new(&r.apparatus_id)?,
+                    record: SealedRecord::parse(
+                        &hex::decode(&r.sealed).map_err(|e| AppError::Internal(e.to_string()))?,
+                    )
+                    .map_err(|e| AppError::Internal(e.to_string()))?,
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let key = signing_key(&mut tx, &state.kek).await?;
+    let signature = core_lease.sign(&key);
     audit::append(
         &mut tx,
         &user.username,
-        "issue",
+        "lease",
         json!({
-            "factory": factory.as_str(), "product_code": product.as_str(), "count": out.len(),
-            "apparatus_ids": out.iter().map(|r| r.apparatus_id.as_str()).collect::<Vec<_>>(),
+            "lease_id": id_hex, "factory": factory.as_str(), "product_code": product.as_str(),
+            "count": records.len(), "not_after_ms": not_after,
         }),
     )
     .await?;
     tx.commit().await?;
-    Metrics::add(&state.metrics.issued, out.len() as u64);
-    Ok(out)
+    Metrics::add(&state.metrics.issued, records.len() as u64);
+    Ok(LeaseOut {
+        lease_id: id_hex,
+        factory: factory.to_string(),
+        product_code: product.to_string(),
+        issued_at_ms: issued_at as u64,
+        not_after_ms: not_after as u64,
+        records,
+        public_key: hex::encode(key.verifying_key().to_bytes()),
+        signature: hex::encode(signature),
+    })
+}
+
+/// Returns to the pool the unreported records of leases past their deadline plus
+/// [`LEASE_GRACE_MILLIS`]. Returns how many records went back.
+pub async fn expire_leases(state: &AppState, now: i64) -> Result<u64, AppError> {
+    let _w = state.write_lock.lock().await;
+    let mut tx = state.pool.begin().await?;
+    let due = sqlx::query("SELECT lease_id, factory_id, product_code FROM leases WHERE expired_at IS NULL AND not_after + ? < ?")
+        .bind(LEASE_GRACE_MILLIS)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut total = 0u64;
+    for lease in due {
+        let lease_id: String = lease.try_get("lease_id")?;
+        let factory: String = lease.try_get("factory_id")?;
+        let product: String = lease.try_get("product_code")?;
+        let open = sqlx::query("SELECT apparatus_id FROM factory_records WHERE lease_id = ? AND product_serial IS NULL")
+            .bind(&lease_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        for r in &open {
+            let id: String = r.try_get("apparatus_id")?;
+            sqlx::query("DELETE FROM factory_records WHERE apparatus_id = ?")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE auth_info SET state = 'unissued', factory_id = NULL, product_code = NULL WHERE apparatus_id = ? AND state = 'issued'")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let n = open.len() as i64;
+        sqlx::query(
+            "UPDATE quotas SET used = MAX(used - ?, 0) WHERE factory_id = ? AND product_code = ?",
+        )
+        .bind(n)
+        .bind(&factory)
+        .bind(&product)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE leases SET expired_at = ? WHERE lease_id = ?")
+            .bind(now)
+            .bind(&lease_id)
+            .execute(&mut *tx)
+            .await?;
+        audit::append(
+            &mut tx,
+            "system",
+            "lease.expire",
+            json!({ "lease_id": lease_id, "returned": n }),
+        )
+        .await?;
+        total += n as u64;
+    }
+    tx.commit().await?;
+    Ok(total)
 }
 
 /// The records issued to the technician's factory and not yet installed (to resume after a

@@ -158,6 +158,12 @@ async fn role_matrix() {
         (Method::GET, "/api/v1/records", Value::Null, &["technician"]),
         (
             Method::POST,
+            "/api/v1/leases",
+            json!({"product_code": PRODUCT, "count": 1, "hours": 1}),
+            &["technician"],
+        ),
+        (
+            Method::POST,
             "/api/v1/report",
             json!({"apparatus_id": "IMP-0000000001", "product_serial": "S", "receipt": "00".repeat(32), "station": "s"}),
             &["technician"],

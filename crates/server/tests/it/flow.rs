@@ -448,3 +448,156 @@ async fn thirty_two_concurrent_stations() {
         .await;
     assert_eq!(v["ok"], true, "{v}");
 }
+
+#[tokio::test]
+async fn offline_leases_are_signed_counted_and_expire_back_to_the_pool() {
+    let env = Env::new(10, 6).await;
+    let (s, v) = env
+        .call(
+            Method::POST,
+            "/api/v1/leases",
+            Some(&env.tech),
+            json!({"product_code": PRODUCT, "count": 4, "hours": 0}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, lease) = env
+        .call(
+            Method::POST,
+            "/api/v1/leases",
+            Some(&env.tech),
+            json!({"product_code": PRODUCT, "count": 4, "hours": 8}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{lease}");
+    // The station checks the lease with the public key it fetched while online.
+    let (_, k) = env
+        .call(Method::GET, "/api/v1/lease-key", None, Value::Null)
+        .await;
+    assert_eq!(k["public_key"], lease["public_key"]);
+    let parsed = imprint_core::Lease {
+        lease_id: hex::decode(lease["lease_id"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+        factory: imprint_core::FactoryId::new(lease["factory"].as_str().unwrap()).unwrap(),
+        product: imprint_core::ProductCode::new(lease["product_code"].as_str().unwrap()).unwrap(),
+        issued_at_ms: lease["issued_at_ms"].as_u64().unwrap(),
+        not_after_ms: lease["not_after_ms"].as_u64().unwrap(),
+        records: lease["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| imprint_core::LeaseRecord {
+                apparatus_id: imprint_core::ApparatusId::new(r["apparatus_id"].as_str().unwrap())
+                    .unwrap(),
+                record: imprint_core::SealedRecord::parse(
+                    &hex::decode(r["sealed"].as_str().unwrap()).unwrap(),
+                )
+                .unwrap(),
+            })
+            .collect(),
+    };
+    let pk: [u8; 32] = hex::decode(k["public_key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let sig: [u8; 64] = hex::decode(lease["signature"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let now = imprint_server::now_millis() as u64;
+    assert_eq!(parsed.verify(&pk, &sig, now), Ok(()));
+    assert!(parsed.not_after_ms - parsed.issued_at_ms == 8 * 3_600_000);
+    // The lease counts against the quota (6): 4 leased + 3 more is too many.
+    let (s, _) = env
+        .call(
+            Method::POST,
+            "/api/v1/issue",
+            Some(&env.tech),
+            json!({"product_code": PRODUCT, "count": 3}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Offline: two units installed; one reported on reconnect within the deadline.
+    let recs = lease["records"].as_array().unwrap();
+    let mut d0 = SimDevice::demo(1);
+    let (r0, s0) = install(&mut d0, &recs[0]);
+    let mut d1 = SimDevice::demo(2);
+    let (r1, s1) = install(&mut d1, &recs[1]);
+    assert_eq!(
+        env.report(
+            &env.tech,
+            recs[0]["apparatus_id"].as_str().unwrap(),
+            &s0,
+            &r0
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    // Within the grace period nothing is returned.
+    let deadline = parsed.not_after_ms as i64;
+    assert_eq!(
+        imprint_server::service::expire_leases(&env.state, deadline + 1)
+            .await
+            .unwrap(),
+        0
+    );
+    // Reported late but within the grace period: accepted.
+    assert_eq!(
+        env.report(
+            &env.tech,
+            recs[1]["apparatus_id"].as_str().unwrap(),
+            &s1,
+            &r1
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    // After the grace period the 2 unreported records go back to the pool, quota given back.
+    let after = deadline + imprint_server::service::LEASE_GRACE_MILLIS + 1;
+    assert_eq!(
+        imprint_server::service::expire_leases(&env.state, after)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        imprint_server::service::expire_leases(&env.state, after)
+            .await
+            .unwrap(),
+        0,
+        "once only"
+    );
+    let (_, v) = env
+        .call(Method::GET, "/api/v1/records", Some(&env.tech), Value::Null)
+        .await;
+    assert_eq!(v["records"].as_array().unwrap().len(), 0);
+    // A unit installed from an expired lease record and reported too late is refused.
+    let mut d2 = SimDevice::demo(3);
+    let (r2, s2) = install(&mut d2, &recs[2]);
+    let (s, v) = env
+        .report(
+            &env.tech,
+            recs[2]["apparatus_id"].as_str().unwrap(),
+            &s2,
+            &r2,
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("not_issued")),
+        "{v}"
+    );
+    assert_eq!(
+        env.issue(&env.tech, 4).await.len(),
+        4,
+        "quota and pool given back"
+    );
+    let actions = env.audit_actions().await;
+    assert!(
+        actions.contains(&"lease".to_string()) && actions.contains(&"lease.expire".to_string())
+    );
+}
