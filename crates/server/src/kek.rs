@@ -123,8 +123,9 @@ impl Kek {
     }
 }
 
+/// Writes a file only its owner can read (mode 0600), refusing to overwrite.
 #[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -137,8 +138,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
         .map_err(|e| AppError::Config(format!("cannot write {}: {e}", path.display())))
 }
 
+/// Writes a file (no POSIX permissions on this platform), refusing to overwrite.
 #[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
     std::fs::write(path, bytes)
         .map_err(|e| AppError::Config(format!("cannot write {}: {e}", path.display())))
 }

@@ -17,6 +17,7 @@ pub mod error;
 pub mod kek;
 pub mod metrics;
 pub mod service;
+pub mod tls;
 
 use std::sync::Arc;
 

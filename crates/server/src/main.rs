@@ -37,12 +37,19 @@ enum Command {
         /// The admin's password (or IMPRINT_ADMIN_PASSWORD); generated and printed if absent.
         #[arg(long, env = "IMPRINT_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: Option<String>,
+        /// Extra host names or addresses for the self-signed TLS certificate (the station's
+        /// LAN name), besides localhost and 127.0.0.1.
+        #[arg(long)]
+        tls_name: Vec<String>,
     },
     /// Serves the API.
     Serve {
-        /// Address to listen on. Loopback by default; a LAN address needs TLS in front.
+        /// Address to listen on. Loopback by default; any other address requires --tls.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Serve https with tls.crt/tls.key from the data folder (made by `imprint init`).
+        #[arg(long)]
+        tls: bool,
     },
     /// A fresh demo: data folder `imprint-demo` (replaced), demo keys matching the simulated
     /// devices, product CAM-X100, two factories with quotas, entries, logins; then serves.
@@ -164,7 +171,12 @@ fn random_password() -> String {
     hex::encode(b)
 }
 
-async fn init(dir: &Path, admin: &str, password: Option<String>) -> Result<AppState, AppError> {
+async fn init(
+    dir: &Path,
+    admin: &str,
+    password: Option<String>,
+    tls_names: &[String],
+) -> Result<AppState, AppError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| AppError::Config(format!("cannot create {}: {e}", dir.display())))?;
     if dir.join("imprint.db").exists() {
@@ -174,6 +186,7 @@ async fn init(dir: &Path, admin: &str, password: Option<String>) -> Result<AppSt
         )));
     }
     let kek = Kek::create_file(&dir.join("kek.key"))?;
+    imprint_server::tls::create_self_signed(dir, tls_names)?;
     let pool = db::open(&dir.join("imprint.db")).await?;
     let state = AppState::new(pool, kek);
     let (password, shown) = match password {
@@ -193,13 +206,31 @@ async fn init(dir: &Path, admin: &str, password: Option<String>) -> Result<AppSt
     Ok(state)
 }
 
-async fn serve(state: AppState, listen: SocketAddr) -> Result<(), AppError> {
+async fn serve(state: AppState, listen: SocketAddr, tls: Option<&Path>) -> Result<(), AppError> {
+    if tls.is_none() && !listen.ip().is_loopback() {
+        return Err(AppError::Config(format!(
+            "refusing plain http on {listen}: browsers allow WebUSB only on https or localhost, and secrets would cross the LAN in clear; add --tls"
+        )));
+    }
+    spawn_lease_sweeper(state.clone());
+    if let Some(dir) = tls {
+        tracing::info!("imprint serving on https://{listen}");
+        return imprint_server::tls::serve(imprint_server::app(state), listen, dir).await;
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| AppError::Config(format!("cannot listen on {listen}: {e}")))?;
     tracing::info!("imprint serving on http://{listen}");
-    // Leases past their deadline and grace period give their unreported records back.
-    let sweeper = state.clone();
+    axum::serve(listener, imprint_server::app(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("server: {e}")))
+}
+
+/// Leases past their deadline and grace period give their unreported records back.
+fn spawn_lease_sweeper(sweeper: AppState) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
@@ -213,12 +244,6 @@ async fn serve(state: AppState, listen: SocketAddr) -> Result<(), AppError> {
             }
         }
     });
-    axum::serve(listener, imprint_server::app(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(|e| AppError::Internal(format!("server: {e}")))
 }
 
 async fn demo(entries: u64) -> Result<AppState, AppError> {
@@ -227,7 +252,7 @@ async fn demo(entries: u64) -> Result<AppState, AppError> {
         std::fs::remove_dir_all(&dir)
             .map_err(|e| AppError::Config(format!("cannot replace {}: {e}", dir.display())))?;
     }
-    let state = init(&dir, "admin", Some("demo-admin-pass".into())).await?;
+    let state = init(&dir, "admin", Some("demo-admin-pass".into()), &[]).await?;
     let who = "demo";
     for k in [1u32, 2] {
         let key_id = KeyId::new(k)?;
@@ -281,8 +306,13 @@ async fn run(cli: Cli) -> Result<(), AppError> {
         Command::Init {
             admin,
             admin_password,
-        } => init(&dir, &admin, admin_password).await.map(|_| ()),
-        Command::Serve { listen } => serve(open(&dir).await?, listen).await,
+            tls_name,
+        } => init(&dir, &admin, admin_password, &tls_name)
+            .await
+            .map(|_| ()),
+        Command::Serve { listen, tls } => {
+            serve(open(&dir).await?, listen, tls.then_some(dir.as_path())).await
+        }
         Command::Demo {
             listen,
             entries,
@@ -292,7 +322,7 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             if no_serve {
                 Ok(())
             } else {
-                serve(state, listen).await
+                serve(state, listen, None).await
             }
         }
         Command::Keys(KeysCmd::Add { key_id }) => {

@@ -276,3 +276,100 @@ fn sigkill_mid_batch_loses_and_doubles_nothing() {
     server.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn https_with_the_certificate_from_init_and_no_plain_http_off_loopback() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::io::{Read, Write};
+
+    let dir = crate::temp_dir("tls");
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["init", "--tls-name", "station-7.factory.lan"])
+        .env("IMPRINT_ADMIN_PASSWORD", "password-123")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["kek.key", "tls.key"] {
+            let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{f} must be private");
+        }
+    }
+    // A second init refuses to overwrite the key-encryption key.
+    let again = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("init")
+        .env("IMPRINT_ADMIN_PASSWORD", "password-123")
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already"));
+    // Plain http on a non-loopback address is refused before anything listens.
+    let lan = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["serve", "--listen", "0.0.0.0:1"])
+        .output()
+        .unwrap();
+    assert!(!lan.status.success());
+    assert!(String::from_utf8_lossy(&lan.stderr).contains("add --tls"));
+
+    let port = free_port();
+    let mut server = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["serve", "--tls", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "https server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(dir.join("tls.crt")).unwrap())
+        .unwrap();
+    let config = std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    for name in ["localhost", "station-7.factory.lan"] {
+        let conn = rustls::ClientConnection::new(
+            config.clone(),
+            ServerName::try_from(name.to_string()).unwrap(),
+        )
+        .unwrap();
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        write!(
+            tls,
+            "GET /healthz HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        let _ = tls.read_to_string(&mut resp);
+        assert!(resp.starts_with("HTTP/1.1 200"), "{name}: {resp}");
+        assert!(resp.ends_with("ok"));
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
