@@ -1,20 +1,8 @@
 //! The HTTP API (JSON). Each handler parses its input into core types, checks the caller's
 //! role, calls [`crate::service`] and answers. Routes are under `/api/v1`.
 //!
-//! | route | who |
-//! | --- | --- |
-//! | `POST /login`, `POST /logout` | anyone / signed in |
-//! | `GET /me` | signed in |
-//! | `GET,POST /keys`, `GET /products`, `PUT /products/{code}` | admin |
-//! | `POST /auth-info/generate`, `POST /auth-info/import` (text/csv) | admin |
-//! | `POST /factories`, `PUT /factories/{f}/quotas/{product}`, `POST /users` | admin |
-//! | `POST /devices/{id}/revoke` | admin |
-//! | `GET /installed.csv` | admin, auditor |
-//! | `GET /audit`, `GET /audit/verify` | admin, auditor |
-//! | `POST /issue`, `POST /leases`, `GET /records`, `POST /report`, `POST /release` | technician |
-//! | `GET /lease-key` | public (stations verify leases with it) |
-//! | `POST /auth/challenge`, `POST /auth/verify` | public (devices in the field) |
-//! | `GET /healthz`, `GET /metrics` (Prometheus) | public |
+//! The routes, with the roles allowed on each, are the table [`ROUTES`]; the router and the
+//! OpenAPI document (`GET /api/v1/openapi.json`) are both built from it.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -33,38 +21,341 @@ use crate::{AppState, audit, auth, service};
 
 type ApiResult = Result<Json<Value>, AppError>;
 
+/// One documented route. The router is built from this table, so the OpenAPI document
+/// served at `/api/v1/openapi.json` cannot drift from what is served.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteDoc {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path under `/api/v1`, with `{param}` placeholders.
+    pub path: &'static str,
+    /// Roles allowed; empty means public.
+    pub roles: &'static [&'static str],
+    /// What it does.
+    pub summary: &'static str,
+    /// JSON body fields (name, JSON type), if it takes a JSON body.
+    pub body: &'static [(&'static str, &'static str)],
+}
+
+const ADMIN: &[&str] = &["admin"];
+const READERS: &[&str] = &["admin", "auditor"];
+const TECH: &[&str] = &["technician"];
+const ANYONE_SIGNED_IN: &[&str] = &["admin", "technician", "auditor"];
+const PUBLIC: &[&str] = &[];
+
+/// Every route of the API.
+pub const ROUTES: &[RouteDoc] = &[
+    RouteDoc {
+        method: "POST",
+        path: "/login",
+        roles: PUBLIC,
+        summary: "Sign in; returns a session token",
+        body: &[("username", "string"), ("password", "string")],
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/logout",
+        roles: ANYONE_SIGNED_IN,
+        summary: "End the session",
+        body: &[],
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/me",
+        roles: ANYONE_SIGNED_IN,
+        summary: "The signed-in user",
+        body: &[],
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/keys",
+        roles: ADMIN,
+        summary: "Key identifiers of table 700 (never key material)",
+        body: &[],
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/keys",
+        roles: ADMIN,
+        summary: "Add a random pre-write key",
+        body: &[("key_id", "integer")],
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/products",
+        roles: READERS,
+        summary: "Table 500: product codes and key identifiers",
+        body: &[],
+    },
+    RouteDoc {
+        method: "PUT",
+        path: "/products/{code}",
+        roles: ADMIN,
+        summary: "Map or remap a product code; outstanding records are re-sealed",
+        body: &[("key_id", "integer")],
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/auth-info/generate",
+        roles: ADMIN,
+        summary: "Generate entries of table 702",
+        body: &[
+            ("key_id", "integer"),
+            ("count", "integer"),
+            ("prefix", "string"),
+        ],
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/auth-info/import",
+        roles: ADMIN,
+        summary: "Import entries from CSV (text/csv body: apparatus_id,pass_phrase,key_id); all or nothing",
+        body: &[],
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/factories",
+        roles: ADMIN,
+        summary: "Add a factory",
+        body: &[("factory_id", "string"), ("name", "string")],
+    },
+    RouteDoc {
+        method: "PUT",
+        path: "/factories/{factory}/quotas/{product}",
+        roles: ADMIN,
+        summary: "Set a factory's quota for a product code",
+        body: &[("limit", "integer")],
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/users",
+        roles: ADMIN,
+        summary: "Add a user",
+        body: &[
+            ("username", "string"),
+            ("password", "string"),
+            ("role", "string"),
+            ("factory_id", "string"),
+        ],
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/devices/{id}/revoke",
+        roles: ADMIN,
+        summary: "Revoke an installed apparatus ID",
+        body: &[],
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/installed.csv",
+        roles: READERS,
+        summary: "Table 704 without secrets, as CSV",
+        body: &[],
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/audit",
+        roles: READERS,
+        summary: "Audit log entries (query: from, limit)",
+        body: &[],
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/audit/verify",
+        roles: READERS,
+        summary: "Verify the audit hash chain (query: checkpoint=seq:hash)",
+        body: &[],
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/issue",
+        roles: TECH,
+        summary: "Issue sealed records (table 708) to the technician's factory",
+        body: &[("product_code", "string"), ("count", "integer")],
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/leases",
+        roles: TECH,
+        summary: "Issue records as a signed offline lease",
+        body: &[
+            ("product_code", "string"),
+            ("count", "integer"),
+            ("hours", "integer"),
+        ],
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/records",
+        roles: TECH,
+        summary: "Records issued to the factory and not yet installed",
+        body: &[],
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/report",
+        roles: TECH,
+        summary: "Report an installation with the device's receipt (exactly once)",
+        body: &[
+            ("apparatus_id", "string"),
+            ("product_serial", "string"),
+            ("receipt", "string"),
+            ("station", "string"),
+        ],
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/release",
+        roles: TECH,
+        summary: "Return an issued, never-installed record to the pool",
+        body: &[("apparatus_id", "string")],
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/lease-key",
+        roles: PUBLIC,
+        summary: "The Ed25519 public key that signs leases",
+        body: &[],
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/auth/challenge",
+        roles: PUBLIC,
+        summary: "A single-use challenge for a device",
+        body: &[("apparatus_id", "string")],
+    },
+    RouteDoc {
+        method: "POST",
+        path: "/auth/verify",
+        roles: PUBLIC,
+        summary: "Check a device's answer to a challenge",
+        body: &[
+            ("apparatus_id", "string"),
+            ("challenge", "string"),
+            ("response", "string"),
+        ],
+    },
+    RouteDoc {
+        method: "GET",
+        path: "/openapi.json",
+        roles: PUBLIC,
+        summary: "This document",
+        body: &[],
+    },
+];
+
+fn handler(r: &RouteDoc) -> Option<axum::routing::MethodRouter<AppState>> {
+    Some(match (r.method, r.path) {
+        ("POST", "/login") => post(login),
+        ("POST", "/logout") => post(logout),
+        ("GET", "/me") => get(me),
+        ("GET", "/keys") => get(list_keys),
+        ("POST", "/keys") => post(add_key),
+        ("GET", "/products") => get(list_products),
+        ("PUT", "/products/{code}") => put(map_product),
+        ("POST", "/auth-info/generate") => post(generate),
+        ("POST", "/auth-info/import") => post(import),
+        ("POST", "/factories") => post(add_factory),
+        ("PUT", "/factories/{factory}/quotas/{product}") => put(set_quota),
+        ("POST", "/users") => post(add_user),
+        ("POST", "/devices/{id}/revoke") => post(revoke),
+        ("GET", "/installed.csv") => get(export_installed),
+        ("GET", "/audit") => get(read_audit),
+        ("GET", "/audit/verify") => get(verify_audit),
+        ("POST", "/issue") => post(issue),
+        ("POST", "/leases") => post(lease),
+        ("GET", "/records") => get(records),
+        ("POST", "/report") => post(report),
+        ("POST", "/release") => post(release),
+        ("GET", "/lease-key") => get(lease_key),
+        ("POST", "/auth/challenge") => post(challenge),
+        ("POST", "/auth/verify") => post(verify),
+        ("GET", "/openapi.json") => get(openapi_json),
+        _ => return None,
+    })
+}
+
 /// The router over a state.
+///
+/// # Panics
+/// If a route in [`ROUTES`] has no handler: a programming error caught by every test run.
+#[allow(clippy::panic)]
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/login", post(login))
-        .route("/logout", post(logout))
-        .route("/me", get(me))
-        .route("/keys", get(list_keys).post(add_key))
-        .route("/products", get(list_products))
-        .route("/products/{code}", put(map_product))
-        .route("/auth-info/generate", post(generate))
-        .route("/auth-info/import", post(import))
-        .route("/factories", post(add_factory))
-        .route("/factories/{factory}/quotas/{product}", put(set_quota))
-        .route("/users", post(add_user))
-        .route("/devices/{id}/revoke", post(revoke))
-        .route("/installed.csv", get(export_installed))
-        .route("/audit", get(read_audit))
-        .route("/audit/verify", get(verify_audit))
-        .route("/issue", post(issue))
-        .route("/records", get(records))
-        .route("/report", post(report))
-        .route("/release", post(release))
-        .route("/leases", post(lease))
-        .route("/lease-key", get(lease_key))
-        .route("/auth/challenge", post(challenge))
-        .route("/auth/verify", post(verify));
+    let mut api = Router::new();
+    for r in ROUTES {
+        let Some(h) = handler(r) else {
+            panic!(
+                "route {} {} is documented but has no handler",
+                r.method, r.path
+            );
+        };
+        api = api.route(r.path, h);
+    }
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(state.clone(), timed))
         .with_state(state)
+}
+
+/// The OpenAPI 3.1 document, generated from [`ROUTES`].
+pub fn openapi() -> Value {
+    let mut paths = serde_json::Map::new();
+    for r in ROUTES {
+        let params: Vec<Value> = r
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        let Value::Object(mut op) = json!({
+            "summary": r.summary,
+            "description": if r.roles.is_empty() { "Public.".to_string() } else { format!("Roles: {}.", r.roles.join(", ")) },
+            "parameters": params,
+            "responses": {
+                "200": { "description": "Success" },
+                "400": { "description": "Malformed input", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+                "401": { "description": "No valid session" },
+                "403": { "description": "Role not allowed, or over quota / not your record" },
+                "404": { "description": "Unknown key, product, factory or apparatus ID" },
+                "409": { "description": "Conflicts with the current state" },
+                "422": { "description": "Receipt not valid, or CSV with bad lines" }
+            }
+        }) else {
+            continue;
+        };
+        if !r.roles.is_empty() {
+            op.insert("security".into(), json!([{ "session": [] }]));
+        }
+        if !r.body.is_empty() {
+            let props: serde_json::Map<String, Value> = r
+                .body
+                .iter()
+                .map(|(n, t)| (n.to_string(), json!({ "type": t })))
+                .collect();
+            op.insert("requestBody".into(), json!({ "required": true, "content": { "application/json": { "schema": { "type": "object", "properties": props } } } }));
+        }
+        if let Value::Object(entry) = paths
+            .entry(format!("/api/v1{}", r.path))
+            .or_insert_with(|| json!({}))
+        {
+            entry.insert(r.method.to_lowercase(), Value::Object(op));
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Imprint management and authentication server", "version": env!("CARGO_PKG_VERSION") },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "session": { "type": "http", "scheme": "bearer", "description": "Token from POST /api/v1/login" } },
+            "schemas": { "Error": { "type": "object", "properties": { "error": { "type": "string" }, "message": { "type": "string" } } } }
+        }
+    })
+}
+
+async fn openapi_json() -> Json<Value> {
+    Json(openapi())
 }
 
 /// Times every request for the latency histogram.

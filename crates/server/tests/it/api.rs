@@ -524,3 +524,102 @@ async fn metrics_count_what_happened() {
         .unwrap();
     assert!(count >= 6, "every request is timed ({count})");
 }
+
+/// The OpenAPI document lists every route the router serves, and each listed route answers
+/// (not 404/405); the router is built from the same table.
+#[tokio::test]
+async fn openapi_document_matches_the_router() {
+    let env = Env::new(0, 10).await;
+    let (s, doc) = env
+        .call(Method::GET, "/api/v1/openapi.json", None, Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc, imprint_server::api::openapi());
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    let ops: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(ops, imprint_server::api::ROUTES.len());
+    for r in imprint_server::api::ROUTES {
+        let concrete = r
+            .path
+            .replace("{code}", "CAM-X100")
+            .replace("{factory}", "fa")
+            .replace("{product}", "CAM-X100")
+            .replace("{id}", "IMP-1");
+        let method = Method::from_bytes(r.method.as_bytes()).unwrap();
+        let (s, v) = env
+            .call(method, &format!("/api/v1{concrete}"), None, json!({}))
+            .await;
+        assert!(
+            s != StatusCode::NOT_FOUND && s != StatusCode::METHOD_NOT_ALLOWED,
+            "{} {}: {s} {v}",
+            r.method,
+            r.path
+        );
+        let op = &doc["paths"][format!("/api/v1{}", r.path)][r.method.to_lowercase()];
+        assert_eq!(
+            op["security"].is_array(),
+            !r.roles.is_empty(),
+            "{} {}",
+            r.method,
+            r.path
+        );
+    }
+    let (s, _) = env
+        .call(Method::GET, "/api/v1/no-such-route", None, Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn expired_sessions_are_refused() {
+    let env = Env::new(0, 10).await;
+    sqlx::query("UPDATE sessions SET expires_at = 0")
+        .execute(&env.state.pool)
+        .await
+        .unwrap();
+    let (s, v) = env
+        .call(Method::GET, "/api/v1/me", Some(&env.admin), Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(v["message"].as_str().unwrap().contains("sign in again"));
+}
+
+#[tokio::test]
+async fn audit_reads_page_by_page() {
+    let env = Env::new(2, 10).await;
+    let (_, all) = env
+        .call(
+            Method::GET,
+            "/api/v1/audit?limit=1000",
+            Some(&env.admin),
+            Value::Null,
+        )
+        .await;
+    let n = all["entries"].as_array().unwrap().len();
+    assert!(n > 5);
+    let (_, page) = env
+        .call(
+            Method::GET,
+            "/api/v1/audit?from=3&limit=2",
+            Some(&env.admin),
+            Value::Null,
+        )
+        .await;
+    let seqs: Vec<i64> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![3, 4]);
+    let (s, _) = env
+        .call(
+            Method::GET,
+            "/api/v1/audit/verify?checkpoint=nonsense",
+            Some(&env.admin),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}

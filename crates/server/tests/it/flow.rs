@@ -601,3 +601,113 @@ async fn offline_leases_are_signed_counted_and_expire_back_to_the_pool() {
         actions.contains(&"lease".to_string()) && actions.contains(&"lease.expire".to_string())
     );
 }
+
+#[tokio::test]
+async fn challenges_expire_and_installed_records_cannot_be_released() {
+    let env = Env::new(2, 10).await;
+    let recs = env.issue(&env.tech, 1).await;
+    let id = recs[0]["apparatus_id"].as_str().unwrap();
+    let mut dev = SimDevice::demo(1);
+    let (receipt, serial) = install(&mut dev, &recs[0]);
+    env.report(&env.tech, id, &serial, &receipt).await;
+    let (s, v) = env
+        .call(
+            Method::POST,
+            "/api/v1/release",
+            Some(&env.tech),
+            json!({"apparatus_id": id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(v["message"].as_str().unwrap().contains("revoke it instead"));
+    let c = challenge(&env, id).await;
+    sqlx::query("UPDATE challenges SET expires_at = 0")
+        .execute(&env.state.pool)
+        .await
+        .unwrap();
+    assert!(
+        !verify(&env, id, c, answer(&mut dev, c)).await,
+        "an expired challenge is refused"
+    );
+    let (s, _) = env.report(&env.tech, id, &serial, &receipt).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = env.call(Method::POST, "/api/v1/report", Some(&env.tech), json!({"apparatus_id": id, "product_serial": serial, "receipt": receipt, "station": "x".repeat(65)})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_factories_racing_for_a_small_pool_never_share_an_identity() {
+    let env = std::sync::Arc::new(Env::new(30, 100).await);
+    let mut tasks = Vec::new();
+    for t in 0..10 {
+        let env = env.clone();
+        tasks.push(tokio::spawn(async move {
+            let token = if t % 2 == 0 {
+                env.tech.clone()
+            } else {
+                env.tech_b.clone()
+            };
+            let (s, v) = env
+                .call(
+                    Method::POST,
+                    "/api/v1/issue",
+                    Some(&token),
+                    json!({"product_code": PRODUCT, "count": 4}),
+                )
+                .await;
+            match s {
+                StatusCode::OK => v["records"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["apparatus_id"].as_str().unwrap().to_string())
+                    .collect(),
+                StatusCode::CONFLICT => Vec::new(),
+                other => panic!("{other} {v}"),
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(unique.len(), all.len(), "an identity went to two requests");
+    assert_eq!(
+        all.len(),
+        28,
+        "7 requests of 4 fit a pool of 30; the rest were refused whole"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_report_from_two_stations_at_once_is_recorded_once() {
+    let env = std::sync::Arc::new(Env::new(2, 10).await);
+    let recs = env.issue(&env.tech, 1).await;
+    let mut dev = SimDevice::demo(1);
+    let (receipt, serial) = install(&mut dev, &recs[0]);
+    let id = recs[0]["apparatus_id"].as_str().unwrap().to_string();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (env, id, serial, receipt) = (env.clone(), id.clone(), serial.clone(), receipt.clone());
+        tasks.push(tokio::spawn(async move {
+            env.report(&env.tech, &id, &serial, &receipt).await.1["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "recorded").count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "already_recorded").count(),
+        7
+    );
+}

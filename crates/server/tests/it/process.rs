@@ -373,3 +373,93 @@ fn https_with_the_certificate_from_init_and_no_plain_http_off_loopback() {
     server.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn imprint(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env("IMPRINT_ADMIN_PASSWORD", "password-123")
+        .env("IMPRINT_USER_PASSWORD", "password-123")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_cli_reports_bad_input_clearly() {
+    let dir = crate::temp_dir("cli");
+    // No key file yet: a clear message, not a panic.
+    let out = imprint(&dir, &["keys", "list"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run `imprint init` first"));
+    assert!(imprint(&dir, &["init"]).status.success());
+    assert!(imprint(&dir, &["keys", "add", "3"]).status.success());
+    assert!(
+        imprint(&dir, &["map-product", "CAM-X100", "3"])
+            .status
+            .success()
+    );
+    let csv = dir.join("entries.csv");
+    std::fs::write(
+        &csv,
+        "A-1,SECRET-pass-phrase-1,3\nA 2,SECRET-pass-phrase-2,3\nA-3,short,3\n",
+    )
+    .unwrap();
+    let out = imprint(&dir, &["import", csv.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("entries.csv:2:") && err.contains("entries.csv:3:"),
+        "{err}"
+    );
+    assert!(!err.contains("SECRET-pass-phrase"), "{err}");
+    std::fs::write(&csv, "A-1,SECRET-pass-phrase-1,3\n").unwrap();
+    let out = imprint(&dir, &["import", csv.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 1"));
+    let out = imprint(&dir, &["generate", "--key-id", "3", "--count", "5"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("generated 5 entries"));
+    let out = imprint(&dir, &["export-installed"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("apparatus_id,product_serial"));
+    let out = imprint(&dir, &["audit-verify"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(stdout.contains("audit log intact"));
+    // Tamper with the database behind the server's back: audit-verify says where.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = imprint_server::db::open(&dir.join("imprint.db"))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+    let out = imprint(&dir, &["audit-verify"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("entry 2 was altered"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn demo_sets_up_in_seconds() {
+    let dir = crate::temp_dir("demo");
+    let start = Instant::now();
+    let out = Command::new(BIN)
+        .current_dir(&dir)
+        .args(["demo", "--no-serve"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("tech-ana / demo-tech-pass"));
+    assert!(dir.join("imprint-demo/imprint.db").exists());
+    // Not a speed target (that lives in docs/benchmarks.md): a guard against a hang.
+    assert!(start.elapsed() < Duration::from_secs(120));
+    let _ = std::fs::remove_dir_all(&dir);
+}
