@@ -222,21 +222,44 @@ async fn next_seq(conn: &mut SqliteConnection) -> Result<i64, AppError> {
     Ok(row.try_get::<i64, _>("s")? + 1)
 }
 
-async fn insert_entry(
+/// Rows per multi-row statement: far below SQLite's variable limit, large enough that the
+/// per-statement cost stops mattering.
+const CHUNK: usize = 200;
+
+/// Inserts unissued entries, sealing each pass phrase at rest, in multi-row statements.
+async fn insert_entries(
     conn: &mut SqliteConnection,
     kek: &Kek,
-    id: &ApparatusId,
-    pass: &PassPhrase,
-    key_id: KeyId,
-    seq: i64,
+    entries: &[(ApparatusId, PassPhrase, KeyId, i64)],
 ) -> Result<(), AppError> {
-    sqlx::query("INSERT INTO auth_info (apparatus_id, pass_sealed, key_id, state, created_seq) VALUES (?, ?, ?, 'unissued', ?)")
-        .bind(id.as_str())
-        .bind(kek.seal(&pass_ctx(id), pass.expose_secret()))
-        .bind(i64::from(key_id.get()))
-        .bind(seq)
-        .execute(&mut *conn)
-        .await?;
+    for chunk in entries.chunks(CHUNK) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO auth_info (apparatus_id, pass_sealed, key_id, state, created_seq) ",
+        );
+        q.push_values(chunk, |mut b, (id, pass, key_id, seq)| {
+            b.push_bind(id.as_str())
+                .push_bind(kek.seal(&pass_ctx(id), pass.expose_secret()))
+                .push_bind(i64::from(key_id.get()))
+                .push_bind("unissued")
+                .push_bind(*seq);
+        });
+        if let Err(e) = q.build().execute(&mut *conn).await {
+            if e.as_database_error()
+                .is_some_and(|d| d.is_unique_violation())
+            {
+                for (id, ..) in chunk {
+                    let dup = sqlx::query("SELECT 1 FROM auth_info WHERE apparatus_id = ?")
+                        .bind(id.as_str())
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                    if dup.is_some() {
+                        return Err(TableError::DuplicateApparatusId(*id).into());
+                    }
+                }
+            }
+            return Err(e.into());
+        }
+    }
     Ok(())
 }
 
@@ -277,30 +300,23 @@ pub async fn generate(
     }
     let start = next_seq(&mut tx).await?;
     let mut rng = crate::rng();
-    let mut first = String::new();
-    let mut last = String::new();
-    for i in 0..count as i64 {
-        let id = ApparatusId::new(&format!("{prefix}{:010}", start + i))?;
-        let exists = sqlx::query("SELECT 1 FROM auth_info WHERE apparatus_id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_some() {
-            return Err(TableError::DuplicateApparatusId(id).into());
-        }
-        insert_entry(
-            &mut tx,
-            &state.kek,
-            &id,
-            &PassPhrase::generate(&mut rng),
-            key_id,
-            start + i,
-        )
-        .await?;
-        if i == 0 {
-            first = id.to_string();
-        }
-        last = id.to_string();
+    let first = ApparatusId::new(&format!("{prefix}{start:010}"))?.to_string();
+    let last = ApparatusId::new(&format!("{prefix}{:010}", start + count as i64 - 1))?.to_string();
+    let mut done = 0i64;
+    while done < count as i64 {
+        let n = (count as i64 - done).min(10 * CHUNK as i64);
+        let batch = (done..done + n)
+            .map(|i| -> Result<_, AppError> {
+                Ok((
+                    ApparatusId::new(&format!("{prefix}{:010}", start + i))?,
+                    PassPhrase::generate(&mut rng),
+                    key_id,
+                    start + i,
+                ))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        insert_entries(&mut tx, &state.kek, &batch).await?;
+        done += n;
     }
     audit::append(
         &mut tx,
@@ -426,10 +442,13 @@ pub async fn import_csv(
         return Ok(Err(errors));
     }
     let start = next_seq(&mut tx).await?;
-    for (i, (_, id, pass, key)) in parsed.iter().enumerate() {
-        insert_entry(&mut tx, &state.kek, id, pass, *key, start + i as i64).await?;
-    }
     let count = parsed.len() as u64;
+    let entries: Vec<_> = parsed
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, id, pass, key))| (id, pass, key, start + i as i64))
+        .collect();
+    insert_entries(&mut tx, &state.kek, &entries).await?;
     audit::append(&mut tx, actor, "authinfo.import", json!({ "count": count })).await?;
     tx.commit().await?;
     Ok(Ok(count))
@@ -610,37 +629,60 @@ async fn issue_in(
     let mut rng = crate::rng();
     let now = now_millis().to_string();
     let mut out = Vec::with_capacity(picked.len());
-    for e in picked {
-        let sealed = SealedRecord::seal(
-            &mut rng,
-            &pre_write_key,
-            key_id,
-            &Binding::Model,
-            &e.apparatus_id,
-            &e.pass_phrase,
+    for chunk in picked.chunks(CHUNK) {
+        let sealed: Vec<SealedRecord> = chunk
+            .iter()
+            .map(|e| {
+                SealedRecord::seal(
+                    &mut rng,
+                    &pre_write_key,
+                    key_id,
+                    &Binding::Model,
+                    &e.apparatus_id,
+                    &e.pass_phrase,
+                )
+            })
+            .collect();
+        let mut upd = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "UPDATE auth_info SET state = 'issued', factory_id = ",
         );
-        sqlx::query("UPDATE auth_info SET state = 'issued', factory_id = ?, product_code = ? WHERE apparatus_id = ? AND state = 'unissued'")
-            .bind(factory.as_str())
-            .bind(product.as_str())
-            .bind(e.apparatus_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO factory_records (apparatus_id, sealed, key_id, factory_id, product_code, issued_at, lease_id) VALUES (?, ?, ?, ?, ?, ?, ?)")
-            .bind(e.apparatus_id.as_str())
-            .bind(sealed.as_bytes())
-            .bind(i64::from(key_id.get()))
-            .bind(factory.as_str())
-            .bind(product.as_str())
-            .bind(&now)
-            .bind(lease_id)
-            .execute(&mut *tx)
-            .await?;
-        out.push(RecordOut {
-            apparatus_id: e.apparatus_id.to_string(),
-            key_id: key_id.get(),
-            sealed: hex::encode(sealed.as_bytes()),
-            product_code: product.to_string(),
+        upd.push_bind(factory.as_str())
+            .push(", product_code = ")
+            .push_bind(product.as_str())
+            .push(" WHERE state = 'unissued' AND apparatus_id IN (");
+        let mut ids = upd.separated(", ");
+        for e in chunk {
+            ids.push_bind(e.apparatus_id.as_str());
+        }
+        upd.push(")");
+        let changed = upd.build().execute(&mut *tx).await?.rows_affected();
+        if changed != chunk.len() as u64 {
+            return Err(AppError::Internal(format!(
+                "issued {changed} of {} picked entries",
+                chunk.len()
+            )));
+        }
+        let mut ins = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO factory_records (apparatus_id, sealed, key_id, factory_id, product_code, issued_at, lease_id) ",
+        );
+        ins.push_values(chunk.iter().zip(&sealed), |mut b, (e, rec)| {
+            b.push_bind(e.apparatus_id.as_str())
+                .push_bind(rec.as_bytes().to_vec())
+                .push_bind(i64::from(key_id.get()))
+                .push_bind(factory.as_str())
+                .push_bind(product.as_str())
+                .push_bind(now.clone())
+                .push_bind(lease_id);
         });
+        ins.build().execute(&mut *tx).await?;
+        for (e, rec) in chunk.iter().zip(&sealed) {
+            out.push(RecordOut {
+                apparatus_id: e.apparatus_id.to_string(),
+                key_id: key_id.get(),
+                sealed: hex::encode(rec.as_bytes()),
+                product_code: product.to_string(),
+            });
+        }
     }
     sqlx::query("UPDATE quotas SET used = used + ? WHERE factory_id = ? AND product_code = ?")
         .bind(out.len() as i64)

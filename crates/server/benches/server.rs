@@ -1,0 +1,371 @@
+//! Server throughput and latency, for docs/benchmarks.md.
+//!
+//! Run: `cargo bench -p imprint-server --bench server -- [records]` (default 1,000,000).
+//! Measures in one run, on one fresh SQLite file each:
+//! 1. issuing N records end to end (generate table 702, then issue table 708 in requests of
+//!    10,000: unseal, seal, persist, audit) against a bare seal loop and a bare SQLite insert of
+//!    the same rows;
+//! 2. challenge + verify per second on one core (with their database writes and audit
+//!    entries), beside the bare MAC check;
+//! 3. report latency with 32 stations reporting at once through the HTTP router.
+
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+use std::time::{Duration, Instant};
+
+use imprint_core::{
+    ApparatusId, AuthResponse, Binding, Challenge, FactoryId, KeyId, PassPhrase, PreWriteKey,
+    ProductCode, SealedRecord, conversion_value,
+};
+use imprint_server::{AppState, auth, db, kek::Kek, service};
+
+fn temp(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("imprint-bench-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+async fn fresh(tag: &str, quota: u64) -> (AppState, std::path::PathBuf) {
+    let dir = temp(tag);
+    let state = AppState::new(
+        db::open(&dir.join("imprint.db")).await.unwrap(),
+        Kek::generate().0,
+    );
+    let k1 = KeyId::new(1).unwrap();
+    service::add_key_bytes(&state, "bench", k1, imprint_device::sim::demo_key(k1))
+        .await
+        .unwrap();
+    let p = ProductCode::new("CAM-X100").unwrap();
+    service::map_product(&state, "bench", p, k1).await.unwrap();
+    let f = FactoryId::new("fa").unwrap();
+    service::add_factory(&state, "bench", f, "A").await.unwrap();
+    service::set_quota(&state, "bench", f, p, quota)
+        .await
+        .unwrap();
+    let mut tx = state.pool.begin().await.unwrap();
+    auth::create_user(
+        &mut tx,
+        "bench",
+        "tech",
+        "password-123",
+        "technician",
+        Some("fa"),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    (state, dir)
+}
+
+fn tech() -> auth::User {
+    auth::User {
+        username: "tech".into(),
+        role: auth::Role::Technician,
+        factory: Some("fa".into()),
+    }
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let n: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let product = ProductCode::new("CAM-X100").unwrap();
+    println!("## Server benchmark, {n} records\n");
+
+    // 1a. End to end: generate, then issue in requests of 10,000.
+    let (state, dir) = fresh("issue", n).await;
+    let t = Instant::now();
+    service::generate(&state, "bench", KeyId::new(1).unwrap(), n, "IMP-")
+        .await
+        .unwrap();
+    let generated = t.elapsed();
+    let t = Instant::now();
+    let mut issued = 0;
+    while issued < n {
+        let batch = (n - issued).min(10_000);
+        issued += service::issue(&state, &tech(), product, batch)
+            .await
+            .unwrap()
+            .len() as u64;
+    }
+    let issuing = t.elapsed();
+    let end_to_end = generated + issuing;
+    let db_size = std::fs::metadata(dir.join("imprint.db"))
+        .map(|m| m.len())
+        .unwrap_or(0)
+        + std::fs::metadata(dir.join("imprint.db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    state.pool.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // 1b. Bare seal loop over the same kind of inputs.
+    let mut rng = imprint_server::rng();
+    let key = PreWriteKey::generate(&mut rng);
+    let kid = KeyId::new(1).unwrap();
+    let inputs: Vec<(ApparatusId, PassPhrase)> = (0..n)
+        .map(|i| {
+            (
+                ApparatusId::new(&format!("IMP-{i:010}")).unwrap(),
+                PassPhrase::generate(&mut rng),
+            )
+        })
+        .collect();
+    let t = Instant::now();
+    let sealed: Vec<Vec<u8>> = inputs
+        .iter()
+        .map(|(id, p)| {
+            SealedRecord::seal(&mut rng, &key, kid, &Binding::Model, id, p)
+                .as_bytes()
+                .to_vec()
+        })
+        .collect();
+    let seal_loop = t.elapsed();
+
+    // 1c. Bare SQLite insert of the same rows, one transaction, same pool settings.
+    let dir = temp("insert");
+    let pool = db::open(&dir.join("bare.db")).await.unwrap();
+    sqlx::query("CREATE TABLE bare (apparatus_id TEXT PRIMARY KEY, sealed BLOB NOT NULL, key_id BIGINT NOT NULL, factory_id TEXT NOT NULL, product_code TEXT NOT NULL, issued_at TEXT NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let mut tx = pool.begin().await.unwrap();
+    for ((id, _), s) in inputs.iter().zip(&sealed) {
+        sqlx::query("INSERT INTO bare VALUES (?, ?, 1, 'fa', 'CAM-X100', '0')")
+            .bind(id.as_str())
+            .bind(s)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let insert_loop = t.elapsed();
+    // The same rows with 200-row statements, as the server writes them: the stricter baseline.
+    sqlx::query("DELETE FROM bare")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let mut tx = pool.begin().await.unwrap();
+    let rows: Vec<(&ApparatusId, &Vec<u8>)> =
+        inputs.iter().map(|(id, _)| id).zip(&sealed).collect();
+    for chunk in rows.chunks(200) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO bare ");
+        q.push_values(chunk, |mut b, (id, s)| {
+            b.push_bind(id.as_str())
+                .push_bind(s.to_vec())
+                .push_bind(1i64)
+                .push_bind("fa")
+                .push_bind("CAM-X100")
+                .push_bind("0");
+        });
+        q.build().execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let batch_loop = t.elapsed();
+    pool.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let slower = rate(n, seal_loop).min(rate(n, batch_loop));
+    println!("| run | time | records/s |\n| --- | --- | --- |");
+    println!(
+        "| generate {n} entries (702: random pass phrase, sealed at rest, insert, audit) | {:.2} s | {:.0} |",
+        generated.as_secs_f64(),
+        rate(n, generated)
+    );
+    println!(
+        "| issue {n} records in requests of 10,000 (unseal, seal, update 702, insert 708, quota, audit) | {:.2} s | {:.0} |",
+        issuing.as_secs_f64(),
+        rate(n, issuing)
+    );
+    println!(
+        "| **end to end: generate + issue** | {:.2} s | **{:.0}** |",
+        end_to_end.as_secs_f64(),
+        rate(n, end_to_end)
+    );
+    println!(
+        "| bare seal loop (same inputs) | {:.2} s | {:.0} |",
+        seal_loop.as_secs_f64(),
+        rate(n, seal_loop)
+    );
+    println!(
+        "| bare SQLite insert of the sealed rows, one row per statement (one transaction) | {:.2} s | {:.0} |",
+        insert_loop.as_secs_f64(),
+        rate(n, insert_loop)
+    );
+    println!(
+        "| bare SQLite insert of the sealed rows, 200 rows per statement (one transaction) | {:.2} s | {:.0} |",
+        batch_loop.as_secs_f64(),
+        rate(n, batch_loop)
+    );
+    println!(
+        "\nEnd to end / slower of (seal loop, batched insert) = {:.2} (goal >= 0.5). Database size after: {:.0} MB.\n",
+        rate(n, end_to_end) / slower,
+        db_size as f64 / 1e6
+    );
+
+    // 2. Challenge + verify per second on one core.
+    let (state, dir) = fresh("auth", 10).await;
+    service::generate(&state, "bench", KeyId::new(1).unwrap(), 1, "A-")
+        .await
+        .unwrap();
+    let rec = service::issue(&state, &tech(), product, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let id = ApparatusId::new(&rec.apparatus_id).unwrap();
+    let mut dev = imprint_device::sim::SimDevice::demo(1);
+    let sealed = SealedRecord::parse(&hex::decode(&rec.sealed).unwrap()).unwrap();
+    dev.transfer_out(
+        &imprint_core::Request::Install {
+            apparatus_id: id,
+            record: sealed.clone(),
+        }
+        .encode(1),
+    )
+    .unwrap();
+    let (_, reply) = imprint_core::Reply::decode(&dev.transfer_in(1024).unwrap()).unwrap();
+    let imprint_core::Reply::Installed(receipt) = reply else {
+        panic!()
+    };
+    let serial = dev.config().product_serial;
+    service::report(
+        &state,
+        &tech(),
+        &service::Report {
+            apparatus_id: id,
+            product_serial: serial,
+            receipt,
+            station: "b".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let opened = sealed
+        .open(
+            &imprint_device::sim::demo_key(KeyId::new(1).unwrap()),
+            &id,
+            None,
+        )
+        .unwrap();
+    let cv = conversion_value(&id, &opened.pass_phrase);
+    let rounds = 2_000u64;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        let c = service::challenge(&state, id).await.unwrap();
+        let r = AuthResponse::compute(&cv, &id, &c);
+        assert!(service::verify(&state, id, c, r).await.unwrap());
+    }
+    let auth = t.elapsed();
+    let c = Challenge([1; 32]);
+    let r = AuthResponse::compute(&cv, &id, &c);
+    let t = Instant::now();
+    for _ in 0..100_000 {
+        assert!(r.verify(&cv, &id, &c).is_ok());
+    }
+    let mac = t.elapsed();
+    println!("| authentication | per second, one core |\n| --- | --- |");
+    println!(
+        "| challenge + verify through the service (2 transactions, audit entry) | {:.0} |",
+        rate(rounds, auth)
+    );
+    println!(
+        "| bare HMAC-SHA256 check of a response | {:.0} |\n",
+        rate(100_000, mac)
+    );
+    state.pool.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // 3. Report latency, 32 stations at once through the router.
+    let stations = 32u32;
+    let per_station = 20u32;
+    let total = u64::from(stations * per_station);
+    let (state, dir) = fresh("report", total).await;
+    service::generate(&state, "bench", KeyId::new(1).unwrap(), total, "R-")
+        .await
+        .unwrap();
+    let recs = service::issue(&state, &tech(), product, total)
+        .await
+        .unwrap();
+    let mut jobs = Vec::new();
+    for (i, r) in recs.iter().enumerate() {
+        let id = ApparatusId::new(&r.apparatus_id).unwrap();
+        let sealed = SealedRecord::parse(&hex::decode(&r.sealed).unwrap()).unwrap();
+        let mut dev = imprint_device::sim::SimDevice::demo(i as u32);
+        dev.transfer_out(
+            &imprint_core::Request::Install {
+                apparatus_id: id,
+                record: sealed,
+            }
+            .encode(1),
+        )
+        .unwrap();
+        let (_, imprint_core::Reply::Installed(receipt)) =
+            imprint_core::Reply::decode(&dev.transfer_in(1024).unwrap()).unwrap()
+        else {
+            panic!()
+        };
+        jobs.push(serde_json::json!({"apparatus_id": r.apparatus_id, "product_serial": dev.config().product_serial.as_str(), "receipt": hex::encode(receipt.0), "station": format!("s{}", i % 32)}).to_string());
+    }
+    let app = imprint_server::app(state.clone());
+    let (token, _) = auth::login(&state, "tech", "password-123").await.unwrap();
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for s in 0..stations as usize {
+        let mine: Vec<String> = jobs
+            .iter()
+            .skip(s)
+            .step_by(stations as usize)
+            .cloned()
+            .collect();
+        let (app, token) = (app.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            use tower::ServiceExt;
+            let mut lat = Vec::new();
+            for body in mine {
+                let req = axum::http::Request::post("/api/v1/report")
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(body))
+                    .unwrap();
+                let start = Instant::now();
+                let res = app.clone().oneshot(req).await.unwrap();
+                assert_eq!(res.status(), 200);
+                lat.push(start.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let wall = t.elapsed();
+    lat.sort();
+    let pct =
+        |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
+    println!("| report latency, {stations} stations x {per_station} reports | ms |\n| --- | --- |");
+    println!(
+        "| p50 | {:.2} |\n| p95 | {:.2} |\n| p99 | {:.2} |\n| max | {:.2} |",
+        pct(0.50),
+        pct(0.95),
+        pct(0.99),
+        pct(1.0)
+    );
+    println!("| throughput | {:.0} reports/s |", rate(total, wall));
+    state.pool.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
