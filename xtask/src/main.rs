@@ -5,7 +5,7 @@
 //!   its issue).
 //! - `cargo xtask fuzz <target> [seconds]`: runs one fuzz target with cargo-fuzz.
 //! - `cargo xtask vectors`: regenerates imprint-core's own test vectors.
-//! - `cargo xtask bench`: the seal/open benchmark next to `openssl speed`.
+//! - `cargo xtask bench`: the server benchmark, then seal/open next to `openssl speed`.
 
 mod tools;
 
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  test      run every check (what CI runs)\n  run       run the system\n  fuzz T S  run fuzz target T for S seconds (default 60)\n  vectors   regenerate crates/core/tests/vectors\n  bench     seal/open benchmark beside openssl speed"
+                "usage: cargo xtask <command>\n\n  test      run every check (what CI runs)\n  run       run the system\n  fuzz T S  run fuzz target T for S seconds (default 60)\n  vectors   regenerate crates/core/tests/vectors\n  bench     server benchmark; seal/open beside openssl speed"
             );
             return ExitCode::from(2);
         }
@@ -199,7 +199,7 @@ fn test() -> Result {
             },
         ),
         ("benchmarks compile", &|| {
-            cargo(&["bench", "-p", "imprint-core", "--no-run"])
+            cargo(&["bench", "--workspace", "--no-run"])
         }),
     ])
 }
@@ -275,6 +275,7 @@ fn run() -> Result {
 }
 
 fn bench() -> Result {
+    cargo(&["bench", "-p", "imprint-server", "--bench", "server"])?;
     cargo(&["bench", "-p", "imprint-core", "--bench", "seal"])?;
     eprintln!("\n--- openssl speed -evp aes-256-gcm (same machine, same run) ---");
     sh(Command::new("openssl").args([

@@ -291,6 +291,10 @@ pub fn router(state: AppState) -> Router {
         };
         api = api.route(r.path, h);
     }
+    // Unknown API paths are a JSON 404, never the portal's index.html.
+    let api = api.fallback(|| async {
+        AppError::NotFound("no such API route; see /api/v1/openapi.json".into())
+    });
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))

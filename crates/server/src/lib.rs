@@ -49,9 +49,20 @@ impl AppState {
     }
 }
 
-/// The router.
+/// The router: the API only.
 pub fn app(state: AppState) -> axum::Router {
     api::router(state)
+}
+
+/// The router, also serving the portal's built files from `portal` on the same origin (so the
+/// portal needs no CORS and its session never leaves the origin). Unknown paths get
+/// `index.html`, so the portal's own routes survive a reload. `.wasm` is served as
+/// `application/wasm`, which browsers require for streaming compilation.
+pub fn app_with_portal(state: AppState, portal: &std::path::Path) -> axum::Router {
+    let files = tower_http::services::ServeDir::new(portal).fallback(
+        tower_http::services::ServeFile::new(portal.join("index.html")),
+    );
+    api::router(state).fallback_service(files)
 }
 
 /// The operating system's randomness (all keys, nonces, pass phrases, tokens).

@@ -50,6 +50,9 @@ enum Command {
         /// Serve https with tls.crt/tls.key from the data folder (made by `imprint init`).
         #[arg(long)]
         tls: bool,
+        /// Folder with the portal's built files, served on the same origin as the API.
+        #[arg(long, env = "IMPRINT_PORTAL")]
+        portal: Option<PathBuf>,
     },
     /// A fresh demo: data folder `imprint-demo` (replaced), demo keys matching the simulated
     /// devices, product CAM-X100, two factories with quotas, entries, logins; then serves.
@@ -63,6 +66,9 @@ enum Command {
         /// Set everything up, print the logins, and exit without serving.
         #[arg(long)]
         no_serve: bool,
+        /// Folder with the portal's built files, served on the same origin as the API.
+        #[arg(long, env = "IMPRINT_PORTAL")]
+        portal: Option<PathBuf>,
     },
     /// Table 700: pre-write keys.
     #[command(subcommand)]
@@ -206,22 +212,40 @@ async fn init(
     Ok(state)
 }
 
-async fn serve(state: AppState, listen: SocketAddr, tls: Option<&Path>) -> Result<(), AppError> {
+async fn serve(
+    state: AppState,
+    listen: SocketAddr,
+    tls: Option<&Path>,
+    portal: Option<&Path>,
+) -> Result<(), AppError> {
     if tls.is_none() && !listen.ip().is_loopback() {
         return Err(AppError::Config(format!(
             "refusing plain http on {listen}: browsers allow WebUSB only on https or localhost, and secrets would cross the LAN in clear; add --tls"
         )));
     }
     spawn_lease_sweeper(state.clone());
+    let app = match portal {
+        Some(dir) if dir.join("index.html").is_file() => {
+            tracing::info!("serving the portal from {}", dir.display());
+            imprint_server::app_with_portal(state, dir)
+        }
+        Some(dir) => {
+            return Err(AppError::Config(format!(
+                "{} has no index.html: build the portal first",
+                dir.display()
+            )));
+        }
+        None => imprint_server::app(state),
+    };
     if let Some(dir) = tls {
         tracing::info!("imprint serving on https://{listen}");
-        return imprint_server::tls::serve(imprint_server::app(state), listen, dir).await;
+        return imprint_server::tls::serve(app, listen, dir).await;
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| AppError::Config(format!("cannot listen on {listen}: {e}")))?;
     tracing::info!("imprint serving on http://{listen}");
-    axum::serve(listener, imprint_server::app(state))
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
@@ -310,19 +334,30 @@ async fn run(cli: Cli) -> Result<(), AppError> {
         } => init(&dir, &admin, admin_password, &tls_name)
             .await
             .map(|_| ()),
-        Command::Serve { listen, tls } => {
-            serve(open(&dir).await?, listen, tls.then_some(dir.as_path())).await
+        Command::Serve {
+            listen,
+            tls,
+            portal,
+        } => {
+            serve(
+                open(&dir).await?,
+                listen,
+                tls.then_some(dir.as_path()),
+                portal.as_deref(),
+            )
+            .await
         }
         Command::Demo {
             listen,
             entries,
             no_serve,
+            portal,
         } => {
             let state = demo(entries).await?;
             if no_serve {
                 Ok(())
             } else {
-                serve(state, listen, None).await
+                serve(state, listen, None, portal.as_deref()).await
             }
         }
         Command::Keys(KeysCmd::Add { key_id }) => {

@@ -623,3 +623,55 @@ async fn audit_reads_page_by_page() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn the_portal_is_served_on_the_same_origin_with_the_wasm_mime_type() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+    let env = Env::new(0, 10).await;
+    let portal = env.dir.join("portal");
+    std::fs::create_dir_all(&portal).unwrap();
+    std::fs::write(
+        portal.join("index.html"),
+        "<!doctype html><title>Imprint</title>",
+    )
+    .unwrap();
+    std::fs::write(portal.join("imprint_portal_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let app = imprint_server::app_with_portal(env.state.clone(), &portal);
+    let get = |path: &'static str| {
+        let app = app.clone();
+        async move {
+            app.oneshot(Request::get(path).body(Body::empty()).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let res = get("/imprint_portal_bg.wasm").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/wasm");
+    let res = get("/").await;
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    // A portal route on reload gets index.html; the API still answers as the API.
+    let res = get("/station/3").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let res = get("/healthz").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app
+        .clone()
+        .oneshot(Request::get("/api/v1/keys").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
