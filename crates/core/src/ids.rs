@@ -122,6 +122,25 @@ pub(crate) fn check_chars(
     }
 }
 
+/// Copies checked bytes into a fixed inline buffer; returns the buffer and the length.
+/// The caller has checked the length already; this only refuses what would not fit.
+pub(crate) fn inline<const N: usize>(
+    what: &'static str,
+    raw: &[u8],
+) -> Result<([u8; N], u8), IdError> {
+    let too_long = IdError::TooLong {
+        what,
+        len: raw.len(),
+        max: N,
+    };
+    let mut bytes = [0u8; N];
+    bytes
+        .get_mut(..raw.len())
+        .ok_or(too_long)?
+        .copy_from_slice(raw);
+    Ok((bytes, u8::try_from(raw.len()).map_err(|_| too_long)?))
+}
+
 /// Declares an inline, validated, printable identifier type.
 macro_rules! token_type {
     ($(#[$doc:meta])* $name:ident, $what:literal, $max:literal) => {
@@ -141,12 +160,8 @@ macro_rules! token_type {
             /// Validates and builds the identifier from raw bytes (as found on the wire).
             pub fn from_bytes(raw: &[u8]) -> Result<Self, IdError> {
                 check_chars($what, raw, 1, $max, TOKEN_CHARS, is_token_char)?;
-                let mut bytes = [0u8; $max];
-                bytes
-                    .get_mut(..raw.len())
-                    .ok_or(IdError::TooLong { what: $what, len: raw.len(), max: $max })?
-                    .copy_from_slice(raw);
-                Ok(Self { len: raw.len() as u8, bytes })
+                let (bytes, len) = inline::<$max>($what, raw)?;
+                Ok(Self { len, bytes })
             }
 
             /// Validates and builds the identifier from text.
@@ -281,19 +296,8 @@ impl ChipId {
     /// Builds a chip ID from 1 to 16 raw bytes.
     pub fn from_bytes(raw: &[u8]) -> Result<Self, IdError> {
         check_chars(Self::WHAT, raw, 1, Self::MAX_LEN, "any byte", |_| true)?;
-        let mut bytes = [0u8; Self::MAX_LEN];
-        bytes
-            .get_mut(..raw.len())
-            .ok_or(IdError::TooLong {
-                what: Self::WHAT,
-                len: raw.len(),
-                max: Self::MAX_LEN,
-            })?
-            .copy_from_slice(raw);
-        Ok(Self {
-            len: raw.len() as u8,
-            bytes,
-        })
+        let (bytes, len) = inline::<{ Self::MAX_LEN }>(Self::WHAT, raw)?;
+        Ok(Self { len, bytes })
     }
 
     /// The raw bytes.

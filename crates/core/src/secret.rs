@@ -12,7 +12,7 @@ use rand_core::CryptoRng;
 use subtle::{Choice, ConstantTimeEq};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::ids::{IdError, check_chars};
+use crate::ids::{IdError, check_chars, inline};
 
 /// The characters a pass phrase may contain: printable ASCII without space (0x21..=0x7E), so
 /// it survives CSV files, terminals and firmware string handling unchanged.
@@ -50,19 +50,8 @@ impl PassPhrase {
             PASS_PHRASE_CHARS,
             |b| (0x21..=0x7e).contains(&b),
         )?;
-        let mut bytes = [0u8; Self::MAX_LEN];
-        bytes
-            .get_mut(..raw.len())
-            .ok_or(IdError::TooLong {
-                what: Self::WHAT,
-                len: raw.len(),
-                max: Self::MAX_LEN,
-            })?
-            .copy_from_slice(raw);
-        Ok(Self {
-            len: raw.len() as u8,
-            bytes,
-        })
+        let (bytes, len) = inline::<{ Self::MAX_LEN }>(Self::WHAT, raw)?;
+        Ok(Self { len, bytes })
     }
 
     /// Validates a pass phrase given as text.

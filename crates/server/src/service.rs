@@ -867,8 +867,9 @@ pub async fn expire_leases(state: &AppState, now: i64) -> Result<u64, AppError> 
         }
         let n = open.len() as i64;
         sqlx::query(
-            "UPDATE quotas SET used = MAX(used - ?, 0) WHERE factory_id = ? AND product_code = ?",
+            "UPDATE quotas SET used = CASE WHEN used > ? THEN used - ? ELSE 0 END WHERE factory_id = ? AND product_code = ?",
         )
+        .bind(n)
         .bind(n)
         .bind(&factory)
         .bind(&product)
