@@ -1,0 +1,119 @@
+//! Line figures: units per hour, first-pass yield, retries, per station and technician.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One finished attempt at a unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// When it ended (Unix ms).
+    pub at_ms: u64,
+    /// Station name.
+    pub station: String,
+    /// Technician.
+    pub technician: String,
+    /// Whether the unit ended provisioned.
+    pub ok: bool,
+    /// Install attempts it took (1 = first pass).
+    pub attempts: u32,
+}
+
+/// Figures for one group (the whole line, a station or a technician).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Figures {
+    /// Units provisioned.
+    pub done: u32,
+    /// Units that failed (set aside or abandoned).
+    pub failed: u32,
+    /// Units provisioned on the first attempt.
+    pub first_pass: u32,
+    /// Extra attempts over all units.
+    pub retries: u32,
+    /// Units per hour over the window.
+    pub per_hour: f64,
+}
+
+impl Figures {
+    /// First-pass yield: share of all units provisioned at the first attempt.
+    pub fn first_pass_yield(&self) -> f64 {
+        let all = self.done + self.failed;
+        if all == 0 {
+            0.0
+        } else {
+            f64::from(self.first_pass) / f64::from(all)
+        }
+    }
+}
+
+fn figures<'a>(items: impl Iterator<Item = &'a Outcome>, window_ms: u64) -> Figures {
+    let mut f = Figures::default();
+    for o in items {
+        if o.ok {
+            f.done += 1;
+            if o.attempts <= 1 {
+                f.first_pass += 1;
+            }
+        } else {
+            f.failed += 1;
+        }
+        f.retries += o.attempts.saturating_sub(1);
+    }
+    f.per_hour = if window_ms == 0 {
+        0.0
+    } else {
+        f64::from(f.done) * 3_600_000.0 / window_ms as f64
+    };
+    f
+}
+
+/// The line's figures over the last `window_ms` before `now_ms`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Line {
+    /// All stations together.
+    pub total: Figures,
+    /// By station.
+    pub by_station: BTreeMap<String, Figures>,
+    /// By technician.
+    pub by_technician: BTreeMap<String, Figures>,
+    /// Units done in each of the last 12 slices of the window (oldest first), for the chart.
+    pub histogram: Vec<u32>,
+}
+
+/// Computes the figures.
+pub fn line(outcomes: &[Outcome], now_ms: u64, window_ms: u64) -> Line {
+    let start = now_ms.saturating_sub(window_ms);
+    let recent: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| o.at_ms >= start && o.at_ms <= now_ms)
+        .collect();
+    let mut by_station: BTreeMap<String, Vec<&Outcome>> = BTreeMap::new();
+    let mut by_technician: BTreeMap<String, Vec<&Outcome>> = BTreeMap::new();
+    for o in &recent {
+        by_station.entry(o.station.clone()).or_default().push(o);
+        by_technician
+            .entry(o.technician.clone())
+            .or_default()
+            .push(o);
+    }
+    let slices = 12u64;
+    let mut histogram = vec![0u32; slices as usize];
+    for o in recent.iter().filter(|o| o.ok) {
+        let i = ((o.at_ms - start) * slices / window_ms.max(1)).min(slices - 1) as usize;
+        if let Some(h) = histogram.get_mut(i) {
+            *h += 1;
+        }
+    }
+    Line {
+        total: figures(recent.iter().copied(), window_ms),
+        by_station: by_station
+            .into_iter()
+            .map(|(k, v)| (k, figures(v.into_iter(), window_ms)))
+            .collect(),
+        by_technician: by_technician
+            .into_iter()
+            .map(|(k, v)| (k, figures(v.into_iter(), window_ms)))
+            .collect(),
+        histogram,
+    }
+}

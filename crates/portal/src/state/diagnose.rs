@@ -1,0 +1,276 @@
+//! Every failure mapped to what the technician sees: a title, what happened, and the fix.
+//!
+//! Why one place: the browser flashers' most common complaint is an error with no explanation
+//! (a hang on Firefox, "NetworkError" on a permission problem, "transfer error" that is really
+//! an unplug). Each cause here has its fix on screen.
+
+use imprint_core::{ErrorCode, Reply};
+
+use crate::station::{LinkError, ServerError};
+
+/// How bad it is, for the colour of the tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Fix it and carry on (replug, retry).
+    Retry,
+    /// Set the unit aside.
+    SetAside,
+    /// The station itself needs attention (browser, permissions, server).
+    Station,
+}
+
+/// A failure as the technician sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnosis {
+    /// Short title on the tile.
+    pub title: String,
+    /// What happened.
+    pub detail: String,
+    /// What to do.
+    pub fix: String,
+    /// How bad.
+    pub severity: Severity,
+}
+
+fn d(title: &str, detail: impl Into<String>, fix: &str, severity: Severity) -> Diagnosis {
+    Diagnosis {
+        title: title.into(),
+        detail: detail.into(),
+        fix: fix.into(),
+        severity,
+    }
+}
+
+impl Diagnosis {
+    /// The browser has no WebUSB (Safari, Firefox) or the page is not a secure context.
+    pub fn no_webusb(secure_context: bool) -> Diagnosis {
+        if secure_context {
+            d(
+                "This browser cannot reach USB devices",
+                "WebUSB is missing: Safari and Firefox do not implement it.",
+                "Open the station in Chrome or Edge (version 61 or later) on Windows, Linux, macOS or ChromeOS.",
+                Severity::Station,
+            )
+        } else {
+            d(
+                "USB is blocked on an insecure page",
+                "Browsers allow WebUSB only on https:// pages or on localhost.",
+                "Open the station through https:// (ask the operator for the address), or run the server on this PC and use http://localhost.",
+                Severity::Station,
+            )
+        }
+    }
+
+    /// A link failure.
+    pub fn from_link(e: &LinkError) -> Diagnosis {
+        match e {
+            LinkError::Disconnected => d(
+                "Unit disconnected",
+                "The cable was pulled or the unit lost power during the step.",
+                "Plug the unit back in: the station asks it what it holds and carries on. Nothing is lost.",
+                Severity::Retry,
+            ),
+            LinkError::Timeout => d(
+                "The unit does not answer",
+                "No reply in time. A hidden or minimised tab can also slow the station down.",
+                "Keep this tab in front, then unplug and replug the unit. If it keeps happening, set the unit aside.",
+                Severity::Retry,
+            ),
+            LinkError::Garbage(what) => d(
+                "The unit answers with garbage",
+                format!("Its answer is not valid: {what}."),
+                "Try another cable or USB port; if it persists the unit has the wrong firmware: set it aside.",
+                Severity::SetAside,
+            ),
+            LinkError::Browser { name, message } => Diagnosis::from_browser(name, message),
+        }
+    }
+
+    /// A DOMException from WebUSB, by name, as Chrome reports them.
+    pub fn from_browser(name: &str, message: &str) -> Diagnosis {
+        let m = message.to_lowercase();
+        match name {
+            // Chrome on Linux without the udev rule (or a snap without raw-usb): open() fails
+            // with "Access denied."
+            "SecurityError" | "NetworkError" if m.contains("access denied") => {
+                Diagnosis::linux_permissions(message)
+            }
+            "SecurityError" if m.contains("protected") => d(
+                "The unit's interface is protected",
+                message,
+                "The unit's firmware exposes the wrong interface class: check its descriptors (docs/usb.md), set it aside.",
+                Severity::SetAside,
+            ),
+            "SecurityError" | "NotAllowedError" => d(
+                "No permission for this unit",
+                message,
+                "Click \"Connect unit\" and pick it in the chooser. After a replug this is needed only if the unit has no serial number; kiosks can pre-grant units with the WebUsbAllowDevicesForUrls policy.",
+                Severity::Station,
+            ),
+            "NetworkError" if m.contains("unable to claim") || m.contains("claim") => d(
+                "Another program holds the unit",
+                message,
+                "Close other programs using it (a serial monitor, adb, fwupd, another browser tab), then replug. On Windows the unit needs its WinUSB descriptors (docs/usb.md).",
+                Severity::Station,
+            ),
+            "NetworkError" => d(
+                "USB transfer failed",
+                message,
+                "This is usually an unplug: plug the unit back in and the station resumes. If not, try another port.",
+                Severity::Retry,
+            ),
+            "NotFoundError" if m.contains("no device selected") => d(
+                "No unit chosen",
+                message,
+                "Click \"Connect unit\" again and pick the unit; if it is not listed, check the cable and that it is a supported model.",
+                Severity::Retry,
+            ),
+            "NotFoundError" => Diagnosis::from_link(&LinkError::Disconnected),
+            "InvalidStateError" => d(
+                "The unit is in a wrong state",
+                message,
+                "Unplug and replug the unit.",
+                Severity::Retry,
+            ),
+            _ => d(
+                "USB error",
+                format!("{name}: {message}"),
+                "Unplug and replug the unit; if it repeats, download the log and send it to the operator.",
+                Severity::Retry,
+            ),
+        }
+    }
+
+    /// Linux without the udev rule, or a snap-packaged Chromium.
+    pub fn linux_permissions(message: &str) -> Diagnosis {
+        d(
+            "This PC does not let the browser open the unit",
+            message,
+            "On Linux add the udev rule from docs/usb.md (SUBSYSTEM==\"usb\", ATTR{idVendor}==\"1209\", TAG+=\"uaccess\") and replug; with a snap-packaged Chromium run `snap connect chromium:raw-usb`.",
+            Severity::Station,
+        )
+    }
+
+    /// A device error code.
+    pub fn from_device(code: ErrorCode) -> Diagnosis {
+        let severity = match code {
+            ErrorCode::BadFrame | ErrorCode::StorageFailed | ErrorCode::WrongIdentity => {
+                Severity::Retry
+            }
+            ErrorCode::UnsupportedVersion | ErrorCode::UnknownRequest | ErrorCode::BadRequest => {
+                Severity::Station
+            }
+            _ => Severity::SetAside,
+        };
+        d(
+            &capitalise(code.message()),
+            format!("Device error {:#04x}.", code.code()),
+            &capitalise(code.fix()),
+            severity,
+        )
+    }
+
+    /// The unit is of another model.
+    pub fn wrong_model(expected: &str, found: &str) -> Diagnosis {
+        d(
+            "Wrong model",
+            format!("This station is set up for {expected}; the unit is a {found}."),
+            "Set the unit aside for the right line, or change the station's product code.",
+            Severity::SetAside,
+        )
+    }
+
+    /// The unit already has an identity.
+    pub fn already_provisioned(which: &str) -> Diagnosis {
+        d(
+            "Unit already provisioned",
+            format!("It holds {which}."),
+            "Set it aside: a unit takes one identity. Do not reuse its record.",
+            Severity::SetAside,
+        )
+    }
+
+    /// The station has no record for this unit.
+    pub fn no_records(product: &str, keys: &[u32]) -> Diagnosis {
+        d(
+            "No record for this unit",
+            format!("The station holds no record of {product} under key(s) {keys:?}."),
+            "Fetch more records (or take a lease); if the unit's keys differ from the line's, it is of another key generation.",
+            Severity::Station,
+        )
+    }
+
+    /// A server failure.
+    pub fn from_server(e: &ServerError) -> Diagnosis {
+        match e {
+            ServerError::Offline(why) => d(
+                "Server unreachable",
+                why.clone(),
+                "The unit is written and its receipt is kept: it will be reported when the server is back. Carry on with a lease, or check the network.",
+                Severity::Station,
+            ),
+            ServerError::Refused { code, message } => {
+                let fix = match code.as_str() {
+                    "bad_receipt" => {
+                        "The server does not accept this unit's proof: set the unit aside and tell the operator."
+                    }
+                    "serial_taken" | "already_installed" => {
+                        "This unit or identity is already on record: set the unit aside and tell the operator."
+                    }
+                    "over_quota" => "The factory's quota is used up: ask the operator.",
+                    "unauthorized" => "Sign in again.",
+                    _ => "Download the log and tell the operator.",
+                };
+                d(
+                    "The server refused",
+                    message.clone(),
+                    fix,
+                    Severity::SetAside,
+                )
+            }
+        }
+    }
+
+    /// The closed-loop check failed.
+    pub fn check_failed() -> Diagnosis {
+        d(
+            "Check failed",
+            "The unit's answer to the server's challenge does not match its new identity.",
+            "Set the unit aside and tell the operator: it may be faulty or tampered with.",
+            Severity::SetAside,
+        )
+    }
+
+    /// An answer that makes no sense at this point.
+    pub fn unexpected(reply: &Reply) -> Diagnosis {
+        match reply {
+            Reply::Error(code) => Diagnosis::from_device(*code),
+            other => d(
+                "Unexpected answer",
+                format!(
+                    "The unit answered {:?} out of turn.",
+                    std::mem::discriminant(other)
+                ),
+                "Unplug and replug the unit.",
+                Severity::Retry,
+            ),
+        }
+    }
+
+    /// A bug: should not happen; shown rather than hidden.
+    pub fn bug(what: &str) -> Diagnosis {
+        d(
+            "Station error",
+            what,
+            "Download the log and send it to the operator.",
+            Severity::Station,
+        )
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}

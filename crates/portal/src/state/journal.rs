@@ -1,0 +1,323 @@
+//! The station's journal: every record the station holds, and how far each got.
+//!
+//! Why a journal: a technician pulls a cable, the tab reloads, the PC crashes. The journal is
+//! written *before* each step that cannot be undone (sending an install), so after any of
+//! these the station knows which unit may hold which record and asks the unit and the server
+//! before doing anything else. A record whose install was sent is never given to another unit
+//! until its own unit has been asked: that is what makes writes exactly-once.
+
+use serde::{Deserialize, Serialize};
+
+/// A table-708 record as the server hands it out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The identity, in clear.
+    pub apparatus_id: String,
+    /// The key identifier it is sealed under.
+    pub key_id: u32,
+    /// The sealed record, hex.
+    pub sealed: String,
+    /// The product code it was issued for.
+    pub product_code: String,
+}
+
+/// How far a record got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// Fetched, not yet given to a unit.
+    Pool,
+    /// Given to a unit; the install request is about to be sent. Outcome unknown from here on
+    /// until the unit answers or is asked.
+    InstallSent {
+        /// The unit's USB serial number (chip ID).
+        unit: String,
+    },
+    /// The unit stored it and answered with a receipt.
+    Installed {
+        /// The unit.
+        unit: String,
+        /// The unit's product serial.
+        product_serial: String,
+        /// The receipt, hex.
+        receipt: String,
+    },
+    /// The server recorded the installation.
+    Reported {
+        /// The unit.
+        unit: String,
+        /// The unit's product serial.
+        product_serial: String,
+        /// The receipt, hex.
+        receipt: String,
+    },
+    /// The unit answered a fresh server challenge with its new secret: done.
+    Verified {
+        /// The unit.
+        unit: String,
+        /// The unit's product serial.
+        product_serial: String,
+    },
+}
+
+impl Step {
+    /// The unit this record is bound to, if any.
+    pub fn unit(&self) -> Option<&str> {
+        match self {
+            Step::Pool => None,
+            Step::InstallSent { unit }
+            | Step::Installed { unit, .. }
+            | Step::Reported { unit, .. }
+            | Step::Verified { unit, .. } => Some(unit),
+        }
+    }
+}
+
+/// One record and its step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The record.
+    pub record: Record,
+    /// How far it got.
+    #[serde(flatten)]
+    pub step: Step,
+    /// Install attempts so far.
+    pub attempts: u32,
+}
+
+/// Why a journal change was refused: each is a bug in the caller, reported rather than
+/// silently applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalError {
+    /// No such record in the journal.
+    Unknown(String),
+    /// The record is not at the step the change starts from.
+    WrongStep {
+        /// The record.
+        apparatus_id: String,
+        /// What the change expected.
+        expected: &'static str,
+    },
+}
+
+impl std::fmt::Display for JournalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JournalError::Unknown(id) => write!(f, "record {id} is not in this station's journal"),
+            JournalError::WrongStep {
+                apparatus_id,
+                expected,
+            } => {
+                write!(f, "record {apparatus_id} is not at step '{expected}'")
+            }
+        }
+    }
+}
+
+impl std::error::Error for JournalError {}
+
+/// The journal of one station.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    /// Entries in the order they were fetched.
+    pub entries: Vec<Entry>,
+}
+
+impl Journal {
+    /// Adds records fetched from the server (ignoring ones already known).
+    pub fn add_records(&mut self, records: impl IntoIterator<Item = Record>) -> usize {
+        let mut added = 0;
+        for r in records {
+            if self.get(&r.apparatus_id).is_none() {
+                self.entries.push(Entry {
+                    record: r,
+                    step: Step::Pool,
+                    attempts: 0,
+                });
+                added += 1;
+            }
+        }
+        added
+    }
+
+    fn entry_mut(&mut self, id: &str) -> Result<&mut Entry, JournalError> {
+        self.entries
+            .iter_mut()
+            .find(|e| e.record.apparatus_id == id)
+            .ok_or_else(|| JournalError::Unknown(id.to_string()))
+    }
+
+    /// The entry for a record.
+    pub fn get(&self, id: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.record.apparatus_id == id)
+    }
+
+    /// The record bound to `unit` that is not finished, if any (a resumed unit).
+    pub fn open_for_unit(&self, unit: &str) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .find(|e| e.step.unit() == Some(unit) && !matches!(e.step, Step::Verified { .. }))
+    }
+
+    /// The entry of a record installed in `unit`, finished or not.
+    pub fn for_unit(&self, unit: &str) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.step.unit() == Some(unit))
+    }
+
+    /// The next record from the pool a unit holding `key_ids` can open.
+    pub fn next_for(&self, product_code: &str, key_ids: &[u32]) -> Option<&Record> {
+        self.entries
+            .iter()
+            .find(|e| {
+                e.step == Step::Pool
+                    && e.record.product_code == product_code
+                    && key_ids.contains(&e.record.key_id)
+            })
+            .map(|e| &e.record)
+    }
+
+    /// Records still in the pool.
+    pub fn pool_size(&self) -> usize {
+        self.entries.iter().filter(|e| e.step == Step::Pool).count()
+    }
+
+    /// Records whose install was sent but whose outcome is not known: their units must be
+    /// asked before anything else happens to them.
+    pub fn in_doubt(&self) -> impl Iterator<Item = &Entry> {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e.step, Step::InstallSent { .. }))
+    }
+
+    /// Installed but not yet recorded by the server (what an offline station owes).
+    pub fn unreported(&self) -> impl Iterator<Item = &Entry> {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e.step, Step::Installed { .. }))
+    }
+
+    fn change(
+        &mut self,
+        id: &str,
+        expected: &'static str,
+        ok: impl Fn(&Step) -> bool,
+        to: Step,
+    ) -> Result<(), JournalError> {
+        let e = self.entry_mut(id)?;
+        if !ok(&e.step) {
+            return Err(JournalError::WrongStep {
+                apparatus_id: id.to_string(),
+                expected,
+            });
+        }
+        if matches!(to, Step::InstallSent { .. }) {
+            e.attempts += 1;
+        }
+        e.step = to;
+        Ok(())
+    }
+
+    /// Binds a pool record to a unit, before the install is sent. (A retry on the same unit
+    /// is allowed: the unit said it does not hold it.)
+    pub fn install_sent(&mut self, id: &str, unit: &str) -> Result<(), JournalError> {
+        let u = unit.to_string();
+        self.change(
+            id,
+            "pool (or sent to this unit)",
+            |s| *s == Step::Pool || matches!(s, Step::InstallSent { unit } if *unit == u),
+            Step::InstallSent { unit: u.clone() },
+        )
+    }
+
+    /// The unit answered with a receipt.
+    pub fn installed(
+        &mut self,
+        id: &str,
+        unit: &str,
+        product_serial: &str,
+        receipt: &str,
+    ) -> Result<(), JournalError> {
+        let u = unit.to_string();
+        self.change(
+            id,
+            "install sent to this unit",
+            |s| matches!(s, Step::InstallSent { unit } if *unit == u),
+            Step::Installed {
+                unit: u.clone(),
+                product_serial: product_serial.into(),
+                receipt: receipt.into(),
+            },
+        )
+    }
+
+    /// The server recorded it.
+    pub fn reported(&mut self, id: &str) -> Result<(), JournalError> {
+        let e = self.entry_mut(id)?;
+        let Step::Installed {
+            unit,
+            product_serial,
+            receipt,
+        } = e.step.clone()
+        else {
+            return Err(JournalError::WrongStep {
+                apparatus_id: id.into(),
+                expected: "installed",
+            });
+        };
+        e.step = Step::Reported {
+            unit,
+            product_serial,
+            receipt,
+        };
+        Ok(())
+    }
+
+    /// The closed-loop check passed.
+    pub fn verified(&mut self, id: &str) -> Result<(), JournalError> {
+        let e = self.entry_mut(id)?;
+        let Step::Reported {
+            unit,
+            product_serial,
+            ..
+        } = e.step.clone()
+        else {
+            return Err(JournalError::WrongStep {
+                apparatus_id: id.into(),
+                expected: "reported",
+            });
+        };
+        e.step = Step::Verified {
+            unit,
+            product_serial,
+        };
+        Ok(())
+    }
+
+    /// The unit said it does not hold the record (or holds another identity): the record goes
+    /// back to the pool for the next unit.
+    pub fn back_to_pool(&mut self, id: &str) -> Result<(), JournalError> {
+        self.change(
+            id,
+            "install sent",
+            |s| matches!(s, Step::InstallSent { .. }),
+            Step::Pool,
+        )
+    }
+
+    /// Serialises for storage.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{\"entries\":[]}".into())
+    }
+
+    /// Reads stored text; a damaged store is reported, not silently emptied.
+    pub fn from_json(text: &str) -> Result<Journal, String> {
+        serde_json::from_str(text).map_err(|e| {
+            format!(
+                "the station's saved journal is damaged ({e}); export the log and tell the operator"
+            )
+        })
+    }
+}

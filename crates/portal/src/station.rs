@@ -1,0 +1,484 @@
+//! The per-unit flow, independent of the browser: connect, read the unit, pick its record,
+//! install, receipt, report, closed-loop check. It talks to the unit through [`Link`] (WebUSB in
+//! the browser, the simulated device in native tests) and to the server through [`Server`]
+//! (fetch in the browser, the real server in-process in native tests).
+//!
+//! Resuming is the same flow: the journal says whether this unit already has a record, the
+//! unit is asked whether it holds it (`QueryRecord`), and the flow continues from there. A
+//! record whose install was sent is only ever released back to the pool after its own unit
+//! says it does not hold it.
+
+use imprint_core::{
+    ApparatusId, Challenge, DeviceInfo, DeviceState, FrameError, ProtocolError, Receipt,
+    RecordStatus, Reply, Request, SealedRecord,
+};
+
+use crate::state::diagnose::Diagnosis;
+use crate::state::journal::{Journal, JournalError, Record, Step};
+
+/// Why talking to the unit failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkError {
+    /// The unit went away (cable pulled, power lost).
+    Disconnected,
+    /// No answer in time.
+    Timeout,
+    /// The answer is not a valid frame or message.
+    Garbage(String),
+    /// The browser refused (permission, another program holds it, ...): DOMException name
+    /// and message.
+    Browser {
+        /// e.g. "SecurityError", "NetworkError".
+        name: String,
+        /// The browser's message.
+        message: String,
+    },
+}
+
+/// A connection to one unit.
+#[allow(async_fn_in_trait)]
+pub trait Link {
+    /// Sends one request and waits for its reply.
+    async fn call(&mut self, req: &Request) -> Result<Reply, LinkError>;
+    /// The unit's USB serial number (its chip ID in hex).
+    fn unit(&self) -> String;
+}
+
+/// Why a server call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerError {
+    /// The server could not be reached.
+    Offline(String),
+    /// The server refused: its stable error code and message.
+    Refused {
+        /// e.g. "bad_receipt", "serial_taken".
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+}
+
+/// The server calls the station needs during the flow.
+#[allow(async_fn_in_trait)]
+pub trait Server {
+    /// Reports an installation; returns "recorded" or "already_recorded".
+    async fn report(
+        &self,
+        apparatus_id: &str,
+        product_serial: &str,
+        receipt_hex: &str,
+    ) -> Result<String, ServerError>;
+    /// A fresh challenge for the closed-loop check.
+    async fn challenge(&self, apparatus_id: &str) -> Result<[u8; 32], ServerError>;
+    /// Checks the unit's answer.
+    async fn verify(
+        &self,
+        apparatus_id: &str,
+        challenge: &[u8; 32],
+        response: &[u8; 32],
+    ) -> Result<bool, ServerError>;
+}
+
+/// Where the unit's tile is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Reading the unit.
+    Info,
+    /// Picking its record (or finding the one it already has).
+    Record,
+    /// Writing the record.
+    Install,
+    /// Reporting to the server.
+    Report,
+    /// Closed-loop check.
+    Check,
+    /// Done.
+    Done,
+}
+
+impl Phase {
+    /// Steps in order, for the progress bar.
+    pub const ALL: [Phase; 6] = [
+        Phase::Info,
+        Phase::Record,
+        Phase::Install,
+        Phase::Report,
+        Phase::Check,
+        Phase::Done,
+    ];
+
+    /// Label on the tile.
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Info => "Read unit",
+            Phase::Record => "Pick record",
+            Phase::Install => "Write",
+            Phase::Report => "Report",
+            Phase::Check => "Check",
+            Phase::Done => "Done",
+        }
+    }
+
+    /// Progress from 0 to 100.
+    pub fn percent(self) -> u8 {
+        (Phase::ALL.iter().position(|p| *p == self).unwrap_or(0) * 100 / (Phase::ALL.len() - 1))
+            as u8
+    }
+}
+
+/// What the flow tells the page as it goes.
+pub trait Observer {
+    /// A phase began.
+    fn phase(&mut self, phase: Phase);
+    /// A line for the log (never a secret: there are none here).
+    fn log(&mut self, line: String);
+    /// The journal changed: persist it now.
+    fn save(&mut self, journal: &Journal);
+}
+
+/// A finished unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Success {
+    /// Identity installed.
+    pub apparatus_id: String,
+    /// The unit's product serial.
+    pub product_serial: String,
+    /// Whether this run resumed earlier work (after an unplug or reload).
+    pub resumed: bool,
+    /// Install attempts for this record.
+    pub attempts: u32,
+}
+
+/// Everything that can stop a unit, with its diagnosis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Where it stopped.
+    pub phase: Phase,
+    /// What happened and what to do.
+    pub diagnosis: Diagnosis,
+}
+
+fn fail(phase: Phase, diagnosis: Diagnosis) -> Failure {
+    Failure { phase, diagnosis }
+}
+
+fn link_fail(phase: Phase, e: LinkError) -> Failure {
+    fail(phase, Diagnosis::from_link(&e))
+}
+
+fn journal_fail(phase: Phase, e: JournalError) -> Failure {
+    fail(phase, Diagnosis::bug(&e.to_string()))
+}
+
+/// What this station is set up for.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The product code of the line.
+    pub product_code: String,
+    /// Whether to run the closed-loop check (needs the server online).
+    pub closed_loop: bool,
+}
+
+/// Provisions one unit, from wherever its record got to.
+pub async fn provision<L: Link, S: Server, O: Observer>(
+    link: &mut L,
+    server: &S,
+    journal: &mut Journal,
+    setup: &Setup,
+    obs: &mut O,
+) -> Result<Success, Failure> {
+    obs.phase(Phase::Info);
+    let unit = link.unit();
+    let info = match link
+        .call(&Request::GetInfo)
+        .await
+        .map_err(|e| link_fail(Phase::Info, e))?
+    {
+        Reply::Info(info) => info,
+        other => return Err(fail(Phase::Info, Diagnosis::unexpected(&other))),
+    };
+    obs.log(format!(
+        "unit {unit}: {} serial {} firmware {}.{}.{}, keys {:?}, {}",
+        info.product_code,
+        info.product_serial,
+        info.firmware_version[0],
+        info.firmware_version[1],
+        info.firmware_version[2],
+        info.key_ids.iter().map(|k| k.get()).collect::<Vec<_>>(),
+        match &info.state {
+            DeviceState::Blank => "blank".to_string(),
+            DeviceState::Provisioned(id) => format!("holds {id}"),
+            DeviceState::Locked(id) => format!("locked with {id}"),
+        }
+    ));
+
+    obs.phase(Phase::Record);
+    // Resume: does the journal already bind a record to this unit?
+    let mut resumed = false;
+    let record = match journal.open_for_unit(&unit).cloned() {
+        Some(entry) => {
+            resumed = true;
+            obs.log(format!(
+                "resuming {} ({:?})",
+                entry.record.apparatus_id,
+                step_name(&entry.step)
+            ));
+            entry.record
+        }
+        None => {
+            if let Some(done) = journal.for_unit(&unit)
+                && let Step::Verified { product_serial, .. } = &done.step
+            {
+                return Ok(Success {
+                    apparatus_id: done.record.apparatus_id.clone(),
+                    product_serial: product_serial.clone(),
+                    resumed: true,
+                    attempts: done.attempts,
+                });
+            }
+            if info.product_code.as_str() != setup.product_code {
+                return Err(fail(
+                    Phase::Record,
+                    Diagnosis::wrong_model(&setup.product_code, info.product_code.as_str()),
+                ));
+            }
+            match &info.state {
+                DeviceState::Blank => {}
+                DeviceState::Provisioned(id) | DeviceState::Locked(id) => {
+                    return Err(fail(
+                        Phase::Record,
+                        Diagnosis::already_provisioned(id.as_str()),
+                    ));
+                }
+            }
+            let keys: Vec<u32> = info.key_ids.iter().map(|k| k.get()).collect();
+            match journal.next_for(&setup.product_code, &keys) {
+                Some(r) => r.clone(),
+                None => {
+                    return Err(fail(
+                        Phase::Record,
+                        Diagnosis::no_records(&setup.product_code, &keys),
+                    ));
+                }
+            }
+        }
+    };
+    let id = ApparatusId::new(&record.apparatus_id)
+        .map_err(|e| fail(Phase::Record, Diagnosis::bug(&e.to_string())))?;
+    let sealed = hex::decode(&record.sealed)
+        .ok()
+        .and_then(|b| SealedRecord::parse(&b).ok())
+        .ok_or_else(|| {
+            fail(
+                Phase::Record,
+                Diagnosis::bug("a record from the server is not a sealed record"),
+            )
+        })?;
+
+    // Install, unless the journal or the unit says it is done already.
+    let step = journal
+        .get(&record.apparatus_id)
+        .map(|e| e.step.clone())
+        .unwrap_or(Step::Pool);
+    let (product_serial, receipt) = match step {
+        Step::Installed {
+            product_serial,
+            receipt,
+            ..
+        }
+        | Step::Reported {
+            product_serial,
+            receipt,
+            ..
+        } => (product_serial, receipt),
+        Step::Verified { product_serial, .. } => (product_serial, String::new()),
+        Step::Pool | Step::InstallSent { .. } => {
+            obs.phase(Phase::Install);
+            let receipt = install(link, journal, obs, &unit, &info, &id, &sealed, &record).await?;
+            (info.product_serial.to_string(), receipt)
+        }
+    };
+
+    // Report (idempotent on the server).
+    if matches!(
+        journal.get(&record.apparatus_id).map(|e| &e.step),
+        Some(Step::Installed { .. })
+    ) {
+        obs.phase(Phase::Report);
+        match server
+            .report(&record.apparatus_id, &product_serial, &receipt)
+            .await
+        {
+            Ok(status) => {
+                obs.log(format!("server: {} {status}", record.apparatus_id));
+                journal
+                    .reported(&record.apparatus_id)
+                    .map_err(|e| journal_fail(Phase::Report, e))?;
+                obs.save(journal);
+            }
+            Err(e) => return Err(fail(Phase::Report, Diagnosis::from_server(&e))),
+        }
+    }
+
+    // Closed loop: the unit answers a fresh server challenge with its new secret.
+    if matches!(
+        journal.get(&record.apparatus_id).map(|e| &e.step),
+        Some(Step::Reported { .. })
+    ) {
+        if setup.closed_loop {
+            obs.phase(Phase::Check);
+            let c = server
+                .challenge(&record.apparatus_id)
+                .await
+                .map_err(|e| fail(Phase::Check, Diagnosis::from_server(&e)))?;
+            let response = match link
+                .call(&Request::Challenge(Challenge(c)))
+                .await
+                .map_err(|e| link_fail(Phase::Check, e))?
+            {
+                Reply::AuthResponse {
+                    apparatus_id,
+                    response,
+                } if apparatus_id == id => response,
+                Reply::AuthResponse { apparatus_id, .. } => {
+                    return Err(fail(
+                        Phase::Check,
+                        Diagnosis::already_provisioned(apparatus_id.as_str()),
+                    ));
+                }
+                other => return Err(fail(Phase::Check, Diagnosis::unexpected(&other))),
+            };
+            let ok = server
+                .verify(&record.apparatus_id, &c, &response.0)
+                .await
+                .map_err(|e| fail(Phase::Check, Diagnosis::from_server(&e)))?;
+            if !ok {
+                return Err(fail(Phase::Check, Diagnosis::check_failed()));
+            }
+            obs.log(format!(
+                "closed-loop check passed for {}",
+                record.apparatus_id
+            ));
+        }
+        journal
+            .verified(&record.apparatus_id)
+            .map_err(|e| journal_fail(Phase::Check, e))?;
+        obs.save(journal);
+    }
+    obs.phase(Phase::Done);
+    let attempts = journal.get(&record.apparatus_id).map_or(0, |e| e.attempts);
+    Ok(Success {
+        apparatus_id: record.apparatus_id,
+        product_serial,
+        resumed,
+        attempts,
+    })
+}
+
+fn step_name(s: &Step) -> &'static str {
+    match s {
+        Step::Pool => "pool",
+        Step::InstallSent { .. } => "install sent",
+        Step::Installed { .. } => "installed",
+        Step::Reported { .. } => "reported",
+        Step::Verified { .. } => "verified",
+    }
+}
+
+/// Writes the record, exactly once: asks the unit first if an earlier attempt may have
+/// reached it, journals before sending, and settles the journal from the unit's answer.
+#[allow(clippy::too_many_arguments)]
+async fn install<L: Link, O: Observer>(
+    link: &mut L,
+    journal: &mut Journal,
+    obs: &mut O,
+    unit: &str,
+    info: &DeviceInfo,
+    id: &ApparatusId,
+    sealed: &SealedRecord,
+    record: &Record,
+) -> Result<String, Failure> {
+    let aid = &record.apparatus_id;
+    let serial = info.product_serial.to_string();
+    if matches!(
+        journal.get(aid).map(|e| &e.step),
+        Some(Step::InstallSent { .. })
+    ) {
+        // An earlier attempt may have landed: ask before writing again.
+        let q = Request::QueryRecord {
+            apparatus_id: *id,
+            record_digest: sealed.digest(),
+        };
+        match link
+            .call(&q)
+            .await
+            .map_err(|e| link_fail(Phase::Install, e))?
+        {
+            Reply::RecordStatus(RecordStatus::Held(receipt)) => {
+                obs.log(format!("unit already holds {aid}: taking its receipt"));
+                return settle(journal, obs, aid, unit, &serial, receipt);
+            }
+            Reply::RecordStatus(RecordStatus::NotHeld) => {
+                obs.log(format!("unit does not hold {aid}: writing again"))
+            }
+            Reply::RecordStatus(RecordStatus::OtherIdentity) => {
+                journal
+                    .back_to_pool(aid)
+                    .map_err(|e| journal_fail(Phase::Install, e))?;
+                obs.save(journal);
+                return Err(fail(
+                    Phase::Install,
+                    Diagnosis::already_provisioned("another identity"),
+                ));
+            }
+            other => return Err(fail(Phase::Install, Diagnosis::unexpected(&other))),
+        }
+    }
+    journal
+        .install_sent(aid, unit)
+        .map_err(|e| journal_fail(Phase::Install, e))?;
+    obs.save(journal);
+    obs.log(format!("writing {aid} to unit {unit}"));
+    let req = Request::Install {
+        apparatus_id: *id,
+        record: sealed.clone(),
+    };
+    match link.call(&req).await {
+        Ok(Reply::Installed(receipt)) => settle(journal, obs, aid, unit, &serial, receipt),
+        Ok(Reply::Error(code)) => {
+            // The unit refused and stored nothing: the record is free for the next unit.
+            journal
+                .back_to_pool(aid)
+                .map_err(|e| journal_fail(Phase::Install, e))?;
+            obs.save(journal);
+            Err(fail(Phase::Install, Diagnosis::from_device(code)))
+        }
+        Ok(other) => Err(fail(Phase::Install, Diagnosis::unexpected(&other))),
+        // Outcome unknown: the journal keeps the record bound to this unit until it is asked.
+        Err(e) => Err(link_fail(Phase::Install, e)),
+    }
+}
+
+fn settle<O: Observer>(
+    journal: &mut Journal,
+    obs: &mut O,
+    aid: &str,
+    unit: &str,
+    serial: &str,
+    receipt: Receipt,
+) -> Result<String, Failure> {
+    let hex = hex::encode(receipt.0);
+    journal
+        .installed(aid, unit, serial, &hex)
+        .map_err(|e| journal_fail(Phase::Install, e))?;
+    obs.save(journal);
+    Ok(hex)
+}
+
+/// Maps a reply decode failure to a [`LinkError`].
+pub fn garbage(e: &ProtocolError) -> LinkError {
+    LinkError::Garbage(match e {
+        ProtocolError::Frame(FrameError::BadMagic) => "not an Imprint frame".into(),
+        other => other.to_string(),
+    })
+}

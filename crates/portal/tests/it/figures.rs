@@ -1,0 +1,97 @@
+//! Line figures and diagnostics.
+
+use imprint_core::ErrorCode;
+use imprint_portal::state::analytics::{Outcome, line};
+use imprint_portal::state::diagnose::{Diagnosis, Severity};
+use imprint_portal::station::LinkError;
+
+fn o(at_ms: u64, station: &str, tech: &str, ok: bool, attempts: u32) -> Outcome {
+    Outcome {
+        at_ms,
+        station: station.into(),
+        technician: tech.into(),
+        ok,
+        attempts,
+    }
+}
+
+#[test]
+fn units_per_hour_first_pass_yield_and_retries() {
+    let hour = 3_600_000;
+    let outcomes = vec![
+        o(10, "s1", "ana", true, 1),
+        o(20, "s1", "ana", true, 2),
+        o(30, "s2", "ben", true, 1),
+        o(40, "s2", "ben", false, 3),
+        o(hour + 10, "s1", "ana", true, 1), // outside a one-hour window ending at hour
+    ];
+    let l = line(&outcomes, hour, hour);
+    assert_eq!(
+        (
+            l.total.done,
+            l.total.failed,
+            l.total.first_pass,
+            l.total.retries
+        ),
+        (3, 1, 2, 3)
+    );
+    assert!((l.total.per_hour - 3.0).abs() < 1e-9);
+    assert!((l.total.first_pass_yield() - 0.5).abs() < 1e-9);
+    assert_eq!(l.by_station["s1"].done, 2);
+    assert_eq!(l.by_technician["ben"].failed, 1);
+    assert_eq!(l.histogram.len(), 12);
+    assert_eq!(l.histogram.iter().sum::<u32>(), 3);
+    assert_eq!(line(&[], hour, hour).total.first_pass_yield(), 0.0);
+}
+
+#[test]
+fn every_browser_failure_has_its_fix() {
+    let cases = [
+        ("SecurityError", "Access denied.", "udev rule"),
+        (
+            "NetworkError",
+            "Unable to claim interface.",
+            "Close other programs",
+        ),
+        (
+            "SecurityError",
+            "The requested interface implements a protected class.",
+            "wrong interface class",
+        ),
+        ("NotFoundError", "No device selected.", "pick the unit"),
+        (
+            "NotFoundError",
+            "The device was disconnected.",
+            "Plug the unit back in",
+        ),
+        (
+            "NetworkError",
+            "A transfer error has occurred.",
+            "usually an unplug",
+        ),
+        (
+            "NotAllowedError",
+            "Must be handling a user gesture to show a permission request.",
+            "chooser",
+        ),
+    ];
+    for (name, message, fix) in cases {
+        let d = Diagnosis::from_browser(name, message);
+        assert!(d.fix.contains(fix), "{name}: {message} -> {d:?}");
+    }
+    assert!(Diagnosis::no_webusb(true).fix.contains("Chrome or Edge"));
+    assert!(Diagnosis::no_webusb(false).fix.contains("https://"));
+    assert!(
+        Diagnosis::from_link(&LinkError::Timeout)
+            .detail
+            .contains("hidden")
+    );
+    let locked = Diagnosis::from_device(ErrorCode::Locked);
+    assert_eq!(locked.severity, Severity::SetAside);
+    assert!(locked.title.starts_with("The device is locked"));
+    assert!(
+        Diagnosis::linux_permissions("x")
+            .fix
+            .contains("snap connect chromium:raw-usb")
+    );
+}

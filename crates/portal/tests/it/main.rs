@@ -1,0 +1,18 @@
+//! imprint-portal's native tests: the journal, the diagnostics, the line figures, and the
+//! per-unit flow against simulated devices and the real server in-process.
+
+#![allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod figures;
+#[cfg(not(target_arch = "wasm32"))]
+mod flow;
+#[cfg(not(target_arch = "wasm32"))]
+mod harness;
+mod journal;
