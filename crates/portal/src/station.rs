@@ -13,6 +13,8 @@ use imprint_core::{
     RecordStatus, Reply, Request, SealedRecord,
 };
 
+use std::cell::RefCell;
+
 use crate::state::diagnose::Diagnosis;
 use crate::state::journal::{Journal, JournalError, Record, Step};
 
@@ -179,11 +181,13 @@ pub struct Setup {
     pub closed_loop: bool,
 }
 
-/// Provisions one unit, from wherever its record got to.
+/// Provisions one unit, from wherever its record got to. The journal is shared by every unit
+/// on the station; it is borrowed only between awaits, and a pool record is bound to its unit
+/// with no await in between, so two units never take the same record.
 pub async fn provision<L: Link, S: Server, O: Observer>(
     link: &mut L,
     server: &S,
-    journal: &mut Journal,
+    journal: &RefCell<Journal>,
     setup: &Setup,
     obs: &mut O,
 ) -> Result<Success, Failure> {
@@ -215,7 +219,7 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
     obs.phase(Phase::Record);
     // Resume: does the journal already bind a record to this unit?
     let mut resumed = false;
-    let record = match journal.open_for_unit(&unit).cloned() {
+    let record = match journal.borrow().open_for_unit(&unit).cloned() {
         Some(entry) => {
             resumed = true;
             obs.log(format!(
@@ -226,7 +230,7 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
             entry.record
         }
         None => {
-            if let Some(done) = journal.for_unit(&unit)
+            if let Some(done) = journal.borrow().for_unit(&unit)
                 && let Step::Verified { product_serial, .. } = &done.step
             {
                 return Ok(Success {
@@ -252,7 +256,7 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
                 }
             }
             let keys: Vec<u32> = info.key_ids.iter().map(|k| k.get()).collect();
-            match journal.next_for(&setup.product_code, &keys) {
+            match journal.borrow().next_for(&setup.product_code, &keys) {
                 Some(r) => r.clone(),
                 None => {
                     return Err(fail(
@@ -277,6 +281,7 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
 
     // Install, unless the journal or the unit says it is done already.
     let step = journal
+        .borrow()
         .get(&record.apparatus_id)
         .map(|e| e.step.clone())
         .unwrap_or(Step::Pool);
@@ -301,7 +306,7 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
 
     // Report (idempotent on the server).
     if matches!(
-        journal.get(&record.apparatus_id).map(|e| &e.step),
+        journal.borrow().get(&record.apparatus_id).map(|e| &e.step),
         Some(Step::Installed { .. })
     ) {
         obs.phase(Phase::Report);
@@ -312,9 +317,10 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
             Ok(status) => {
                 obs.log(format!("server: {} {status}", record.apparatus_id));
                 journal
+                    .borrow_mut()
                     .reported(&record.apparatus_id)
                     .map_err(|e| journal_fail(Phase::Report, e))?;
-                obs.save(journal);
+                obs.save(&journal.borrow());
             }
             Err(e) => return Err(fail(Phase::Report, Diagnosis::from_server(&e))),
         }
@@ -322,7 +328,7 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
 
     // Closed loop: the unit answers a fresh server challenge with its new secret.
     if matches!(
-        journal.get(&record.apparatus_id).map(|e| &e.step),
+        journal.borrow().get(&record.apparatus_id).map(|e| &e.step),
         Some(Step::Reported { .. })
     ) {
         if setup.closed_loop {
@@ -361,12 +367,16 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
             ));
         }
         journal
+            .borrow_mut()
             .verified(&record.apparatus_id)
             .map_err(|e| journal_fail(Phase::Check, e))?;
-        obs.save(journal);
+        obs.save(&journal.borrow());
     }
     obs.phase(Phase::Done);
-    let attempts = journal.get(&record.apparatus_id).map_or(0, |e| e.attempts);
+    let attempts = journal
+        .borrow()
+        .get(&record.apparatus_id)
+        .map_or(0, |e| e.attempts);
     Ok(Success {
         apparatus_id: record.apparatus_id,
         product_serial,
@@ -390,7 +400,7 @@ fn step_name(s: &Step) -> &'static str {
 #[allow(clippy::too_many_arguments)]
 async fn install<L: Link, O: Observer>(
     link: &mut L,
-    journal: &mut Journal,
+    journal: &RefCell<Journal>,
     obs: &mut O,
     unit: &str,
     info: &DeviceInfo,
@@ -401,7 +411,7 @@ async fn install<L: Link, O: Observer>(
     let aid = &record.apparatus_id;
     let serial = info.product_serial.to_string();
     if matches!(
-        journal.get(aid).map(|e| &e.step),
+        journal.borrow().get(aid).map(|e| &e.step),
         Some(Step::InstallSent { .. })
     ) {
         // An earlier attempt may have landed: ask before writing again.
@@ -423,9 +433,10 @@ async fn install<L: Link, O: Observer>(
             }
             Reply::RecordStatus(RecordStatus::OtherIdentity) => {
                 journal
+                    .borrow_mut()
                     .back_to_pool(aid)
                     .map_err(|e| journal_fail(Phase::Install, e))?;
-                obs.save(journal);
+                obs.save(&journal.borrow());
                 return Err(fail(
                     Phase::Install,
                     Diagnosis::already_provisioned("another identity"),
@@ -435,9 +446,10 @@ async fn install<L: Link, O: Observer>(
         }
     }
     journal
+        .borrow_mut()
         .install_sent(aid, unit)
         .map_err(|e| journal_fail(Phase::Install, e))?;
-    obs.save(journal);
+    obs.save(&journal.borrow());
     obs.log(format!("writing {aid} to unit {unit}"));
     let req = Request::Install {
         apparatus_id: *id,
@@ -448,9 +460,10 @@ async fn install<L: Link, O: Observer>(
         Ok(Reply::Error(code)) => {
             // The unit refused and stored nothing: the record is free for the next unit.
             journal
+                .borrow_mut()
                 .back_to_pool(aid)
                 .map_err(|e| journal_fail(Phase::Install, e))?;
-            obs.save(journal);
+            obs.save(&journal.borrow());
             Err(fail(Phase::Install, Diagnosis::from_device(code)))
         }
         Ok(other) => Err(fail(Phase::Install, Diagnosis::unexpected(&other))),
@@ -460,7 +473,7 @@ async fn install<L: Link, O: Observer>(
 }
 
 fn settle<O: Observer>(
-    journal: &mut Journal,
+    journal: &RefCell<Journal>,
     obs: &mut O,
     aid: &str,
     unit: &str,
@@ -469,9 +482,10 @@ fn settle<O: Observer>(
 ) -> Result<String, Failure> {
     let hex = hex::encode(receipt.0);
     journal
+        .borrow_mut()
         .installed(aid, unit, serial, &hex)
         .map_err(|e| journal_fail(Phase::Install, e))?;
-    obs.save(journal);
+    obs.save(&journal.borrow());
     Ok(hex)
 }
 

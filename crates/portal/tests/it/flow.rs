@@ -27,7 +27,9 @@ async fn run(
 ) {
     let mut rec = Recorder::default();
     let mut link = SimLink { dev, seq: 0 };
-    let r = provision(&mut link, server, journal, &setup(), &mut rec).await;
+    let cell = std::cell::RefCell::new(std::mem::take(journal));
+    let r = provision(&mut link, server, &cell, &setup(), &mut rec).await;
+    *journal = cell.into_inner();
     (r, rec)
 }
 
