@@ -5,6 +5,8 @@
 //!   its issue).
 //! - `cargo xtask fuzz <target> [seconds]`: runs one fuzz target with cargo-fuzz.
 //! - `cargo xtask vectors`: regenerates imprint-core's own test vectors.
+//! - `cargo xtask portal`: builds the portal (wasm32, wasm-bindgen, wasm-opt) into
+//!   `target/portal`, from the same `index.html` trunk uses.
 //! - `cargo xtask bench`: the server benchmark, then seal/open next to `openssl speed`.
 
 mod tools;
@@ -37,9 +39,10 @@ fn main() -> ExitCode {
             "make_vectors",
         ]),
         Some("bench") => bench(),
+        Some("portal") => portal().map(|_| ()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  test      run every check (what CI runs)\n  run       run the system\n  fuzz T S  run fuzz target T for S seconds (default 60)\n  vectors   regenerate crates/core/tests/vectors\n  bench     server benchmark; seal/open beside openssl speed"
+                "usage: cargo xtask <command>\n\n  test      run every check (what CI runs)\n  run       run the system\n  fuzz T S  run fuzz target T for S seconds (default 60)\n  vectors   regenerate crates/core/tests/vectors\n  bench     server benchmark; seal/open beside openssl speed\n  portal    build the portal into target/portal"
             );
             return ExitCode::from(2);
         }
@@ -189,6 +192,28 @@ fn test() -> Result {
             }
             Ok(())
         }),
+        ("portal: build (wasm32, wasm-bindgen, wasm-opt)", &|| {
+            portal().map(|_| ())
+        }),
+        (
+            "end to end: real server, real portal in headless Chromium, simulated units",
+            &|| {
+                let driver = chrome.borrow().clone().unwrap_or_default();
+                cargo(&["build", "-p", "imprint-server", "--bin", "imprint"])?;
+                sh(Command::new(tools::cargo_bin())
+                    .args([
+                        "test",
+                        "-p",
+                        "imprint-e2e",
+                        "--",
+                        "--ignored",
+                        "--nocapture",
+                    ])
+                    .env("IMPRINT_BIN", root().join("target/debug/imprint"))
+                    .env("IMPRINT_PORTAL", root().join("target/portal"))
+                    .env("CHROMEDRIVER", &driver))
+            },
+        ),
         ("fuzz targets: build and smoke-run", &fuzz_smoke),
         (
             "firmware example (embassy-usb, STM32F411, thumbv7em)",
@@ -259,7 +284,14 @@ fn fuzz(target: Option<&str>, seconds: Option<&str>) -> Result {
 
 fn run() -> Result {
     eprintln!(
-        "Imprint demo: the management server on http://127.0.0.1:8080 with a fresh database in\n./imprint-demo (demo keys that the simulated devices hold, product CAM-X100, two factories,\n3000 entries). Ctrl-C stops it. The browser portal arrives with its issue; meanwhile\n`cargo run -p imprint-core --example walkthrough` walks one device through the flow.\n"
+        "Imprint demo: the management server with a fresh database in ./imprint-demo (demo keys that\nthe simulated devices hold, product CAM-X100, two factories, 3000 entries), serving the\nportal on http://127.0.0.1:8080.\n"
+    );
+    tools::ensure_targets()?;
+    tools::ensure_wasm_bindgen()?;
+    let dir = portal()?;
+    let dir = dir.to_string_lossy().to_string();
+    eprintln!(
+        "\nOpen http://127.0.0.1:8080, sign in as tech-ana / demo-tech-pass, click \"Training mode\"\nand plug simulated units (or real ones). Ctrl-C stops the server.\n"
     );
     cargo(&[
         "run",
@@ -271,7 +303,68 @@ fn run() -> Result {
         "imprint",
         "--",
         "demo",
+        "--portal",
+        &dir,
     ])
+}
+
+/// Builds the portal into `target/portal`: cargo for wasm32, wasm-bindgen, wasm-opt when
+/// available, and `index.html` rewritten from its trunk form.
+fn portal() -> Result<PathBuf> {
+    let out = root().join("target/portal");
+    cargo(&[
+        "build",
+        "--profile",
+        "wasm-release",
+        "-p",
+        "imprint-portal",
+        "--target",
+        tools::WASM,
+    ])?;
+    let wasm = root().join("target/wasm32-unknown-unknown/wasm-release/imprint_portal.wasm");
+    sh(Command::new("wasm-bindgen")
+        .args(["--target", "web", "--no-typescript", "--out-dir"])
+        .arg(&out)
+        .arg(&wasm))?;
+    let bg = out.join("imprint_portal_bg.wasm");
+    if let Some(wasm_opt) = tools::ensure_wasm_opt() {
+        sh(Command::new(wasm_opt)
+            .args([
+                "-Oz",
+                "--enable-bulk-memory",
+                "--enable-reference-types",
+                "--enable-multivalue",
+                "--enable-sign-ext",
+                "--enable-mutable-globals",
+                "--enable-nontrapping-float-to-int",
+                "-o",
+            ])
+            .arg(&bg)
+            .arg(&bg))?;
+    }
+    let html = std::fs::read_to_string(root().join("index.html"))
+        .map_err(|e| Failure(format!("cannot read index.html: {e}")))?;
+    let mut page = String::new();
+    for line in html.lines() {
+        let t = line.trim();
+        if t.starts_with("<link data-trunk rel=\"rust\"") {
+            page.push_str("  <script type=\"module\">import init from './imprint_portal.js'; init();</script>\n");
+        } else if t.starts_with("<link data-trunk rel=\"css\"") {
+            page.push_str("  <link rel=\"stylesheet\" href=\"style.css\">\n");
+        } else {
+            page.push_str(line);
+            page.push('\n');
+        }
+    }
+    std::fs::write(out.join("index.html"), page)
+        .map_err(|e| Failure(format!("cannot write index.html: {e}")))?;
+    std::fs::copy(
+        root().join("crates/portal/style.css"),
+        out.join("style.css"),
+    )
+    .map_err(|e| Failure(format!("cannot copy style.css: {e}")))?;
+    eprintln!("portal built in {}", out.display());
+    Ok(out)
 }
 
 fn bench() -> Result {

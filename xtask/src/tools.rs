@@ -184,3 +184,46 @@ pub(crate) fn ensure_chromedriver() -> Result<PathBuf> {
         "headless Chromium tests need Chromium and ChromeDriver of the same version: on Debian/Ubuntu `sudo apt-get install chromium chromium-driver`, elsewhere install Chrome and chromedriver and set CHROMEDRIVER=/path/to/chromedriver".into(),
     ))
 }
+
+/// A wasm-opt that handles what wasm-bindgen 0.2.130 emits: binaryen 116 or newer. Debian
+/// bookworm's binaryen 108 breaks the externref table ("WebAssembly.Table.set(): Argument 1
+/// is invalid"), so the npm package `binaryen` (132) is installed under `target/tools` when
+/// npm is there. Returns its path; without one the portal still works, only larger.
+pub(crate) fn ensure_wasm_opt() -> Option<PathBuf> {
+    let good = |bin: &std::ffi::OsStr| {
+        Command::new(bin)
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|v| {
+                v.split_whitespace()
+                    .nth(2)
+                    .and_then(|n| n.parse::<u32>().ok())
+            })
+            .is_some_and(|n| n >= 116)
+    };
+    let local = root().join("target/tools/node_modules/.bin/wasm-opt");
+    if local.is_file() && good(local.as_os_str()) {
+        return Some(local);
+    }
+    if good(std::ffi::OsStr::new("wasm-opt")) {
+        return Some(PathBuf::from("wasm-opt"));
+    }
+    if which("npm").is_some() {
+        let prefix = root().join("target/tools");
+        let _ = std::fs::create_dir_all(&prefix);
+        let ok = sh(Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&prefix)
+            .arg("binaryen@132"))
+        .is_ok();
+        if ok && good(local.as_os_str()) {
+            return Some(local);
+        }
+    }
+    eprintln!(
+        "no wasm-opt >= 116 (npm package binaryen): the portal is built without size optimisation"
+    );
+    None
+}

@@ -7,3 +7,6 @@
 
 pub mod state;
 pub mod station;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;

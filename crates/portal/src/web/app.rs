@@ -1,0 +1,626 @@
+//! The page: sign-in, then the station: one tile per unit, the always-visible log, line
+//! figures, diagnostics and the training switch. Components stay thin: the work is in
+//! [`crate::station`] and [`crate::state`].
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::JsValue;
+use wasm_bindgen::prelude::Closure;
+
+use crate::state::analytics::{Outcome, line};
+use crate::state::diagnose::{Diagnosis, Severity};
+use crate::state::journal::Journal;
+use crate::station::{Observer, Phase, Setup, provision};
+use crate::web::api::{self, HttpServer, User};
+use crate::web::storage;
+use crate::web::usb::{self, WebUsbLink};
+
+/// A signed-in station.
+#[derive(Clone, Debug)]
+struct Session {
+    server: HttpServer,
+    user: User,
+    product: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Status {
+    Working,
+    Done { apparatus_id: String, resumed: bool },
+    Failed(Diagnosis),
+    Unplugged,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Tile {
+    unit: String,
+    phase: Phase,
+    status: Status,
+}
+
+/// Everything the station's parts share. Copy handles only, so closures can take it freely.
+#[derive(Clone, Copy)]
+struct Ctx {
+    session: RwSignal<Option<Session>>,
+    tiles: RwSignal<Vec<Tile>>,
+    log: RwSignal<Vec<String>>,
+    outcomes: RwSignal<Vec<Outcome>>,
+    pool: RwSignal<usize>,
+    journal: StoredValue<Rc<RefCell<Journal>>, LocalStorage>,
+    devices: StoredValue<HashMap<String, JsValue>, LocalStorage>,
+    training: StoredValue<Option<imprint_device::web::SimUsb>, LocalStorage>,
+    sim_index: StoredValue<HashMap<String, u32>, LocalStorage>,
+    hidden: RwSignal<bool>,
+}
+
+fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+fn clock() -> String {
+    let d = js_sys::Date::new_0();
+    format!(
+        "{:02}:{:02}:{:02}",
+        d.get_hours(),
+        d.get_minutes(),
+        d.get_seconds()
+    )
+}
+
+impl Ctx {
+    fn say(&self, line: String) {
+        let stamped = format!("{} {line}", clock());
+        self.log.update(|l| {
+            l.push(stamped);
+            if l.len() > 2000 {
+                l.drain(..500);
+            }
+        });
+    }
+
+    fn set_tile(&self, unit: &str, f: impl FnOnce(&mut Tile)) {
+        self.tiles.update(|tiles| {
+            if let Some(t) = tiles.iter_mut().find(|t| t.unit == unit) {
+                f(t);
+            } else {
+                let mut t = Tile {
+                    unit: unit.to_string(),
+                    phase: Phase::Info,
+                    status: Status::Working,
+                };
+                f(&mut t);
+                tiles.push(t);
+            }
+        });
+    }
+
+    fn refresh_pool(&self) {
+        let n = self.journal.with_value(|j| j.borrow().pool_size());
+        self.pool.set(n);
+    }
+}
+
+/// Forwards the flow's progress to a tile and the log, and persists the journal.
+struct TileObserver {
+    ctx: Ctx,
+    unit: String,
+}
+
+impl Observer for TileObserver {
+    fn phase(&mut self, phase: Phase) {
+        self.ctx.set_tile(&self.unit, |t| t.phase = phase);
+    }
+    fn log(&mut self, line: String) {
+        self.ctx.say(line);
+    }
+    fn save(&mut self, journal: &Journal) {
+        if let Err(e) = storage::save_journal(journal) {
+            self.ctx.say(format!("could not save the journal: {e}"));
+        }
+    }
+}
+
+/// Runs the flow for one unit (a fresh start or a resume after a replug).
+fn start_unit(ctx: Ctx, device: JsValue) {
+    let unit = usb::serial_of(&device);
+    if unit.is_empty() {
+        ctx.say("a unit without a USB serial number: it cannot be told apart after a replug; set it aside".into());
+        return;
+    }
+    if ctx.tiles.with_untracked(|t| {
+        t.iter()
+            .any(|t| t.unit == unit && t.status == Status::Working)
+    }) {
+        return;
+    }
+    let Some(session) = ctx.session.get_untracked() else {
+        return;
+    };
+    ctx.devices.update_value(|d| {
+        d.insert(unit.clone(), device.clone());
+    });
+    ctx.set_tile(&unit, |t| {
+        t.status = Status::Working;
+        t.phase = Phase::Info;
+    });
+    spawn_local(async move {
+        let setup = Setup {
+            product_code: session.product.clone(),
+            closed_loop: true,
+        };
+        let journal = ctx.journal.get_value();
+        let mut obs = TileObserver {
+            ctx,
+            unit: unit.clone(),
+        };
+        let result = match WebUsbLink::open(device).await {
+            Ok(mut link) => {
+                let r = provision(&mut link, &session.server, &journal, &setup, &mut obs).await;
+                link.close().await;
+                r
+            }
+            Err(e) => Err(crate::station::Failure {
+                phase: Phase::Info,
+                diagnosis: Diagnosis::from_link(&e),
+            }),
+        };
+        let attempts = journal
+            .borrow()
+            .for_unit(&unit)
+            .map_or(1, |e| e.attempts.max(1));
+        let outcome = |ok| Outcome {
+            at_ms: now_ms(),
+            station: session.server.station.clone(),
+            technician: session.user.username.clone(),
+            ok,
+            attempts,
+        };
+        match result {
+            Ok(s) => {
+                ctx.say(format!(
+                    "unit {unit}: {} installed in {}{}",
+                    s.apparatus_id,
+                    s.product_serial,
+                    if s.resumed { " (resumed)" } else { "" }
+                ));
+                ctx.set_tile(&unit, |t| {
+                    t.phase = Phase::Done;
+                    t.status = Status::Done {
+                        apparatus_id: s.apparatus_id.clone(),
+                        resumed: s.resumed,
+                    };
+                });
+                ctx.outcomes.update(|o| o.push(outcome(true)));
+            }
+            Err(f) => {
+                ctx.say(format!(
+                    "unit {unit}: {} ({:?}): {}",
+                    f.diagnosis.title, f.phase, f.diagnosis.detail
+                ));
+                let unplugged = f.diagnosis.title == "Unit disconnected";
+                ctx.set_tile(&unit, |t| {
+                    t.phase = f.phase;
+                    t.status = if unplugged {
+                        Status::Unplugged
+                    } else {
+                        Status::Failed(f.diagnosis.clone())
+                    };
+                });
+                if f.diagnosis.severity == Severity::SetAside {
+                    ctx.outcomes.update(|o| o.push(outcome(false)));
+                }
+            }
+        }
+        let _ = storage::save_outcomes(&ctx.outcomes.get_untracked());
+        ctx.refresh_pool();
+    });
+}
+
+/// Listens for units plugged and unplugged (kiosk policy, training, or granted before).
+fn listen(ctx: Ctx) {
+    let Some(usb) = usb::navigator_usb() else {
+        return;
+    };
+    let on_connect = Closure::<dyn Fn(JsValue)>::new(move |e: JsValue| {
+        let device = js_sys::Reflect::get(&e, &"device".into()).unwrap_or(JsValue::UNDEFINED);
+        ctx.say(format!("unit {} plugged in", usb::serial_of(&device)));
+        start_unit(ctx, device);
+    });
+    let on_disconnect = Closure::<dyn Fn(JsValue)>::new(move |e: JsValue| {
+        let device = js_sys::Reflect::get(&e, &"device".into()).unwrap_or(JsValue::UNDEFINED);
+        let unit = usb::serial_of(&device);
+        ctx.say(format!("unit {unit} unplugged"));
+        ctx.set_tile(&unit, |t| {
+            if t.status == Status::Working {
+                t.status = Status::Unplugged;
+            }
+        });
+    });
+    if let Ok(add) = js_sys::Reflect::get(&usb, &"addEventListener".into())
+        .and_then(|f| f.dyn_into::<js_sys::Function>())
+    {
+        let _ = add.call2(&usb, &"connect".into(), on_connect.as_ref());
+        let _ = add.call2(&usb, &"disconnect".into(), on_disconnect.as_ref());
+    }
+    on_connect.forget();
+    on_disconnect.forget();
+}
+
+#[component]
+fn Login(session: RwSignal<Option<Session>>) -> impl IntoView {
+    let user = RwSignal::new(String::new());
+    let pass = RwSignal::new(String::new());
+    let station =
+        RwSignal::new(storage::get("imprint.station").unwrap_or_else(|| "station-1".into()));
+    let product =
+        RwSignal::new(storage::get("imprint.product").unwrap_or_else(|| "CAM-X100".into()));
+    let error = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        busy.set(true);
+        spawn_local(async move {
+            match api::login(&user.get_untracked(), &pass.get_untracked()).await {
+                Ok((token, u)) if u.role == "technician" => {
+                    storage::set("imprint.station", &station.get_untracked());
+                    storage::set("imprint.product", &product.get_untracked());
+                    session.set(Some(Session {
+                        server: HttpServer {
+                            token,
+                            station: station.get_untracked(),
+                        },
+                        user: u,
+                        product: product.get_untracked(),
+                    }));
+                }
+                Ok(_) => error.set(Some(
+                    "Only technicians run a station. Admins and auditors use the API.".into(),
+                )),
+                Err(e) => error.set(Some(Diagnosis::from_server(&e).detail)),
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <main class="login">
+            <h1>"Imprint station"</h1>
+            <form on:submit=submit>
+                <label>"Technician"<input id="user" autocomplete="username" prop:value=move || user.get() on:input=move |e| user.set(event_target_value(&e))/></label>
+                <label>"Password"<input id="pass" type="password" autocomplete="current-password" prop:value=move || pass.get() on:input=move |e| pass.set(event_target_value(&e))/></label>
+                <label>"Station"<input id="station" prop:value=move || station.get() on:input=move |e| station.set(event_target_value(&e))/></label>
+                <label>"Product code"<input id="product" prop:value=move || product.get() on:input=move |e| product.set(event_target_value(&e))/></label>
+                <button id="signin" type="submit" disabled=move || busy.get()>"Sign in"</button>
+                <Show when=move || error.get().is_some()>
+                    <p class="error">{move || error.get().unwrap_or_default()}</p>
+                </Show>
+            </form>
+        </main>
+    }
+}
+
+#[component]
+fn TileView(tile: Tile, ctx: Ctx) -> impl IntoView {
+    let (class, icon, headline) = match &tile.status {
+        Status::Working => ("tile working", "…", format!("{}…", tile.phase.label())),
+        Status::Done {
+            apparatus_id,
+            resumed,
+        } => (
+            "tile ok",
+            "✓",
+            format!("{apparatus_id}{}", if *resumed { " (resumed)" } else { "" }),
+        ),
+        Status::Failed(d) => (
+            if d.severity == Severity::SetAside {
+                "tile bad"
+            } else {
+                "tile retry"
+            },
+            "✗",
+            d.title.clone(),
+        ),
+        Status::Unplugged => (
+            "tile retry",
+            "⏏",
+            "Unplugged: plug it back in to continue".to_string(),
+        ),
+    };
+    let failed = match &tile.status {
+        Status::Failed(d) => Some(d.clone()),
+        _ => None,
+    };
+    let unit = tile.unit.clone();
+    let percent = match tile.status {
+        Status::Done { .. } => 100,
+        _ => tile.phase.percent(),
+    };
+    let steps = Phase::ALL
+        .iter()
+        .map(|p| {
+            let cls = if *p < tile.phase || matches!(tile.status, Status::Done { .. }) {
+                "step past"
+            } else if *p == tile.phase {
+                "step now"
+            } else {
+                "step"
+            };
+            view! { <span class=cls>{p.label()}</span> }
+        })
+        .collect_view();
+    let is_training = ctx.training.with_value(Option::is_some);
+    let can_retry = !matches!(tile.status, Status::Done { .. } | Status::Working);
+    let retry_unit = unit.clone();
+    let pull_unit = unit.clone();
+    let plug_unit = unit.clone();
+    view! {
+        <section class=class data-unit=unit.clone()>
+            <header><span class="icon">{icon}</span><span class="unit">"Unit "{unit.clone()}</span></header>
+            <p class="headline">{headline}</p>
+            <div class="bar"><div class="fill" style=format!("width:{percent}%")></div></div>
+            <div class="steps">{steps}</div>
+            {failed.map(|d| view! { <p class="detail">{d.detail}</p><p class="fix">"What to do: "{d.fix}</p> })}
+            <footer>
+                <Show when=move || can_retry>
+                    <button class="retry" on:click={
+                        let u = retry_unit.clone();
+                        move |_| {
+                            if let Some(dev) = ctx.devices.with_value(|d| d.get(&u).cloned()) { start_unit(ctx, dev) }
+                        }
+                    }>"Retry"</button>
+                </Show>
+                <Show when=move || is_training>
+                    <button class="pull" on:click={
+                        let u = pull_unit.clone();
+                        move |_| {
+                            if let Some(i) = ctx.sim_index.with_value(|m| m.get(&u).copied()) {
+                                ctx.training.with_value(|b| if let Some(b) = b { let _ = b.unplug(i); });
+                            }
+                        }
+                    }>"Pull cable"</button>
+                    <button class="plug" on:click={
+                        let u = plug_unit.clone();
+                        move |_| {
+                            if let Some(i) = ctx.sim_index.with_value(|m| m.get(&u).copied()) {
+                                ctx.training.with_value(|b| if let Some(b) = b { let _ = b.replug(i); });
+                            }
+                        }
+                    }>"Plug back"</button>
+                </Show>
+            </footer>
+        </section>
+    }
+}
+
+#[component]
+fn Figures(ctx: Ctx) -> impl IntoView {
+    let figures = move || line(&ctx.outcomes.get(), now_ms(), 3_600_000);
+    view! {
+        <section class="figures">
+            <h2>"Line, last hour"</h2>
+            {move || {
+                let l = figures();
+                let max = l.histogram.iter().copied().max().unwrap_or(0).max(1);
+                let bars = l.histogram.iter().enumerate().map(|(i, n)| {
+                    let h = 50 * n / max;
+                    view! { <rect x=(i * 20 + 2).to_string() y=(55 - h).to_string() width="16" height=h.to_string() rx="2"></rect> }
+                }).collect_view();
+                view! {
+                    <div class="numbers">
+                        <div><b id="uph">{format!("{:.0}", l.total.per_hour)}</b>" units/h"</div>
+                        <div><b id="fpy">{format!("{:.0}%", l.total.first_pass_yield() * 100.0)}</b>" first-pass yield"</div>
+                        <div><b>{l.total.retries}</b>" retries"</div>
+                        <div><b>{l.total.failed}</b>" set aside"</div>
+                    </div>
+                    <svg class="chart" viewBox="0 0 240 60" role="img" aria-label="units per 5 minutes">{bars}</svg>
+                    <table>
+                        <tr><th>"Technician"</th><th>"Done"</th><th>"FPY"</th><th>"Retries"</th></tr>
+                        {l.by_technician.iter().map(|(name, f)| view! {
+                            <tr><td>{name.clone()}</td><td>{f.done}</td><td>{format!("{:.0}%", f.first_pass_yield() * 100.0)}</td><td>{f.retries}</td></tr>
+                        }).collect_view()}
+                    </table>
+                }
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn Station(ctx: Ctx) -> impl IntoView {
+    let fetch_busy = RwSignal::new(false);
+    let support = usb::navigator_usb().is_some();
+    let secure = web_sys::window()
+        .map(|w| w.is_secure_context())
+        .unwrap_or(false);
+    let fetch = move |_| {
+        let Some(s) = ctx.session.get_untracked() else {
+            return;
+        };
+        fetch_busy.set(true);
+        spawn_local(async move {
+            match s.server.issue(&s.product, 10).await {
+                Ok(records) => {
+                    let n = ctx
+                        .journal
+                        .with_value(|j| j.borrow_mut().add_records(records));
+                    ctx.journal.with_value(|j| {
+                        let _ = storage::save_journal(&j.borrow());
+                    });
+                    ctx.say(format!("fetched {n} records of {}", s.product));
+                }
+                Err(e) => ctx.say(format!(
+                    "fetch failed: {}",
+                    Diagnosis::from_server(&e).detail
+                )),
+            }
+            ctx.refresh_pool();
+            fetch_busy.set(false);
+        });
+    };
+    let connect = move |_| {
+        spawn_local(async move {
+            match usb::request_unit().await {
+                Ok(dev) => start_unit(ctx, dev),
+                Err(e) => {
+                    let d = Diagnosis::from_link(&e);
+                    ctx.say(format!("{}: {} {}", d.title, d.detail, d.fix));
+                }
+            }
+        });
+    };
+    let training_on = RwSignal::new(false);
+    let plug = move |kind: &'static str| {
+        let n = (js_sys::Math::random() * 1e6) as u32;
+        ctx.training.with_value(|b| {
+            if let Some(bus) = b
+                && let Ok(i) = bus.plug(kind, n)
+            {
+                let serial = usb::serial_of(&bus.device(i));
+                ctx.sim_index.update_value(|m| {
+                    m.insert(serial, i);
+                });
+            }
+        });
+    };
+    let start_training = move |_| match imprint_device::web::SimUsb::new() {
+        Ok(bus) => {
+            bus.grant_all(true);
+            if bus.install().is_ok() {
+                ctx.training.set_value(Some(bus));
+                training_on.set(true);
+                listen(ctx);
+                ctx.say(
+                    "training mode: simulated units replace USB; nothing here touches hardware"
+                        .into(),
+                );
+            }
+        }
+        Err(_) => ctx.say("training mode could not start".into()),
+    };
+    let sim = move |kind: &'static str, fault: &'static str, arg: u32| {
+        move |_| {
+            plug(kind);
+            if fault != "none" {
+                // The unit just plugged is the last one: set its fault before its install.
+                ctx.training.with_value(|b| {
+                    if let Some(bus) = b {
+                        let dev = bus.device(bus.count() - 1);
+                        if let Ok(f) = js_sys::Reflect::get(&dev, &"setFault".into())
+                            .and_then(|f| f.dyn_into::<js_sys::Function>())
+                        {
+                            let _ = f.call2(&dev, &fault.into(), &arg.into());
+                        }
+                    }
+                });
+            }
+        }
+    };
+    let download = move |_| storage::download_log(&ctx.log.get_untracked().join("\n"));
+    let sign_out = move |_| ctx.session.set(None);
+    view! {
+        <header class="top">
+            <h1>"Imprint station"</h1>
+            <span class="who">{move || ctx.session.get().map(|s| format!("{} · {} · {} · {}", s.user.username, s.user.factory.unwrap_or_default(), s.server.station, s.product)).unwrap_or_default()}</span>
+            <span class="pool" id="pool">{move || format!("{} records ready", ctx.pool.get())}</span>
+            <button id="fetch" on:click=fetch disabled=move || fetch_busy.get()>"Fetch 10 records"</button>
+            <button id="connect" class="primary" on:click=connect disabled=!support>"Connect unit"</button>
+            <button id="training" on:click=start_training disabled=move || training_on.get()>"Training mode"</button>
+            <button id="download" on:click=download>"Download log"</button>
+            <button on:click=sign_out>"Sign out"</button>
+        </header>
+        {(!support).then(|| { let d = Diagnosis::no_webusb(secure); view! { <p class="banner bad" id="no-webusb"><b>{d.title}</b>" "{d.detail}" "{d.fix}</p> } })}
+        <Show when=move || ctx.hidden.get()>
+            <p class="banner warn">"This tab is hidden: browsers slow hidden tabs down, which slows the line. Keep the station in front."</p>
+        </Show>
+        <Show when=move || training_on.get()>
+            <section class="training">
+                <b>"Training: plug a simulated unit"</b>
+                <button id="sim-demo" on:click=sim("demo", "none", 0)>"Good unit"</button>
+                <button id="sim-unplug" on:click=sim("demo", "unplug-after-install", 0)>"Cable pulled mid-write"</button>
+                <button id="sim-power" on:click=sim("demo", "power-cut", 300)>"Power cut mid-write"</button>
+                <button id="sim-garbage" on:click=sim("demo", "garbage", 0)>"Answers garbage"</button>
+                <button id="sim-slow" on:click=sim("demo", "slow", 800)>"Slow unit"</button>
+                <button id="sim-wrong" on:click=sim("wrong-model", "none", 0)>"Wrong model"</button>
+                <button id="sim-locked" on:click=sim("locked", "none", 0)>"Already locked"</button>
+            </section>
+        </Show>
+        <div class="layout">
+            <div class="tiles" id="tiles">
+                <For each=move || ctx.tiles.get() key=|t| (t.unit.clone(), format!("{:?}{:?}", t.phase, t.status)) children=move |t| view! { <TileView tile=t ctx=ctx/> }/>
+                <Show when=move || ctx.tiles.with(Vec::is_empty)>
+                    <p class="empty">"Plug in a unit and click \"Connect unit\" (or turn on training mode). Several units can run at once."</p>
+                </Show>
+            </div>
+            <aside>
+                <Figures ctx=ctx/>
+                <section class="log">
+                    <h2>"Log"</h2>
+                    <pre id="log">{move || ctx.log.get().iter().rev().take(200).cloned().collect::<Vec<_>>().join("\n")}</pre>
+                </section>
+            </aside>
+        </div>
+    }
+}
+
+/// The whole page.
+#[component]
+pub fn App() -> impl IntoView {
+    let journal = match storage::load_journal() {
+        Ok(j) => j,
+        Err(e) => {
+            web_sys::console::error_1(&JsValue::from_str(&e));
+            Journal::default()
+        }
+    };
+    let ctx = Ctx {
+        session: RwSignal::new(None),
+        tiles: RwSignal::new(Vec::new()),
+        log: RwSignal::new(Vec::new()),
+        outcomes: RwSignal::new(storage::load_outcomes()),
+        pool: RwSignal::new(journal.pool_size()),
+        journal: StoredValue::new_local(Rc::new(RefCell::new(journal))),
+        devices: StoredValue::new_local(HashMap::new()),
+        training: StoredValue::new_local(None),
+        sim_index: StoredValue::new_local(HashMap::new()),
+        hidden: RwSignal::new(false),
+    };
+    let in_doubt = ctx
+        .journal
+        .with_value(|j| j.borrow().in_doubt().count() + j.borrow().unreported().count());
+    if in_doubt > 0 {
+        ctx.say(format!("{in_doubt} record(s) were mid-way when the station last stopped: plug those units in again to finish them"));
+    }
+    // Hidden tabs are throttled: warn.
+    if let Some(doc) = web_sys::window().and_then(|w| w.document()) {
+        let d2 = doc.clone();
+        let on_vis = Closure::<dyn Fn()>::new(move || {
+            ctx.hidden
+                .set(d2.visibility_state() == web_sys::VisibilityState::Hidden)
+        });
+        let _ = doc
+            .add_event_listener_with_callback("visibilitychange", on_vis.as_ref().unchecked_ref());
+        on_vis.forget();
+    }
+    // Signed in: pick up units granted before (after a reload) and listen for new ones.
+    Effect::new(move |_| {
+        if ctx.session.get().is_some() {
+            listen(ctx);
+            spawn_local(async move {
+                if let Ok(units) = usb::granted_units().await {
+                    for d in units {
+                        start_unit(ctx, d);
+                    }
+                }
+            });
+        }
+    });
+    view! {
+        <Show when=move || ctx.session.get().is_some() fallback=move || view! { <Login session=ctx.session/> }>
+            <Station ctx=ctx/>
+        </Show>
+    }
+}

@@ -1,0 +1,14 @@
+//! The browser parts: the WebUSB driver, the fetch client, storage, and the page.
+
+pub mod api;
+pub mod app;
+pub mod storage;
+pub mod usb;
+
+use wasm_bindgen::prelude::wasm_bindgen;
+
+/// Entry point: mounts the page.
+#[wasm_bindgen(start)]
+pub fn start() {
+    leptos::mount::mount_to_body(app::App);
+}

@@ -1,0 +1,85 @@
+//! What the station keeps in the browser (localStorage): the journal, the line outcomes, the
+//! station's settings. No secret is ever stored: there is none in the browser (records are
+//! sealed; receipts and identities are not secret).
+
+use wasm_bindgen::JsCast;
+
+use crate::state::analytics::Outcome;
+use crate::state::journal::Journal;
+
+const JOURNAL: &str = "imprint.journal.v1";
+const OUTCOMES: &str = "imprint.outcomes.v1";
+
+fn store() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok()?
+}
+
+/// Reads a value.
+pub fn get(key: &str) -> Option<String> {
+    store()?.get_item(key).ok()?
+}
+
+/// Writes a value (best effort: settings only).
+pub fn set(key: &str, value: &str) {
+    if let Some(s) = store() {
+        let _ = s.set_item(key, value);
+    }
+}
+
+/// Persists the journal. Failing here matters (private mode, full storage): it is reported.
+pub fn save_journal(journal: &Journal) -> Result<(), String> {
+    store()
+        .ok_or_else(|| "this browser gives the station no storage (private window?)".to_string())?
+        .set_item(JOURNAL, &journal.to_json())
+        .map_err(|_| "the browser refused to save the journal (storage full?)".to_string())
+}
+
+/// Loads the journal saved by an earlier run of the page.
+pub fn load_journal() -> Result<Journal, String> {
+    match get(JOURNAL) {
+        Some(text) => Journal::from_json(&text),
+        None => Ok(Journal::default()),
+    }
+}
+
+/// Persists the line outcomes.
+pub fn save_outcomes(outcomes: &[Outcome]) -> Result<(), String> {
+    let text = serde_json::to_string(outcomes).map_err(|e| e.to_string())?;
+    store()
+        .ok_or("no storage")?
+        .set_item(OUTCOMES, &text)
+        .map_err(|_| "storage refused".to_string())
+}
+
+/// Loads the line outcomes.
+pub fn load_outcomes() -> Vec<Outcome> {
+    get(OUTCOMES)
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// Offers the log as a text file.
+pub fn download_log(text: &str) {
+    let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(text));
+    let opts = web_sys::BlobPropertyBag::new();
+    opts.set_type("text/plain");
+    let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts) else {
+        return;
+    };
+    let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else {
+        return;
+    };
+    let Some(doc) = web_sys::window().and_then(|w| w.document()) else {
+        return;
+    };
+    if let Some(a) = doc
+        .create_element("a")
+        .ok()
+        .and_then(|e| e.dyn_into::<web_sys::HtmlAnchorElement>().ok())
+    {
+        a.set_href(&url);
+        a.set_download("imprint-station-log.txt");
+        a.click();
+    }
+    let _ = web_sys::Url::revoke_object_url(&url);
+}
