@@ -154,6 +154,17 @@ fn test() -> Result {
                 "--",
                 "-D",
                 "warnings",
+            ])?;
+            cargo(&[
+                "clippy",
+                "-p",
+                "imprint-portal",
+                "--target",
+                tools::WASM,
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
             ])
         }),
         ("tests (native)", &|| cargo(&["test", "--workspace"])),
@@ -178,7 +189,7 @@ fn test() -> Result {
         ),
         ("tests (headless Chromium, via wasm-pack)", &|| {
             let driver = chrome.borrow().clone().unwrap_or_default();
-            for krate in ["crates/core", "crates/device"] {
+            for krate in ["crates/core", "crates/device", "crates/portal"] {
                 sh(Command::new("wasm-pack")
                     .args([
                         "test",
@@ -390,15 +401,24 @@ fn tidy() -> Result {
             .map_err(|e| Failure(format!("cannot read {p}: {e}")))
     };
     let arch = read("ARCHITECTURE.md")?;
-    let crates = std::fs::read_dir(root().join("crates"))
-        .map_err(|e| Failure(format!("cannot list crates/: {e}")))?;
-    for entry in crates.flatten() {
-        let name = format!("crates/{}", entry.file_name().to_string_lossy());
-        if !arch.contains(&name) {
-            return Err(Failure(format!("ARCHITECTURE.md does not describe {name}")));
+    for parent in ["crates", "tests"] {
+        let dirs = std::fs::read_dir(root().join(parent))
+            .map_err(|e| Failure(format!("cannot list {parent}/: {e}")))?;
+        for entry in dirs.flatten() {
+            let name = format!("{parent}/{}", entry.file_name().to_string_lossy());
+            if !arch.contains(&name) {
+                return Err(Failure(format!("ARCHITECTURE.md does not describe {name}")));
+            }
         }
     }
     let readme = read("README.md")?;
+    for shot in ["login.png", "station.png", "station-faults.png"] {
+        if !readme.contains(&format!("docs/screenshots/{shot}")) {
+            return Err(Failure(format!(
+                "README.md does not show docs/screenshots/{shot}"
+            )));
+        }
+    }
     for cmd in ["cargo xtask run", "cargo xtask test"] {
         if !readme.contains(cmd) {
             return Err(Failure(format!("README.md does not show `{cmd}`")));

@@ -10,9 +10,16 @@
     clippy::indexing_slicing
 )]
 
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+#[cfg(not(target_arch = "wasm32"))]
 mod figures;
 #[cfg(not(target_arch = "wasm32"))]
 mod flow;
 #[cfg(not(target_arch = "wasm32"))]
 mod harness;
+#[cfg(not(target_arch = "wasm32"))]
 mod journal;
+#[cfg(target_arch = "wasm32")]
+mod webusb;
