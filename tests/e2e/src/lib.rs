@@ -184,8 +184,9 @@ impl Browser {
         ]}}}});
         let (status, body) = http(port, "POST", "/session", &[], Some(&caps.to_string()))?;
         let v: Value = serde_json::from_str(&body).map_err(err)?;
-        let session = v["value"]["sessionId"]
-            .as_str()
+        let session = v
+            .pointer("/value/sessionId")
+            .and_then(Value::as_str)
             .ok_or_else(|| HarnessError(format!("no session ({status}): {body}")))?
             .to_string();
         Ok(Browser {
@@ -208,10 +209,10 @@ impl Browser {
         if status >= 400 {
             return Err(HarnessError(format!(
                 "{method} {path}: {}",
-                v["value"]["message"]
+                v.pointer("/value/message").unwrap_or(&Value::Null)
             )));
         }
-        Ok(v["value"].clone())
+        Ok(v.get("value").cloned().unwrap_or(Value::Null))
     }
 
     /// Opens a URL.
