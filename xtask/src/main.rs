@@ -412,7 +412,12 @@ fn tidy() -> Result {
         }
     }
     let readme = read("README.md")?;
-    for shot in ["login.png", "station.png", "station-faults.png"] {
+    for shot in [
+        "login.png",
+        "station.png",
+        "station-faults.png",
+        "station-offline.png",
+    ] {
         if !readme.contains(&format!("docs/screenshots/{shot}")) {
             return Err(Failure(format!(
                 "README.md does not show docs/screenshots/{shot}"

@@ -496,3 +496,41 @@ pub fn garbage(e: &ProtocolError) -> LinkError {
         other => other.to_string(),
     })
 }
+
+/// Reports every installation the server has not recorded yet (units written while it was
+/// unreachable). Returns how many were recorded now and how many are still pending. Safe to
+/// run at any time and as often as wanted: the server answers a repeat with
+/// `already_recorded`.
+pub async fn reconcile<S: Server>(server: &S, journal: &RefCell<Journal>) -> (usize, usize) {
+    let pending: Vec<(String, String, String)> = journal
+        .borrow()
+        .unreported()
+        .filter_map(|e| match &e.step {
+            Step::Installed {
+                product_serial,
+                receipt,
+                ..
+            } => Some((
+                e.record.apparatus_id.clone(),
+                product_serial.clone(),
+                receipt.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let mut done = 0;
+    for (id, serial, receipt) in &pending {
+        match server.report(id, serial, receipt).await {
+            Ok(_) => {
+                if journal.borrow_mut().reported(id).is_ok() {
+                    done += 1;
+                }
+            }
+            // Still offline: stop for now, try again later.
+            Err(ServerError::Offline(_)) => break,
+            // Refused: stays pending and visible in the log; the operator must look at it.
+            Err(ServerError::Refused { .. }) => {}
+        }
+    }
+    (done, journal.borrow().unreported().count())
+}

@@ -128,6 +128,12 @@ fn twenty_units_through_the_real_portal_with_faults() {
         log.as_str().unwrap().contains("Server unreachable"),
         "{log}"
     );
+    b.wait_for(
+        "(document.getElementById('pending') || {innerText: ''}).innerText.startsWith('3 ')",
+        WAIT,
+    )
+    .unwrap();
+    b.screenshot(&shots.join("station-offline.png")).unwrap();
     server = imprint(
         &bin,
         &work,
@@ -143,6 +149,10 @@ fn twenty_units_through_the_real_portal_with_faults() {
     )
     .unwrap();
     wait_port(port, WAIT).unwrap();
+    // The station reports what it kept by itself once the server answers...
+    b.wait_for("!document.getElementById('pending')", WAIT)
+        .unwrap();
+    // ...then the technician's Retry runs the closed-loop check on each unit.
     click_all(&b, ".tile.retry button.retry");
     b.wait_for("document.querySelectorAll('.tile.ok').length === 14", WAIT)
         .unwrap();

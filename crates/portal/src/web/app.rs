@@ -51,6 +51,7 @@ struct Ctx {
     log: RwSignal<Vec<String>>,
     outcomes: RwSignal<Vec<Outcome>>,
     pool: RwSignal<usize>,
+    pending: RwSignal<usize>,
     journal: StoredValue<Rc<RefCell<Journal>>, LocalStorage>,
     devices: StoredValue<HashMap<String, JsValue>, LocalStorage>,
     training: StoredValue<Option<imprint_device::web::SimUsb>, LocalStorage>,
@@ -100,8 +101,11 @@ impl Ctx {
     }
 
     fn refresh_pool(&self) {
-        let n = self.journal.with_value(|j| j.borrow().pool_size());
+        let (n, p) = self
+            .journal
+            .with_value(|j| (j.borrow().pool_size(), j.borrow().unreported().count()));
         self.pool.set(n);
+        self.pending.set(p);
     }
 }
 
@@ -219,6 +223,29 @@ fn start_unit(ctx: Ctx, device: JsValue) {
         let _ = storage::save_outcomes(&ctx.outcomes.get_untracked());
         ctx.refresh_pool();
     });
+}
+
+/// While signed in, reports every few seconds the installations the server has not recorded
+/// yet (written while it was unreachable), and keeps the pending count on screen.
+async fn reconciler(ctx: Ctx) {
+    loop {
+        usb::sleep(5_000).await;
+        let Some(session) = ctx.session.get_untracked() else {
+            return;
+        };
+        if ctx.pending.get_untracked() == 0 {
+            continue;
+        }
+        let journal = ctx.journal.get_value();
+        let (done, left) = crate::station::reconcile(&session.server, &journal).await;
+        if done > 0 {
+            let _ = storage::save_journal(&journal.borrow());
+            ctx.say(format!(
+                "server back: {done} pending report(s) recorded, {left} left"
+            ));
+        }
+        ctx.refresh_pool();
+    }
 }
 
 /// Listens for units plugged and unplugged (kiosk policy, training, or granted before).
@@ -526,6 +553,9 @@ fn Station(ctx: Ctx) -> impl IntoView {
             <h1>"Imprint station"</h1>
             <span class="who">{move || ctx.session.get().map(|s| format!("{} · {} · {} · {}", s.user.username, s.user.factory.unwrap_or_default(), s.server.station, s.product)).unwrap_or_default()}</span>
             <span class="pool" id="pool">{move || format!("{} records ready", ctx.pool.get())}</span>
+            <Show when=move || { ctx.pending.get() > 0 }>
+                <span class="pending" id="pending">{move || format!("{} report(s) pending: kept on this station, sent when the server answers", ctx.pending.get())}</span>
+            </Show>
             <button id="fetch" on:click=fetch disabled=move || fetch_busy.get()>"Fetch 10 records"</button>
             <button id="connect" class="primary" on:click=connect disabled=!support>"Connect unit"</button>
             <button id="training" on:click=start_training disabled=move || training_on.get()>"Training mode"</button>
@@ -582,6 +612,7 @@ pub fn App() -> impl IntoView {
         log: RwSignal::new(Vec::new()),
         outcomes: RwSignal::new(storage::load_outcomes()),
         pool: RwSignal::new(journal.pool_size()),
+        pending: RwSignal::new(journal.unreported().count()),
         journal: StoredValue::new_local(Rc::new(RefCell::new(journal))),
         devices: StoredValue::new_local(HashMap::new()),
         training: StoredValue::new_local(None),
@@ -609,6 +640,7 @@ pub fn App() -> impl IntoView {
     Effect::new(move |_| {
         if ctx.session.get().is_some() {
             listen(ctx);
+            spawn_local(reconciler(ctx));
             spawn_local(async move {
                 if let Ok(units) = usb::granted_units().await {
                     for d in units {

@@ -231,3 +231,33 @@ async fn twenty_units_with_faults_are_each_installed_exactly_once() {
     assert_eq!(verified, 20);
     assert_eq!(journal.pool_size(), 4);
 }
+
+#[tokio::test]
+async fn reports_queued_during_an_outage_are_reconciled_when_the_server_returns() {
+    let server = InProcess::new(5).await;
+    let mut journal = Journal::default();
+    server.fetch(&mut journal, 3).await;
+    server.online.set(false);
+    for n in 1..=3 {
+        let mut dev = SimDevice::demo(n);
+        let f = run(&mut dev, &server, &mut journal).await.0.unwrap_err();
+        assert_eq!(f.phase, Phase::Report);
+    }
+    let cell = std::cell::RefCell::new(journal);
+    assert_eq!(
+        imprint_portal::station::reconcile(&server, &cell).await,
+        (0, 3),
+        "still offline: all pending"
+    );
+    server.online.set(true);
+    assert_eq!(
+        imprint_portal::station::reconcile(&server, &cell).await,
+        (3, 0)
+    );
+    assert_eq!(
+        imprint_portal::station::reconcile(&server, &cell).await,
+        (0, 0),
+        "idempotent"
+    );
+    assert_eq!(server.installed().await.len(), 3);
+}
