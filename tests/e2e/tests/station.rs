@@ -76,6 +76,10 @@ fn twenty_units_through_the_real_portal_with_faults() {
     b.goto(&url).unwrap();
     b.wait_for("document.getElementById('user')", WAIT).unwrap();
     b.screenshot(&shots.join("login.png")).unwrap();
+    let fcp = b
+        .js("const e = performance.getEntriesByName('first-contentful-paint')[0]; return e ? e.startTime : -1")
+        .unwrap();
+    println!("portal first contentful paint: {fcp} ms (loopback, headless Chromium)");
     sign_in(&b, &url);
     b.click("#fetch").unwrap();
     b.wait_for(
@@ -185,6 +189,28 @@ fn twenty_units_through_the_real_portal_with_faults() {
         .unwrap()
         .to_string();
     assert!(page.contains("Wrong model"), "the wrong-model unit says so");
+
+    // Cycle time per unit as the station measured it (plug-in to done), good units only.
+    let outcomes = b
+        .js("return localStorage.getItem('imprint.outcomes.v1')")
+        .unwrap();
+    let outcomes: serde_json::Value = serde_json::from_str(outcomes.as_str().unwrap()).unwrap();
+    let mut times: Vec<u64> = outcomes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["ok"] == true)
+        .map(|o| o["duration_ms"].as_u64().unwrap())
+        .collect();
+    times.sort_unstable();
+    let p = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    println!(
+        "per-unit station time over {} units: p50 {} ms, p99 {} ms, max {} ms",
+        times.len(),
+        p(0.5),
+        p(0.99),
+        times[times.len() - 1]
+    );
 
     // The server's word: twenty installed, each once, by tech-ana, receipts verified (the server
     // records nothing without a valid receipt), audit chain intact.

@@ -17,6 +17,9 @@ pub struct Outcome {
     pub ok: bool,
     /// Install attempts it took (1 = first pass).
     pub attempts: u32,
+    /// How long the station worked on the unit this time (plug-in to done), in ms.
+    #[serde(default)]
+    pub duration_ms: u64,
 }
 
 /// Figures for one group (the whole line, a station or a technician).

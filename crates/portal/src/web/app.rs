@@ -153,6 +153,7 @@ fn start_unit(ctx: Ctx, device: JsValue) {
         t.phase = Phase::Info;
     });
     spawn_local(async move {
+        let started = js_sys::Date::now();
         let setup = Setup {
             product_code: session.product.clone(),
             closed_loop: true,
@@ -183,6 +184,7 @@ fn start_unit(ctx: Ctx, device: JsValue) {
             technician: session.user.username.clone(),
             ok,
             attempts,
+            duration_ms: (js_sys::Date::now() - started).max(0.0) as u64,
         };
         match result {
             Ok(s) => {

@@ -12,6 +12,7 @@ fn o(at_ms: u64, station: &str, tech: &str, ok: bool, attempts: u32) -> Outcome 
         technician: tech.into(),
         ok,
         attempts,
+        duration_ms: 0,
     }
 }
 
