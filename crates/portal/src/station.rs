@@ -179,6 +179,8 @@ pub struct Setup {
     pub product_code: String,
     /// Whether to run the closed-loop check (needs the server online).
     pub closed_loop: bool,
+    /// The time now (Unix ms), for lease deadlines.
+    pub now_ms: u64,
 }
 
 /// Provisions one unit, from wherever its record got to. The journal is shared by every unit
@@ -256,7 +258,10 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
                 }
             }
             let keys: Vec<u32> = info.key_ids.iter().map(|k| k.get()).collect();
-            match journal.borrow().next_for(&setup.product_code, &keys) {
+            match journal
+                .borrow()
+                .next_for(&setup.product_code, &keys, setup.now_ms)
+            {
                 Some(r) => r.clone(),
                 None => {
                     return Err(fail(

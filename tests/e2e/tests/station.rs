@@ -190,6 +190,19 @@ fn twenty_units_through_the_real_portal_with_faults() {
         .to_string();
     assert!(page.contains("Wrong model"), "the wrong-model unit says so");
 
+    // An offline lease: signed records the station checks with the key it pinned at sign-in.
+    b.click("#lease").unwrap();
+    b.wait_for(
+        "document.getElementById('log').innerText.includes('signature checked')",
+        WAIT,
+    )
+    .unwrap();
+    b.wait_for(
+        "document.getElementById('pool').innerText.startsWith('20 ')",
+        WAIT,
+    )
+    .unwrap();
+
     // Cycle time per unit as the station measured it (plug-in to done), good units only.
     let outcomes = b
         .js("return localStorage.getItem('imprint.outcomes.v1')")

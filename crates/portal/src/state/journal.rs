@@ -19,6 +19,9 @@ pub struct Record {
     pub sealed: String,
     /// The product code it was issued for.
     pub product_code: String,
+    /// For records of an offline lease: no install after this instant (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after_ms: Option<u64>,
 }
 
 /// How far a record got.
@@ -168,13 +171,15 @@ impl Journal {
     }
 
     /// The next record from the pool a unit holding `key_ids` can open.
-    pub fn next_for(&self, product_code: &str, key_ids: &[u32]) -> Option<&Record> {
+    /// Records of an expired lease are never picked.
+    pub fn next_for(&self, product_code: &str, key_ids: &[u32], now_ms: u64) -> Option<&Record> {
         self.entries
             .iter()
             .find(|e| {
                 e.step == Step::Pool
                     && e.record.product_code == product_code
                     && key_ids.contains(&e.record.key_id)
+                    && e.record.not_after_ms.is_none_or(|t| now_ms <= t)
             })
             .map(|e| &e.record)
     }

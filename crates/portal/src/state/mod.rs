@@ -3,7 +3,9 @@
 //! - [`journal`]: every record and how far it got, persisted before each irreversible step.
 //! - [`diagnose`]: every failure mapped to a title, a detail and a fix.
 //! - [`analytics`]: units per hour, first-pass yield, retries.
+//! - [`lease`]: offline leases checked against the server's pinned key.
 
 pub mod analytics;
 pub mod diagnose;
 pub mod journal;
+pub mod lease;

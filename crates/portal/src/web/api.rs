@@ -94,6 +94,31 @@ impl HttpServer {
             .map_err(|e| ServerError::Offline(e.to_string()))
     }
 
+    /// The server's lease signing key (hex), to pin while online.
+    pub async fn lease_key(&self) -> Result<String, ServerError> {
+        let v = self.get("/api/v1/lease-key").await?;
+        Ok(field(&v, "public_key")
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// Takes an offline lease of `count` records for `hours`.
+    pub async fn lease(
+        &self,
+        product_code: &str,
+        count: u64,
+        hours: u64,
+    ) -> Result<crate::state::lease::LeaseOut, ServerError> {
+        let v = self
+            .post(
+                "/api/v1/leases",
+                json!({ "product_code": product_code, "count": count, "hours": hours }),
+            )
+            .await?;
+        serde_json::from_value(v).map_err(|e| ServerError::Offline(e.to_string()))
+    }
+
     /// The records issued to this factory and not yet installed (after a reload).
     pub async fn open_records(&self) -> Result<Vec<Record>, ServerError> {
         let v = self.get("/api/v1/records").await?;

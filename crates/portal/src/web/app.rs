@@ -59,6 +59,9 @@ struct Ctx {
     hidden: RwSignal<bool>,
 }
 
+/// Where the server's lease key is pinned at the first online sign-in.
+const LEASE_KEY: &str = "imprint.lease-key";
+
 fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
@@ -157,6 +160,7 @@ fn start_unit(ctx: Ctx, device: JsValue) {
         let setup = Setup {
             product_code: session.product.clone(),
             closed_loop: true,
+            now_ms: now_ms(),
         };
         let journal = ctx.journal.get_value();
         let mut obs = TileObserver {
@@ -490,6 +494,38 @@ fn Station(ctx: Ctx) -> impl IntoView {
             fetch_busy.set(false);
         });
     };
+    let take_lease = move |_| {
+        let Some(s) = ctx.session.get_untracked() else {
+            return;
+        };
+        fetch_busy.set(true);
+        spawn_local(async move {
+            match s.server.lease(&s.product, 20, 8).await {
+                Ok(lease) => match storage::get(LEASE_KEY)
+                    .ok_or_else(|| "no lease key pinned yet".to_string())
+                    .and_then(|key| crate::state::lease::accept(&lease, &key, now_ms()))
+                {
+                    Ok(records) => {
+                        let n = ctx
+                            .journal
+                            .with_value(|j| j.borrow_mut().add_records(records));
+                        ctx.journal.with_value(|j| {
+                            let _ = storage::save_journal(&j.borrow());
+                        });
+                        let hours = (lease.not_after_ms.saturating_sub(now_ms())) / 3_600_000;
+                        ctx.say(format!("lease {}: {n} records, signature checked, usable offline for {hours} h", lease.lease_id));
+                    }
+                    Err(e) => ctx.say(format!("lease refused: {e}")),
+                },
+                Err(e) => ctx.say(format!(
+                    "lease failed: {}",
+                    Diagnosis::from_server(&e).detail
+                )),
+            }
+            ctx.refresh_pool();
+            fetch_busy.set(false);
+        });
+    };
     let connect = move |_| {
         spawn_local(async move {
             match usb::request_unit().await {
@@ -559,6 +595,7 @@ fn Station(ctx: Ctx) -> impl IntoView {
                 <span class="pending" id="pending">{move || format!("{} report(s) pending: kept on this station, sent when the server answers", ctx.pending.get())}</span>
             </Show>
             <button id="fetch" on:click=fetch disabled=move || fetch_busy.get()>"Fetch 10 records"</button>
+            <button id="lease" on:click=take_lease disabled=move || fetch_busy.get() title="20 signed records usable for 8 hours without the server">"Take offline lease"</button>
             <button id="connect" class="primary" on:click=connect disabled=!support>"Connect unit"</button>
             <button id="training" on:click=start_training disabled=move || training_on.get()>"Training mode"</button>
             <button id="download" on:click=download>"Download log"</button>
@@ -640,9 +677,21 @@ pub fn App() -> impl IntoView {
     }
     // Signed in: pick up units granted before (after a reload) and listen for new ones.
     Effect::new(move |_| {
-        if ctx.session.get().is_some() {
+        if let Some(session) = ctx.session.get() {
             listen(ctx);
             spawn_local(reconciler(ctx));
+            spawn_local(async move {
+                match session.server.lease_key().await {
+                    Ok(key) => match storage::get(LEASE_KEY) {
+                        None => storage::set(LEASE_KEY, &key),
+                        Some(pinned) if pinned != key => ctx.say(
+                            "WARNING: the server's lease key differs from the one this station pinned; leases will be refused. Tell the operator.".into(),
+                        ),
+                        Some(_) => {}
+                    },
+                    Err(e) => ctx.say(format!("could not read the lease key: {}", Diagnosis::from_server(&e).detail)),
+                }
+            });
             spawn_local(async move {
                 if let Ok(units) = usb::granted_units().await {
                     for d in units {

@@ -14,6 +14,7 @@ fn setup() -> Setup {
     Setup {
         product_code: "CAM-X100".into(),
         closed_loop: true,
+        now_ms: 0,
     }
 }
 
@@ -260,4 +261,60 @@ async fn reports_queued_during_an_outage_are_reconciled_when_the_server_returns(
         "idempotent"
     );
     assert_eq!(server.installed().await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_lease_is_accepted_only_with_the_pinned_key_and_its_records_expire() {
+    use imprint_portal::state::lease::{LeaseOut, accept};
+    let server = InProcess::new(10).await;
+    let key = server
+        .call("GET", "/api/v1/lease-key", serde_json::Value::Null)
+        .await
+        .unwrap();
+    let pinned = key["public_key"].as_str().unwrap().to_string();
+    let v = server
+        .call(
+            "POST",
+            "/api/v1/leases",
+            serde_json::json!({"product_code": "CAM-X100", "count": 4, "hours": 8}),
+        )
+        .await
+        .unwrap();
+    let lease: LeaseOut = serde_json::from_value(v).unwrap();
+    let now = lease.issued_at_ms;
+    let records = accept(&lease, &pinned, now).unwrap();
+    assert_eq!(records.len(), 4);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.not_after_ms == Some(lease.not_after_ms))
+    );
+    // Tampered, expired, or signed by another key: refused with a reason.
+    let mut longer = lease.clone();
+    longer.not_after_ms += 3_600_000;
+    assert!(
+        accept(&longer, &pinned, now)
+            .unwrap_err()
+            .contains("altered")
+    );
+    assert!(
+        accept(&lease, &pinned, lease.not_after_ms + 1)
+            .unwrap_err()
+            .contains("expired")
+    );
+    assert!(accept(&lease, &"11".repeat(32), now).is_err());
+    // Offline: units are written from the lease; reports wait; nothing is lost.
+    let mut journal = Journal::default();
+    journal.add_records(records);
+    server.online.set(false);
+    let mut dev = SimDevice::demo(1);
+    let f = run(&mut dev, &server, &mut journal).await.0.unwrap_err();
+    assert_eq!(f.phase, Phase::Report);
+    server.online.set(true);
+    let cell = std::cell::RefCell::new(journal);
+    assert_eq!(
+        imprint_portal::station::reconcile(&server, &cell).await,
+        (1, 0)
+    );
+    assert_eq!(server.installed().await.len(), 1);
 }

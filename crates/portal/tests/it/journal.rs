@@ -8,6 +8,7 @@ fn rec(id: &str, key: u32) -> Record {
         key_id: key,
         sealed: "00".into(),
         product_code: "CAM-X100".into(),
+        not_after_ms: None,
     }
 }
 
@@ -20,11 +21,11 @@ fn records_are_taken_by_key_and_product_and_never_twice() {
         0,
         "a record fetched twice is kept once"
     );
-    assert_eq!(j.next_for("CAM-X100", &[2]).unwrap().apparatus_id, "B");
-    assert_eq!(j.next_for("CAM-X100", &[1]).unwrap().apparatus_id, "A");
-    assert!(j.next_for("OTHER", &[1]).is_none());
+    assert_eq!(j.next_for("CAM-X100", &[2], 0).unwrap().apparatus_id, "B");
+    assert_eq!(j.next_for("CAM-X100", &[1], 0).unwrap().apparatus_id, "A");
+    assert!(j.next_for("OTHER", &[1], 0).is_none());
     j.install_sent("A", "unit-1").unwrap();
-    assert_eq!(j.next_for("CAM-X100", &[1]).unwrap().apparatus_id, "C");
+    assert_eq!(j.next_for("CAM-X100", &[1], 0).unwrap().apparatus_id, "C");
     assert_eq!(j.open_for_unit("unit-1").unwrap().record.apparatus_id, "A");
     assert_eq!(
         j.install_sent("A", "unit-2"),
@@ -80,4 +81,20 @@ fn the_journal_survives_storage_and_a_damaged_store_is_reported() {
     assert!(text.contains("\"step\":\"install_sent\""));
     let err = Journal::from_json("{\"entries\": [tru").unwrap_err();
     assert!(err.contains("damaged"));
+}
+
+#[test]
+fn records_of_an_expired_lease_are_never_picked() {
+    let mut j = Journal::default();
+    let mut leased = rec("L-1", 1);
+    leased.not_after_ms = Some(1_000);
+    j.add_records([leased, rec("N-1", 1)]);
+    assert_eq!(
+        j.next_for("CAM-X100", &[1], 1_000).unwrap().apparatus_id,
+        "L-1"
+    );
+    assert_eq!(
+        j.next_for("CAM-X100", &[1], 1_001).unwrap().apparatus_id,
+        "N-1"
+    );
 }
