@@ -77,6 +77,20 @@ fn clock() -> String {
 }
 
 impl Ctx {
+    /// Adds records to the journal and saves it; returns how many were new.
+    fn add_records(&self, records: Vec<crate::state::journal::Record>) -> usize {
+        let n = self
+            .journal
+            .with_value(|j| j.borrow_mut().add_records(records));
+        self.journal.with_value(|j| {
+            if let Err(e) = storage::save_journal(&j.borrow()) {
+                self.say(format!("could not save the journal: {e}"));
+            }
+        });
+        self.refresh_pool();
+        n
+    }
+
     fn say(&self, line: String) {
         let stamped = format!("{} {line}", clock());
         self.log.update(|l| {
@@ -477,12 +491,7 @@ fn Station(ctx: Ctx) -> impl IntoView {
         spawn_local(async move {
             match s.server.issue(&s.product, 10).await {
                 Ok(records) => {
-                    let n = ctx
-                        .journal
-                        .with_value(|j| j.borrow_mut().add_records(records));
-                    ctx.journal.with_value(|j| {
-                        let _ = storage::save_journal(&j.borrow());
-                    });
+                    let n = ctx.add_records(records);
                     ctx.say(format!("fetched {n} records of {}", s.product));
                 }
                 Err(e) => ctx.say(format!(
@@ -506,12 +515,7 @@ fn Station(ctx: Ctx) -> impl IntoView {
                     .and_then(|key| crate::state::lease::accept(&lease, &key, now_ms()))
                 {
                     Ok(records) => {
-                        let n = ctx
-                            .journal
-                            .with_value(|j| j.borrow_mut().add_records(records));
-                        ctx.journal.with_value(|j| {
-                            let _ = storage::save_journal(&j.borrow());
-                        });
+                        let n = ctx.add_records(records);
                         let hours = (lease.not_after_ms.saturating_sub(now_ms())) / 3_600_000;
                         ctx.say(format!("lease {}: {n} records, signature checked, usable offline for {hours} h", lease.lease_id));
                     }

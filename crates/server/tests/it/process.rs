@@ -23,12 +23,17 @@ fn start(dir: &std::path::Path, port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    wait_listening(port);
+    child
+}
+
+/// Waits up to 20 s for something to listen on `port`.
+fn wait_listening(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    child
 }
 
 /// A minimal HTTP/1.1 client over a TCP socket on loopback (no extra dependency).
@@ -333,11 +338,7 @@ fn https_with_the_certificate_from_init_and_no_plain_http_off_loopback() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "https server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port);
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_file(dir.join("tls.crt")).unwrap())
