@@ -40,9 +40,10 @@ fn main() -> ExitCode {
         ]),
         Some("bench") => bench(),
         Some("portal") => portal().map(|_| ()),
+        Some("bench-portal") => bench_portal(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  test      run every check (what CI runs)\n  run       run the system\n  fuzz T S  run fuzz target T for S seconds (default 60)\n  vectors   regenerate crates/core/tests/vectors\n  bench     server benchmark; seal/open beside openssl speed\n  portal    build the portal into target/portal"
+                "usage: cargo xtask <command>\n\n  test      run every check (what CI runs)\n  run       run the system\n  fuzz T S  run fuzz target T for S seconds (default 60)\n  vectors   regenerate crates/core/tests/vectors\n  bench     server benchmark; seal/open beside openssl speed\n  portal    build the portal into target/portal\n  bench-portal  portal size and first paint beside a bare Leptos page"
             );
             return ExitCode::from(2);
         }
@@ -319,25 +320,14 @@ fn run() -> Result {
     ])
 }
 
-/// Builds the portal into `target/portal`: cargo for wasm32, wasm-bindgen, wasm-opt when
-/// available, and `index.html` rewritten from its trunk form.
-fn portal() -> Result<PathBuf> {
-    let out = root().join("target/portal");
-    cargo(&[
-        "build",
-        "--profile",
-        "wasm-release",
-        "-p",
-        "imprint-portal",
-        "--target",
-        tools::WASM,
-    ])?;
-    let wasm = root().join("target/wasm32-unknown-unknown/wasm-release/imprint_portal.wasm");
+/// Builds a page from a wasm module with the portal's pipeline: wasm-bindgen, wasm-opt, and
+/// `index.html` rewritten from its trunk form.
+fn package(wasm: &Path, name: &str, out: &Path, html: &str, css: Option<&Path>) -> Result {
     sh(Command::new("wasm-bindgen")
         .args(["--target", "web", "--no-typescript", "--out-dir"])
-        .arg(&out)
-        .arg(&wasm))?;
-    let bg = out.join("imprint_portal_bg.wasm");
+        .arg(out)
+        .arg(wasm))?;
+    let bg = out.join(format!("{name}_bg.wasm"));
     if let Some(wasm_opt) = tools::ensure_wasm_opt() {
         sh(Command::new(wasm_opt)
             .args([
@@ -353,15 +343,17 @@ fn portal() -> Result<PathBuf> {
             .arg(&bg)
             .arg(&bg))?;
     }
-    let html = std::fs::read_to_string(root().join("index.html"))
-        .map_err(|e| Failure(format!("cannot read index.html: {e}")))?;
     let mut page = String::new();
     for line in html.lines() {
         let t = line.trim();
         if t.starts_with("<link data-trunk rel=\"rust\"") {
-            page.push_str("  <script type=\"module\">import init from './imprint_portal.js'; init();</script>\n");
+            page.push_str(&format!(
+                "  <script type=\"module\">import init from './{name}.js'; init();</script>\n"
+            ));
         } else if t.starts_with("<link data-trunk rel=\"css\"") {
-            page.push_str("  <link rel=\"stylesheet\" href=\"style.css\">\n");
+            if css.is_some() {
+                page.push_str("  <link rel=\"stylesheet\" href=\"style.css\">\n");
+            }
         } else {
             page.push_str(line);
             page.push('\n');
@@ -369,11 +361,94 @@ fn portal() -> Result<PathBuf> {
     }
     std::fs::write(out.join("index.html"), page)
         .map_err(|e| Failure(format!("cannot write index.html: {e}")))?;
-    std::fs::copy(
-        root().join("crates/portal/style.css"),
-        out.join("style.css"),
-    )
-    .map_err(|e| Failure(format!("cannot copy style.css: {e}")))?;
+    if let Some(css) = css {
+        std::fs::copy(css, out.join("style.css"))
+            .map_err(|e| Failure(format!("cannot copy style.css: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Size and first paint of the portal beside a bare Leptos page built the same way.
+fn bench_portal() -> Result {
+    let portal_dir = portal()?;
+    let bare = root().join("xtask/bare-leptos");
+    sh(Command::new(tools::cargo_bin())
+        .args([
+            "build",
+            "--profile",
+            "wasm-release",
+            "--target",
+            tools::WASM,
+        ])
+        .current_dir(&bare))?;
+    let bare_out = root().join("target/bare-leptos");
+    let html = std::fs::read_to_string(root().join("index.html"))
+        .map_err(|e| Failure(format!("cannot read index.html: {e}")))?;
+    package(
+        &bare.join("target/wasm32-unknown-unknown/wasm-release/bare_leptos.wasm"),
+        "bare_leptos",
+        &bare_out,
+        &html,
+        None,
+    )?;
+    for (label, dir, name) in [
+        ("portal", &portal_dir, "imprint_portal"),
+        ("bare Leptos", &bare_out, "bare_leptos"),
+    ] {
+        for file in [format!("{name}_bg.wasm"), format!("{name}.js")] {
+            let path = dir.join(&file);
+            let raw = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let gz = Command::new("sh")
+                .arg("-c")
+                .arg(format!("gzip -9 -c '{}' | wc -c", path.display()))
+                .output()
+                .ok()
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            println!("{label:12} {file:28} {raw:>9} bytes {gz:>8} gzipped");
+        }
+    }
+    let driver = tools::ensure_chromedriver()?;
+    cargo(&["build", "-p", "imprint-server", "--bin", "imprint"])?;
+    sh(Command::new(tools::cargo_bin())
+        .args([
+            "test",
+            "-p",
+            "imprint-e2e",
+            "--test",
+            "paint",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("IMPRINT_BIN", root().join("target/debug/imprint"))
+        .env("IMPRINT_PORTAL", &portal_dir)
+        .env("BARE_LEPTOS", &bare_out)
+        .env("CHROMEDRIVER", driver))
+}
+
+/// Builds the portal into `target/portal`: cargo for wasm32, then [`package`].
+fn portal() -> Result<PathBuf> {
+    let out = root().join("target/portal");
+    cargo(&[
+        "build",
+        "--profile",
+        "wasm-release",
+        "-p",
+        "imprint-portal",
+        "--target",
+        tools::WASM,
+    ])?;
+    let html = std::fs::read_to_string(root().join("index.html"))
+        .map_err(|e| Failure(format!("cannot read index.html: {e}")))?;
+    package(
+        &root().join("target/wasm32-unknown-unknown/wasm-release/imprint_portal.wasm"),
+        "imprint_portal",
+        &out,
+        &html,
+        Some(&root().join("crates/portal/style.css")),
+    )?;
     eprintln!("portal built in {}", out.display());
     Ok(out)
 }

@@ -1,0 +1,83 @@
+//! First contentful paint of the portal beside a bare Leptos page built with the same
+//! pipeline, served by the same server, in the same browser run. Prints figures for
+//! docs/benchmarks.md; asserts nothing about speed (that belongs to the benchmark record).
+//! Run: `cargo xtask bench-portal`.
+
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::time::Duration;
+
+use imprint_e2e::{Browser, free_port, imprint, wait_port};
+
+fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run `cargo xtask bench-portal`"))
+}
+
+fn median_fcp(b: &Browser, url: &str, runs: usize) -> f64 {
+    let mut v = Vec::new();
+    for _ in 0..runs {
+        b.goto("about:blank").unwrap();
+        b.goto(url).unwrap();
+        let x = b
+            .wait_for(
+                "performance.getEntriesByName('first-contentful-paint').length > 0",
+                Duration::from_secs(30),
+            )
+            .and_then(|_| {
+                b.js("return performance.getEntriesByName('first-contentful-paint')[0].startTime")
+            })
+            .unwrap();
+        v.push(x.as_f64().unwrap());
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[test]
+#[ignore = "a measurement: `cargo xtask bench-portal` runs it"]
+fn first_paint_beside_a_bare_leptos_page() {
+    let bin = env("IMPRINT_BIN");
+    let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+    let b = Browser::start(&driver).unwrap();
+    let mut results = Vec::new();
+    for (label, dir) in [
+        ("portal", env("IMPRINT_PORTAL")),
+        ("bare Leptos", env("BARE_LEPTOS")),
+    ] {
+        let work = std::env::temp_dir().join(format!(
+            "imprint-paint-{}-{}",
+            std::process::id(),
+            results.len()
+        ));
+        std::fs::create_dir_all(&work).unwrap();
+        let port = free_port().unwrap();
+        let listen = format!("127.0.0.1:{port}");
+        let _server = imprint(
+            &bin,
+            &work,
+            &[
+                "demo",
+                "--entries",
+                "10",
+                "--listen",
+                &listen,
+                "--portal",
+                &dir,
+            ],
+        )
+        .unwrap();
+        wait_port(port, Duration::from_secs(30)).unwrap();
+        let fcp = median_fcp(&b, &format!("http://{listen}/"), 7);
+        println!("first contentful paint, {label}: median of 7 = {fcp:.0} ms");
+        results.push(fcp);
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    println!("portal / bare Leptos = {:.2}", results[0] / results[1]);
+}
