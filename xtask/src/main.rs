@@ -217,6 +217,8 @@ fn test() -> Result {
                         "test",
                         "-p",
                         "imprint-e2e",
+                        "--test",
+                        "station",
                         "--",
                         "--ignored",
                         "--nocapture",
