@@ -412,7 +412,14 @@ fn bench_portal() -> Result {
         }
     }
     let driver = tools::ensure_chromedriver()?;
-    cargo(&["build", "-p", "imprint-server", "--bin", "imprint"])?;
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "imprint-server",
+        "--bin",
+        "imprint",
+    ])?;
     sh(Command::new(tools::cargo_bin())
         .args([
             "test",
@@ -421,10 +428,11 @@ fn bench_portal() -> Result {
             "--test",
             "paint",
             "--",
+            "--test-threads=1",
             "--ignored",
             "--nocapture",
         ])
-        .env("IMPRINT_BIN", root().join("target/debug/imprint"))
+        .env("IMPRINT_BIN", root().join("target/release/imprint"))
         .env("IMPRINT_PORTAL", &portal_dir)
         .env("BARE_LEPTOS", &bare_out)
         .env("CHROMEDRIVER", driver))

@@ -81,3 +81,83 @@ fn first_paint_beside_a_bare_leptos_page() {
     }
     println!("portal / bare Leptos = {:.2}", results[0] / results[1]);
 }
+
+/// The station's own time per unit with one unit at a time (no queueing behind other units),
+/// against the server built for release: the software overhead of a provisioning cycle
+/// (6 device calls to the simulated unit and 3 server calls over loopback).
+#[test]
+#[ignore = "a measurement: `cargo xtask bench-portal` runs it"]
+fn station_time_per_unit_one_at_a_time() {
+    let bin = env("IMPRINT_BIN");
+    let portal = env("IMPRINT_PORTAL");
+    let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+    let work = std::env::temp_dir().join(format!("imprint-cycle-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let port = free_port().unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let _server = imprint(
+        &bin,
+        &work,
+        &[
+            "demo",
+            "--entries",
+            "100",
+            "--listen",
+            &listen,
+            "--portal",
+            &portal,
+        ],
+    )
+    .unwrap();
+    wait_port(port, Duration::from_secs(30)).unwrap();
+    let b = Browser::start(&driver).unwrap();
+    let wait = Duration::from_secs(60);
+    b.goto(&format!("http://{listen}/")).unwrap();
+    b.wait_for("document.getElementById('user')", wait).unwrap();
+    b.fill("#user", "tech-ana").unwrap();
+    b.fill("#pass", "demo-tech-pass").unwrap();
+    b.click("#signin").unwrap();
+    b.wait_for("document.getElementById('fetch')", wait)
+        .unwrap();
+    for n in [10, 20, 30, 40, 50] {
+        b.click("#fetch").unwrap();
+        b.wait_for(
+            &format!("document.getElementById('pool').innerText.startsWith('{n} ')"),
+            wait,
+        )
+        .unwrap();
+    }
+    b.click("#training").unwrap();
+    b.wait_for("document.getElementById('sim-demo')", wait)
+        .unwrap();
+    let units = 50;
+    for i in 1..=units {
+        b.click("#sim-demo").unwrap();
+        b.wait_for(
+            &format!("document.querySelectorAll('.tile.ok').length === {i}"),
+            wait,
+        )
+        .unwrap();
+    }
+    let text = b
+        .js("return localStorage.getItem('imprint.outcomes.v1')")
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(text.as_str().unwrap()).unwrap();
+    let mut t: Vec<u64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["duration_ms"].as_u64().unwrap())
+        .collect();
+    t.sort_unstable();
+    let p = |q: f64| t[((t.len() as f64 * q) as usize).min(t.len() - 1)];
+    println!(
+        "station time per unit, one at a time, {} units: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+        t.len(),
+        p(0.5),
+        p(0.9),
+        p(0.99),
+        t[t.len() - 1]
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
