@@ -307,3 +307,41 @@ impl Drop for Browser {
         );
     }
 }
+
+impl Browser {
+    /// Signs in on the portal at `url` as the demo technician, at station `station`.
+    pub fn sign_in(&self, url: &str, station: &str, within: Duration) -> Result<()> {
+        self.goto(url)?;
+        self.wait_for("document.getElementById('user')", within)?;
+        self.fill("#user", "tech-ana")?;
+        self.fill("#pass", "demo-tech-pass")?;
+        self.fill("#station", station)?;
+        self.click("#signin")?;
+        self.wait_for("document.getElementById('fetch')", within)
+            .map(|_| ())
+    }
+
+    /// The station's own cycle times (ms, sorted) of the units that ended well, from the
+    /// outcomes it saved in localStorage.
+    pub fn cycle_times(&self) -> Result<Vec<u64>> {
+        let text = self.js("return localStorage.getItem('imprint.outcomes.v1') || '[]'")?;
+        let v: Value = serde_json::from_str(text.as_str().unwrap_or("[]")).map_err(err)?;
+        let mut t: Vec<u64> = v
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|o| o.get("ok") == Some(&Value::Bool(true)))
+                    .filter_map(|o| o.get("duration_ms").and_then(Value::as_u64))
+                    .collect()
+            })
+            .unwrap_or_default();
+        t.sort_unstable();
+        Ok(t)
+    }
+}
+
+/// The `q` quantile of sorted values (nearest rank); 0 for none.
+pub fn quantile(sorted: &[u64], q: f64) -> u64 {
+    let i = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(i).copied().unwrap_or(0)
+}

@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use imprint_e2e::{Browser, free_port, http, imprint, wait_port};
+use imprint_e2e::{Browser, free_port, http, imprint, quantile, wait_port};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -33,14 +33,7 @@ fn count(b: &Browser, css: &str) -> u64 {
 }
 
 fn sign_in(b: &Browser, url: &str) {
-    b.goto(url).unwrap();
-    b.wait_for("document.getElementById('user')", WAIT).unwrap();
-    b.fill("#user", "tech-ana").unwrap();
-    b.fill("#pass", "demo-tech-pass").unwrap();
-    b.fill("#station", "line-1-station-3").unwrap();
-    b.click("#signin").unwrap();
-    b.wait_for("document.getElementById('fetch')", WAIT)
-        .unwrap();
+    b.sign_in(url, "line-1-station-3", WAIT).unwrap();
 }
 
 fn click_all(b: &Browser, css: &str) {
@@ -204,25 +197,14 @@ fn twenty_units_through_the_real_portal_with_faults() {
     .unwrap();
 
     // Cycle time per unit as the station measured it (plug-in to done), good units only.
-    let outcomes = b
-        .js("return localStorage.getItem('imprint.outcomes.v1')")
-        .unwrap();
-    let outcomes: serde_json::Value = serde_json::from_str(outcomes.as_str().unwrap()).unwrap();
-    let mut times: Vec<u64> = outcomes
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|o| o["ok"] == true)
-        .map(|o| o["duration_ms"].as_u64().unwrap())
-        .collect();
-    times.sort_unstable();
-    let p = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    let times = b.cycle_times().unwrap();
+    let p = |q: f64| quantile(&times, q);
     println!(
         "per-unit station time over {} units: p50 {} ms, p99 {} ms, max {} ms",
         times.len(),
         p(0.5),
         p(0.99),
-        times[times.len() - 1]
+        p(1.0)
     );
 
     // The server's word: twenty installed, each once, by tech-ana, receipts verified (the server
