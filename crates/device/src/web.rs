@@ -32,6 +32,35 @@ struct Unit {
 
 type Shared = Rc<RefCell<Unit>>;
 
+/// How far a session must be for a call, in the order WebUSB requires.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Plugged,
+    Opened,
+    Configured,
+    Claimed,
+}
+
+impl Unit {
+    /// Fails as Chrome does when the session is not yet at `stage`.
+    fn require(&self, stage: Stage) -> Result<(), JsValue> {
+        let state = |msg: &str| Err(dom_error("InvalidStateError", msg));
+        if !self.dev.is_plugged() {
+            return Err(disconnected());
+        }
+        if stage >= Stage::Opened && !self.opened {
+            return state("The device must be opened first.");
+        }
+        if stage >= Stage::Configured && !self.configured {
+            return state("The device must be opened and configured first.");
+        }
+        if stage >= Stage::Claimed && !self.claimed {
+            return state("The specified interface has not been claimed.");
+        }
+        Ok(())
+    }
+}
+
 fn dom_error(name: &str, message: &str) -> JsValue {
     web_sys::DomException::new_with_message_and_name(message, name)
         .map(JsValue::from)
@@ -65,22 +94,7 @@ pub struct SimUsbDevice {
 
 impl SimUsbDevice {
     fn check_ready(&self, endpoint: u8, dir_in: bool) -> Result<(), JsValue> {
-        let u = self.unit.borrow();
-        if !u.dev.is_plugged() {
-            return Err(disconnected());
-        }
-        if !u.opened {
-            return Err(dom_error(
-                "InvalidStateError",
-                "The device must be opened first.",
-            ));
-        }
-        if !u.claimed {
-            return Err(dom_error(
-                "InvalidStateError",
-                "The specified interface has not been claimed.",
-            ));
-        }
+        self.unit.borrow().require(Stage::Claimed)?;
         let ep = if dir_in { EP_IN & 0x0F } else { EP_OUT };
         if endpoint != ep {
             return Err(dom_error(
@@ -152,9 +166,7 @@ impl SimUsbDevice {
         let unit = self.unit.clone();
         future_to_promise(async move {
             let mut u = unit.borrow_mut();
-            if !u.dev.is_plugged() {
-                return Err(disconnected());
-            }
+            u.require(Stage::Plugged)?;
             u.opened = true;
             Ok(JsValue::UNDEFINED)
         })
@@ -177,15 +189,7 @@ impl SimUsbDevice {
         let unit = self.unit.clone();
         future_to_promise(async move {
             let mut u = unit.borrow_mut();
-            if !u.dev.is_plugged() {
-                return Err(disconnected());
-            }
-            if !u.opened {
-                return Err(dom_error(
-                    "InvalidStateError",
-                    "The device must be opened first.",
-                ));
-            }
+            u.require(Stage::Opened)?;
             if value != 1 {
                 return Err(dom_error(
                     "NotFoundError",
@@ -203,15 +207,7 @@ impl SimUsbDevice {
         let unit = self.unit.clone();
         future_to_promise(async move {
             let mut u = unit.borrow_mut();
-            if !u.dev.is_plugged() {
-                return Err(disconnected());
-            }
-            if !u.opened || !u.configured {
-                return Err(dom_error(
-                    "InvalidStateError",
-                    "The device must be opened and configured first.",
-                ));
-            }
+            u.require(Stage::Configured)?;
             if number != INTERFACE {
                 return Err(dom_error(
                     "NotFoundError",
