@@ -128,8 +128,15 @@ enum Command {
         #[arg(long, env = "IMPRINT_USER_PASSWORD", hide_env_values = true)]
         password: String,
     },
-    /// Verifies the audit log's hash chain.
-    AuditVerify {
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Verifies the hash chain (`imprint audit verify`).
+    Verify {
         /// A checkpoint `seq:hash` saved from an earlier run (catches cut-off entries).
         #[arg(long)]
         checkpoint: Option<String>,
@@ -468,7 +475,7 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             tx.commit().await?;
             Ok(())
         }
-        Command::AuditVerify { checkpoint } => {
+        Command::Audit(AuditCmd::Verify { checkpoint }) => {
             let state = open(&dir).await?;
             let cp = match &checkpoint {
                 Some(c) => {

@@ -421,11 +421,11 @@ fn the_cli_reports_bad_input_clearly() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("generated 5 entries"));
     let out = imprint(&dir, &["export-installed"]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("apparatus_id,product_serial"));
-    let out = imprint(&dir, &["audit-verify"]);
+    let out = imprint(&dir, &["audit", "verify"]);
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(stdout.contains("audit log intact"));
-    // Tamper with the database behind the server's back: audit-verify says where.
+    // Tamper with the database behind the server's back: `audit verify` says where.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let pool = imprint_server::db::open(&dir.join("imprint.db"))
@@ -437,7 +437,7 @@ fn the_cli_reports_bad_input_clearly() {
             .unwrap();
         pool.close().await;
     });
-    let out = imprint(&dir, &["audit-verify"]);
+    let out = imprint(&dir, &["audit", "verify"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("entry 2 was altered"));
     let _ = std::fs::remove_dir_all(&dir);
