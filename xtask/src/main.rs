@@ -520,16 +520,18 @@ fn tidy() -> Result {
             ".ci/run must run exactly `cargo xtask test`".into(),
         ));
     }
-    let vectors = root().join("crates/core/tests/vectors");
-    let files = std::fs::read_dir(&vectors)
-        .map_err(|e| Failure(format!("cannot list {}: {e}", vectors.display())))?;
-    for f in files.flatten() {
-        let text = std::fs::read_to_string(f.path()).unwrap_or_default();
-        if !(text.contains("\"how_made\"") || text.contains("\"source\"")) {
-            return Err(Failure(format!(
-                "{} does not say how it was made",
-                f.path().display()
-            )));
+    for dir in ["crates/core/tests/vectors", "crates/portal/tests/vectors"] {
+        let vectors = root().join(dir);
+        let files = std::fs::read_dir(&vectors)
+            .map_err(|e| Failure(format!("cannot list {}: {e}", vectors.display())))?;
+        for f in files.flatten() {
+            let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+            if !(text.contains("\"how_made\"") || text.contains("\"source\"")) {
+                return Err(Failure(format!(
+                    "{} does not say how it was made",
+                    f.path().display()
+                )));
+            }
         }
     }
     let usb = read("docs/usb.md")?;

@@ -5,6 +5,7 @@
 //! [`station::Server`] traits). The browser parts implement those traits over WebUSB and
 //! fetch, and draw the page.
 
+pub mod json;
 pub mod state;
 pub mod station;
 

@@ -33,19 +33,17 @@ pub struct Figures {
     pub first_pass: u32,
     /// Extra attempts over all units.
     pub retries: u32,
-    /// Units per hour over the window.
-    pub per_hour: f64,
+    /// Units per hour over the window, rounded to the nearest unit. Whole numbers on purpose:
+    /// nobody on a line reads tenths, and formatting floats costs the page about 10 KB.
+    pub per_hour: u32,
 }
 
 impl Figures {
-    /// First-pass yield: share of all units provisioned at the first attempt.
-    pub fn first_pass_yield(&self) -> f64 {
+    /// First-pass yield in whole percent (rounded): the share of all units provisioned at the
+    /// first attempt; 0 when there were none.
+    pub fn first_pass_yield_percent(&self) -> u32 {
         let all = self.done + self.failed;
-        if all == 0 {
-            0.0
-        } else {
-            f64::from(self.first_pass) / f64::from(all)
-        }
+        rounded_div(u64::from(self.first_pass) * 100, u64::from(all))
     }
 }
 
@@ -62,12 +60,16 @@ fn figures<'a>(items: impl Iterator<Item = &'a Outcome>, window_ms: u64) -> Figu
         }
         f.retries += o.attempts.saturating_sub(1);
     }
-    f.per_hour = if window_ms == 0 {
-        0.0
-    } else {
-        f64::from(f.done) * 3_600_000.0 / window_ms as f64
-    };
+    f.per_hour = rounded_div(u64::from(f.done) * 3_600_000, window_ms);
     f
+}
+
+/// `n / d` rounded to the nearest whole number, 0 when `d` is 0.
+fn rounded_div(n: u64, d: u64) -> u32 {
+    match d {
+        0 => 0,
+        d => u32::try_from((n + d / 2) / d).unwrap_or(u32::MAX),
+    }
 }
 
 /// The line's figures over the last `window_ms` before `now_ms`.

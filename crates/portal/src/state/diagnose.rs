@@ -88,7 +88,8 @@ impl Diagnosis {
 
     /// A DOMException from WebUSB, by name, as Chrome reports them.
     pub fn from_browser(name: &str, message: &str) -> Diagnosis {
-        let m = message.to_lowercase();
+        // Chrome's WebUSB messages are ASCII; the Unicode case tables would cost the page 30 KB.
+        let m = message.to_ascii_lowercase();
         match name {
             // Chrome on Linux without the udev rule (or a snap without raw-usb): open() fails
             // with "Access denied."
@@ -268,9 +269,12 @@ impl Diagnosis {
     }
 }
 
+/// Upper-cases the first letter. The messages are ours and ASCII; `char::to_uppercase` would
+/// bring the Unicode case tables (16 KB) into the page.
 fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-        .unwrap_or_default()
+    let mut out = s.to_string();
+    if let Some(first) = out.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    out
 }

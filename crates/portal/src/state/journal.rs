@@ -25,8 +25,11 @@ pub struct Record {
 }
 
 /// How far a record got.
+///
+/// Stored externally tagged (`"pool"`, `{"install_sent": {"unit": ...}}`): an internally
+/// tagged or flattened form makes serde buffer every entry, which cost the page 16 KB of code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "step", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Step {
     /// Fetched, not yet given to a unit.
     Pool,
@@ -82,7 +85,6 @@ pub struct Entry {
     /// The record.
     pub record: Record,
     /// How far it got.
-    #[serde(flatten)]
     pub step: Step,
     /// Install attempts so far.
     pub attempts: u32,
@@ -314,12 +316,12 @@ impl Journal {
 
     /// Serialises for storage.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| "{\"entries\":[]}".into())
+        crate::json::to_string(self).unwrap_or_else(|_| "{\"entries\":[]}".into())
     }
 
     /// Reads stored text; a damaged store is reported, not silently emptied.
     pub fn from_json(text: &str) -> Result<Journal, String> {
-        serde_json::from_str(text).map_err(|e| {
+        crate::json::from_str(text).map_err(|e| {
             format!(
                 "the station's saved journal is damaged ({e}); export the log and tell the operator"
             )

@@ -1,8 +1,11 @@
 //! The server, over fetch on the page's own origin (the server serves the portal).
+//!
+//! Bodies are typed both ways and go through [`crate::json`] (the browser's own JSON), so the
+//! page carries no JSON parser.
 
-use gloo_net::http::{Request, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use gloo_net::http::{Request, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::state::journal::Record;
 use crate::station::{Server, ServerError};
@@ -27,80 +30,129 @@ pub struct User {
     pub factory: Option<String>,
 }
 
-/// A field of a JSON answer (`Null` when absent).
-fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
-    v.get(key).unwrap_or(&Value::Null)
+/// The server's refusal (`{"error": code, "message": text}`).
+#[derive(Deserialize)]
+struct Refusal {
+    error: Option<String>,
+    message: Option<String>,
 }
 
-async fn answer(res: Result<Response, gloo_net::Error>) -> Result<Value, ServerError> {
-    let res = res.map_err(|e| ServerError::Offline(e.to_string()))?;
-    let ok = res.ok();
-    let v: Value = res.json().await.unwrap_or(Value::Null);
-    if ok {
-        Ok(v)
+#[derive(Deserialize)]
+struct LoginOut {
+    token: String,
+    user: User,
+}
+
+#[derive(Deserialize)]
+struct RecordsOut {
+    records: Vec<Record>,
+}
+
+#[derive(Deserialize)]
+struct LeaseKeyOut {
+    public_key: String,
+}
+
+#[derive(Deserialize)]
+struct ReportOut {
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct ChallengeOut {
+    challenge: String,
+}
+
+#[derive(Deserialize)]
+struct VerifyOut {
+    authenticated: bool,
+}
+
+fn offline(e: impl ToString) -> ServerError {
+    ServerError::Offline(e.to_string())
+}
+
+/// Sends a request and reads its JSON answer: a `T` on success, the server's refusal otherwise.
+async fn send<T: DeserializeOwned>(
+    req: Result<Request, gloo_net::Error>,
+) -> Result<T, ServerError> {
+    let res: Response = req.map_err(offline)?.send().await.map_err(offline)?;
+    let text = res.text().await.map_err(offline)?;
+    if res.ok() {
+        crate::json::from_str(&text)
+            .map_err(|e| offline(format!("the server's answer did not fit ({e})")))
     } else {
+        let r: Refusal = crate::json::from_str(&text).unwrap_or(Refusal {
+            error: None,
+            message: None,
+        });
         Err(ServerError::Refused {
-            code: field(&v, "error").as_str().unwrap_or("error").to_string(),
-            message: field(&v, "message")
-                .as_str()
-                .unwrap_or("the server refused")
-                .to_string(),
+            code: r.error.unwrap_or_else(|| format!("http_{}", res.status())),
+            message: r.message.unwrap_or_else(|| "the server refused".into()),
         })
     }
 }
 
+fn with_json(b: RequestBuilder, body: &impl Serialize) -> Result<Request, gloo_net::Error> {
+    let text = crate::json::to_string(body).map_err(gloo_net::Error::GlooError)?;
+    b.header("content-type", "application/json").body(text)
+}
+
 /// Signs in.
 pub async fn login(username: &str, password: &str) -> Result<(String, User), ServerError> {
-    let req = Request::post("/api/v1/login")
-        .json(&json!({ "username": username, "password": password }))
-        .map_err(|e| ServerError::Offline(e.to_string()))?;
-    let v = answer(req.send().await).await?;
-    let user: User = serde_json::from_value(field(&v, "user").clone())
-        .map_err(|e| ServerError::Offline(e.to_string()))?;
-    Ok((
-        field(&v, "token").as_str().unwrap_or_default().to_string(),
-        user,
+    #[derive(Serialize)]
+    struct In<'a> {
+        username: &'a str,
+        password: &'a str,
+    }
+    let out: LoginOut = send(with_json(
+        Request::post("/api/v1/login"),
+        &In { username, password },
     ))
+    .await?;
+    Ok((out.token, out.user))
 }
 
 impl HttpServer {
-    async fn post(&self, path: &str, body: Value) -> Result<Value, ServerError> {
-        let req = Request::post(path)
-            .header("authorization", &format!("Bearer {}", self.token))
-            .json(&body)
-            .map_err(|e| ServerError::Offline(e.to_string()))?;
-        answer(req.send().await).await
+    fn auth(&self, b: RequestBuilder) -> RequestBuilder {
+        b.header("authorization", &format!("Bearer {}", self.token))
     }
 
-    async fn get(&self, path: &str) -> Result<Value, ServerError> {
-        answer(
-            Request::get(path)
-                .header("authorization", &format!("Bearer {}", self.token))
-                .send()
-                .await,
-        )
-        .await
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ServerError> {
+        send(with_json(self.auth(Request::post(path)), body)).await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ServerError> {
+        send(self.auth(Request::get(path)).build()).await
     }
 
     /// Fetches `count` new records for the product.
     pub async fn issue(&self, product_code: &str, count: u64) -> Result<Vec<Record>, ServerError> {
-        let v = self
+        #[derive(Serialize)]
+        struct In<'a> {
+            product_code: &'a str,
+            count: u64,
+        }
+        let out: RecordsOut = self
             .post(
                 "/api/v1/issue",
-                json!({ "product_code": product_code, "count": count }),
+                &In {
+                    product_code,
+                    count,
+                },
             )
             .await?;
-        serde_json::from_value(field(&v, "records").clone())
-            .map_err(|e| ServerError::Offline(e.to_string()))
+        Ok(out.records)
     }
 
     /// The server's lease signing key (hex), to pin while online.
     pub async fn lease_key(&self) -> Result<String, ServerError> {
-        let v = self.get("/api/v1/lease-key").await?;
-        Ok(field(&v, "public_key")
-            .as_str()
-            .unwrap_or_default()
-            .to_string())
+        let out: LeaseKeyOut = self.get("/api/v1/lease-key").await?;
+        Ok(out.public_key)
     }
 
     /// Takes an offline lease of `count` records for `hours`.
@@ -110,20 +162,27 @@ impl HttpServer {
         count: u64,
         hours: u64,
     ) -> Result<crate::state::lease::LeaseOut, ServerError> {
-        let v = self
-            .post(
-                "/api/v1/leases",
-                json!({ "product_code": product_code, "count": count, "hours": hours }),
-            )
-            .await?;
-        serde_json::from_value(v).map_err(|e| ServerError::Offline(e.to_string()))
+        #[derive(Serialize)]
+        struct In<'a> {
+            product_code: &'a str,
+            count: u64,
+            hours: u64,
+        }
+        self.post(
+            "/api/v1/leases",
+            &In {
+                product_code,
+                count,
+                hours,
+            },
+        )
+        .await
     }
 
     /// The records issued to this factory and not yet installed (after a reload).
     pub async fn open_records(&self) -> Result<Vec<Record>, ServerError> {
-        let v = self.get("/api/v1/records").await?;
-        serde_json::from_value(field(&v, "records").clone())
-            .map_err(|e| ServerError::Offline(e.to_string()))
+        let out: RecordsOut = self.get("/api/v1/records").await?;
+        Ok(out.records)
     }
 }
 
@@ -134,25 +193,38 @@ impl Server for HttpServer {
         product_serial: &str,
         receipt_hex: &str,
     ) -> Result<String, ServerError> {
-        let v = self
+        #[derive(Serialize)]
+        struct In<'a> {
+            apparatus_id: &'a str,
+            product_serial: &'a str,
+            receipt: &'a str,
+            station: &'a str,
+        }
+        let out: ReportOut = self
             .post(
                 "/api/v1/report",
-                json!({ "apparatus_id": apparatus_id, "product_serial": product_serial, "receipt": receipt_hex, "station": self.station }),
+                &In {
+                    apparatus_id,
+                    product_serial,
+                    receipt: receipt_hex,
+                    station: &self.station,
+                },
             )
             .await?;
-        Ok(field(&v, "status").as_str().unwrap_or_default().to_string())
+        Ok(out.status)
     }
 
     async fn challenge(&self, apparatus_id: &str) -> Result<[u8; 32], ServerError> {
-        let v = self
-            .post(
-                "/api/v1/auth/challenge",
-                json!({ "apparatus_id": apparatus_id }),
-            )
+        #[derive(Serialize)]
+        struct In<'a> {
+            apparatus_id: &'a str,
+        }
+        let out: ChallengeOut = self
+            .post("/api/v1/auth/challenge", &In { apparatus_id })
             .await?;
         let mut c = [0u8; 32];
-        hex::decode_to_slice(field(&v, "challenge").as_str().unwrap_or_default(), &mut c)
-            .map_err(|_| ServerError::Offline("the server sent a malformed challenge".into()))?;
+        hex::decode_to_slice(&out.challenge, &mut c)
+            .map_err(|_| offline("the server sent a malformed challenge"))?;
         Ok(c)
     }
 
@@ -162,12 +234,22 @@ impl Server for HttpServer {
         challenge: &[u8; 32],
         response: &[u8; 32],
     ) -> Result<bool, ServerError> {
-        let v = self
+        #[derive(Serialize)]
+        struct In<'a> {
+            apparatus_id: &'a str,
+            challenge: String,
+            response: String,
+        }
+        let out: VerifyOut = self
             .post(
                 "/api/v1/auth/verify",
-                json!({ "apparatus_id": apparatus_id, "challenge": hex::encode(challenge), "response": hex::encode(response) }),
+                &In {
+                    apparatus_id,
+                    challenge: hex::encode(challenge),
+                    response: hex::encode(response),
+                },
             )
             .await?;
-        Ok(field(&v, "authenticated").as_bool().unwrap_or(false))
+        Ok(out.authenticated)
     }
 }

@@ -458,8 +458,8 @@ fn Figures(ctx: Ctx) -> impl IntoView {
                 }).collect_view();
                 view! {
                     <div class="numbers">
-                        <div><b id="uph">{format!("{:.0}", l.total.per_hour)}</b>" units/h"</div>
-                        <div><b id="fpy">{format!("{:.0}%", l.total.first_pass_yield() * 100.0)}</b>" first-pass yield"</div>
+                        <div><b id="uph">{l.total.per_hour}</b>" units/h"</div>
+                        <div><b id="fpy">{format!("{}%", l.total.first_pass_yield_percent())}</b>" first-pass yield"</div>
                         <div><b>{l.total.retries}</b>" retries"</div>
                         <div><b>{l.total.failed}</b>" set aside"</div>
                     </div>
@@ -467,7 +467,7 @@ fn Figures(ctx: Ctx) -> impl IntoView {
                     <table>
                         <tr><th>"Technician"</th><th>"Done"</th><th>"FPY"</th><th>"Retries"</th></tr>
                         {l.by_technician.iter().map(|(name, f)| view! {
-                            <tr><td>{name.clone()}</td><td>{f.done}</td><td>{format!("{:.0}%", f.first_pass_yield() * 100.0)}</td><td>{f.retries}</td></tr>
+                            <tr><td>{name.clone()}</td><td>{f.done}</td><td>{format!("{}%", f.first_pass_yield_percent())}</td><td>{f.retries}</td></tr>
                         }).collect_view()}
                     </table>
                 }

@@ -7,7 +7,7 @@ use wasm_bindgen::JsCast;
 use crate::state::analytics::Outcome;
 use crate::state::journal::Journal;
 
-const JOURNAL: &str = "imprint.journal.v1";
+const JOURNAL: &str = "imprint.journal.v2";
 const OUTCOMES: &str = "imprint.outcomes.v1";
 
 fn store() -> Option<web_sys::Storage> {
@@ -44,7 +44,7 @@ pub fn load_journal() -> Result<Journal, String> {
 
 /// Persists the line outcomes.
 pub fn save_outcomes(outcomes: &[Outcome]) -> Result<(), String> {
-    let text = serde_json::to_string(outcomes).map_err(|e| e.to_string())?;
+    let text = crate::json::to_string(&outcomes)?;
     store()
         .ok_or("no storage")?
         .set_item(OUTCOMES, &text)
@@ -54,7 +54,7 @@ pub fn save_outcomes(outcomes: &[Outcome]) -> Result<(), String> {
 /// Loads the line outcomes.
 pub fn load_outcomes() -> Vec<Outcome> {
     get(OUTCOMES)
-        .and_then(|t| serde_json::from_str(&t).ok())
+        .and_then(|t| crate::json::from_str(&t).ok())
         .unwrap_or_default()
 }
 

@@ -29,7 +29,7 @@ fn browser_error(e: &JsValue) -> LinkError {
         .as_string()
         .or_else(|| e.as_string())
         .unwrap_or_default();
-    if name == "NotFoundError" && message.to_lowercase().contains("disconnected") {
+    if name == "NotFoundError" && message.to_ascii_lowercase().contains("disconnected") {
         LinkError::Disconnected
     } else {
         LinkError::Browser { name, message }

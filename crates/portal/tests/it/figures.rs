@@ -36,13 +36,13 @@ fn units_per_hour_first_pass_yield_and_retries() {
         ),
         (3, 1, 2, 3)
     );
-    assert!((l.total.per_hour - 3.0).abs() < 1e-9);
-    assert!((l.total.first_pass_yield() - 0.5).abs() < 1e-9);
+    assert_eq!(l.total.per_hour, 3);
+    assert_eq!(l.total.first_pass_yield_percent(), 50);
     assert_eq!(l.by_station["s1"].done, 2);
     assert_eq!(l.by_technician["ben"].failed, 1);
     assert_eq!(l.histogram.len(), 12);
     assert_eq!(l.histogram.iter().sum::<u32>(), 3);
-    assert_eq!(line(&[], hour, hour).total.first_pass_yield(), 0.0);
+    assert_eq!(line(&[], hour, hour).total.first_pass_yield_percent(), 0);
 }
 
 #[test]

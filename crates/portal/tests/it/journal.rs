@@ -71,16 +71,55 @@ fn a_refused_unit_gives_its_record_back() {
     assert_eq!((j.pool_size(), j.in_doubt().count()), (1, 0));
 }
 
+/// A journal with a record at every step: the one stored in `tests/vectors/journal.json`.
+pub fn every_step() -> Journal {
+    let mut leased = rec("A-POOL", 1);
+    leased.not_after_ms = Some(1_767_225_600_000);
+    let mut j = Journal::default();
+    j.add_records([
+        leased,
+        rec("B-SENT", 1),
+        rec("C-INST", 2),
+        rec("D-REPT", 1),
+        rec("E-VERI", 1),
+    ]);
+    j.install_sent("B-SENT", "u-1").unwrap();
+    for (id, unit) in [("C-INST", "u-2"), ("D-REPT", "u-3"), ("E-VERI", "u-4")] {
+        j.install_sent(id, unit).unwrap();
+        j.installed(id, unit, &format!("SN-{unit}"), "ab12")
+            .unwrap();
+    }
+    j.reported("D-REPT").unwrap();
+    j.reported("E-VERI").unwrap();
+    j.verified("E-VERI").unwrap();
+    j
+}
+
 #[test]
 fn the_journal_survives_storage_and_a_damaged_store_is_reported() {
-    let mut j = Journal::default();
-    j.add_records([rec("A", 1), rec("B", 1)]);
-    j.install_sent("A", "u").unwrap();
+    let j = every_step();
     let text = j.to_json();
     assert_eq!(Journal::from_json(&text).unwrap(), j);
-    assert!(text.contains("\"step\":\"install_sent\""));
     let err = Journal::from_json("{\"entries\": [tru").unwrap_err();
     assert!(err.contains("damaged"));
+    let err = Journal::from_json("{\"entries\": [{\"step\": \"pool\"}]}").unwrap_err();
+    assert!(
+        err.contains("damaged"),
+        "a field missing is damage too: {err}"
+    );
+}
+
+#[test]
+fn the_stored_format_is_the_one_in_the_vector_file() {
+    let file: serde_json::Value =
+        serde_json::from_str(include_str!("../vectors/journal.json")).unwrap();
+    let text = file["text"].as_str().unwrap();
+    assert_eq!(
+        every_step().to_json(),
+        text,
+        "the journal's stored form changed: bump the storage key in web/storage.rs and regenerate"
+    );
+    assert_eq!(Journal::from_json(text).unwrap(), every_step());
 }
 
 #[test]
