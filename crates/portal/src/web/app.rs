@@ -510,17 +510,20 @@ fn Station(ctx: Ctx) -> impl IntoView {
         fetch_busy.set(true);
         spawn_local(async move {
             match s.server.lease(&s.product, 20, 8).await {
-                Ok(lease) => match storage::get(LEASE_KEY)
-                    .ok_or_else(|| "no lease key pinned yet".to_string())
-                    .and_then(|key| crate::state::lease::accept(&lease, &key, now_ms()))
-                {
-                    Ok(records) => {
-                        let n = ctx.add_records(records);
-                        let hours = (lease.not_after_ms.saturating_sub(now_ms())) / 3_600_000;
-                        ctx.say(format!("lease {}: {n} records, signature checked, usable offline for {hours} h", lease.lease_id));
+                Ok(lease) => {
+                    let checked = match storage::get(LEASE_KEY) {
+                        Some(key) => crate::web::crypto::accept_lease(&lease, &key, now_ms()).await,
+                        None => Err("no lease key pinned yet".to_string()),
+                    };
+                    match checked {
+                        Ok(records) => {
+                            let n = ctx.add_records(records);
+                            let hours = (lease.not_after_ms.saturating_sub(now_ms())) / 3_600_000;
+                            ctx.say(format!("lease {}: {n} records, signature checked, usable offline for {hours} h", lease.lease_id));
+                        }
+                        Err(e) => ctx.say(format!("lease refused: {e}")),
                     }
-                    Err(e) => ctx.say(format!("lease refused: {e}")),
-                },
+                }
                 Err(e) => ctx.say(format!(
                     "lease failed: {}",
                     Diagnosis::from_server(&e).detail

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod app;
+pub mod crypto;
 pub mod storage;
 pub mod usb;
 

@@ -1,7 +1,14 @@
 //! The page's browser-only pieces that have a native twin, checked against the same vectors:
-//! JSON through the browser's own parser.
+//! JSON through the browser's own parser, Ed25519 through WebCrypto.
 
-use imprint_portal::state::journal::{Journal, Step};
+use imprint_core::{
+    ApparatusId, Binding, FactoryId, KeyId, Lease, LeaseRecord, PassPhrase, ProductCode,
+    SealedRecord,
+};
+use imprint_device::sim::demo_key;
+use imprint_portal::state::journal::{Journal, Record, Step};
+use imprint_portal::state::lease::{LeaseOut, accept};
+use imprint_portal::web::crypto::accept_lease;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 /// The stored journal text from the vector file (read with the browser's JSON.parse).
@@ -27,4 +34,97 @@ fn the_browser_reads_and_writes_the_journal_as_the_native_code_does() {
     assert!(err.contains("damaged"), "{err}");
     let err = Journal::from_json("{\"entries\": [{\"step\": \"pool\"}]}").unwrap_err();
     assert!(err.contains("damaged"), "{err}");
+}
+
+/// A lease of two records signed with `key`, as the server sends it.
+fn signed_lease(key: &ed25519_dalek::SigningKey, now: u64) -> LeaseOut {
+    let k = KeyId::new(1).unwrap();
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let records: Vec<LeaseRecord> = ["LEASE-1", "LEASE-2"]
+        .iter()
+        .map(|id| {
+            let apparatus_id = ApparatusId::new(id).unwrap();
+            let pass = PassPhrase::generate(&mut rng);
+            let record = SealedRecord::seal(
+                &mut rng,
+                &demo_key(k),
+                k,
+                &Binding::Model,
+                &apparatus_id,
+                &pass,
+            );
+            LeaseRecord {
+                apparatus_id,
+                record,
+            }
+        })
+        .collect();
+    let lease = Lease {
+        lease_id: [9; 16],
+        factory: FactoryId::new("F-1").unwrap(),
+        product: ProductCode::new("CAM-X100").unwrap(),
+        issued_at_ms: now,
+        not_after_ms: now + 3_600_000,
+        records,
+    };
+    LeaseOut {
+        lease_id: hex::encode(lease.lease_id),
+        factory: "F-1".into(),
+        product_code: "CAM-X100".into(),
+        issued_at_ms: lease.issued_at_ms,
+        not_after_ms: lease.not_after_ms,
+        records: lease
+            .records
+            .iter()
+            .map(|r| Record {
+                apparatus_id: r.apparatus_id.as_str().into(),
+                key_id: 1,
+                sealed: hex::encode(r.record.as_bytes()),
+                product_code: "CAM-X100".into(),
+                not_after_ms: None,
+            })
+            .collect(),
+        signature: hex::encode(lease.sign(key)),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn webcrypto_checks_leases_as_imprint_core_does() {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let pinned = hex::encode(key.verifying_key().as_bytes());
+    let now = 1_767_225_600_000;
+    let lease = signed_lease(&key, now);
+    let records = accept_lease(&lease, &pinned, now).await.unwrap();
+    assert_eq!(records, accept(&lease, &pinned, now).unwrap());
+    assert_eq!(records.len(), 2);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.not_after_ms == Some(lease.not_after_ms))
+    );
+
+    // Altered, expired, signed by another key, or a key that is no key: refused, with the
+    // same words as the native check.
+    let mut longer = lease.clone();
+    longer.not_after_ms += 3_600_000;
+    let e = accept_lease(&longer, &pinned, now).await.unwrap_err();
+    assert!(e.contains("altered"), "{e}");
+    assert_eq!(e, accept(&longer, &pinned, now).unwrap_err());
+    let e = accept_lease(&lease, &pinned, lease.not_after_ms + 1)
+        .await
+        .unwrap_err();
+    assert!(e.contains("expired"), "{e}");
+    let other = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&[8; 32])
+            .verifying_key()
+            .as_bytes(),
+    );
+    let e = accept_lease(&lease, &other, now).await.unwrap_err();
+    assert!(e.contains("altered"), "{e}");
+    assert!(
+        accept_lease(&lease, "11", now)
+            .await
+            .unwrap_err()
+            .contains("malformed")
+    );
 }
