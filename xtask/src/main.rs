@@ -322,9 +322,9 @@ fn run() -> Result {
     ])
 }
 
-/// Builds a page from a wasm module with the portal's pipeline: wasm-bindgen, wasm-opt, and
-/// `index.html` rewritten from its trunk form.
-fn package(wasm: &Path, name: &str, out: &Path, html: &str, css: Option<&Path>) -> Result {
+/// Runs a wasm module through the portal's pipeline into `out`: wasm-bindgen (`--target web`),
+/// then wasm-opt.
+fn bindgen(wasm: &Path, name: &str, out: &Path) -> Result {
     sh(Command::new("wasm-bindgen")
         .args(["--target", "web", "--no-typescript", "--out-dir"])
         .arg(out)
@@ -345,10 +345,20 @@ fn package(wasm: &Path, name: &str, out: &Path, html: &str, css: Option<&Path>) 
             .arg(&bg)
             .arg(&bg))?;
     }
+    Ok(())
+}
+
+/// Builds a page from a wasm module with the portal's pipeline ([`bindgen`]) and `index.html`
+/// rewritten from its trunk form: the main module's link becomes its loader, the training
+/// module's link is dropped (the page imports that module itself when asked).
+fn package(wasm: &Path, name: &str, out: &Path, html: &str, css: Option<&Path>) -> Result {
+    bindgen(wasm, name, out)?;
     let mut page = String::new();
     for line in html.lines() {
         let t = line.trim();
-        if t.starts_with("<link data-trunk rel=\"rust\"") {
+        if t.starts_with("<link data-trunk rel=\"rust\"") && t.contains("data-type=\"worker\"") {
+            continue;
+        } else if t.starts_with("<link data-trunk rel=\"rust\"") {
             page.push_str(&format!(
                 "  <script type=\"module\">import init from './{name}.js'; init();</script>\n"
             ));
@@ -441,23 +451,33 @@ fn bench_portal() -> Result {
 /// Builds the portal into `target/portal`: cargo for wasm32, then [`package`].
 fn portal() -> Result<PathBuf> {
     let out = root().join("target/portal");
-    cargo(&[
-        "build",
-        "--profile",
-        "wasm-release",
-        "-p",
-        "imprint-portal",
-        "--target",
-        tools::WASM,
-    ])?;
+    // Two builds, not one: built together, imprint-device's `web` feature (training's) would
+    // be unified into the portal's build, and its wasm-bindgen exports kept in the portal.
+    for package in ["imprint-portal", "imprint-training"] {
+        cargo(&[
+            "build",
+            "--profile",
+            "wasm-release",
+            "-p",
+            package,
+            "--target",
+            tools::WASM,
+        ])?;
+    }
     let html = std::fs::read_to_string(root().join("index.html"))
         .map_err(|e| Failure(format!("cannot read index.html: {e}")))?;
+    let built = root().join("target/wasm32-unknown-unknown/wasm-release");
     package(
-        &root().join("target/wasm32-unknown-unknown/wasm-release/imprint_portal.wasm"),
+        &built.join("imprint_portal.wasm"),
         "imprint_portal",
         &out,
         &html,
         Some(&root().join("crates/portal/style.css")),
+    )?;
+    bindgen(
+        &built.join("imprint_training.wasm"),
+        "imprint_training",
+        &out,
     )?;
     eprintln!("portal built in {}", out.display());
     Ok(out)

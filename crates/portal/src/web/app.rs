@@ -54,7 +54,7 @@ struct Ctx {
     pending: RwSignal<usize>,
     journal: StoredValue<Rc<RefCell<Journal>>, LocalStorage>,
     devices: StoredValue<HashMap<String, JsValue>, LocalStorage>,
-    training: StoredValue<Option<imprint_device::web::SimUsb>, LocalStorage>,
+    training: StoredValue<Option<crate::web::training::SimBus>, LocalStorage>,
     sim_index: StoredValue<HashMap<String, u32>, LocalStorage>,
     hidden: RwSignal<bool>,
 }
@@ -558,20 +558,24 @@ fn Station(ctx: Ctx) -> impl IntoView {
             }
         });
     };
-    let start_training = move |_| match imprint_device::web::SimUsb::new() {
-        Ok(bus) => {
-            bus.grant_all(true);
-            if bus.install().is_ok() {
-                ctx.training.set_value(Some(bus));
-                training_on.set(true);
-                listen(ctx);
-                ctx.say(
-                    "training mode: simulated units replace USB; nothing here touches hardware"
-                        .into(),
-                );
+    let start_training = move |_| {
+        training_on.set(true);
+        spawn_local(async move {
+            match crate::web::training::start().await {
+                Ok(bus) => {
+                    ctx.training.set_value(Some(bus));
+                    listen(ctx);
+                    ctx.say(
+                        "training mode: simulated units replace USB; nothing here touches hardware"
+                            .into(),
+                    );
+                }
+                Err(e) => {
+                    training_on.set(false);
+                    ctx.say(e);
+                }
             }
-        }
-        Err(_) => ctx.say("training mode could not start".into()),
+        });
     };
     let sim = move |kind: &'static str, fault: &'static str, arg: u32| {
         move |_| {
@@ -580,12 +584,7 @@ fn Station(ctx: Ctx) -> impl IntoView {
                 // The unit just plugged is the last one: set its fault before its install.
                 ctx.training.with_value(|b| {
                     if let Some(bus) = b {
-                        let dev = bus.device(bus.count() - 1);
-                        if let Ok(f) = js_sys::Reflect::get(&dev, &"setFault".into())
-                            .and_then(|f| f.dyn_into::<js_sys::Function>())
-                        {
-                            let _ = f.call2(&dev, &fault.into(), &arg.into());
-                        }
+                        crate::web::training::set_fault(&bus.device(bus.count() - 1), fault, arg);
                     }
                 });
             }

@@ -4,6 +4,7 @@ pub mod api;
 pub mod app;
 pub mod crypto;
 pub mod storage;
+pub mod training;
 pub mod usb;
 
 use wasm_bindgen::prelude::wasm_bindgen;
