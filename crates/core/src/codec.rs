@@ -130,3 +130,12 @@ pub(crate) fn put_short(out: &mut Vec<u8>, field: &[u8]) {
     out.push(len);
     out.extend_from_slice(field.get(..usize::from(len)).unwrap_or(field));
 }
+
+/// CRC-32 (ISO-HDLC, the one of zlib and Ethernet; check value 0xCBF43926), with a single
+/// 256-entry table: frames and flash records are a few hundred bytes, and the usual 16 KB of
+/// slice-by-16 tables would weigh more in the page and in firmware than the time they save.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    const CRC: crc::Crc<u32, crc::Table<1>> =
+        crc::Crc::<u32, crc::Table<1>>::new(&crc::CRC_32_ISO_HDLC);
+    CRC.checksum(bytes)
+}

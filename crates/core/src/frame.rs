@@ -102,7 +102,7 @@ pub fn encode_frame(kind: u8, seq: u8, payload: &[u8]) -> Result<Vec<u8>, FrameE
     out.push(seq);
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(payload);
-    let crc = crc32fast::hash(&out);
+    let crc = crate::codec::crc32(&out);
     out.extend_from_slice(&crc.to_be_bytes());
     Ok(out)
 }
@@ -150,7 +150,7 @@ pub fn decode_frame(input: &[u8]) -> Result<(Frame<'_>, usize), FrameError> {
         .ok_or(FrameError::Incomplete { need: total, have })?;
     let (body, crc) = frame.split_at(FRAME_HEADER_LEN + len);
     let crc: [u8; 4] = crc.try_into().map_err(|_| FrameError::BadChecksum)?;
-    if crc32fast::hash(body) != u32::from_be_bytes(crc) {
+    if crate::codec::crc32(body) != u32::from_be_bytes(crc) {
         return Err(FrameError::BadChecksum);
     }
     let payload = body.get(FRAME_HEADER_LEN..).unwrap_or(&[]);

@@ -13,7 +13,7 @@ pub mod seal;
 pub mod secret;
 pub mod tables;
 
-pub use codec::DecodeError;
+pub use codec::{DecodeError, crc32};
 pub use frame::{
     Frame, FrameAssembler, FrameError, OwnedFrame, StreamError, decode_frame, encode_frame,
 };

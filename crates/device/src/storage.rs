@@ -178,7 +178,7 @@ impl<F: Flash> Journal<F> {
         rec.extend_from_slice(&seq.to_be_bytes());
         rec.extend_from_slice(&(body.len() as u16).to_be_bytes());
         rec.extend_from_slice(&body);
-        let crc = crc32fast::hash(&rec);
+        let crc = imprint_core::crc32(&rec);
         rec.extend_from_slice(&crc.to_be_bytes());
         rec.resize(record_len(body.len()), 0xFF);
         if rec.len() + COMMIT.len() > self.flash.page_size() {
@@ -220,7 +220,7 @@ fn read_slot<F: Flash>(flash: &mut F, slot: Slot) -> Option<(u32, Stored)> {
     let (body, trailer) = rec.split_at(HEADER + len);
     let crc = trailer.get(..4)?;
     let commit = trailer.get(trailer.len() - COMMIT.len()..)?;
-    if commit != COMMIT || crc32fast::hash(body) != u32::from_be_bytes(crc.try_into().ok()?) {
+    if commit != COMMIT || imprint_core::crc32(body) != u32::from_be_bytes(crc.try_into().ok()?) {
         return None;
     }
     Some((seq, Stored::decode(body.get(HEADER..)?)?))
