@@ -323,7 +323,7 @@ fn run() -> Result {
 }
 
 /// Runs a wasm module through the portal's pipeline into `out`: wasm-bindgen (`--target web`),
-/// then wasm-opt.
+/// then wasm-opt, then terser for the JavaScript glue.
 fn bindgen(wasm: &Path, name: &str, out: &Path) -> Result {
     sh(Command::new("wasm-bindgen")
         .args(["--target", "web", "--no-typescript", "--out-dir"])
@@ -344,6 +344,13 @@ fn bindgen(wasm: &Path, name: &str, out: &Path) -> Result {
             ])
             .arg(&bg)
             .arg(&bg))?;
+    }
+    if let Some(terser) = tools::ensure_terser() {
+        let js = out.join(format!("{name}.js"));
+        sh(Command::new(terser)
+            .arg(&js)
+            .args(["--module", "--compress", "--mangle", "-o"])
+            .arg(&js))?;
     }
     Ok(())
 }
