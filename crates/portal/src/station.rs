@@ -63,14 +63,15 @@ pub enum ServerError {
 /// The server calls the station needs during the flow.
 #[allow(async_fn_in_trait)]
 pub trait Server {
-    /// Reports an installation; returns "recorded" or "already_recorded".
+    /// Reports an installation.
     async fn report(
         &self,
         apparatus_id: &str,
         product_serial: &str,
         receipt_hex: &str,
-    ) -> Result<String, ServerError>;
-    /// A fresh challenge for the closed-loop check.
+    ) -> Result<Reported, ServerError>;
+    /// A fresh challenge for the closed-loop check, when the report did not bring one (a
+    /// unit whose report was made earlier, or an older server).
     async fn challenge(&self, apparatus_id: &str) -> Result<[u8; 32], ServerError>;
     /// Checks the unit's answer.
     async fn verify(
@@ -79,6 +80,16 @@ pub trait Server {
         challenge: &[u8; 32],
         response: &[u8; 32],
     ) -> Result<bool, ServerError>;
+}
+
+/// The server's answer to a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reported {
+    /// "recorded", or "already_recorded" for a report made before.
+    pub status: String,
+    /// A fresh challenge for the closed-loop check, issued with the report: it saves a round
+    /// trip per unit.
+    pub challenge: Option<[u8; 32]>,
 }
 
 /// Where the unit's tile is.
@@ -309,7 +320,8 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
         }
     };
 
-    // Report (idempotent on the server).
+    // Report (idempotent on the server). Its answer brings the closed-loop challenge.
+    let mut challenge = None;
     if matches!(
         journal.borrow().get(&record.apparatus_id).map(|e| &e.step),
         Some(Step::Installed { .. })
@@ -319,8 +331,12 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
             .report(&record.apparatus_id, &product_serial, &receipt)
             .await
         {
-            Ok(status) => {
-                obs.log(format!("server: {} {status}", record.apparatus_id));
+            Ok(reported) => {
+                obs.log(format!(
+                    "server: {} {}",
+                    record.apparatus_id, reported.status
+                ));
+                challenge = reported.challenge;
                 journal
                     .borrow_mut()
                     .reported(&record.apparatus_id)
@@ -338,10 +354,13 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
     ) {
         if setup.closed_loop {
             obs.phase(Phase::Check);
-            let c = server
-                .challenge(&record.apparatus_id)
-                .await
-                .map_err(|e| fail(Phase::Check, Diagnosis::from_server(&e)))?;
+            let c = match challenge {
+                Some(c) => c,
+                None => server
+                    .challenge(&record.apparatus_id)
+                    .await
+                    .map_err(|e| fail(Phase::Check, Diagnosis::from_server(&e)))?,
+            };
             let response = match link
                 .call(&Request::Challenge(Challenge(c)))
                 .await

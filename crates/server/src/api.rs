@@ -195,7 +195,7 @@ pub const ROUTES: &[RouteDoc] = &[
         method: "POST",
         path: "/report",
         roles: TECH,
-        summary: "Report an installation with the device's receipt (exactly once)",
+        summary: "Report an installation with the device's receipt (exactly once); answers the status and a fresh challenge for the closed-loop check",
         body: &[
             ("apparatus_id", "string"),
             ("product_serial", "string"),
@@ -686,8 +686,12 @@ async fn report(State(state): State<AppState>, user: User, Json(b): Json<ReportI
         receipt: Receipt(hex32("receipt", &b.receipt)?),
         station: b.station,
     };
-    let outcome = service::report(&state, &user, &r).await?;
-    Ok(Json(json!({ "status": outcome })))
+    let (outcome, c) = service::report(&state, &user, &r).await?;
+    Ok(Json(json!({
+        "status": outcome,
+        "challenge": hex::encode(c.0),
+        "expires_in_ms": service::CHALLENGE_MILLIS,
+    })))
 }
 
 #[derive(Deserialize)]

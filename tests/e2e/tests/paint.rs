@@ -125,6 +125,9 @@ fn station_time_per_unit_one_at_a_time() {
     b.click("#training").unwrap();
     b.wait_for("document.getElementById('sim-demo')", wait)
         .unwrap();
+    // Resource timing for every server call of the run (the default buffer keeps only 250).
+    b.js("performance.clearResourceTimings(); performance.setResourceTimingBufferSize(5000); return true")
+        .unwrap();
     let units = 50;
     for i in 1..=units {
         b.click("#sim-demo").unwrap();
@@ -143,6 +146,38 @@ fn station_time_per_unit_one_at_a_time() {
         p(0.9),
         p(0.99),
         p(1.0)
+    );
+    // Where the time goes: the server calls of each unit (request sent to answer read, as the
+    // page's fetch sees it, loopback included), and what is left for the page and the device.
+    let calls = b
+        .js("return JSON.stringify(performance.getEntriesByType('resource').filter(e => e.name.includes('/api/v1/')).map(e => [new URL(e.name).pathname, e.duration]))")
+        .unwrap();
+    let calls: Vec<(String, f64)> = serde_json::from_str(calls.as_str().unwrap()).unwrap();
+    let mut per_path: std::collections::BTreeMap<&str, Vec<u64>> = Default::default();
+    for (path, ms) in &calls {
+        per_path
+            .entry(path.as_str())
+            .or_default()
+            .push(ms.round() as u64);
+    }
+    for (path, v) in &mut per_path {
+        v.sort_unstable();
+        println!(
+            "  {path}: {} calls, p50 {} ms, p99 {} ms",
+            v.len(),
+            quantile(v, 0.5),
+            quantile(v, 0.99)
+        );
+    }
+    let server_ms: f64 = calls.iter().map(|(_, ms)| ms).sum();
+    let cycle_ms: u64 = t.iter().sum();
+    println!(
+        "  server calls: {:.0} ms of {} ms over all units ({:.0}%): per unit {:.1} ms server, {:.1} ms page + device",
+        server_ms,
+        cycle_ms,
+        100.0 * server_ms / cycle_ms.max(1) as f64,
+        server_ms / t.len().max(1) as f64,
+        (cycle_ms as f64 - server_ms) / t.len().max(1) as f64
     );
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::state::journal::Record;
-use crate::station::{Server, ServerError};
+use crate::station::{Reported, Server, ServerError};
 
 /// A signed-in station's connection to the server.
 #[derive(Clone, Debug)]
@@ -56,6 +56,7 @@ struct LeaseKeyOut {
 #[derive(Deserialize)]
 struct ReportOut {
     status: String,
+    challenge: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +92,13 @@ async fn send<T: DeserializeOwned>(
             message: r.message.unwrap_or_else(|| "the server refused".into()),
         })
     }
+}
+
+fn challenge_bytes(hex_text: &str) -> Result<[u8; 32], ServerError> {
+    let mut c = [0u8; 32];
+    hex::decode_to_slice(hex_text, &mut c)
+        .map_err(|_| offline("the server sent a malformed challenge"))?;
+    Ok(c)
 }
 
 fn with_json(b: RequestBuilder, body: &impl Serialize) -> Result<Request, gloo_net::Error> {
@@ -192,7 +200,7 @@ impl Server for HttpServer {
         apparatus_id: &str,
         product_serial: &str,
         receipt_hex: &str,
-    ) -> Result<String, ServerError> {
+    ) -> Result<Reported, ServerError> {
         #[derive(Serialize)]
         struct In<'a> {
             apparatus_id: &'a str,
@@ -211,7 +219,10 @@ impl Server for HttpServer {
                 },
             )
             .await?;
-        Ok(out.status)
+        Ok(Reported {
+            status: out.status,
+            challenge: out.challenge.as_deref().map(challenge_bytes).transpose()?,
+        })
     }
 
     async fn challenge(&self, apparatus_id: &str) -> Result<[u8; 32], ServerError> {
@@ -222,10 +233,7 @@ impl Server for HttpServer {
         let out: ChallengeOut = self
             .post("/api/v1/auth/challenge", &In { apparatus_id })
             .await?;
-        let mut c = [0u8; 32];
-        hex::decode_to_slice(&out.challenge, &mut c)
-            .map_err(|_| offline("the server sent a malformed challenge"))?;
-        Ok(c)
+        challenge_bytes(&out.challenge)
     }
 
     async fn verify(

@@ -40,9 +40,15 @@ async fn a_unit_goes_through_every_phase_to_a_verified_identity() {
     let mut journal = Journal::default();
     server.fetch(&mut journal, 3).await;
     let mut dev = SimDevice::demo(1);
+    server.calls.borrow_mut().clear();
     let (r, rec) = run(&mut dev, &server, &mut journal).await;
     let ok = r.unwrap();
     assert_eq!(rec.phases, Phase::ALL.to_vec());
+    // Two round trips per unit: the report brings the closed-loop challenge with it.
+    assert_eq!(
+        *server.calls.borrow(),
+        ["POST /api/v1/report", "POST /api/v1/auth/verify"]
+    );
     assert!(!ok.resumed);
     assert_eq!(ok.attempts, 1);
     assert_eq!(

@@ -7,7 +7,9 @@ use http_body_util::BodyExt;
 use imprint_core::{FrameAssembler, Reply, Request};
 use imprint_device::sim::SimDevice;
 use imprint_portal::state::journal::{Journal, Record};
-use imprint_portal::station::{Link, LinkError, Observer, Phase, Server, ServerError, garbage};
+use imprint_portal::station::{
+    Link, LinkError, Observer, Phase, Reported, Server, ServerError, garbage,
+};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -56,6 +58,8 @@ pub struct InProcess {
     pub app: axum::Router,
     pub token: String,
     pub online: std::cell::Cell<bool>,
+    /// Every request made through [`InProcess::call`], as "METHOD PATH".
+    pub calls: std::cell::RefCell<Vec<String>>,
     dir: std::path::PathBuf,
 }
 
@@ -115,6 +119,7 @@ impl InProcess {
             app,
             token,
             online: std::cell::Cell::new(true),
+            calls: Default::default(),
             dir,
         }
     }
@@ -123,6 +128,7 @@ impl InProcess {
         if !self.online.get() {
             return Err(ServerError::Offline("connection refused".into()));
         }
+        self.calls.borrow_mut().push(format!("{method} {path}"));
         let req = HttpRequest::builder()
             .method(method)
             .uri(path)
@@ -182,11 +188,16 @@ impl Server for InProcess {
         apparatus_id: &str,
         product_serial: &str,
         receipt_hex: &str,
-    ) -> Result<String, ServerError> {
+    ) -> Result<Reported, ServerError> {
         let v = self
             .call("POST", "/api/v1/report", json!({"apparatus_id": apparatus_id, "product_serial": product_serial, "receipt": receipt_hex, "station": "st-1"}))
             .await?;
-        Ok(v["status"].as_str().unwrap_or("").to_string())
+        Ok(Reported {
+            status: v["status"].as_str().unwrap_or("").to_string(),
+            challenge: v["challenge"]
+                .as_str()
+                .map(|c| hex::decode(c).unwrap().try_into().unwrap()),
+        })
     }
 
     async fn challenge(&self, apparatus_id: &str) -> Result<[u8; 32], ServerError> {
