@@ -362,15 +362,22 @@ async fn openapi_json() -> Json<Value> {
     Json(openapi())
 }
 
-/// Times every request for the latency histogram.
+/// Times every request for the latency histogram, and tells the client how long the server
+/// took (`Server-Timing: app;dur=<ms>`): browser devtools and the station benchmark can then
+/// tell server time from network and page time.
 async fn timed(
     State(state): State<AppState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let start = std::time::Instant::now();
-    let res = next.run(req).await;
-    state.metrics.observe(start.elapsed());
+    let mut res = next.run(req).await;
+    let took = start.elapsed();
+    state.metrics.observe(took);
+    let timing = format!("app;dur={:.2}", took.as_secs_f64() * 1000.0);
+    if let Ok(v) = header::HeaderValue::from_str(&timing) {
+        res.headers_mut().insert("server-timing", v);
+    }
     res
 }
 

@@ -229,6 +229,17 @@ impl Browser {
         )
     }
 
+    /// Runs an asynchronous script in the page: it gets a callback as its last argument and
+    /// calls it with the result. Lets a test drive the page from inside, without polling
+    /// it from outside (each WebDriver call is a task on the page's main thread too).
+    pub fn js_async(&self, script: &str) -> Result<Value> {
+        self.cmd(
+            "POST",
+            "/execute/async",
+            json!({ "script": script, "args": [] }),
+        )
+    }
+
     fn find(&self, css: &str) -> Result<String> {
         let v = self.cmd(
             "POST",
