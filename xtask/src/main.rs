@@ -429,6 +429,24 @@ fn bench_portal() -> Result {
         }
     }
     let driver = tools::ensure_chromedriver()?;
+    // Seal/open: imprint-core in wasm against WebCrypto's AES-GCM, in one page.
+    sh(Command::new("wasm-pack")
+        .args([
+            "test",
+            "--release",
+            "--headless",
+            "--chrome",
+            "--mode",
+            "no-install",
+            "crates/core",
+            "--test",
+            "it",
+            "--",
+            "--include-ignored",
+            "--nocapture",
+            "bench_seal_open_in_wasm_against_webcrypto",
+        ])
+        .env("CHROMEDRIVER", &driver))?;
     cargo(&[
         "build",
         "--release",

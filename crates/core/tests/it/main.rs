@@ -21,6 +21,8 @@ mod protocol;
 mod seal;
 mod tables;
 mod vectors;
+#[cfg(target_arch = "wasm32")]
+mod webcrypto;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod props;
