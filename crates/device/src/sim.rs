@@ -68,6 +68,28 @@ impl SimFlash {
         self.budget = None;
     }
 
+    /// Both pages, A then B: what survives a power cycle. Lets training mode keep a simulated
+    /// unit across a page reload, as a real unit keeps its flash.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = self.a.clone();
+        v.extend_from_slice(&self.b);
+        v
+    }
+
+    /// A powered flash holding `bytes` (from [`SimFlash::to_bytes`]); `None` for any other
+    /// length.
+    pub fn from_bytes(bytes: &[u8]) -> Option<SimFlash> {
+        if bytes.len() != 2 * Self::PAGE_SIZE {
+            return None;
+        }
+        let (a, b) = bytes.split_at(Self::PAGE_SIZE);
+        Some(SimFlash {
+            a: a.to_vec(),
+            b: b.to_vec(),
+            ..SimFlash::new()
+        })
+    }
+
     /// Raw page contents, for tests.
     pub fn page(&self, slot: Slot) -> &[u8] {
         match slot {
@@ -215,7 +237,9 @@ impl SimDevice {
         Self::with_flash(config, SimFlash::new())
     }
 
-    fn with_flash(config: DeviceConfig, flash: SimFlash) -> Self {
+    /// A unit with `config` booting from `flash`: how a unit comes back after a power cycle
+    /// (or, in training mode, after a page reload).
+    pub fn with_flash(config: DeviceConfig, flash: SimFlash) -> Self {
         Self {
             module: WriteModule::boot(config, flash),
             plugged: true,
@@ -305,7 +329,7 @@ impl SimDevice {
         format!("{}", self.module.config().chip_id)
     }
 
-    /// The flash, for tests.
+    /// The flash, for tests and to save the unit.
     pub fn flash(&mut self) -> &mut SimFlash {
         self.module.flash_mut()
     }

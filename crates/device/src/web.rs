@@ -7,7 +7,7 @@
 //! cannot tell it from hardware. [`SimUsb`] is a stand-in `navigator.usb`: getDevices,
 //! requestDevice, and `connect`/`disconnect` events, with several units plugged at once.
 
-use alloc::rc::Rc;
+use alloc::rc::{Rc, Weak};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -90,6 +90,8 @@ async fn sleep(ms: i32) {
 #[wasm_bindgen]
 pub struct SimUsbDevice {
     unit: Shared,
+    /// The bus, to save every unit after a transfer changed one (see [`SimUsb::keep_in`]).
+    bus: Weak<RefCell<Bus>>,
 }
 
 impl SimUsbDevice {
@@ -234,14 +236,16 @@ impl SimUsbDevice {
     pub fn transfer_out(&self, endpoint: u8, data: JsValue) -> Promise {
         let ready = self.check_ready(endpoint, false);
         let unit = self.unit.clone();
+        let bus = self.bus.clone();
         future_to_promise(async move {
             ready?;
             let bytes = buffer_bytes(&data)?;
-            let written = unit
-                .borrow_mut()
-                .dev
-                .transfer_out(&bytes)
-                .map_err(|_| disconnected())?;
+            let written = unit.borrow_mut().dev.transfer_out(&bytes);
+            // The unit may have written its flash (or lost power half-way): keep it.
+            if let Some(bus) = bus.upgrade() {
+                bus.borrow().save();
+            }
+            let written = written.map_err(|_| disconnected())?;
             let r = Object::new();
             set(&r, "status", "ok");
             set(&r, "bytesWritten", written as u32);
@@ -285,17 +289,12 @@ impl SimUsbDevice {
     /// "slow" (arg: milliseconds).
     #[wasm_bindgen(js_name = setFault)]
     pub fn set_fault(&self, name: &str, arg: u32) -> Result<(), JsValue> {
-        let fault = match name {
-            "none" => Fault::None,
-            "unplug-before-install" => Fault::UnplugBeforeInstall,
-            "unplug-after-install" => Fault::UnplugAfterInstall,
-            "power-cut" => Fault::PowerCutDuringInstall(arg as usize),
-            "garbage" => Fault::GarbageReplies,
-            "truncated" => Fault::TruncatedReplies,
-            "slow" => Fault::Slow(arg),
-            other => return Err(JsValue::from_str(&alloc::format!("unknown fault {other}"))),
-        };
+        let fault = fault_from(name, arg)
+            .ok_or_else(|| JsValue::from_str(&alloc::format!("unknown fault {name}")))?;
         self.unit.borrow_mut().dev.set_fault(fault);
+        if let Some(bus) = self.bus.upgrade() {
+            bus.borrow().save();
+        }
         Ok(())
     }
 
@@ -364,6 +363,9 @@ struct Slot {
     unit: Shared,
     /// The JS object the page sees; replaced on every replug, as Chrome does.
     js: JsValue,
+    /// What was plugged (`SimUsb::plug`'s `kind` and `n`), to rebuild the unit after a reload.
+    kind: String,
+    n: u32,
 }
 
 struct Bus {
@@ -371,6 +373,86 @@ struct Bus {
     /// Serial numbers the user (or the kiosk policy) has granted.
     granted: Vec<String>,
     grant_all: bool,
+    /// The sessionStorage key the units are kept under, if any.
+    keep: Option<String>,
+}
+
+impl Bus {
+    /// Saves every plugged unit (kind, number, flash) under the `keep` key: a page reload then
+    /// finds the units where a real line would, still plugged in with what they wrote.
+    fn save(&self) {
+        let Some(key) = &self.keep else {
+            return;
+        };
+        let list = Array::new();
+        for s in &self.slots {
+            let mut u = s.unit.borrow_mut();
+            if !u.dev.is_plugged() {
+                continue;
+            }
+            let o = Object::new();
+            let (fault, arg) = fault_name(u.dev.fault());
+            set(&o, "kind", s.kind.as_str());
+            set(&o, "n", s.n);
+            set(&o, "fault", fault);
+            set(&o, "arg", arg);
+            set(
+                &o,
+                "flash",
+                Array::from(&Uint8Array::from(u.dev.flash().to_bytes().as_slice())),
+            );
+            list.push(&o);
+        }
+        if let (Some(store), Ok(text)) = (session_storage(), js_sys::JSON::stringify(&list)) {
+            // Best effort: a full sessionStorage only means a reload forgets the units.
+            let _ = store.set_item(key, &String::from(text));
+        }
+    }
+}
+
+/// A fault by the name `setFault` takes.
+fn fault_from(name: &str, arg: u32) -> Option<Fault> {
+    Some(match name {
+        "none" => Fault::None,
+        "unplug-before-install" => Fault::UnplugBeforeInstall,
+        "unplug-after-install" => Fault::UnplugAfterInstall,
+        "power-cut" => Fault::PowerCutDuringInstall(arg as usize),
+        "garbage" => Fault::GarbageReplies,
+        "truncated" => Fault::TruncatedReplies,
+        "slow" => Fault::Slow(arg),
+        _ => return None,
+    })
+}
+
+/// The name and argument `setFault` would take for `fault`. One-shot faults that already
+/// fired are `None` by now, so a kept unit keeps only its lasting faults (garbage, slow).
+fn fault_name(fault: Fault) -> (&'static str, u32) {
+    match fault {
+        Fault::None => ("none", 0),
+        Fault::UnplugBeforeInstall => ("unplug-before-install", 0),
+        Fault::UnplugAfterInstall => ("unplug-after-install", 0),
+        Fault::PowerCutDuringInstall(steps) => {
+            ("power-cut", u32::try_from(steps).unwrap_or(u32::MAX))
+        }
+        Fault::GarbageReplies => ("garbage", 0),
+        Fault::TruncatedReplies => ("truncated", 0),
+        Fault::Slow(ms) => ("slow", ms),
+    }
+}
+
+fn session_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.session_storage().ok()?
+}
+
+/// The built-in configuration of a unit of `kind` (see [`SimUsb::plug`]).
+fn config_of(kind: &str, n: u32) -> Option<crate::DeviceConfig> {
+    match kind {
+        "demo" | "provisioned" | "locked" => {
+            Some(crate::sim::demo_config(n, crate::sim::DEMO_PRODUCT, &[1]))
+        }
+        "wrong-model" => Some(crate::sim::demo_config(n, "OTHER-MODEL", &[99])),
+        _ => None,
+    }
 }
 
 /// A stand-in `navigator.usb` with simulated units.
@@ -390,6 +472,7 @@ impl SimUsb {
             slots: Vec::new(),
             granted: Vec::new(),
             grant_all: false,
+            keep: None,
         }));
         let b = bus.clone();
         let get_devices = Closure::<dyn Fn() -> Promise>::new(move || {
@@ -481,23 +564,64 @@ impl SimUsb {
                 )));
             }
         };
-        let unit = Rc::new(RefCell::new(Unit {
-            dev,
-            opened: false,
-            configured: false,
-            claimed: false,
-        }));
-        let js: JsValue = SimUsbDevice { unit: unit.clone() }.into();
-        let index = {
-            let mut bus = self.bus.borrow_mut();
-            bus.slots.push(Slot {
-                unit,
-                js: js.clone(),
-            });
-            bus.slots.len() - 1
+        let index = self.add(dev, kind, n)?;
+        self.bus.borrow().save();
+        Ok(index)
+    }
+
+    /// From now on, keeps every plugged unit in sessionStorage under `key` after each change,
+    /// so that [`SimUsb::restore`] can bring them back after a page reload.
+    #[wasm_bindgen(js_name = keepIn)]
+    pub fn keep_in(&self, key: &str) {
+        self.bus.borrow_mut().keep = Some(key.into());
+    }
+
+    /// Plugs back the units kept under the `keepIn` key by an earlier page (each boots from
+    /// the flash it had, with its lasting fault, as a real unit does after the station's
+    /// reload) and fires `connect` for each. Returns how many; entries that do not parse are
+    /// skipped.
+    pub fn restore(&self) -> Result<u32, JsValue> {
+        let Some(key) = self.bus.borrow().keep.clone() else {
+            return Ok(0);
         };
-        self.fire("connect", &js)?;
-        Ok(index as u32)
+        let Some(text) = session_storage().and_then(|s| s.get_item(&key).ok().flatten()) else {
+            return Ok(0);
+        };
+        let list = js_sys::JSON::parse(&text).unwrap_or_else(|_| Array::new().into());
+        let mut restored = 0;
+        for entry in Array::from(&list).iter() {
+            let kind = Reflect::get(&entry, &"kind".into())
+                .ok()
+                .and_then(|k| k.as_string())
+                .unwrap_or_default();
+            let n = Reflect::get(&entry, &"n".into())
+                .ok()
+                .and_then(|n| n.as_f64())
+                .map_or(0, |n| n as u32);
+            let flash = Reflect::get(&entry, &"flash".into())
+                .ok()
+                .map(|f| Uint8Array::new(&f).to_vec())
+                .and_then(|b| crate::sim::SimFlash::from_bytes(&b));
+            let fault = Reflect::get(&entry, &"fault".into())
+                .ok()
+                .and_then(|f| f.as_string())
+                .and_then(|f| {
+                    let arg = Reflect::get(&entry, &"arg".into())
+                        .ok()
+                        .and_then(|a| a.as_f64())
+                        .map_or(0, |a| a as u32);
+                    fault_from(&f, arg)
+                })
+                .unwrap_or_default();
+            if let (Some(config), Some(flash)) = (config_of(&kind, n), flash) {
+                let mut dev = SimDevice::with_flash(config, flash);
+                dev.set_fault(fault);
+                self.add(dev, &kind, n)?;
+                restored += 1;
+            }
+        }
+        self.bus.borrow().save();
+        Ok(restored)
     }
 
     /// The page-visible device object of unit `index`.
@@ -524,6 +648,7 @@ impl SimUsb {
             u.claimed = false;
             s.js.clone()
         };
+        self.bus.borrow().save();
         self.fire("disconnect", &js)
     }
 
@@ -539,10 +664,12 @@ impl SimUsb {
             s.unit.borrow_mut().dev.replug();
             s.js = SimUsbDevice {
                 unit: s.unit.clone(),
+                bus: Rc::downgrade(&self.bus),
             }
             .into();
             s.js.clone()
         };
+        self.bus.borrow().save();
         self.fire("connect", &js)?;
         Ok(js)
     }
@@ -563,6 +690,35 @@ impl SimUsb {
 
 /// Every demo unit carries the demo VID/PID and the vendor interface class, so it matches
 /// any filter that names them; an empty filter list matches everything.
+impl SimUsb {
+    /// Puts `dev` on the bus and fires `connect`; its index.
+    fn add(&self, dev: SimDevice, kind: &str, n: u32) -> Result<u32, JsValue> {
+        let unit = Rc::new(RefCell::new(Unit {
+            dev,
+            opened: false,
+            configured: false,
+            claimed: false,
+        }));
+        let js: JsValue = SimUsbDevice {
+            unit: unit.clone(),
+            bus: Rc::downgrade(&self.bus),
+        }
+        .into();
+        let index = {
+            let mut bus = self.bus.borrow_mut();
+            bus.slots.push(Slot {
+                unit,
+                js: js.clone(),
+                kind: kind.into(),
+                n,
+            });
+            bus.slots.len() - 1
+        };
+        self.fire("connect", &js)?;
+        Ok(index as u32)
+    }
+}
+
 fn matches_filters(filters: &JsValue) -> bool {
     let Some(list) = filters.dyn_ref::<Array>() else {
         return true;

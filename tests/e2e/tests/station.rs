@@ -154,17 +154,36 @@ fn twenty_units_through_the_real_portal_with_faults() {
     b.wait_for("document.querySelectorAll('.tile.ok').length === 14", WAIT)
         .unwrap();
 
-    // The page reloads mid-batch: the journal comes back from storage, the line carries on.
+    // The page reloads mid-batch, while a unit is mid-install: a slow unit has taken the
+    // install (its flash holds the record) but its answer is still on the way.
+    b.click("#sim-slow").unwrap();
+    b.wait_for(
+        "(localStorage.getItem('imprint.journal.v2') || '').includes('install_sent')",
+        WAIT,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // The journal comes back from storage, the unit is still plugged in, the line carries on.
     sign_in(&b, &url);
     b.wait_for(
-        "document.getElementById('pool').innerText.startsWith('6 ')",
+        "document.getElementById('pool').innerText.startsWith('5 ')",
         WAIT,
     )
     .unwrap();
     b.click("#training").unwrap();
     b.wait_for("document.getElementById('sim-demo')", WAIT)
         .unwrap();
-    for _ in 0..6 {
+    // The unit answers "I already hold it" and the station finishes it without a second write.
+    b.wait_for("document.querySelectorAll('.tile.ok').length === 1", WAIT)
+        .unwrap();
+    let log = b
+        .js("return document.getElementById('log').innerText")
+        .unwrap();
+    assert!(
+        log.as_str().unwrap().contains("already holds"),
+        "the reloaded station asked the unit before writing again"
+    );
+    for _ in 0..5 {
         b.click("#sim-demo").unwrap();
     }
     b.click("#sim-wrong").unwrap();

@@ -216,3 +216,97 @@ async fn a_slow_unit_answers_late_but_answers() {
     );
     assert!(matches!((seq, reply), (4, Reply::Info(_))));
 }
+
+#[wasm_bindgen_test]
+async fn kept_units_come_back_after_a_page_reload_with_what_they_wrote() {
+    let key = "imprint.test.units";
+    web_sys::window()
+        .unwrap()
+        .session_storage()
+        .unwrap()
+        .unwrap()
+        .remove_item(key)
+        .unwrap();
+    let bus = SimUsb::new().unwrap();
+    bus.keep_in(key);
+    bus.grant_all(true);
+    bus.plug("demo", 41).unwrap();
+    bus.plug("wrong-model", 42).unwrap();
+    bus.plug("demo", 43).unwrap();
+    bus.unplug(2).unwrap();
+    let dev = bus.device(0);
+    open(&dev).await;
+    let i = issue("IMP-KEPT-1", 1);
+    let (_, Reply::Installed(receipt)) = exchange(&dev, &install_req(&i), 1).await.unwrap() else {
+        panic!()
+    };
+    let serial = get(&dev, "serialNumber").as_string().unwrap();
+
+    // The page reloads: a new bus restores the plugged units from sessionStorage.
+    let again = SimUsb::new().unwrap();
+    again.keep_in(key);
+    again.grant_all(true);
+    assert_eq!(again.restore().unwrap(), 2, "the unplugged unit stays away");
+    let dev = again.device(0);
+    assert_eq!(get(&dev, "serialNumber").as_string().unwrap(), serial);
+    open(&dev).await;
+    let q = Request::QueryRecord {
+        apparatus_id: i.id,
+        record_digest: i.record.digest(),
+    };
+    assert_eq!(
+        exchange(&dev, &q, 2).await.unwrap().1,
+        Reply::RecordStatus(RecordStatus::Held(receipt)),
+        "it still holds what it wrote before the reload"
+    );
+    let other = again.device(1);
+    open(&other).await;
+    let (_, Reply::Info(info)) = exchange(&other, &Request::GetInfo, 1).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(info.product_code.as_str(), "OTHER-MODEL");
+
+    // A lasting fault is kept with the unit: a garbage unit still answers garbage.
+    let set_fault: js_sys::Function = get(&other, "setFault").dyn_into().unwrap();
+    set_fault
+        .call2(&other, &"garbage".into(), &0.into())
+        .unwrap();
+    let after = SimUsb::new().unwrap();
+    after.keep_in(key);
+    assert_eq!(after.restore().unwrap(), 2);
+    let broken = after.device(1);
+    open(&broken).await;
+    let out = Uint8Array::from(Request::GetInfo.encode(1).as_slice());
+    call(&broken, "transferOut", &[1.into(), out.into()])
+        .await
+        .unwrap();
+    let r = call(&broken, "transferIn", &[1.into(), 64.into()])
+        .await
+        .unwrap();
+    let view: js_sys::DataView = get(&r, "data").dyn_into().unwrap();
+    let mut asm = FrameAssembler::new();
+    asm.push(&Uint8Array::new(&view.buffer()).to_vec());
+    assert!(
+        !matches!(asm.next_frame(), Some(Ok(_))),
+        "still garbage after the reload"
+    );
+
+    // A damaged store restores nothing and says so with 0, not an exception.
+    let store = web_sys::window()
+        .unwrap()
+        .session_storage()
+        .unwrap()
+        .unwrap();
+    store
+        .set_item(
+            key,
+            "[{\"kind\":\"demo\",\"n\":1,\"flash\":[1,2]}, 7, \"x\"]",
+        )
+        .unwrap();
+    let third = SimUsb::new().unwrap();
+    third.keep_in(key);
+    assert_eq!(third.restore().unwrap(), 0);
+    store.set_item(key, "not json").unwrap();
+    assert_eq!(third.restore().unwrap(), 0);
+    store.remove_item(key).unwrap();
+}

@@ -220,6 +220,7 @@ fn start_unit(ctx: Ctx, device: JsValue) {
                     };
                 });
                 ctx.outcomes.update(|o| o.push(outcome(true)));
+                take_off_line(ctx, &unit);
             }
             Err(f) => {
                 ctx.say(format!(
@@ -237,12 +238,25 @@ fn start_unit(ctx: Ctx, device: JsValue) {
                 });
                 if f.diagnosis.severity == Severity::SetAside {
                     ctx.outcomes.update(|o| o.push(outcome(false)));
+                    take_off_line(ctx, &unit);
                 }
             }
         }
         let _ = storage::save_outcomes(&ctx.outcomes.get_untracked());
         ctx.refresh_pool();
     });
+}
+
+/// In training, a finished unit (green, or red and set aside) leaves the bench as it would on
+/// a line: it is unplugged, so a reload brings back only the units still being worked on.
+fn take_off_line(ctx: Ctx, unit: &str) {
+    if let Some(i) = ctx.sim_index.with_value(|m| m.get(unit).copied()) {
+        ctx.training.with_value(|b| {
+            if let Some(b) = b {
+                let _ = b.unplug(i);
+            }
+        });
+    }
 }
 
 /// While signed in, reports every few seconds the installations the server has not recorded
@@ -563,12 +577,23 @@ fn Station(ctx: Ctx) -> impl IntoView {
         spawn_local(async move {
             match crate::web::training::start().await {
                 Ok(bus) => {
-                    ctx.training.set_value(Some(bus));
+                    ctx.training.set_value(Some(bus.clone()));
                     listen(ctx);
                     ctx.say(
                         "training mode: simulated units replace USB; nothing here touches hardware"
                             .into(),
                     );
+                    // Units still plugged in from before a reload come back and resume.
+                    let n = bus.restore().unwrap_or(0);
+                    for i in 0..n {
+                        let serial = usb::serial_of(&bus.device(i));
+                        ctx.sim_index.update_value(|m| {
+                            m.insert(serial, i);
+                        });
+                    }
+                    if n > 0 {
+                        ctx.say(format!("training: {n} simulated unit(s) still plugged in from before the reload"));
+                    }
                 }
                 Err(e) => {
                     training_on.set(false);

@@ -50,13 +50,24 @@ extern "C" {
     /// How many units were ever plugged.
     #[wasm_bindgen(method, getter)]
     pub fn count(this: &SimBus) -> u32;
+
+    #[wasm_bindgen(method, js_name = keepIn)]
+    fn keep_in(this: &SimBus, key: &str);
+
+    /// Plugs back the units an earlier page left plugged in; how many.
+    #[wasm_bindgen(method, catch)]
+    pub fn restore(this: &SimBus) -> Result<u32, JsValue>;
 }
+
+/// Where the simulated units are kept across a reload (sessionStorage: this tab only).
+const KEPT: &str = "imprint.training.units";
 
 /// The module's file, beside the portal's own.
 const MODULE: &str = "imprint_training.js";
 
 /// Loads the training module and puts its simulated bus in place of `navigator.usb`, with
-/// every unit granted (as the kiosk policy does on a real line).
+/// every unit granted (as the kiosk policy does on a real line). Units an earlier page left
+/// plugged in come back with [`SimBus::restore`], once the page listens for them.
 pub async fn start() -> Result<SimBus, String> {
     let why = |e: JsValue| {
         let m = js_sys::Reflect::get(&e, &"message".into())
@@ -70,6 +81,9 @@ pub async fn start() -> Result<SimBus, String> {
         .map_err(why)?
         .unchecked_into();
     bus.grant_all(true);
+    // Simulated units outlive a reload of the page, as real ones do: the flow's recovery
+    // ("do you already hold record X?") can then be practised, and tested, in training.
+    bus.keep_in(KEPT);
     bus.install().map_err(why)?;
     Ok(bus)
 }
