@@ -412,6 +412,7 @@ fn bench_portal() -> Result {
     )?;
     for (label, dir, name) in [
         ("portal", &portal_dir, "imprint_portal"),
+        ("training (on demand)", &portal_dir, "imprint_training"),
         ("bare Leptos", &bare_out, "bare_leptos"),
     ] {
         for file in [format!("{name}_bg.wasm"), format!("{name}.js")] {
@@ -425,7 +426,7 @@ fn bench_portal() -> Result {
                 .and_then(|o| String::from_utf8(o.stdout).ok())
                 .and_then(|t| t.trim().parse::<u64>().ok())
                 .unwrap_or(0);
-            println!("{label:12} {file:28} {raw:>9} bytes {gz:>8} gzipped");
+            println!("{label:20} {file:28} {raw:>9} bytes {gz:>8} gzipped");
         }
     }
     let driver = tools::ensure_chromedriver()?;

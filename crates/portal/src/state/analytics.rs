@@ -122,3 +122,15 @@ pub fn line(outcomes: &[Outcome], now_ms: u64, window_ms: u64) -> Line {
         histogram,
     }
 }
+
+/// How long the station keeps unit outcomes for its figures.
+pub const KEEP_OUTCOMES_MS: u64 = 24 * 3_600_000;
+
+/// Drops outcomes older than [`KEEP_OUTCOMES_MS`] (and keeps at most the last 20,000), so the
+/// stored list does not grow over weeks of shifts.
+pub fn keep_recent(outcomes: &mut Vec<Outcome>, now_ms: u64) {
+    let since = now_ms.saturating_sub(KEEP_OUTCOMES_MS);
+    outcomes.retain(|o| o.at_ms >= since);
+    let extra = outcomes.len().saturating_sub(20_000);
+    outcomes.drain(..extra);
+}

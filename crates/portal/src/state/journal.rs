@@ -121,6 +121,12 @@ impl std::fmt::Display for JournalError {
 
 impl std::error::Error for JournalError {}
 
+/// How many finished (verified) entries the journal keeps, the most recent ones: enough to
+/// recognise a finished unit plugged in again, while the journal, saved before every step,
+/// stays small over a long shift (and far within the browser's 5 MB of localStorage). Older
+/// ones are on the server, which is the record of what was installed.
+pub const KEEP_VERIFIED: usize = 200;
+
 /// The journal of one station.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Journal {
@@ -300,6 +306,29 @@ impl Journal {
             unit,
             product_serial,
         };
+        // Finished entries go to the end, in the order they finished, and only the last
+        // KEEP_VERIFIED of them stay: the pool keeps its order, and the journal stays small.
+        if let Some(at) = self
+            .entries
+            .iter()
+            .position(|e| e.record.apparatus_id == id)
+        {
+            let done = self.entries.remove(at);
+            self.entries.push(done);
+        }
+        let verified = self
+            .entries
+            .iter()
+            .filter(|e| matches!(e.step, Step::Verified { .. }))
+            .count();
+        let mut drop = verified.saturating_sub(KEEP_VERIFIED);
+        self.entries.retain(|e| {
+            let old = drop > 0 && matches!(e.step, Step::Verified { .. });
+            if old {
+                drop -= 1;
+            }
+            !old
+        });
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::JsValue;
 use wasm_bindgen::prelude::Closure;
 
-use crate::state::analytics::{Outcome, line};
+use crate::state::analytics::{Outcome, keep_recent, line};
 use crate::state::diagnose::{Diagnosis, Severity};
 use crate::state::journal::Journal;
 use crate::station::{Observer, Phase, Setup, provision};
@@ -219,7 +219,10 @@ fn start_unit(ctx: Ctx, device: JsValue) {
                         resumed: s.resumed,
                     };
                 });
-                ctx.outcomes.update(|o| o.push(outcome(true)));
+                ctx.outcomes.update(|o| {
+                    o.push(outcome(true));
+                    keep_recent(o, now_ms());
+                });
                 take_off_line(ctx, &unit);
             }
             Err(f) => {
@@ -237,7 +240,10 @@ fn start_unit(ctx: Ctx, device: JsValue) {
                     };
                 });
                 if f.diagnosis.severity == Severity::SetAside {
-                    ctx.outcomes.update(|o| o.push(outcome(false)));
+                    ctx.outcomes.update(|o| {
+                        o.push(outcome(false));
+                        keep_recent(o, now_ms());
+                    });
                     take_off_line(ctx, &unit);
                 }
             }
@@ -558,6 +564,9 @@ fn Station(ctx: Ctx) -> impl IntoView {
             }
         });
     };
+    // Loading: the training module is on its way (the button is disabled); on: its units
+    // can be plugged (the training buttons show only then).
+    let training_loading = RwSignal::new(false);
     let training_on = RwSignal::new(false);
     let plug = move |kind: &'static str| {
         let n = (js_sys::Math::random() * 1e6) as u32;
@@ -573,11 +582,12 @@ fn Station(ctx: Ctx) -> impl IntoView {
         });
     };
     let start_training = move |_| {
-        training_on.set(true);
+        training_loading.set(true);
         spawn_local(async move {
             match crate::web::training::start().await {
                 Ok(bus) => {
                     ctx.training.set_value(Some(bus.clone()));
+                    training_on.set(true);
                     listen(ctx);
                     ctx.say(
                         "training mode: simulated units replace USB; nothing here touches hardware"
@@ -595,11 +605,9 @@ fn Station(ctx: Ctx) -> impl IntoView {
                         ctx.say(format!("training: {n} simulated unit(s) still plugged in from before the reload"));
                     }
                 }
-                Err(e) => {
-                    training_on.set(false);
-                    ctx.say(e);
-                }
+                Err(e) => ctx.say(e),
             }
+            training_loading.set(false);
         });
     };
     let sim = move |kind: &'static str, fault: &'static str, arg: u32| {
@@ -628,7 +636,7 @@ fn Station(ctx: Ctx) -> impl IntoView {
             <button id="fetch" on:click=fetch disabled=move || fetch_busy.get()>"Fetch 10 records"</button>
             <button id="lease" on:click=take_lease disabled=move || fetch_busy.get() title="20 signed records usable for 8 hours without the server">"Take offline lease"</button>
             <button id="connect" class="primary" on:click=connect disabled=!support>"Connect unit"</button>
-            <button id="training" on:click=start_training disabled=move || training_on.get()>"Training mode"</button>
+            <button id="training" on:click=start_training disabled=move || training_loading.get() || training_on.get()>"Training mode"</button>
             <button id="download" on:click=download>"Download log"</button>
             <button on:click=sign_out>"Sign out"</button>
         </header>

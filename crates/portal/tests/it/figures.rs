@@ -96,3 +96,27 @@ fn every_browser_failure_has_its_fix() {
             .contains("snap connect chromium:raw-usb")
     );
 }
+
+#[test]
+fn outcomes_older_than_a_day_are_dropped() {
+    use imprint_portal::state::analytics::{KEEP_OUTCOMES_MS, keep_recent};
+    let now = 10 * KEEP_OUTCOMES_MS;
+    let at = |ms: u64| Outcome {
+        at_ms: ms,
+        station: "s".into(),
+        technician: "t".into(),
+        ok: true,
+        attempts: 1,
+        duration_ms: 20,
+    };
+    let mut o = vec![
+        at(now - KEEP_OUTCOMES_MS - 1),
+        at(now - KEEP_OUTCOMES_MS),
+        at(now),
+    ];
+    keep_recent(&mut o, now);
+    assert_eq!(o.len(), 2);
+    let mut many: Vec<Outcome> = (0..20_010).map(|_| at(now)).collect();
+    keep_recent(&mut many, now);
+    assert_eq!(many.len(), 20_000);
+}

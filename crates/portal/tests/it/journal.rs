@@ -137,3 +137,40 @@ fn records_of_an_expired_lease_are_never_picked() {
         "N-1"
     );
 }
+
+#[test]
+fn a_long_shift_keeps_the_journal_small_and_the_pool_in_order() {
+    use imprint_portal::state::journal::KEEP_VERIFIED;
+    let n = KEEP_VERIFIED + 50;
+    let mut j = Journal::default();
+    j.add_records((0..n + 3).map(|i| rec(&format!("R-{i:04}"), 1)));
+    // Finish them out of fetch order: the last one first.
+    let order: Vec<usize> = std::iter::once(n - 1).chain(0..n - 1).collect();
+    for (k, i) in order.iter().enumerate() {
+        let id = format!("R-{i:04}");
+        let unit = format!("u-{k}");
+        j.install_sent(&id, &unit).unwrap();
+        j.installed(&id, &unit, "SN", "ab").unwrap();
+        j.reported(&id).unwrap();
+        j.verified(&id).unwrap();
+    }
+    let verified = j
+        .entries
+        .iter()
+        .filter(|e| matches!(e.step, Step::Verified { .. }))
+        .count();
+    assert_eq!(
+        verified, KEEP_VERIFIED,
+        "only the most recent finished entries stay"
+    );
+    assert_eq!(j.entries.len(), KEEP_VERIFIED + 3);
+    // The ones kept are the last to finish; the first to finish (R-0249) is gone.
+    assert!(j.get(&format!("R-{:04}", n - 1)).is_none());
+    assert!(j.for_unit(&format!("u-{}", n - 1)).is_some());
+    // The pool is untouched and still in fetch order.
+    assert_eq!(j.pool_size(), 3);
+    assert_eq!(
+        j.next_for("CAM-X100", &[1], 0).unwrap().apparatus_id,
+        format!("R-{n:04}")
+    );
+}
