@@ -8,6 +8,9 @@
 //! - `cargo xtask portal`: builds the portal (wasm32, wasm-bindgen, wasm-opt) into
 //!   `target/portal`, from the same `index.html` trunk uses.
 //! - `cargo xtask bench`: the server benchmark, then seal/open next to `openssl speed`.
+//! - `cargo xtask trunk-check`: builds the portal with trunk (as `trunk serve` does, installing
+//!   trunk 0.21 if missing) and runs the end-to-end test on that build. Not part of `test`:
+//!   compiling trunk takes about nine minutes on two cores.
 
 mod tools;
 
@@ -41,9 +44,10 @@ fn main() -> ExitCode {
         Some("bench") => bench(),
         Some("portal") => portal().map(|_| ()),
         Some("bench-portal") => bench_portal(),
+        Some("trunk-check") => trunk_check(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  test      run every check (what CI runs)\n  run       run the system\n  fuzz T S  run fuzz target T for S seconds (default 60)\n  vectors   regenerate crates/core/tests/vectors\n  bench     server benchmark; seal/open beside openssl speed\n  portal    build the portal into target/portal\n  bench-portal  portal size and first paint beside a bare Leptos page"
+                "usage: cargo xtask <command>\n\n  test      run every check (what CI runs)\n  run       run the system\n  fuzz T S  run fuzz target T for S seconds (default 60)\n  vectors   regenerate crates/core/tests/vectors\n  bench     server benchmark; seal/open beside openssl speed\n  portal    build the portal into target/portal\n  bench-portal  portal size and first paint beside a bare Leptos page\n  trunk-check   build the portal with trunk and run the end-to-end test on it"
             );
             return ExitCode::from(2);
         }
@@ -67,9 +71,12 @@ fn root() -> PathBuf {
 fn sh(cmd: &mut Command) -> Result {
     let shown = format!("{cmd:?}").replace('"', "");
     eprintln!("$ {shown}");
+    // A PATH the caller set wins (trunk-check puts target/tools first).
+    if !cmd.get_envs().any(|(k, _)| k == "PATH") {
+        cmd.env("PATH", tools::path_with_cargo_bin());
+    }
     let status = cmd
         .current_dir(cmd.get_current_dir().map_or_else(root, Path::to_path_buf))
-        .env("PATH", tools::path_with_cargo_bin())
         .status()
         .map_err(|e| Failure(format!("could not start `{shown}`: {e}")))?;
     if status.success() {
@@ -326,7 +333,14 @@ fn run() -> Result {
 /// then wasm-opt, then terser for the JavaScript glue.
 fn bindgen(wasm: &Path, name: &str, out: &Path) -> Result {
     sh(Command::new("wasm-bindgen")
-        .args(["--target", "web", "--no-typescript", "--out-dir"])
+        .args([
+            "--target",
+            "web",
+            "--no-typescript",
+            "--out-name",
+            name,
+            "--out-dir",
+        ])
         .arg(out)
         .arg(wasm))?;
     let bg = out.join(format!("{name}_bg.wasm"));
@@ -412,7 +426,7 @@ fn bench_portal() -> Result {
     )?;
     for (label, dir, name) in [
         ("portal", &portal_dir, "imprint_portal"),
-        ("training (on demand)", &portal_dir, "imprint_training"),
+        ("training (on demand)", &portal_dir, "imprint-training"),
         ("bare Leptos", &bare_out, "bare_leptos"),
     ] {
         for file in [format!("{name}_bg.wasm"), format!("{name}.js")] {
@@ -474,6 +488,37 @@ fn bench_portal() -> Result {
         .env("CHROMEDRIVER", driver))
 }
 
+/// Checks that the trunk path works: `trunk build --release` from the root `index.html` (and
+/// `Trunk.toml`) into `target/trunk-dist`, then the end-to-end test against that build.
+fn trunk_check() -> Result {
+    tools::ensure_trunk()?;
+    // Trunk takes a wasm-opt of the version Trunk.toml names from the PATH.
+    let _ = tools::ensure_wasm_opt();
+    let mut path = std::ffi::OsString::from(root().join("target/tools/node_modules/.bin"));
+    path.push(":");
+    path.push(tools::path_with_cargo_bin());
+    sh(Command::new("trunk")
+        .args(["build", "--release"])
+        .env("PATH", &path)
+        .current_dir(root()))?;
+    let driver = tools::ensure_chromedriver()?;
+    cargo(&["build", "-p", "imprint-server", "--bin", "imprint"])?;
+    sh(Command::new(tools::cargo_bin())
+        .args([
+            "test",
+            "-p",
+            "imprint-e2e",
+            "--test",
+            "station",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("IMPRINT_BIN", root().join("target/debug/imprint"))
+        .env("IMPRINT_PORTAL", root().join("target/trunk-dist"))
+        .env("CHROMEDRIVER", driver))
+}
+
 /// Builds the portal into `target/portal`: cargo for wasm32, then [`package`].
 fn portal() -> Result<PathBuf> {
     let out = root().join("target/portal");
@@ -502,7 +547,8 @@ fn portal() -> Result<PathBuf> {
     )?;
     bindgen(
         &built.join("imprint_training.wasm"),
-        "imprint_training",
+        // Named as trunk names a worker module (after the package), so both builds match.
+        "imprint-training",
         &out,
     )?;
     eprintln!("portal built in {}", out.display());

@@ -251,3 +251,11 @@ pub(crate) fn ensure_terser() -> Option<PathBuf> {
         None
     }
 }
+
+/// trunk, the Leptos developer's build tool, at the version `trunk serve` was checked with.
+pub(crate) fn ensure_trunk() -> Result {
+    if output("trunk", &["--version"]).is_some_and(|v| v.contains("0.21")) {
+        return Ok(());
+    }
+    cargo_install("trunk", Some("0.21.14"))
+}

@@ -3,8 +3,8 @@
 //! The simulated units (imprint-device's write module on simulated flash, behind a WebUSB
 //! `USBDevice` stand-in and a `navigator.usb` of their own) are a quarter of what the station
 //! would otherwise ship: AES-GCM, HKDF, HMAC and SHA-256 that the station itself never needs.
-//! So they are built into a module of their own, `imprint_training.js` and
-//! `imprint_training_bg.wasm` beside the portal, which the portal imports the first time a
+//! So they are built into a module of their own, `imprint-training.js` and
+//! `imprint-training_bg.wasm` beside the portal, which the portal imports the first time a
 //! technician turns training on (`crates/portal/src/web/training.rs`). Nothing here is
 //! loaded on a line that provisions real units.
 //!

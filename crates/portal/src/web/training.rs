@@ -63,7 +63,7 @@ extern "C" {
 const KEPT: &str = "imprint.training.units";
 
 /// The module's file, beside the portal's own.
-const MODULE: &str = "imprint_training.js";
+const MODULE: &str = "imprint-training.js";
 
 /// Loads the training module and puts its simulated bus in place of `navigator.usb`, with
 /// every unit granted (as the kiosk policy does on a real line). Units an earlier page left
