@@ -218,21 +218,7 @@ fn test() -> Result {
             "end to end: real server, real portal in headless Chromium, simulated units",
             &|| {
                 let driver = chrome.borrow().clone().unwrap_or_default();
-                cargo(&["build", "-p", "imprint-server", "--bin", "imprint"])?;
-                sh(Command::new(tools::cargo_bin())
-                    .args([
-                        "test",
-                        "-p",
-                        "imprint-e2e",
-                        "--test",
-                        "station",
-                        "--",
-                        "--ignored",
-                        "--nocapture",
-                    ])
-                    .env("IMPRINT_BIN", root().join("target/debug/imprint"))
-                    .env("IMPRINT_PORTAL", root().join("target/portal"))
-                    .env("CHROMEDRIVER", &driver))
+                end_to_end(&root().join("target/portal"), &driver)
             },
         ),
         ("fuzz targets: build and smoke-run", &fuzz_smoke),
@@ -502,6 +488,12 @@ fn trunk_check() -> Result {
         .env("PATH", &path)
         .current_dir(root()))?;
     let driver = tools::ensure_chromedriver()?;
+    end_to_end(&root().join("target/trunk-dist"), &driver)
+}
+
+/// The end-to-end test (`tests/e2e/tests/station.rs`) against the debug server and the portal
+/// built into `portal`.
+fn end_to_end(portal: &Path, driver: &Path) -> Result {
     cargo(&["build", "-p", "imprint-server", "--bin", "imprint"])?;
     sh(Command::new(tools::cargo_bin())
         .args([
@@ -515,7 +507,7 @@ fn trunk_check() -> Result {
             "--nocapture",
         ])
         .env("IMPRINT_BIN", root().join("target/debug/imprint"))
-        .env("IMPRINT_PORTAL", root().join("target/trunk-dist"))
+        .env("IMPRINT_PORTAL", portal)
         .env("CHROMEDRIVER", driver))
 }
 

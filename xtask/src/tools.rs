@@ -210,17 +210,8 @@ pub(crate) fn ensure_wasm_opt() -> Option<PathBuf> {
     if good(std::ffi::OsStr::new("wasm-opt")) {
         return Some(PathBuf::from("wasm-opt"));
     }
-    if which("npm").is_some() {
-        let prefix = root().join("target/tools");
-        let _ = std::fs::create_dir_all(&prefix);
-        let ok = sh(Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
-            .arg(&prefix)
-            .arg("binaryen@132"))
-        .is_ok();
-        if ok && good(local.as_os_str()) {
-            return Some(local);
-        }
+    if npm_install("binaryen@132") && good(local.as_os_str()) {
+        return Some(local);
     }
     eprintln!(
         "no wasm-opt >= 116 (npm package binaryen): the portal is built without size optimisation"
@@ -236,15 +227,7 @@ pub(crate) fn ensure_terser() -> Option<PathBuf> {
     if local.is_file() {
         return Some(local);
     }
-    which("npm")?;
-    let prefix = root().join("target/tools");
-    let _ = std::fs::create_dir_all(&prefix);
-    let ok = sh(Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
-        .arg(&prefix)
-        .arg("terser@5"))
-    .is_ok();
-    if ok && local.is_file() {
+    if npm_install("terser@5") && local.is_file() {
         Some(local)
     } else {
         eprintln!("no terser (npm): the portal's JavaScript glue ships unminified");
@@ -258,4 +241,19 @@ pub(crate) fn ensure_trunk() -> Result {
         return Ok(());
     }
     cargo_install("trunk", Some("0.21.14"))
+}
+
+/// Installs an npm package under `target/tools` (the project's own tools, never global); false
+/// without npm or when the install fails.
+fn npm_install(package: &str) -> bool {
+    if which("npm").is_none() {
+        return false;
+    }
+    let prefix = root().join("target/tools");
+    let _ = std::fs::create_dir_all(&prefix);
+    sh(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+        .arg(&prefix)
+        .arg(package))
+    .is_ok()
 }
