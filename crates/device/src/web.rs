@@ -28,6 +28,8 @@ struct Unit {
     opened: bool,
     configured: bool,
     claimed: bool,
+    /// Counts closes and releases: a transfer waiting across one is cancelled.
+    session: u32,
 }
 
 type Shared = Rc<RefCell<Unit>>;
@@ -181,6 +183,7 @@ impl SimUsbDevice {
             let mut u = unit.borrow_mut();
             u.opened = false;
             u.claimed = false;
+            u.session = u.session.wrapping_add(1);
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -226,7 +229,9 @@ impl SimUsbDevice {
     pub fn release_interface(&self, _number: u8) -> Promise {
         let unit = self.unit.clone();
         future_to_promise(async move {
-            unit.borrow_mut().claimed = false;
+            let mut u = unit.borrow_mut();
+            u.claimed = false;
+            u.session = u.session.wrapping_add(1);
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -259,6 +264,7 @@ impl SimUsbDevice {
     pub fn transfer_in(&self, endpoint: u8, length: u32) -> Promise {
         let ready = self.check_ready(endpoint, true);
         let unit = self.unit.clone();
+        let session = unit.borrow().session;
         future_to_promise(async move {
             ready?;
             let fault = unit.borrow().dev.fault();
@@ -266,6 +272,11 @@ impl SimUsbDevice {
                 sleep(i32::try_from(ms).unwrap_or(i32::MAX)).await;
             }
             loop {
+                // Closing the device or releasing the interface cancels a waiting transfer, as
+                // Chrome does; otherwise a transfer the page gave up on would wait for ever.
+                if unit.borrow().dev.is_plugged() && unit.borrow().session != session {
+                    return Err(dom_error("AbortError", "The transfer was cancelled."));
+                }
                 let chunk = unit
                     .borrow_mut()
                     .dev
@@ -698,6 +709,7 @@ impl SimUsb {
             opened: false,
             configured: false,
             claimed: false,
+            session: 0,
         }));
         let js: JsValue = SimUsbDevice {
             unit: unit.clone(),

@@ -310,3 +310,22 @@ async fn kept_units_come_back_after_a_page_reload_with_what_they_wrote() {
     assert_eq!(third.restore().unwrap(), 0);
     store.remove_item(key).unwrap();
 }
+
+#[wasm_bindgen_test]
+async fn closing_the_unit_cancels_a_waiting_transfer_as_chrome_does() {
+    let bus = SimUsb::new().unwrap();
+    bus.plug("demo", 51).unwrap();
+    let dev = bus.device(0);
+    open(&dev).await;
+    // Nothing was asked, so nothing comes: the transfer waits...
+    let f: js_sys::Function = get(&dev, "transferIn").dyn_into().unwrap();
+    let waiting = js_sys::Promise::from(f.call2(&dev, &1.into(), &64.into()).unwrap());
+    call(&dev, "close", &[]).await.unwrap();
+    // ...until the page closes the unit: then it fails with AbortError, not later.
+    let err = JsFuture::from(waiting).await.unwrap_err();
+    assert_eq!(error_name(&err), "AbortError");
+    // Opened again, the unit answers the next request normally.
+    open(&dev).await;
+    let (_, reply) = exchange(&dev, &Request::GetInfo, 1).await.unwrap();
+    assert!(matches!(reply, Reply::Info(_)));
+}

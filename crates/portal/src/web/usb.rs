@@ -68,17 +68,27 @@ pub async fn sleep(ms: i32) {
 
 /// Awaits `p`, or fails with [`LinkError::Timeout`] after `ms`.
 async fn with_timeout(p: Promise, ms: i32) -> Result<JsValue, LinkError> {
+    let timer = std::cell::Cell::new(None);
     let timeout = Promise::new(&mut |_, reject| {
         if let Some(w) = web_sys::window() {
-            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_1(
-                &reject,
-                ms,
-                &JsValue::from_str("imprint-timeout"),
+            timer.set(
+                w.set_timeout_with_callback_and_timeout_and_arguments_1(
+                    &reject,
+                    ms,
+                    &JsValue::from_str("imprint-timeout"),
+                )
+                .ok(),
             );
         }
     });
     let race = Promise::race(&Array::of2(&p, &timeout));
-    JsFuture::from(race).await.map_err(|e| {
+    let result = JsFuture::from(race).await;
+    // Every transfer has a timer: clear it once the transfer settled, so a busy line does not
+    // leave thousands of them pending.
+    if let (Some(w), Some(id)) = (web_sys::window(), timer.get()) {
+        w.clear_timeout_with_handle(id);
+    }
+    result.map_err(|e| {
         if e.as_string().as_deref() == Some("imprint-timeout") {
             LinkError::Timeout
         } else {
