@@ -122,10 +122,12 @@ impl std::fmt::Display for JournalError {
 impl std::error::Error for JournalError {}
 
 /// How many finished (verified) entries the journal keeps, the most recent ones: enough to
-/// recognise a finished unit plugged in again, while the journal, saved before every step,
-/// stays small over a long shift (and far within the browser's 5 MB of localStorage). Older
-/// ones are on the server, which is the record of what was installed.
-pub const KEEP_VERIFIED: usize = 200;
+/// recognise a finished unit plugged in again while it is still on the bench, while the
+/// journal, saved before every step, stays small over a shift (saving 300 entries took 4 ms in
+/// Chromium, four times per unit; see docs/benchmarks.md). Older ones are on the server, which
+/// is the record of what was installed; a unit plugged in again after that is reported as
+/// already provisioned.
+pub const KEEP_VERIFIED: usize = 20;
 
 /// The journal of one station.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
