@@ -489,6 +489,10 @@ fn Figures(ctx: Ctx) -> impl IntoView {
                         {l.by_technician.iter().map(|(name, f)| view! {
                             <tr><td>{name.clone()}</td><td>{f.done}</td><td>{format!("{}%", f.first_pass_yield_percent())}</td><td>{f.retries}</td></tr>
                         }).collect_view()}
+                        <tr><th>"Station"</th><th></th><th></th><th></th></tr>
+                        {l.by_station.iter().map(|(name, f)| view! {
+                            <tr><td>{name.clone()}</td><td>{f.done}</td><td>{format!("{}%", f.first_pass_yield_percent())}</td><td>{f.retries}</td></tr>
+                        }).collect_view()}
                     </table>
                 }
             }}
