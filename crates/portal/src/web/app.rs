@@ -620,8 +620,10 @@ fn Station(ctx: Ctx) -> impl IntoView {
             if fault != "none" {
                 // The unit just plugged is the last one: set its fault before its install.
                 ctx.training.with_value(|b| {
-                    if let Some(bus) = b {
-                        crate::web::training::set_fault(&bus.device(bus.count() - 1), fault, arg);
+                    if let Some(bus) = b
+                        && let Some(last) = bus.count().checked_sub(1)
+                    {
+                        crate::web::training::set_fault(&bus.device(last), fault, arg);
                     }
                 });
             }
