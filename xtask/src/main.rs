@@ -550,6 +550,11 @@ fn portal() -> Result<PathBuf> {
 fn bench() -> Result {
     cargo(&["bench", "-p", "imprint-server", "--bench", "server"])?;
     cargo(&["bench", "-p", "imprint-core", "--bench", "seal"])?;
+    if Command::new("openssl").arg("version").output().is_err() {
+        return Err(Failure(
+            "the yardstick `openssl speed` needs the openssl command (Debian/Ubuntu: `apt-get install openssl`); the benches above ran".into(),
+        ));
+    }
     eprintln!("\n--- openssl speed -evp aes-256-gcm (same machine, same run) ---");
     sh(Command::new("openssl").args([
         "speed",

@@ -34,7 +34,8 @@ pub struct Figures {
     /// Extra attempts over all units.
     pub retries: u32,
     /// Units per hour over the window, rounded to the nearest unit. Whole numbers on purpose:
-    /// nobody on a line reads tenths, and formatting floats costs the page about 10 KB.
+    /// nobody on a line reads tenths, and formatting floats brings float-to-text code into the
+    /// page (with ASCII case, 8.3 KB gzipped less; docs/benchmarks.md).
     pub per_hour: u32,
 }
 

@@ -88,7 +88,8 @@ impl Diagnosis {
 
     /// A DOMException from WebUSB, by name, as Chrome reports them.
     pub fn from_browser(name: &str, message: &str) -> Diagnosis {
-        // Chrome's WebUSB messages are ASCII; the Unicode case tables would cost the page 30 KB.
+        // Chrome's WebUSB messages are ASCII; `to_lowercase` brought 28 KB of Unicode tables into
+        // the page (twiggy, docs/benchmarks.md).
         let m = message.to_ascii_lowercase();
         match name {
             // Chrome on Linux without the udev rule (or a snap without raw-usb): open() fails

@@ -34,7 +34,8 @@ fn bad(what: &str) -> String {
 /// A lease whose fields all parse, waiting for its signature to be checked.
 ///
 /// The check is split from the parsing so the page can use the browser's own Ed25519
-/// (WebCrypto) and leave `ed25519-dalek` and SHA-512 out of its module (23 KB gzipped);
+/// (WebCrypto) and leave `ed25519-dalek` and SHA-512 out of its module (9.9 KB gzipped less,
+/// docs/benchmarks.md);
 /// natively, and in tests, [`accept`] checks with imprint-core.
 #[derive(Debug)]
 pub struct Unverified {

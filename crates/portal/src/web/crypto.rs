@@ -30,7 +30,8 @@ fn js_error(e: &JsValue) -> String {
 }
 
 /// Checks an Ed25519 signature with WebCrypto. `Ok(false)` is a signature that does not match;
-/// `Err` is a key the browser refuses or a browser without Ed25519 (Chrome before 137).
+/// `Err` is a key the browser refuses or a browser without Ed25519 in WebCrypto (older ones;
+/// checked here in Chromium 156).
 pub async fn ed25519_verify(
     public_key: &[u8; 32],
     message: &[u8],
