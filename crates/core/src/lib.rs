@@ -11,6 +11,8 @@ pub mod proto;
 pub mod receipt;
 pub mod seal;
 pub mod secret;
+#[cfg(feature = "serde")]
+pub mod serde;
 pub mod tables;
 
 pub use codec::{DecodeError, crc32};

@@ -313,8 +313,10 @@ fn single_frame(bytes: &[u8]) -> Result<crate::frame::Frame<'_>, ProtocolError> 
 
 fn frame(kind: u8, seq: u8, payload: &[u8]) -> Vec<u8> {
     // Every payload built here is far below the 512-byte limit (largest: an install request
-    // of 1 + 32 + 1 + 148 bytes), so encoding cannot fail.
-    encode_frame(kind, seq, payload).unwrap_or_default()
+    // of 1 + 32 + 1 + 148 bytes), so encoding cannot fail. An empty frame in its place would
+    // be sent as if it were the message, so a failure is a panic that names the invariant.
+    #[allow(clippy::expect_used)]
+    encode_frame(kind, seq, payload).expect("every message built here is under 512 bytes")
 }
 
 impl Request {

@@ -153,7 +153,6 @@ impl Quota {
 
 /// Why a table operation was refused. Messages say what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum TableError {
     /// The key identifier is already in table 700.
     DuplicateKeyId(KeyId),

@@ -227,9 +227,9 @@ async fn main() {
         .await
         .unwrap()
         .remove(0);
-    let id = ApparatusId::new(&rec.apparatus_id).unwrap();
+    let id = rec.apparatus_id;
     let mut dev = imprint_device::sim::SimDevice::demo(1);
-    let sealed = SealedRecord::parse(&hex::decode(&rec.sealed).unwrap()).unwrap();
+    let sealed = rec.sealed.clone();
     dev.transfer_out(
         &imprint_core::Request::Install {
             apparatus_id: id,
@@ -303,8 +303,8 @@ async fn main() {
         .unwrap();
     let mut jobs = Vec::new();
     for (i, r) in recs.iter().enumerate() {
-        let id = ApparatusId::new(&r.apparatus_id).unwrap();
-        let sealed = SealedRecord::parse(&hex::decode(&r.sealed).unwrap()).unwrap();
+        let id = r.apparatus_id;
+        let sealed = r.sealed.clone();
         let mut dev = imprint_device::sim::SimDevice::demo(i as u32);
         dev.transfer_out(
             &imprint_core::Request::Install {
@@ -322,7 +322,9 @@ async fn main() {
         jobs.push(serde_json::json!({"apparatus_id": r.apparatus_id, "product_serial": dev.config().product_serial.as_str(), "receipt": hex::encode(receipt.0), "station": format!("s{}", i % 32)}).to_string());
     }
     let app = imprint_server::app(state.clone());
-    let (token, _) = auth::login(&state, "tech", "password-123").await.unwrap();
+    let (token, _) = auth::login(&state, "tech", "password-123", None)
+        .await
+        .unwrap();
     let t = Instant::now();
     let mut tasks = Vec::new();
     for s in 0..stations as usize {
@@ -338,7 +340,7 @@ async fn main() {
             let mut lat = Vec::new();
             for body in mine {
                 let req = axum::http::Request::post("/api/v1/report")
-                    .header("authorization", format!("Bearer {token}"))
+                    .header("authorization", token.bearer())
                     .header("content-type", "application/json")
                     .body(axum::body::Body::from(body))
                     .unwrap();

@@ -1,376 +1,217 @@
-//! The HTTP API (JSON). Each handler parses its input into core types, checks the caller's
-//! role, calls [`crate::service`] and answers. Routes are under `/api/v1`.
+//! The HTTP API (JSON), over the contract in `imprint-api`.
 //!
-//! The routes, with the roles allowed on each, are the table [`ROUTES`]; the router and the
-//! OpenAPI document (`GET /api/v1/openapi.json`) are both built from it.
+//! The router is built from [`Op::ALL`]: each operation's route comes from [`Op::route`],
+//! its handler from [`handler`] (an exhaustive match), and its access rule is enforced by a
+//! guard layered on that route, before the handler runs. So a route cannot be served to a role
+//! its documentation does not name. Handlers parse nothing by hand: bodies, paths and queries
+//! are the contract's types, and a body that does not fit answers the one error body with
+//! `bad_request`.
 
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post, put};
 use axum::{Json, Router};
-use imprint_core::{
-    ApparatusId, AuthResponse, Challenge, FactoryId, KeyId, ProductCode, ProductSerial, Receipt,
+use imprint_api::{
+    Access, AddFactoryRequest, AddKeyRequest, AddUserRequest, AuditEntry, AuditPage, AuditQuery,
+    AuditVerification, Bytes, ChallengeAnswer, ChallengeRequest, FactoryAdded, GenerateRequest,
+    Generated, Imported, IssueRequest, KeyAdded, KeyList, LeaseAnswer, LeaseKeyAnswer,
+    LeaseRequest, LoggedOut, LoginAnswer, LoginRequest, MapProductRequest, MeAnswer, Method, Op,
+    ProductList, QuotaSet, RecordList, ReleaseRequest, Released, Remapped, ReportAnswer,
+    ReportRequest, Revoked, SetQuotaRequest, UserAdded, UserInfo, VerifyAnswer, VerifyAuditQuery,
+    VerifyRequest,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use imprint_core::{ApparatusId, FactoryId, ProductCode};
+use serde::de::DeserializeOwned;
 
-use crate::auth::{Role, User};
+use crate::auth::User;
 use crate::error::AppError;
 use crate::{AppState, audit, auth, service};
 
-type ApiResult = Result<Json<Value>, AppError>;
+type ApiResult<T> = Result<Json<T>, AppError>;
 
-/// One documented route. The router is built from this table, so the OpenAPI document
-/// served at `/api/v1/openapi.json` cannot drift from what is served.
-#[derive(Debug, Clone, Copy)]
-pub struct RouteDoc {
-    /// HTTP method.
-    pub method: &'static str,
-    /// Path under `/api/v1`, with `{param}` placeholders.
-    pub path: &'static str,
-    /// Roles allowed; empty means public.
-    pub roles: &'static [&'static str],
-    /// What it does.
-    pub summary: &'static str,
-    /// JSON body fields (name, JSON type), if it takes a JSON body.
-    pub body: &'static [(&'static str, &'static str)],
+/// A JSON body of the contract. A body that is not JSON, lacks a field or has one of the wrong
+/// type or form is refused with `bad_request` and serde's words for what did not fit (which
+/// name the field, never echo a value).
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) => Err(AppError::BadRequest(json_problem(&e))),
+        }
+    }
 }
 
-const ADMIN: &[&str] = &["admin"];
-const READERS: &[&str] = &["admin", "auditor"];
-const TECH: &[&str] = &["technician"];
-const ANYONE_SIGNED_IN: &[&str] = &["admin", "technician", "auditor"];
-const PUBLIC: &[&str] = &[];
+fn json_problem(e: &JsonRejection) -> String {
+    match e {
+        JsonRejection::MissingJsonContentType(_) => {
+            "the body must be JSON with `content-type: application/json`".into()
+        }
+        other => other.body_text(),
+    }
+}
 
-/// Every route of the API.
-pub const ROUTES: &[RouteDoc] = &[
-    RouteDoc {
-        method: "POST",
-        path: "/login",
-        roles: PUBLIC,
-        summary: "Sign in; returns a session token",
-        body: &[("username", "string"), ("password", "string")],
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/logout",
-        roles: ANYONE_SIGNED_IN,
-        summary: "End the session",
-        body: &[],
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/me",
-        roles: ANYONE_SIGNED_IN,
-        summary: "The signed-in user",
-        body: &[],
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/keys",
-        roles: ADMIN,
-        summary: "Key identifiers of table 700 (never key material)",
-        body: &[],
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/keys",
-        roles: ADMIN,
-        summary: "Add a random pre-write key",
-        body: &[("key_id", "integer")],
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/products",
-        roles: READERS,
-        summary: "Table 500: product codes and key identifiers",
-        body: &[],
-    },
-    RouteDoc {
-        method: "PUT",
-        path: "/products/{code}",
-        roles: ADMIN,
-        summary: "Map or remap a product code; outstanding records are re-sealed",
-        body: &[("key_id", "integer")],
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/auth-info/generate",
-        roles: ADMIN,
-        summary: "Generate entries of table 702",
-        body: &[
-            ("key_id", "integer"),
-            ("count", "integer"),
-            ("prefix", "string"),
-        ],
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/auth-info/import",
-        roles: ADMIN,
-        summary: "Import entries from CSV (text/csv body: apparatus_id,pass_phrase,key_id); all or nothing",
-        body: &[],
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/factories",
-        roles: ADMIN,
-        summary: "Add a factory",
-        body: &[("factory_id", "string"), ("name", "string")],
-    },
-    RouteDoc {
-        method: "PUT",
-        path: "/factories/{factory}/quotas/{product}",
-        roles: ADMIN,
-        summary: "Set a factory's quota for a product code",
-        body: &[("limit", "integer")],
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/users",
-        roles: ADMIN,
-        summary: "Add a user",
-        body: &[
-            ("username", "string"),
-            ("password", "string"),
-            ("role", "string"),
-            ("factory_id", "string"),
-        ],
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/devices/{id}/revoke",
-        roles: ADMIN,
-        summary: "Revoke an installed apparatus ID",
-        body: &[],
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/installed.csv",
-        roles: READERS,
-        summary: "Table 704 without secrets, as CSV",
-        body: &[],
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/audit",
-        roles: READERS,
-        summary: "Audit log entries (query: from, limit)",
-        body: &[],
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/audit/verify",
-        roles: READERS,
-        summary: "Verify the audit hash chain (query: checkpoint=seq:hash)",
-        body: &[],
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/issue",
-        roles: TECH,
-        summary: "Issue sealed records (table 708) to the technician's factory",
-        body: &[("product_code", "string"), ("count", "integer")],
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/leases",
-        roles: TECH,
-        summary: "Issue records as a signed offline lease",
-        body: &[
-            ("product_code", "string"),
-            ("count", "integer"),
-            ("hours", "integer"),
-        ],
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/records",
-        roles: TECH,
-        summary: "Records issued to the factory and not yet installed",
-        body: &[],
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/report",
-        roles: TECH,
-        summary: "Report an installation with the device's receipt (exactly once); answers the status and a fresh challenge for the closed-loop check",
-        body: &[
-            ("apparatus_id", "string"),
-            ("product_serial", "string"),
-            ("receipt", "string"),
-            ("station", "string"),
-        ],
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/release",
-        roles: TECH,
-        summary: "Return an issued, never-installed record to the pool",
-        body: &[("apparatus_id", "string")],
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/lease-key",
-        roles: PUBLIC,
-        summary: "The Ed25519 public key that signs leases",
-        body: &[],
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/auth/challenge",
-        roles: PUBLIC,
-        summary: "A single-use challenge for a device",
-        body: &[("apparatus_id", "string")],
-    },
-    RouteDoc {
-        method: "POST",
-        path: "/auth/verify",
-        roles: PUBLIC,
-        summary: "Check a device's answer to a challenge",
-        body: &[
-            ("apparatus_id", "string"),
-            ("challenge", "string"),
-            ("response", "string"),
-        ],
-    },
-    RouteDoc {
-        method: "GET",
-        path: "/openapi.json",
-        roles: PUBLIC,
-        summary: "This document",
-        body: &[],
-    },
-];
+/// Path parameters of the contract's types (a product code, a factory ID, an apparatus ID).
+pub struct PathOf<T>(pub T);
 
-fn handler(r: &RouteDoc) -> Option<axum::routing::MethodRouter<AppState>> {
-    Some(match (r.method, r.path) {
-        ("POST", "/login") => post(login),
-        ("POST", "/logout") => post(logout),
-        ("GET", "/me") => get(me),
-        ("GET", "/keys") => get(list_keys),
-        ("POST", "/keys") => post(add_key),
-        ("GET", "/products") => get(list_products),
-        ("PUT", "/products/{code}") => put(map_product),
-        ("POST", "/auth-info/generate") => post(generate),
-        ("POST", "/auth-info/import") => post(import),
-        ("POST", "/factories") => post(add_factory),
-        ("PUT", "/factories/{factory}/quotas/{product}") => put(set_quota),
-        ("POST", "/users") => post(add_user),
-        ("POST", "/devices/{id}/revoke") => post(revoke),
-        ("GET", "/installed.csv") => get(export_installed),
-        ("GET", "/audit") => get(read_audit),
-        ("GET", "/audit/verify") => get(verify_audit),
-        ("POST", "/issue") => post(issue),
-        ("POST", "/leases") => post(lease),
-        ("GET", "/records") => get(records),
-        ("POST", "/report") => post(report),
-        ("POST", "/release") => post(release),
-        ("GET", "/lease-key") => get(lease_key),
-        ("POST", "/auth/challenge") => post(challenge),
-        ("POST", "/auth/verify") => post(verify),
-        ("GET", "/openapi.json") => get(openapi_json),
-        _ => return None,
-    })
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathOf<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| PathOf(p.0))
+            .map_err(|e: PathRejection| AppError::BadRequest(e.body_text()))
+    }
+}
+
+/// A query string of the contract's types.
+pub struct QueryOf<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryOf<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| QueryOf(q.0))
+            .map_err(|e: QueryRejection| AppError::BadRequest(e.body_text()))
+    }
+}
+
+/// The client's address, when the server was started with connect info (the real server is;
+/// in-process tests are not).
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+fn handler(op: Op) -> MethodRouter<AppState> {
+    match op {
+        Op::Login => post(login),
+        Op::Logout => post(logout),
+        Op::Me => get(me),
+        Op::ListKeys => get(list_keys),
+        Op::AddKey => post(add_key),
+        Op::ListProducts => get(list_products),
+        Op::MapProduct => put(map_product),
+        Op::Generate => post(generate),
+        Op::Import => post(import),
+        Op::AddFactory => post(add_factory),
+        Op::SetQuota => put(set_quota),
+        Op::AddUser => post(add_user),
+        Op::Revoke => post(revoke),
+        Op::ExportInstalled => get(export_installed),
+        Op::ReadAudit => get(read_audit),
+        Op::VerifyAudit => get(verify_audit),
+        Op::Issue => post(issue),
+        Op::Lease => post(lease),
+        Op::Records => get(records),
+        Op::Report => post(report),
+        Op::Release => post(release),
+        Op::LeaseKey => get(lease_key),
+        Op::Challenge => post(challenge),
+        Op::Verify => post(verify),
+        Op::OpenApi => get(openapi_json),
+    }
+}
+
+/// Who signed in, on the response, for the request log line.
+#[derive(Clone, Debug)]
+pub struct SignedIn(pub String);
+
+/// The access rule of one route, enforced before its handler: the session is looked up once,
+/// the role checked against [`Op::route`]'s access, and the [`User`] handed to the handler.
+async fn guard(
+    State((state, access)): State<(AppState, Access)>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    let Access::Roles(roles) = access else {
+        return Ok(next.run(req).await);
+    };
+    let user = auth::authenticate(&state, req.headers()).await?;
+    if !roles.contains(&user.role) {
+        return Err(AppError::Forbidden(format!(
+            "a {} may not do this",
+            user.role.as_str()
+        )));
+    }
+    let name = SignedIn(user.username.clone());
+    req.extensions_mut().insert(user);
+    let mut res = next.run(req).await;
+    res.extensions_mut().insert(name);
+    Ok(res)
 }
 
 /// The router over a state.
-///
-/// # Panics
-/// If a route in [`ROUTES`] has no handler: a programming error caught by every test run.
-#[allow(clippy::panic)]
 pub fn router(state: AppState) -> Router {
     let mut api = Router::new();
-    for r in ROUTES {
-        let Some(h) = handler(r) else {
-            panic!(
-                "route {} {} is documented but has no handler",
-                r.method, r.path
-            );
-        };
-        api = api.route(r.path, h);
+    for op in Op::ALL {
+        let route = op.route();
+        let served = handler(op).route_layer(axum::middleware::from_fn_with_state(
+            (state.clone(), route.access),
+            guard,
+        ));
+        api = api.route(route.path, served);
     }
-    // Unknown API paths are a JSON 404, never the portal's index.html.
-    let api = api.fallback(|| async {
-        AppError::NotFound("no such API route; see /api/v1/openapi.json".into())
-    });
+    // Unknown API paths and methods are the JSON error, never the portal's index.html.
+    let api = api
+        .fallback(|| async {
+            AppError::NotFound("no such API route; see /api/v1/openapi.json".into())
+        })
+        .method_not_allowed_fallback(|| async {
+            AppError::MethodNotAllowed(
+                "this path does not take this method; see /api/v1/openapi.json".into(),
+            )
+        });
     Router::new()
-        .nest("/api/v1", api)
+        .nest(imprint_api::PREFIX, api)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(state.clone(), timed))
         .with_state(state)
 }
 
-/// The OpenAPI 3.1 document, generated from [`ROUTES`].
-pub fn openapi() -> Value {
-    let mut paths = serde_json::Map::new();
-    for r in ROUTES {
-        let params: Vec<Value> = r
-            .path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
-            .collect();
-        let Value::Object(mut op) = json!({
-            "summary": r.summary,
-            "description": if r.roles.is_empty() { "Public.".to_string() } else { format!("Roles: {}.", r.roles.join(", ")) },
-            "parameters": params,
-            "responses": {
-                "200": { "description": "Success" },
-                "400": { "description": "Malformed input", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
-                "401": { "description": "No valid session" },
-                "403": { "description": "Role not allowed, or over quota / not your record" },
-                "404": { "description": "Unknown key, product, factory or apparatus ID" },
-                "409": { "description": "Conflicts with the current state" },
-                "422": { "description": "Receipt not valid, or CSV with bad lines" }
-            }
-        }) else {
-            continue;
-        };
-        if !r.roles.is_empty() {
-            op.insert("security".into(), json!([{ "session": [] }]));
-        }
-        if !r.body.is_empty() {
-            let props: serde_json::Map<String, Value> = r
-                .body
-                .iter()
-                .map(|(n, t)| (n.to_string(), json!({ "type": t })))
-                .collect();
-            op.insert("requestBody".into(), json!({ "required": true, "content": { "application/json": { "schema": { "type": "object", "properties": props } } } }));
-        }
-        if let Value::Object(entry) = paths
-            .entry(format!("/api/v1{}", r.path))
-            .or_insert_with(|| json!({}))
-        {
-            entry.insert(r.method.to_lowercase(), Value::Object(op));
-        }
-    }
-    json!({
-        "openapi": "3.1.0",
-        "info": { "title": "Imprint management and authentication server", "version": env!("CARGO_PKG_VERSION") },
-        "paths": paths,
-        "components": {
-            "securitySchemes": { "session": { "type": "http", "scheme": "bearer", "description": "Token from POST /api/v1/login" } },
-            "schemas": { "Error": { "type": "object", "properties": { "error": { "type": "string" }, "message": { "type": "string" } } } }
-        }
-    })
+/// The OpenAPI 3.1 document, generated from the contract.
+pub fn openapi() -> String {
+    imprint_api::openapi::document_json()
 }
 
-async fn openapi_json() -> Json<Value> {
-    Json(openapi())
+async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi()).into_response()
 }
 
-/// Times every request for the latency histogram, and tells the client how long the server
-/// took (`Server-Timing: app;dur=<ms>`): browser devtools and the station benchmark can then
-/// tell server time from network and page time.
-async fn timed(
-    State(state): State<AppState>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+/// Times every request for the latency histogram, tells the client how long the server took
+/// (`Server-Timing: app;dur=<ms>`), and writes one log line per request: method, route
+/// template, status, latency, user and request ID; never a body, a token or a secret.
+async fn timed(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let request_id = request_id();
     let mut res = next.run(req).await;
     let took = start.elapsed();
     state.metrics.observe(took);
@@ -378,7 +219,32 @@ async fn timed(
     if let Ok(v) = header::HeaderValue::from_str(&timing) {
         res.headers_mut().insert("server-timing", v);
     }
+    if let Ok(v) = header::HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert("x-request-id", v);
+    }
+    let user = res
+        .extensions()
+        .get::<SignedIn>()
+        .map(|u| u.0.as_str())
+        .unwrap_or("-");
+    tracing::info!(
+        target: "imprint_server::request",
+        %method,
+        route = route.as_deref().unwrap_or("(unmatched)"),
+        status = res.status().as_u16(),
+        ms = took.as_secs_f64() * 1000.0,
+        user,
+        request_id,
+        "request"
+    );
     res
+}
+
+fn request_id() -> String {
+    use rand_core::Rng;
+    let mut b = [0u8; 8];
+    crate::rng().fill_bytes(&mut b);
+    hex::encode(b)
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -388,190 +254,129 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-fn hex32(what: &str, s: &str) -> Result<[u8; 32], AppError> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(s, &mut out)
-        .map_err(|_| AppError::BadRequest(format!("{what}: 64 hex digits expected")))?;
-    Ok(out)
-}
-
 async fn healthz(State(state): State<AppState>) -> Result<&'static str, AppError> {
     sqlx::query("SELECT 1").execute(&state.pool).await?;
     Ok("ok")
 }
 
-#[derive(Deserialize)]
-struct LoginIn {
-    username: String,
-    password: String,
+async fn login(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    Body(b): Body<LoginRequest>,
+) -> ApiResult<LoginAnswer> {
+    let (token, user) = auth::login(&state, &b.username, &b.password, addr).await?;
+    Ok(Json(LoginAnswer {
+        token,
+        user: user.info()?,
+    }))
 }
 
-async fn login(State(state): State<AppState>, Json(b): Json<LoginIn>) -> ApiResult {
-    let (token, user) = auth::login(&state, &b.username, &b.password).await?;
-    Ok(Json(json!({ "token": token, "user": user })))
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    _user: User,
+) -> ApiResult<LoggedOut> {
+    auth::logout(&state, &headers).await?;
+    Ok(Json(LoggedOut { ok: true }))
 }
 
-async fn logout(State(state): State<AppState>, headers: HeaderMap, _user: User) -> ApiResult {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    auth::logout(&state, token).await?;
-    Ok(Json(json!({ "ok": true })))
+async fn me(user: User) -> ApiResult<MeAnswer> {
+    Ok(Json(MeAnswer { user: user.info()? }))
 }
 
-async fn me(user: User) -> ApiResult {
-    Ok(Json(json!({ "user": user })))
+async fn list_keys(State(state): State<AppState>, _user: User) -> ApiResult<KeyList> {
+    Ok(Json(KeyList {
+        key_ids: service::list_keys(&state).await?,
+    }))
 }
 
-async fn list_keys(State(state): State<AppState>, user: User) -> ApiResult {
-    user.require(&[Role::Admin])?;
-    Ok(Json(
-        json!({ "key_ids": service::list_keys(&state).await? }),
-    ))
+async fn add_key(
+    State(state): State<AppState>,
+    user: User,
+    Body(b): Body<AddKeyRequest>,
+) -> ApiResult<KeyAdded> {
+    service::add_key(&state, &user.username, b.key_id).await?;
+    Ok(Json(KeyAdded { key_id: b.key_id }))
 }
 
-#[derive(Deserialize)]
-struct KeyIn {
-    key_id: u32,
-}
-
-async fn add_key(State(state): State<AppState>, user: User, Json(b): Json<KeyIn>) -> ApiResult {
-    user.require(&[Role::Admin])?;
-    service::add_key(&state, &user.username, KeyId::new(b.key_id)?).await?;
-    Ok(Json(json!({ "key_id": b.key_id })))
-}
-
-async fn list_products(State(state): State<AppState>, user: User) -> ApiResult {
-    user.require(&[Role::Admin, Role::Auditor])?;
-    let list: Vec<Value> = service::list_products(&state)
-        .await?
-        .into_iter()
-        .map(|(p, k)| json!({ "product_code": p, "key_id": k }))
-        .collect();
-    Ok(Json(json!({ "products": list })))
+async fn list_products(State(state): State<AppState>, _user: User) -> ApiResult<ProductList> {
+    Ok(Json(ProductList {
+        products: service::list_products(&state).await?,
+    }))
 }
 
 async fn map_product(
     State(state): State<AppState>,
     user: User,
-    Path(code): Path<String>,
-    Json(b): Json<KeyIn>,
-) -> ApiResult {
-    user.require(&[Role::Admin])?;
-    let r = service::map_product(
-        &state,
-        &user.username,
-        ProductCode::new(&code)?,
-        KeyId::new(b.key_id)?,
-    )
-    .await?;
-    Ok(Json(json!(r)))
-}
-
-#[derive(Deserialize)]
-struct GenerateIn {
-    key_id: u32,
-    count: u64,
-    #[serde(default = "default_prefix")]
-    prefix: String,
-}
-
-fn default_prefix() -> String {
-    "IMP-".into()
+    PathOf(code): PathOf<ProductCode>,
+    Body(b): Body<MapProductRequest>,
+) -> ApiResult<Remapped> {
+    Ok(Json(
+        service::map_product(&state, &user.username, code, b.key_id).await?,
+    ))
 }
 
 async fn generate(
     State(state): State<AppState>,
     user: User,
-    Json(b): Json<GenerateIn>,
-) -> ApiResult {
-    user.require(&[Role::Admin])?;
-    let g = service::generate(
-        &state,
-        &user.username,
-        KeyId::new(b.key_id)?,
-        b.count,
-        &b.prefix,
-    )
-    .await?;
-    Ok(Json(json!(g)))
+    Body(b): Body<GenerateRequest>,
+) -> ApiResult<Generated> {
+    Ok(Json(
+        service::generate(&state, &user.username, b.key_id, b.count, &b.prefix).await?,
+    ))
 }
 
 async fn import(
     State(state): State<AppState>,
     user: User,
+    headers: HeaderMap,
     body: String,
-) -> Result<axum::response::Response, AppError> {
-    user.require(&[Role::Admin])?;
-    Ok(match service::import_csv(&state, &user.username, &body).await? {
-        Ok(n) => Json(json!({ "imported": n })).into_response(),
-        Err(errors) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({ "error": "bad_csv", "message": format!("{} bad line(s); nothing was imported", errors.len()), "lines": errors })),
-        )
-            .into_response(),
-    })
-}
-
-#[derive(Deserialize)]
-struct FactoryIn {
-    factory_id: String,
-    name: String,
+) -> ApiResult<Imported> {
+    let csv_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/csv") || t.starts_with("text/plain"));
+    if !csv_type {
+        return Err(AppError::BadRequest(
+            "the body must be CSV with `content-type: text/csv`".into(),
+        ));
+    }
+    match service::import_csv(&state, &user.username, &body).await? {
+        Ok(n) => Ok(Json(Imported { imported: n })),
+        Err(lines) => Err(AppError::BadCsv(lines)),
+    }
 }
 
 async fn add_factory(
     State(state): State<AppState>,
     user: User,
-    Json(b): Json<FactoryIn>,
-) -> ApiResult {
-    user.require(&[Role::Admin])?;
-    service::add_factory(
-        &state,
-        &user.username,
-        FactoryId::new(&b.factory_id)?,
-        &b.name,
-    )
-    .await?;
-    Ok(Json(json!({ "factory_id": b.factory_id })))
-}
-
-#[derive(Deserialize)]
-struct QuotaIn {
-    limit: u64,
+    Body(b): Body<AddFactoryRequest>,
+) -> ApiResult<FactoryAdded> {
+    service::add_factory(&state, &user.username, b.factory_id, &b.name).await?;
+    Ok(Json(FactoryAdded {
+        factory_id: b.factory_id,
+    }))
 }
 
 async fn set_quota(
     State(state): State<AppState>,
     user: User,
-    Path((factory, product)): Path<(String, String)>,
-    Json(b): Json<QuotaIn>,
-) -> ApiResult {
-    user.require(&[Role::Admin])?;
-    service::set_quota(
-        &state,
-        &user.username,
-        FactoryId::new(&factory)?,
-        ProductCode::new(&product)?,
-        b.limit,
-    )
-    .await?;
-    Ok(Json(
-        json!({ "factory_id": factory, "product_code": product, "limit": b.limit }),
-    ))
+    PathOf((factory, product)): PathOf<(FactoryId, ProductCode)>,
+    Body(b): Body<SetQuotaRequest>,
+) -> ApiResult<QuotaSet> {
+    service::set_quota(&state, &user.username, factory, product, b.limit).await?;
+    Ok(Json(QuotaSet {
+        factory_id: factory,
+        product_code: product,
+        limit: b.limit,
+    }))
 }
 
-#[derive(Deserialize)]
-struct UserIn {
-    username: String,
-    password: String,
-    role: String,
-    factory_id: Option<String>,
-}
-
-async fn add_user(State(state): State<AppState>, user: User, Json(b): Json<UserIn>) -> ApiResult {
-    user.require(&[Role::Admin])?;
+async fn add_user(
+    State(state): State<AppState>,
+    user: User,
+    Body(b): Body<AddUserRequest>,
+) -> ApiResult<UserAdded> {
     let _w = state.write_lock.lock().await;
     let mut tx = state.pool.begin().await?;
     auth::create_user(
@@ -579,63 +384,65 @@ async fn add_user(State(state): State<AppState>, user: User, Json(b): Json<UserI
         &user.username,
         &b.username,
         &b.password,
-        &b.role,
-        b.factory_id.as_deref(),
+        b.role.as_str(),
+        b.factory_id.as_ref().map(FactoryId::as_str),
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(json!({ "username": b.username, "role": b.role })))
+    Ok(Json(UserAdded {
+        username: b.username,
+        role: b.role,
+    }))
 }
 
-async fn revoke(State(state): State<AppState>, user: User, Path(id): Path<String>) -> ApiResult {
-    user.require(&[Role::Admin])?;
-    service::revoke(&state, &user.username, ApparatusId::new(&id)?).await?;
-    Ok(Json(json!({ "revoked": id })))
+async fn revoke(
+    State(state): State<AppState>,
+    user: User,
+    PathOf(id): PathOf<ApparatusId>,
+) -> ApiResult<Revoked> {
+    service::revoke(&state, &user.username, id).await?;
+    Ok(Json(Revoked { revoked: id }))
 }
 
 async fn export_installed(
     State(state): State<AppState>,
-    user: User,
+    _user: User,
 ) -> Result<impl IntoResponse, AppError> {
-    user.require(&[Role::Admin, Role::Auditor])?;
     let csv = service::export_installed(&state).await?;
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv))
 }
 
-#[derive(Deserialize)]
-struct AuditQuery {
-    from: Option<i64>,
-    limit: Option<i64>,
-}
-
 async fn read_audit(
     State(state): State<AppState>,
-    user: User,
-    Query(q): Query<AuditQuery>,
-) -> ApiResult {
-    user.require(&[Role::Admin, Role::Auditor])?;
+    _user: User,
+    QueryOf(q): QueryOf<AuditQuery>,
+) -> ApiResult<AuditPage> {
     let mut conn = state.pool.acquire().await?;
-    let entries = audit::read(
-        &mut conn,
-        q.from.unwrap_or(1),
-        q.limit.unwrap_or(100).clamp(1, 1000),
-    )
-    .await?;
-    Ok(Json(json!({ "entries": entries })))
-}
-
-#[derive(Deserialize)]
-struct VerifyQuery {
-    /// A checkpoint `seq:hash` saved from an earlier verification.
-    checkpoint: Option<String>,
+    let from = i64::try_from(q.from.unwrap_or(1))
+        .map_err(|_| AppError::BadRequest("from: too large".into()))?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000) as i64;
+    let entries = audit::read(&mut conn, from, limit).await?;
+    Ok(Json(AuditPage {
+        entries: entries
+            .into_iter()
+            .map(|e| AuditEntry {
+                seq: e.seq.max(0) as u64,
+                at: e.at,
+                actor: e.actor,
+                action: e.action,
+                detail: e.detail,
+                prev_hash: e.prev_hash,
+                hash: e.hash,
+            })
+            .collect(),
+    }))
 }
 
 async fn verify_audit(
     State(state): State<AppState>,
-    user: User,
-    Query(q): Query<VerifyQuery>,
-) -> ApiResult {
-    user.require(&[Role::Admin, Role::Auditor])?;
+    _user: User,
+    QueryOf(q): QueryOf<VerifyAuditQuery>,
+) -> ApiResult<AuditVerification> {
     let checkpoint = match &q.checkpoint {
         Some(c) => {
             let (seq, hash) = c
@@ -654,111 +461,111 @@ async fn verify_audit(
         checkpoint.as_ref().map(|(s, h)| (*s, h.as_str())),
     )
     .await?;
-    Ok(Json(json!(v)))
+    Ok(Json(AuditVerification {
+        entries: v.entries.max(0) as u64,
+        head: v.head,
+        ok: v.ok,
+        problem: v.problem,
+    }))
 }
 
-#[derive(Deserialize)]
-struct IssueIn {
-    product_code: String,
-    count: u64,
+async fn issue(
+    State(state): State<AppState>,
+    user: User,
+    Body(b): Body<IssueRequest>,
+) -> ApiResult<RecordList> {
+    let records = service::issue(&state, &user, b.product_code, b.count).await?;
+    Ok(Json(RecordList { records }))
 }
 
-async fn issue(State(state): State<AppState>, user: User, Json(b): Json<IssueIn>) -> ApiResult {
-    user.require(&[Role::Technician])?;
-    let records =
-        service::issue(&state, &user, ProductCode::new(&b.product_code)?, b.count).await?;
-    Ok(Json(json!({ "records": records })))
+async fn records(State(state): State<AppState>, user: User) -> ApiResult<RecordList> {
+    Ok(Json(RecordList {
+        records: service::open_records(&state, &user).await?,
+    }))
 }
 
-async fn records(State(state): State<AppState>, user: User) -> ApiResult {
-    user.require(&[Role::Technician])?;
-    Ok(Json(
-        json!({ "records": service::open_records(&state, &user).await? }),
-    ))
-}
-
-#[derive(Deserialize)]
-struct ReportIn {
-    apparatus_id: String,
-    product_serial: String,
-    receipt: String,
-    station: String,
-}
-
-async fn report(State(state): State<AppState>, user: User, Json(b): Json<ReportIn>) -> ApiResult {
-    user.require(&[Role::Technician])?;
+async fn report(
+    State(state): State<AppState>,
+    user: User,
+    Body(b): Body<ReportRequest>,
+) -> ApiResult<ReportAnswer> {
     let r = service::Report {
-        apparatus_id: ApparatusId::new(&b.apparatus_id)?,
-        product_serial: ProductSerial::new(&b.product_serial)?,
-        receipt: Receipt(hex32("receipt", &b.receipt)?),
+        apparatus_id: b.apparatus_id,
+        product_serial: b.product_serial,
+        receipt: b.receipt,
         station: b.station,
     };
-    let (outcome, c) = service::report(&state, &user, &r).await?;
-    Ok(Json(json!({
-        "status": outcome,
-        "challenge": hex::encode(c.0),
-        "expires_in_ms": service::CHALLENGE_MILLIS,
-    })))
+    let (status, challenge) = service::report(&state, &user, &r).await?;
+    Ok(Json(ReportAnswer {
+        status,
+        challenge,
+        expires_in_ms: service::CHALLENGE_MILLIS as u64,
+    }))
 }
 
-#[derive(Deserialize)]
-struct LeaseIn {
-    product_code: String,
-    count: u64,
-    hours: u64,
-}
-
-async fn lease(State(state): State<AppState>, user: User, Json(b): Json<LeaseIn>) -> ApiResult {
-    user.require(&[Role::Technician])?;
-    let l = service::lease(
-        &state,
-        &user,
-        ProductCode::new(&b.product_code)?,
-        b.count,
-        b.hours,
-    )
-    .await?;
-    Ok(Json(json!(l)))
-}
-
-async fn lease_key(State(state): State<AppState>) -> ApiResult {
+async fn lease(
+    State(state): State<AppState>,
+    user: User,
+    Body(b): Body<LeaseRequest>,
+) -> ApiResult<LeaseAnswer> {
     Ok(Json(
-        json!({ "public_key": hex::encode(service::lease_public_key(&state).await?) }),
+        service::lease(&state, &user, b.product_code, b.count, b.hours).await?,
     ))
 }
 
-#[derive(Deserialize)]
-struct IdIn {
-    apparatus_id: String,
+async fn lease_key(State(state): State<AppState>) -> ApiResult<LeaseKeyAnswer> {
+    Ok(Json(LeaseKeyAnswer {
+        public_key: Bytes(service::lease_public_key(&state).await?),
+    }))
 }
 
-async fn release(State(state): State<AppState>, user: User, Json(b): Json<IdIn>) -> ApiResult {
-    user.require(&[Role::Technician])?;
-    service::release(&state, &user, ApparatusId::new(&b.apparatus_id)?).await?;
-    Ok(Json(json!({ "released": b.apparatus_id })))
+async fn release(
+    State(state): State<AppState>,
+    user: User,
+    Body(b): Body<ReleaseRequest>,
+) -> ApiResult<Released> {
+    service::release(&state, &user, b.apparatus_id).await?;
+    Ok(Json(Released {
+        released: b.apparatus_id,
+    }))
 }
 
-async fn challenge(State(state): State<AppState>, Json(b): Json<IdIn>) -> ApiResult {
-    let c = service::challenge(&state, ApparatusId::new(&b.apparatus_id)?).await?;
-    Ok(Json(
-        json!({ "challenge": hex::encode(c.0), "expires_in_ms": service::CHALLENGE_MILLIS }),
-    ))
+async fn challenge(
+    State(state): State<AppState>,
+    Body(b): Body<ChallengeRequest>,
+) -> ApiResult<ChallengeAnswer> {
+    let c = service::challenge(&state, b.apparatus_id).await?;
+    Ok(Json(ChallengeAnswer {
+        challenge: c,
+        expires_in_ms: service::CHALLENGE_MILLIS as u64,
+    }))
 }
 
-#[derive(Deserialize)]
-struct VerifyIn {
-    apparatus_id: String,
-    challenge: String,
-    response: String,
+async fn verify(
+    State(state): State<AppState>,
+    Body(b): Body<VerifyRequest>,
+) -> ApiResult<VerifyAnswer> {
+    let ok = service::verify(&state, b.apparatus_id, b.challenge, b.response).await?;
+    Ok(Json(VerifyAnswer { authenticated: ok }))
 }
 
-async fn verify(State(state): State<AppState>, Json(b): Json<VerifyIn>) -> ApiResult {
-    let ok = service::verify(
-        &state,
-        ApparatusId::new(&b.apparatus_id)?,
-        Challenge(hex32("challenge", &b.challenge)?),
-        AuthResponse(hex32("response", &b.response)?),
-    )
-    .await?;
-    Ok(Json(json!({ "authenticated": ok })))
+/// What a signed-in user is in the contract.
+impl User {
+    /// As the contract's [`UserInfo`].
+    pub fn info(&self) -> Result<UserInfo, AppError> {
+        Ok(UserInfo {
+            username: self.username.clone(),
+            role: self.role,
+            factory: self.factory.as_deref().map(FactoryId::new).transpose()?,
+        })
+    }
+}
+
+/// The methods the contract uses, as axum's.
+pub fn method(m: Method) -> axum::http::Method {
+    match m {
+        Method::Get => axum::http::Method::GET,
+        Method::Post => axum::http::Method::POST,
+        Method::Put => axum::http::Method::PUT,
+    }
 }

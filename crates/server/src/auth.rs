@@ -5,10 +5,11 @@
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use imprint_api::SessionToken;
 use imprint_core::FactoryId;
 use rand_core::Rng;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{Row, SqliteConnection};
 
@@ -18,42 +19,22 @@ use crate::{AppState, audit, now_millis};
 /// How long a session lasts: one shift.
 pub const SESSION_MILLIS: i64 = 12 * 60 * 60 * 1000;
 
-/// What a user may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// The management center: keys, products, entries, factories, users.
-    Admin,
-    /// A factory technician, bound to one factory: issue, report, release.
-    Technician,
-    /// Reads the audit log and the installed-devices export; changes nothing.
-    Auditor,
+pub use imprint_api::Role;
+
+fn parse_role(s: &str) -> Result<Role, AppError> {
+    Role::parse(s).ok_or_else(|| {
+        AppError::BadRequest(format!(
+            "unknown role '{s}': use admin, technician or auditor"
+        ))
+    })
 }
 
-impl Role {
-    fn parse(s: &str) -> Result<Role, AppError> {
-        match s {
-            "admin" => Ok(Role::Admin),
-            "technician" => Ok(Role::Technician),
-            "auditor" => Ok(Role::Auditor),
-            other => Err(AppError::BadRequest(format!(
-                "unknown role '{other}': use admin, technician or auditor"
-            ))),
-        }
-    }
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Technician => "technician",
-            Role::Auditor => "auditor",
-        }
-    }
+fn stored_role(s: &str) -> Result<Role, AppError> {
+    Role::parse(s).ok_or_else(|| AppError::bug(format!("a stored role is not valid: '{s}'")))
 }
 
 /// The signed-in caller.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct User {
     /// User name.
     pub username: String,
@@ -111,7 +92,7 @@ pub async fn create_user(
     factory: Option<&str>,
 ) -> Result<(), AppError> {
     check_username(username)?;
-    let role = Role::parse(role)?;
+    let role = parse_role(role)?;
     if password.chars().count() < 10 {
         return Err(AppError::BadRequest(
             "password too short: at least 10 characters".into(),
@@ -141,7 +122,7 @@ pub async fn create_user(
     }
     let hash = Argon2::default()
         .hash_password(password.as_bytes())
-        .map_err(|e| AppError::Internal(format!("password hashing failed: {e}")))?
+        .map_err(|e| AppError::bug(format!("password hashing failed: {e}")))?
         .to_string();
     let taken = sqlx::query("SELECT 1 FROM users WHERE username = ?")
         .bind(username)
@@ -175,12 +156,31 @@ fn token_hash(token: &str) -> Vec<u8> {
 }
 
 /// Checks a password and opens a session. Wrong user and wrong password give the same answer
-/// in about the same time.
+/// in about the same time. Failed attempts are braked per user name and per client address
+/// ([`crate::throttle`]) and audited; a name that is no user is written to the audit log only
+/// as a keyed tag, because a technician who types the password into the name field would
+/// otherwise put it into a log that can never be edited.
 pub async fn login(
     state: &AppState,
     username: &str,
     password: &str,
-) -> Result<(String, User), AppError> {
+    addr: Option<std::net::IpAddr>,
+) -> Result<(SessionToken, User), AppError> {
+    let tag = state.kek.name_tag(username);
+    if let Err(retry_after_secs) = state.throttle.check(tag, addr) {
+        let _guard = state.write_lock.lock().await;
+        let mut tx = state.pool.begin().await?;
+        audit::append(
+            &mut tx,
+            "unknown",
+            "login.throttled",
+            serde_json::json!({ "name_tag": hex::encode(tag), "retry_after_s": retry_after_secs }),
+        )
+        .await?;
+        tx.commit().await?;
+        crate::metrics::Metrics::add(&state.metrics.login_throttled, 1);
+        return Err(AppError::Throttled { retry_after_secs });
+    }
     let row = sqlx::query("SELECT password_hash, role, factory_id FROM users WHERE username = ?")
         .bind(username)
         .fetch_optional(&state.pool)
@@ -196,21 +196,30 @@ pub async fn login(
         .is_ok();
     let _guard = state.write_lock.lock().await;
     let mut tx = state.pool.begin().await?;
-    let (Some(row), true) = (row, verified) else {
-        audit::append(&mut tx, username, "login.fail", serde_json::json!({})).await?;
+    let (Some(row), true) = (row.as_ref(), verified) else {
+        state.throttle.failed(tag, addr);
+        crate::metrics::Metrics::add(&state.metrics.login_fail, 1);
+        let (actor, detail) = match row {
+            Some(_) => (username, serde_json::json!({})),
+            None => (
+                "unknown",
+                serde_json::json!({ "name_tag": hex::encode(tag) }),
+            ),
+        };
+        audit::append(&mut tx, actor, "login.fail", detail).await?;
         tx.commit().await?;
         return Err(AppError::Unauthorized("wrong user name or password".into()));
     };
     let user = User {
         username: username.to_string(),
-        role: Role::parse(&row.try_get::<String, _>("role")?)?,
+        role: stored_role(&row.try_get::<String, _>("role")?)?,
         factory: row.try_get("factory_id")?,
     };
     let mut raw = [0u8; 32];
     crate::rng().fill_bytes(&mut raw);
-    let token = hex::encode(raw);
+    let token = SessionToken(raw);
     sqlx::query("INSERT INTO sessions (token_hash, username, expires_at) VALUES (?, ?, ?)")
-        .bind(token_hash(&token))
+        .bind(token_hash(&hex::encode(raw)))
         .bind(username)
         .bind(now_millis() + SESSION_MILLIS)
         .execute(&mut *tx)
@@ -226,44 +235,60 @@ pub async fn login(
     Ok((token, user))
 }
 
-/// Ends a session.
-pub async fn logout(state: &AppState, token: &str) -> Result<(), AppError> {
+/// Ends the session of the request's bearer token. A write like any other: under the write
+/// lock, in a transaction.
+pub async fn logout(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+    let token = bearer(headers)
+        .ok_or_else(|| AppError::Unauthorized("sign in first (no session token)".into()))?;
+    let _guard = state.write_lock.lock().await;
+    let mut tx = state.pool.begin().await?;
     sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
         .bind(token_hash(token))
-        .execute(&state.pool)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(())
 }
 
 /// The bearer token of a request.
-pub fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
         .ok()?
         .strip_prefix("Bearer ")
 }
 
+/// The user of a request's session (the route guard calls this once per request).
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<User, AppError> {
+    let token = bearer(headers)
+        .ok_or_else(|| AppError::Unauthorized("sign in first (no session token)".into()))?;
+    let row = sqlx::query(
+        "SELECT u.username, u.role, u.factory_id FROM sessions s JOIN users u ON u.username = s.username \
+         WHERE s.token_hash = ? AND s.expires_at > ?",
+    )
+    .bind(token_hash(token))
+    .bind(now_millis())
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or_else(|| {
+        AppError::Unauthorized("the session expired or is unknown; sign in again".into())
+    })?;
+    Ok(User {
+        username: row.try_get("username")?,
+        role: stored_role(&row.try_get::<String, _>("role")?)?,
+        factory: row.try_get("factory_id")?,
+    })
+}
+
+/// A handler's [`User`] is the one the route's guard authenticated and checked
+/// (`api::guard`); a route without a guard has none, which is a bug of the router.
 impl FromRequestParts<AppState> for User {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = bearer(parts)
-            .ok_or_else(|| AppError::Unauthorized("sign in first (no session token)".into()))?;
-        let row = sqlx::query(
-            "SELECT u.username, u.role, u.factory_id FROM sessions s JOIN users u ON u.username = s.username \
-             WHERE s.token_hash = ? AND s.expires_at > ?",
-        )
-        .bind(token_hash(token))
-        .bind(now_millis())
-        .fetch_optional(&state.pool)
-        .await?
-        .ok_or_else(|| AppError::Unauthorized("the session expired or is unknown; sign in again".into()))?;
-        Ok(User {
-            username: row.try_get("username")?,
-            role: Role::parse(&row.try_get::<String, _>("role")?)?,
-            factory: row.try_get("factory_id")?,
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, AppError> {
+        parts.extensions.get::<User>().cloned().ok_or_else(|| {
+            AppError::bug("a handler takes a User but its route has no session guard")
         })
     }
 }

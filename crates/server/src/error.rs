@@ -1,34 +1,76 @@
 //! Errors: what the client may know, and what only the log may know.
 //!
-//! Every handler returns `Result<_, AppError>`. The response carries a stable `error` code and
-//! a message a person can act on; `Internal` causes go to the log only, and no variant ever
-//! carries a secret (identifiers are fine, pass phrases and keys never).
+//! Every handler returns `Result<_, AppError>`. The response is always the contract's
+//! [`ErrorBody`]: a stable [`ErrorCode`] and a message a person can act on. A fault of the
+//! server (the database, a stored value that does not parse, a broken invariant) answers 500
+//! with an incident ID; its cause, with its source chain, goes to the log under that same ID.
+//! No variant ever carries a secret (identifiers are fine, pass phrases and keys never).
+
+use std::error::Error as StdError;
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use imprint_api::error::LineError;
+use imprint_api::{ErrorBody, ErrorCode};
 use imprint_core::{IdError, TableError};
-use serde_json::json;
+
+/// A fault's cause, kept whole for the log.
+pub type Cause = Box<dyn StdError + Send + Sync>;
 
 /// A failed request or command.
 #[derive(Debug)]
 pub enum AppError {
-    /// The request is malformed (bad identifier, bad CSV, missing field).
+    /// The request is malformed (bad identifier, missing field, not JSON).
     BadRequest(String),
     /// No valid session token, or wrong user name or password.
     Unauthorized(String),
+    /// Too many failed sign-ins; try again after this many seconds.
+    Throttled {
+        /// Seconds until the next attempt is taken.
+        retry_after_secs: u64,
+    },
     /// The caller's role may not do this.
     Forbidden(String),
     /// A rule of the tables refused the request.
     Rule(TableError),
+    /// A CSV import with bad lines; nothing was imported.
+    BadCsv(Vec<LineError>),
     /// The thing named does not exist.
     NotFound(String),
+    /// The method is not served on this path.
+    MethodNotAllowed(String),
     /// The request conflicts with the current state.
     Conflict(String),
     /// Start-up or configuration problem (CLI).
     Config(String),
-    /// A bug or an I/O failure: logged, and reported to the client without detail.
-    Internal(String),
+    /// A fault of the server: a broken invariant ([`AppError::bug`]), a database error, a
+    /// stored value that does not parse. Logged with its source; the client sees an incident
+    /// ID.
+    Internal(Cause),
+}
+
+impl AppError {
+    /// A fault described by us (an invariant that did not hold).
+    pub fn bug(what: impl Into<String>) -> AppError {
+        AppError::Internal(what.into().into())
+    }
+
+    /// The stable code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AppError::BadRequest(_) => ErrorCode::BadRequest,
+            AppError::Unauthorized(_) => ErrorCode::Unauthorized,
+            AppError::Throttled { .. } => ErrorCode::TooManyAttempts,
+            AppError::Forbidden(_) => ErrorCode::Forbidden,
+            AppError::Rule(e) => ErrorCode::of_rule(e),
+            AppError::BadCsv(_) => ErrorCode::BadCsv,
+            AppError::NotFound(_) => ErrorCode::NotFound,
+            AppError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
+            AppError::Conflict(_) => ErrorCode::Conflict,
+            AppError::Config(_) | AppError::Internal(_) => ErrorCode::Internal,
+        }
+    }
 }
 
 impl std::fmt::Display for AppError {
@@ -38,19 +80,44 @@ impl std::fmt::Display for AppError {
             | AppError::Unauthorized(m)
             | AppError::Forbidden(m)
             | AppError::NotFound(m)
+            | AppError::MethodNotAllowed(m)
             | AppError::Conflict(m)
-            | AppError::Config(m)
-            | AppError::Internal(m) => f.write_str(m),
+            | AppError::Config(m) => f.write_str(m),
+            AppError::Throttled { retry_after_secs } => write!(
+                f,
+                "too many failed sign-ins; try again in {retry_after_secs} s"
+            ),
             AppError::Rule(e) => write!(f, "{e}"),
+            AppError::BadCsv(lines) => {
+                write!(f, "{} bad line(s); nothing was imported", lines.len())
+            }
+            AppError::Internal(e) => {
+                write!(f, "{e}")?;
+                let mut source = e.source();
+                while let Some(s) = source {
+                    write!(f, ": {s}")?;
+                    source = s.source();
+                }
+                Ok(())
+            }
         }
     }
 }
 
-impl std::error::Error for AppError {}
+impl StdError for AppError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            AppError::Internal(e) => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+}
 
+/// A value read back from the database that is not valid: a fault of the store, never of the
+/// client. (Client input is parsed by serde at the API edge, with its own `bad_request`.)
 impl From<IdError> for AppError {
     fn from(e: IdError) -> Self {
-        AppError::BadRequest(e.to_string())
+        AppError::Internal(format!("a stored value is not valid: {e}").into())
     }
 }
 
@@ -62,7 +129,7 @@ impl From<TableError> for AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
-        AppError::Internal(format!("database: {e}"))
+        AppError::Internal(Box::new(e))
     }
 }
 
@@ -72,48 +139,43 @@ impl From<sqlx::migrate::MigrateError> for AppError {
     }
 }
 
-/// The stable code and HTTP status of a table rule's refusal.
-pub fn rule_code(e: &TableError) -> (StatusCode, &'static str) {
-    match e {
-        TableError::NothingRequested => (StatusCode::BAD_REQUEST, "nothing_requested"),
-        TableError::UnknownKeyId(_) => (StatusCode::NOT_FOUND, "unknown_key_id"),
-        TableError::UnknownProduct(_) => (StatusCode::NOT_FOUND, "unknown_product"),
-        TableError::UnknownApparatus(_) => (StatusCode::NOT_FOUND, "unknown_apparatus"),
-        TableError::OverQuota { .. } => (StatusCode::FORBIDDEN, "over_quota"),
-        TableError::NotYourRecord(_) => (StatusCode::FORBIDDEN, "not_your_record"),
-        TableError::NotEnoughEntries { .. } => (StatusCode::CONFLICT, "not_enough_entries"),
-        TableError::NotIssued(_) => (StatusCode::CONFLICT, "not_issued"),
-        TableError::AlreadyInstalled { .. } => (StatusCode::CONFLICT, "already_installed"),
-        TableError::SerialTaken { .. } => (StatusCode::CONFLICT, "serial_taken"),
-        TableError::BadReceipt(_) => (StatusCode::UNPROCESSABLE_ENTITY, "bad_receipt"),
-        TableError::SameKey(_) => (StatusCode::CONFLICT, "same_key"),
-        TableError::DuplicateKeyId(_) => (StatusCode::CONFLICT, "duplicate_key_id"),
-        TableError::DuplicateApparatusId(_) => (StatusCode::CONFLICT, "duplicate_apparatus_id"),
-        _ => (StatusCode::CONFLICT, "refused"),
-    }
+/// The incident ID of a fault: random, so that it names one log line and tells nothing else.
+fn incident_id() -> String {
+    use rand_core::Rng;
+    let mut b = [0u8; 8];
+    crate::rng().fill_bytes(&mut b);
+    hex::encode(b)
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let (status, code, message) = match &self {
-            AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
-            AppError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m.clone()),
-            AppError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
-            AppError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
-            AppError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
-            AppError::Rule(e) => {
-                let (s, c) = rule_code(e);
-                (s, c, e.to_string())
-            }
-            AppError::Config(m) | AppError::Internal(m) => {
-                tracing::error!(cause = %m, "request failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; the cause is in the server log".to_string(),
-                )
-            }
+        let code = self.code();
+        let status =
+            StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut body = ErrorBody {
+            error: code,
+            message: self.to_string(),
+            lines: Vec::new(),
+            incident: None,
         };
-        (status, Json(json!({ "error": code, "message": message }))).into_response()
+        let mut retry_after = None;
+        match self {
+            AppError::Config(_) | AppError::Internal(_) => {
+                let id = incident_id();
+                tracing::error!(incident = %id, cause = %self, "request failed: server fault");
+                body.message =
+                    format!("internal error; the cause is in the server log under incident {id}");
+                body.incident = Some(id);
+            }
+            AppError::BadCsv(lines) => body.lines = lines,
+            AppError::Throttled { retry_after_secs } => retry_after = Some(retry_after_secs),
+            _ => {}
+        }
+        let mut res = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
     }
 }

@@ -18,6 +18,8 @@ use crate::error::AppError;
 /// The key-encryption key.
 pub struct Kek {
     cipher: Aes256Gcm,
+    /// HMAC key for tags of names that must not be logged in clear (derived from the KEK).
+    tag_key: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Kek {
@@ -29,8 +31,16 @@ impl std::fmt::Debug for Kek {
 impl Kek {
     /// A KEK from 32 bytes.
     pub fn from_bytes(bytes: &[u8; 32]) -> Kek {
+        use hmac::Mac;
+        // HMAC takes a key of any length; the KEK is 32 bytes.
+        #[allow(clippy::expect_used)]
+        let mut m = <hmac::Hmac<sha2::Sha256>>::new_from_slice(bytes)
+            .expect("HMAC-SHA256 takes a key of any length");
+        m.update(b"imprint name tag key v1");
+        let tag_key = Zeroizing::new(m.finalize().into_bytes().into());
         Kek {
             cipher: Aes256Gcm::new(&(*bytes).into()),
+            tag_key,
         }
     }
 
@@ -74,12 +84,33 @@ impl Kek {
         Ok(Kek::from_bytes(&bytes))
     }
 
+    /// A keyed tag of a name (16 bytes of HMAC-SHA256 under a key derived from the KEK): the
+    /// same name gives the same tag on this server, so the audit log can show that one unknown
+    /// name was tried many times without ever holding the name (which may be a password typed
+    /// into the wrong field).
+    pub fn name_tag(&self, name: &str) -> [u8; 16] {
+        use hmac::Mac;
+        #[allow(clippy::expect_used)]
+        let mut m = <hmac::Hmac<sha2::Sha256>>::new_from_slice(self.tag_key.as_slice())
+            .expect("HMAC-SHA256 takes a key of any length");
+        m.update(name.as_bytes());
+        let full: [u8; 32] = m.finalize().into_bytes().into();
+        let mut tag = [0u8; 16];
+        for (t, f) in tag.iter_mut().zip(full) {
+            *t = f;
+        }
+        tag
+    }
+
     /// Seals a secret for one row: `context` names the table and the row.
     pub fn seal(&self, context: &str, secret: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; 12];
         crate::rng().fill_bytes(&mut nonce);
         let mut buf = Zeroizing::new(secret.to_vec());
-        // Only fails for inputs over 64 GiB.
+        // AES-GCM encryption fails only for a message over 64 GiB; a secret at rest is at most
+        // a few dozen bytes. A zero tag in its place would seal nothing, so a failure here is a
+        // panic that names the invariant, never a substitute value.
+        #[allow(clippy::expect_used)]
         let tag = self
             .cipher
             .encrypt_inout_detached(
@@ -87,7 +118,7 @@ impl Kek {
                 context.as_bytes(),
                 buf.as_mut_slice().into(),
             )
-            .unwrap_or_default();
+            .expect("AES-GCM seals any secret under 64 GiB");
         let mut out = Vec::with_capacity(12 + secret.len() + 16);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&buf);
@@ -99,7 +130,7 @@ impl Kek {
     /// under another KEK.
     pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, AppError> {
         let bad = || {
-            AppError::Internal(format!(
+            AppError::bug(format!(
                 "a secret at rest failed to open ({context}): wrong key file or altered database"
             ))
         };

@@ -17,6 +17,7 @@ pub mod error;
 pub mod kek;
 pub mod metrics;
 pub mod service;
+pub mod throttle;
 pub mod tls;
 
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub write_lock: Arc<tokio::sync::Mutex<()>>,
     /// Counters for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// Failed sign-ins per user name and address.
+    pub throttle: Arc<throttle::Throttle>,
 }
 
 impl AppState {
@@ -45,6 +48,7 @@ impl AppState {
             kek: Arc::new(kek),
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
             metrics: Arc::new(metrics::Metrics::default()),
+            throttle: Arc::new(throttle::Throttle::default()),
         }
     }
 }

@@ -16,13 +16,9 @@ use imprint_server::{AppError, AppState, audit, auth, db, kek::Kek, service};
 )]
 struct Cli {
     /// Folder holding the database (imprint.db) and the key-encryption key (kek.key).
-    #[arg(
-        long,
-        env = "IMPRINT_DATA",
-        default_value = "imprint-data",
-        global = true
-    )]
-    data_dir: PathBuf,
+    /// Default: `imprint-data`, and `imprint-demo` for `imprint demo`.
+    #[arg(long, env = "IMPRINT_DATA", global = true)]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,8 +50,9 @@ enum Command {
         #[arg(long, env = "IMPRINT_PORTAL")]
         portal: Option<PathBuf>,
     },
-    /// A fresh demo: data folder `imprint-demo` (replaced), demo keys matching the simulated
-    /// devices, product CAM-X100, two factories with quotas, entries, logins; then serves.
+    /// A fresh demo in the data folder (default `imprint-demo`; a previous demo there is
+    /// replaced, any other folder refused): demo keys matching the simulated devices, product
+    /// CAM-X100, two factories with quotas, entries, logins; then serves.
     Demo {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -76,15 +73,15 @@ enum Command {
     /// Table 500: map a product code to a key identifier (remaps re-seal what is outstanding).
     MapProduct {
         /// Product code.
-        product_code: String,
+        product_code: ProductCode,
         /// Key identifier.
-        key_id: u32,
+        key_id: KeyId,
     },
     /// Table 702: generate entries.
     Generate {
         /// Key identifier the entries are bound to.
         #[arg(long)]
-        key_id: u32,
+        key_id: KeyId,
         /// How many.
         #[arg(long)]
         count: u64,
@@ -102,16 +99,16 @@ enum Command {
     /// Adds a factory.
     AddFactory {
         /// Factory ID.
-        factory_id: String,
+        factory_id: FactoryId,
         /// Display name.
         name: String,
     },
     /// Sets a factory's quota for a product code.
     Quota {
         /// Factory ID.
-        factory_id: String,
+        factory_id: FactoryId,
         /// Product code.
-        product_code: String,
+        product_code: ProductCode,
         /// Records it may receive in total.
         limit: u64,
     },
@@ -131,6 +128,9 @@ enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Prints the OpenAPI 3.1 document of the API (the same as `GET /api/v1/openapi.json`
+    /// and `docs/openapi.json`).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -148,7 +148,7 @@ enum KeysCmd {
     /// Adds a random pre-write key.
     Add {
         /// Key identifier.
-        key_id: u32,
+        key_id: KeyId,
     },
     /// Lists key identifiers (never key material).
     List,
@@ -252,12 +252,15 @@ async fn serve(
         .await
         .map_err(|e| AppError::Config(format!("cannot listen on {listen}: {e}")))?;
     tracing::info!("imprint serving on http://{listen}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(|e| AppError::Internal(format!("server: {e}")))
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(|e| AppError::bug(format!("server: {e}")))
 }
 
 /// Leases past their deadline and grace period give their unreported records back.
@@ -277,13 +280,39 @@ fn spawn_lease_sweeper(sweeper: AppState) {
     });
 }
 
-async fn demo(entries: u64) -> Result<AppState, AppError> {
-    let dir = PathBuf::from("imprint-demo");
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)
-            .map_err(|e| AppError::Config(format!("cannot replace {}: {e}", dir.display())))?;
+/// The file that marks a folder as made by `imprint demo`, so a later demo may replace it.
+const DEMO_MARKER: &str = ".imprint-demo";
+
+/// Clears `dir` for a new demo: a previous demo (or an empty folder) is removed; any other
+/// folder is refused, so that `--data-dir` pointed at real data never deletes it.
+fn clear_demo_dir(dir: &Path) -> Result<(), AppError> {
+    if !dir.exists() {
+        return Ok(());
     }
-    let state = init(&dir, "admin", Some("demo-admin-pass".into()), &[]).await?;
+    let empty = std::fs::read_dir(dir)
+        .map_err(|e| AppError::Config(format!("cannot read {}: {e}", dir.display())))?
+        .next()
+        .is_none();
+    if !empty && !dir.join(DEMO_MARKER).is_file() {
+        return Err(AppError::Config(format!(
+            "refusing to replace {}: it is not a folder made by `imprint demo` (no {DEMO_MARKER} in it); pick another --data-dir",
+            dir.display()
+        )));
+    }
+    std::fs::remove_dir_all(dir)
+        .map_err(|e| AppError::Config(format!("cannot replace {}: {e}", dir.display())))
+}
+
+async fn demo(dir: &Path, entries: u64) -> Result<AppState, AppError> {
+    clear_demo_dir(dir)?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| AppError::Config(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::write(
+        dir.join(DEMO_MARKER),
+        "made by `imprint demo`; replaced by the next one\n",
+    )
+    .map_err(|e| AppError::Config(format!("cannot write {}: {e}", dir.display())))?;
+    let state = init(dir, "admin", Some("demo-admin-pass".into()), &[]).await?;
     let who = "demo";
     for k in [1u32, 2] {
         let key_id = KeyId::new(k)?;
@@ -322,7 +351,8 @@ async fn demo(entries: u64) -> Result<AppState, AppError> {
     auth::create_user(&mut tx, who, "auditor", "demo-audit-pass", "auditor", None).await?;
     tx.commit().await?;
     println!(
-        "demo data in ./imprint-demo: keys 1 and 2 (the simulated devices' demo keys), product {product} -> key 1,"
+        "demo data in {}: keys 1 and 2 (the simulated devices' demo keys), product {product} -> key 1,",
+        dir.display()
     );
     println!("{entries} entries, factories acme-sz (quota 1000) and contoso-pl (quota 200).");
     println!(
@@ -332,7 +362,13 @@ async fn demo(entries: u64) -> Result<AppState, AppError> {
 }
 
 async fn run(cli: Cli) -> Result<(), AppError> {
-    let dir = cli.data_dir;
+    let demo_dir = cli
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("imprint-demo"));
+    let dir = cli
+        .data_dir
+        .unwrap_or_else(|| PathBuf::from("imprint-data"));
     match cli.command {
         Command::Init {
             admin,
@@ -360,7 +396,7 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             no_serve,
             portal,
         } => {
-            let state = demo(entries).await?;
+            let state = demo(&demo_dir, entries).await?;
             if no_serve {
                 Ok(())
             } else {
@@ -368,7 +404,7 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             }
         }
         Command::Keys(KeysCmd::Add { key_id }) => {
-            service::add_key(&open(&dir).await?, "cli", KeyId::new(key_id)?).await
+            service::add_key(&open(&dir).await?, "cli", key_id).await
         }
         Command::Keys(KeysCmd::List) => {
             for k in service::list_keys(&open(&dir).await?).await? {
@@ -380,16 +416,12 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             product_code,
             key_id,
         } => {
-            let r = service::map_product(
-                &open(&dir).await?,
-                "cli",
-                ProductCode::new(&product_code)?,
-                KeyId::new(key_id)?,
-            )
-            .await?;
+            let r = service::map_product(&open(&dir).await?, "cli", product_code, key_id).await?;
             println!(
                 "{product_code} -> key {} (was {:?}); {} outstanding records re-sealed",
-                r.new_key_id, r.old_key_id, r.resealed
+                r.new_key_id,
+                r.old_key_id.map(|k| k.get()),
+                r.resealed
             );
             Ok(())
         }
@@ -398,14 +430,7 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             count,
             prefix,
         } => {
-            let g = service::generate(
-                &open(&dir).await?,
-                "cli",
-                KeyId::new(key_id)?,
-                count,
-                &prefix,
-            )
-            .await?;
+            let g = service::generate(&open(&dir).await?, "cli", key_id, count, &prefix).await?;
             println!("generated {} entries: {} .. {}", g.count, g.first, g.last);
             Ok(())
         }
@@ -433,28 +458,13 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             Ok(())
         }
         Command::AddFactory { factory_id, name } => {
-            service::add_factory(
-                &open(&dir).await?,
-                "cli",
-                FactoryId::new(&factory_id)?,
-                &name,
-            )
-            .await
+            service::add_factory(&open(&dir).await?, "cli", factory_id, &name).await
         }
         Command::Quota {
             factory_id,
             product_code,
             limit,
-        } => {
-            service::set_quota(
-                &open(&dir).await?,
-                "cli",
-                FactoryId::new(&factory_id)?,
-                ProductCode::new(&product_code)?,
-                limit,
-            )
-            .await
-        }
+        } => service::set_quota(&open(&dir).await?, "cli", factory_id, product_code, limit).await,
         Command::AddUser {
             username,
             role,
@@ -500,6 +510,10 @@ async fn run(cli: Cli) -> Result<(), AppError> {
                 }
                 Some(p) => Err(AppError::Conflict(format!("audit log damaged: {p}"))),
             }
+        }
+        Command::Openapi => {
+            print!("{}", imprint_server::api::openapi());
+            Ok(())
         }
     }
 }

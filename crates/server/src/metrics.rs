@@ -23,6 +23,10 @@ pub struct Metrics {
     pub auth_ok: AtomicU64,
     /// Failed field authentications.
     pub auth_fail: AtomicU64,
+    /// Failed sign-ins (wrong user name or password).
+    pub login_fail: AtomicU64,
+    /// Sign-ins refused by the throttle (429).
+    pub login_throttled: AtomicU64,
     requests: AtomicU64,
     latency_sum_micros: AtomicU64,
     latency_buckets: [AtomicU64; BUCKETS.len()],
@@ -76,6 +80,16 @@ impl Metrics {
                 "imprint_auth_fail_total",
                 "Failed device authentications.",
                 &self.auth_fail,
+            ),
+            (
+                "imprint_login_failures_total",
+                "Failed sign-ins (wrong user name or password).",
+                &self.login_fail,
+            ),
+            (
+                "imprint_login_throttled_total",
+                "Sign-ins refused by the throttle.",
+                &self.login_throttled,
             ),
         ] {
             let _ = writeln!(

@@ -3,13 +3,14 @@
 //! and commits; a failure rolls everything back. Refused reports are audited in a transaction
 //! of their own, so the refusal is on record even though nothing else changed.
 
+use imprint_api::error::LineError;
+use imprint_api::{Bytes, Generated, LeaseAnswer, Product, Record, Remapped, ReportStatus};
 use imprint_core::tables::{EntryState, plan_issue, plan_remap};
 use imprint_core::{
     ApparatusId, AuthInfo, AuthResponse, Binding, Challenge, FactoryId, KeyId, PassPhrase,
     PreWriteKey, ProductCode, ProductSerial, Quota, Receipt, ReceiptInput, SealedRecord,
     TableError, conversion_value, tables::InstallDecision, tables::decide_install,
 };
-use serde::Serialize;
 use serde_json::json;
 use sqlx::{Row, SqliteConnection};
 
@@ -34,8 +35,7 @@ fn cv_ctx(id: &ApparatusId) -> String {
 
 fn key_id_of(v: i64) -> Result<KeyId, AppError> {
     KeyId::new(
-        u32::try_from(v)
-            .map_err(|_| AppError::Internal(format!("stored key id {v} out of range")))?,
+        u32::try_from(v).map_err(|_| AppError::bug(format!("stored key id {v} out of range")))?,
     )
     .map_err(AppError::from)
 }
@@ -53,13 +53,12 @@ async fn load_key(
     let sealed: Vec<u8> = row.try_get("key_sealed")?;
     let bytes = kek.open(&key_ctx(key_id), &sealed)?;
     PreWriteKey::from_bytes(&bytes)
-        .map_err(|_| AppError::Internal("stored pre-write key has a wrong length".into()))
+        .map_err(|_| AppError::bug("stored pre-write key has a wrong length"))
 }
 
 fn open_pass(kek: &Kek, id: &ApparatusId, sealed: &[u8]) -> Result<PassPhrase, AppError> {
     let bytes = kek.open(&pass_ctx(id), sealed)?;
-    PassPhrase::from_bytes(&bytes)
-        .map_err(|_| AppError::Internal("stored pass phrase is invalid".into()))
+    PassPhrase::from_bytes(&bytes).map_err(|_| AppError::bug("stored pass phrase is invalid"))
 }
 
 async fn key_exists(conn: &mut SqliteConnection, key_id: KeyId) -> Result<bool, AppError> {
@@ -117,24 +116,13 @@ pub async fn add_key_bytes(
 }
 
 /// The key identifiers in table 700.
-pub async fn list_keys(state: &AppState) -> Result<Vec<u32>, AppError> {
+pub async fn list_keys(state: &AppState) -> Result<Vec<KeyId>, AppError> {
     let rows = sqlx::query("SELECT key_id FROM pre_write_keys ORDER BY key_id")
         .fetch_all(&state.pool)
         .await?;
     rows.iter()
-        .map(|r| Ok(key_id_of(r.try_get("key_id")?)?.get()))
+        .map(|r| key_id_of(r.try_get("key_id")?))
         .collect()
-}
-
-/// Outcome of mapping a product code.
-#[derive(Debug, Serialize)]
-pub struct Remapped {
-    /// The key before (none for a new product code).
-    pub old_key_id: Option<u32>,
-    /// The key now.
-    pub new_key_id: u32,
-    /// Records issued for the product but not installed, sealed again under the new key.
-    pub resealed: u64,
 }
 
 /// Maps a product code to a key identifier (table 500). On a remap, records issued for the
@@ -191,26 +179,26 @@ pub async fn map_product(
             .await?;
     }
     let out = Remapped {
-        old_key_id: old.map(KeyId::get),
-        new_key_id: new_key.get(),
+        old_key_id: old,
+        new_key_id: new_key,
         resealed,
     };
-    audit::append(&mut tx, actor, "product.map", json!({ "product_code": code.as_str(), "old_key_id": out.old_key_id, "new_key_id": out.new_key_id, "resealed": resealed })).await?;
+    audit::append(&mut tx, actor, "product.map", json!({ "product_code": code.as_str(), "old_key_id": out.old_key_id.map(KeyId::get), "new_key_id": new_key.get(), "resealed": resealed })).await?;
     tx.commit().await?;
     Ok(out)
 }
 
 /// Product codes and their key identifiers.
-pub async fn list_products(state: &AppState) -> Result<Vec<(String, u32)>, AppError> {
+pub async fn list_products(state: &AppState) -> Result<Vec<Product>, AppError> {
     let rows = sqlx::query("SELECT product_code, key_id FROM product_codes ORDER BY product_code")
         .fetch_all(&state.pool)
         .await?;
     rows.iter()
         .map(|r| {
-            Ok((
-                r.try_get("product_code")?,
-                key_id_of(r.try_get("key_id")?)?.get(),
-            ))
+            Ok(Product {
+                product_code: ProductCode::new(&r.try_get::<String, _>("product_code")?)?,
+                key_id: key_id_of(r.try_get("key_id")?)?,
+            })
         })
         .collect()
 }
@@ -263,17 +251,6 @@ async fn insert_entries(
     Ok(())
 }
 
-/// What `generate` made.
-#[derive(Debug, Serialize)]
-pub struct Generated {
-    /// How many entries.
-    pub count: u64,
-    /// The first apparatus ID.
-    pub first: String,
-    /// The last apparatus ID.
-    pub last: String,
-}
-
 /// Generates `count` entries (table 702) under `key_id`: apparatus IDs `prefix` + a 10-digit
 /// number continuing the sequence, and random 160-bit pass phrases.
 pub async fn generate(
@@ -293,6 +270,10 @@ pub async fn generate(
             "prefix: at most 20 characters, so IDs fit in 32".into(),
         ));
     }
+    // The prefix is the client's: check it here, so that a bad one is the client's error and
+    // every ID built from it below is valid by construction.
+    ApparatusId::new(&format!("{prefix}0000000000"))
+        .map_err(|e| AppError::BadRequest(format!("prefix: {e}")))?;
     let _w = state.write_lock.lock().await;
     let mut tx = state.pool.begin().await?;
     if !key_exists(&mut tx, key_id).await? {
@@ -300,8 +281,8 @@ pub async fn generate(
     }
     let start = next_seq(&mut tx).await?;
     let mut rng = crate::rng();
-    let first = ApparatusId::new(&format!("{prefix}{start:010}"))?.to_string();
-    let last = ApparatusId::new(&format!("{prefix}{:010}", start + count as i64 - 1))?.to_string();
+    let first = ApparatusId::new(&format!("{prefix}{start:010}"))?;
+    let last = ApparatusId::new(&format!("{prefix}{:010}", start + count as i64 - 1))?;
     let mut done = 0i64;
     while done < count as i64 {
         let n = (count as i64 - done).min(10 * CHUNK as i64);
@@ -322,20 +303,11 @@ pub async fn generate(
         &mut tx,
         actor,
         "authinfo.generate",
-        json!({ "key_id": key_id.get(), "count": count, "first": first, "last": last }),
+        json!({ "key_id": key_id.get(), "count": count, "first": first.as_str(), "last": last.as_str() }),
     )
     .await?;
     tx.commit().await?;
     Ok(Generated { count, first, last })
-}
-
-/// One bad line of an import.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct LineError {
-    /// 1-based line number in the file.
-    pub line: u64,
-    /// What is wrong (never the pass phrase itself).
-    pub reason: String,
 }
 
 /// Imports entries from CSV `apparatus_id,pass_phrase,key_id` (a header line with those names
@@ -536,26 +508,13 @@ pub async fn set_quota(
     Ok(())
 }
 
-/// A row of table 708 as a factory receives it.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct RecordOut {
-    /// The identity, in clear.
-    pub apparatus_id: String,
-    /// The key identifier.
-    pub key_id: u32,
-    /// The sealed record, hex.
-    pub sealed: String,
-    /// The product code it was issued for.
-    pub product_code: String,
-}
-
 /// Issues `count` sealed records of `product` to the technician's factory, within its quota.
 pub async fn issue(
     state: &AppState,
     user: &User,
     product: ProductCode,
     count: u64,
-) -> Result<Vec<RecordOut>, AppError> {
+) -> Result<Vec<Record>, AppError> {
     let factory = user.factory()?;
     expire_leases(state, now_millis()).await?;
     let _w = state.write_lock.lock().await;
@@ -584,7 +543,7 @@ async fn issue_in(
     product: ProductCode,
     count: u64,
     lease_id: Option<&str>,
-) -> Result<Vec<RecordOut>, AppError> {
+) -> Result<Vec<Record>, AppError> {
     if count > 10_000 {
         return Err(AppError::BadRequest(
             "at most 10000 records per request".into(),
@@ -657,7 +616,7 @@ async fn issue_in(
         upd.push(")");
         let changed = upd.build().execute(&mut *tx).await?.rows_affected();
         if changed != chunk.len() as u64 {
-            return Err(AppError::Internal(format!(
+            return Err(AppError::bug(format!(
                 "issued {changed} of {} picked entries",
                 chunk.len()
             )));
@@ -676,11 +635,11 @@ async fn issue_in(
         });
         ins.build().execute(&mut *tx).await?;
         for (e, rec) in chunk.iter().zip(&sealed) {
-            out.push(RecordOut {
-                apparatus_id: e.apparatus_id.to_string(),
-                key_id: key_id.get(),
-                sealed: hex::encode(rec.as_bytes()),
-                product_code: product.to_string(),
+            out.push(Record {
+                apparatus_id: e.apparatus_id,
+                key_id,
+                sealed: rec.clone(),
+                product_code: product,
             });
         }
     }
@@ -696,27 +655,6 @@ async fn issue_in(
 /// How long after a lease's deadline its unreported records stay reserved, so that units
 /// installed offline can still be reported; then they go back to the pool.
 pub const LEASE_GRACE_MILLIS: i64 = 24 * 60 * 60 * 1000;
-
-/// A signed offline lease as the portal receives it.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct LeaseOut {
-    /// Lease ID (hex, 16 bytes).
-    pub lease_id: String,
-    /// Factory.
-    pub factory: String,
-    /// Product code.
-    pub product_code: String,
-    /// Issued at (Unix ms).
-    pub issued_at_ms: u64,
-    /// Deadline (Unix ms).
-    pub not_after_ms: u64,
-    /// The records.
-    pub records: Vec<RecordOut>,
-    /// The server's Ed25519 public key (hex).
-    pub public_key: String,
-    /// Signature over [`imprint_core::Lease::signed_bytes`] (hex).
-    pub signature: String,
-}
 
 async fn signing_key(
     conn: &mut SqliteConnection,
@@ -744,7 +682,7 @@ async fn signing_key(
     let arr: [u8; 32] = bytes
         .as_slice()
         .try_into()
-        .map_err(|_| AppError::Internal("lease key has a wrong length".into()))?;
+        .map_err(|_| AppError::bug("lease key has a wrong length"))?;
     Ok(ed25519_dalek::SigningKey::from_bytes(&arr))
 }
 
@@ -764,7 +702,7 @@ pub async fn lease(
     product: ProductCode,
     count: u64,
     hours: u64,
-) -> Result<LeaseOut, AppError> {
+) -> Result<LeaseAnswer, AppError> {
     let factory = user.factory()?;
     if !(1..=168).contains(&hours) {
         return Err(AppError::BadRequest("a lease lasts 1 to 168 hours".into()));
@@ -798,16 +736,11 @@ pub async fn lease(
         not_after_ms: not_after as u64,
         records: records
             .iter()
-            .map(|r| -> Result<imprint_core::LeaseRecord, AppError> {
-                Ok(imprint_core::LeaseRecord {
-                    apparatus_id: ApparatusId::new(&r.apparatus_id)?,
-                    record: SealedRecord::parse(
-                        &hex::decode(&r.sealed).map_err(|e| AppError::Internal(e.to_string()))?,
-                    )
-                    .map_err(|e| AppError::Internal(e.to_string()))?,
-                })
+            .map(|r| imprint_core::LeaseRecord {
+                apparatus_id: r.apparatus_id,
+                record: r.sealed.clone(),
             })
-            .collect::<Result<_, _>>()?,
+            .collect(),
     };
     let key = signing_key(&mut tx, &state.kek).await?;
     let signature = core_lease.sign(&key);
@@ -823,15 +756,15 @@ pub async fn lease(
     .await?;
     tx.commit().await?;
     Metrics::add(&state.metrics.issued, records.len() as u64);
-    Ok(LeaseOut {
-        lease_id: id_hex,
-        factory: factory.to_string(),
-        product_code: product.to_string(),
+    Ok(LeaseAnswer {
+        lease_id: Bytes(lease_id),
+        factory,
+        product_code: product,
         issued_at_ms: issued_at as u64,
         not_after_ms: not_after as u64,
         records,
-        public_key: hex::encode(key.verifying_key().to_bytes()),
-        signature: hex::encode(signature),
+        public_key: Bytes(key.verifying_key().to_bytes()),
+        signature: Bytes(signature),
     })
 }
 
@@ -895,7 +828,7 @@ pub async fn expire_leases(state: &AppState, now: i64) -> Result<u64, AppError> 
 
 /// The records issued to the technician's factory and not yet installed (to resume after a
 /// reload, or to hand back).
-pub async fn open_records(state: &AppState, user: &User) -> Result<Vec<RecordOut>, AppError> {
+pub async fn open_records(state: &AppState, user: &User) -> Result<Vec<Record>, AppError> {
     let factory = user.factory()?;
     let rows = sqlx::query("SELECT apparatus_id, sealed, key_id, product_code FROM factory_records WHERE factory_id = ? AND product_serial IS NULL ORDER BY apparatus_id")
         .bind(factory.as_str())
@@ -903,11 +836,14 @@ pub async fn open_records(state: &AppState, user: &User) -> Result<Vec<RecordOut
         .await?;
     rows.iter()
         .map(|r| {
-            Ok(RecordOut {
-                apparatus_id: r.try_get("apparatus_id")?,
-                key_id: key_id_of(r.try_get("key_id")?)?.get(),
-                sealed: hex::encode(r.try_get::<Vec<u8>, _>("sealed")?),
-                product_code: r.try_get("product_code")?,
+            let apparatus_id = ApparatusId::new(&r.try_get::<String, _>("apparatus_id")?)?;
+            Ok(Record {
+                apparatus_id,
+                key_id: key_id_of(r.try_get("key_id")?)?,
+                sealed: SealedRecord::parse(&r.try_get::<Vec<u8>, _>("sealed")?).map_err(|e| {
+                    AppError::bug(format!("stored record of {apparatus_id} unreadable: {e}"))
+                })?,
+                product_code: ProductCode::new(&r.try_get::<String, _>("product_code")?)?,
             })
         })
         .collect()
@@ -926,16 +862,6 @@ pub struct Report {
     pub station: String,
 }
 
-/// The answer to a report.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ReportOutcome {
-    /// New row in table 704.
-    Recorded,
-    /// The same report was accepted before; nothing changed.
-    AlreadyRecorded,
-}
-
 /// Records an installation: checks the receipt, then the rules, then writes table 704.
 /// Exactly once: the same report again succeeds with no change; a refused report is audited.
 ///
@@ -946,7 +872,7 @@ pub async fn report(
     state: &AppState,
     user: &User,
     r: &Report,
-) -> Result<(ReportOutcome, Challenge), AppError> {
+) -> Result<(ReportStatus, Challenge), AppError> {
     let factory = user.factory()?;
     if r.station.is_empty() || r.station.len() > 64 {
         return Err(AppError::BadRequest("station: 1 to 64 characters".into()));
@@ -957,8 +883,8 @@ pub async fn report(
     match result {
         Ok(outcome) => {
             let action = match outcome {
-                ReportOutcome::Recorded => "report",
-                ReportOutcome::AlreadyRecorded => "report.duplicate",
+                ReportStatus::Recorded => "report",
+                ReportStatus::AlreadyRecorded => "report.duplicate",
             };
             audit::append(&mut tx, &user.username, action, json!({
                 "apparatus_id": r.apparatus_id.as_str(), "product_serial": r.product_serial.as_str(),
@@ -966,7 +892,7 @@ pub async fn report(
             })).await?;
             let c = store_challenge(&mut tx, r.apparatus_id).await?;
             tx.commit().await?;
-            if outcome == ReportOutcome::Recorded {
+            if outcome == ReportStatus::Recorded {
                 Metrics::add(&state.metrics.installed, 1);
             }
             Ok((outcome, c))
@@ -974,10 +900,8 @@ pub async fn report(
         Err(e) => {
             tx.rollback().await?;
             Metrics::add(&state.metrics.refused, 1);
-            let reason = match &e {
-                AppError::Rule(t) => crate::error::rule_code(t).1.to_string(),
-                other => other.to_string(),
-            };
+            // The code only: never the error's text, which for a fault holds internal detail.
+            let reason = e.code().as_str();
             let mut tx = state.pool.begin().await?;
             audit::append(&mut tx, &user.username, "report.refused", json!({
                 "apparatus_id": r.apparatus_id.as_str(), "product_serial": r.product_serial.as_str(),
@@ -995,7 +919,7 @@ async fn report_in(
     user: &User,
     factory: &FactoryId,
     r: &Report,
-) -> Result<ReportOutcome, AppError> {
+) -> Result<ReportStatus, AppError> {
     let id = r.apparatus_id;
     let entry = sqlx::query(
         "SELECT pass_sealed, state, factory_id, product_code FROM auth_info WHERE apparatus_id = ?",
@@ -1014,10 +938,10 @@ async fn report_in(
     if let Some(rec) = record {
         let key = load_key(conn, kek, key_id_of(rec.try_get("key_id")?)?).await?;
         let sealed = SealedRecord::parse(&rec.try_get::<Vec<u8>, _>("sealed")?)
-            .map_err(|e| AppError::Internal(format!("stored record of {id} unreadable: {e}")))?;
+            .map_err(|e| AppError::bug(format!("stored record of {id} unreadable: {e}")))?;
         let opened = sealed
             .open(&key, &id, None)
-            .map_err(|_| AppError::Internal(format!("stored record of {id} does not open")))?;
+            .map_err(|_| AppError::bug(format!("stored record of {id} does not open")))?;
         r.receipt
             .verify(
                 &cv,
@@ -1056,7 +980,7 @@ async fn report_in(
             )?,
         },
         (other, _) => {
-            return Err(AppError::Internal(format!(
+            return Err(AppError::bug(format!(
                 "entry {id} in impossible state {other}"
             )));
         }
@@ -1076,7 +1000,7 @@ async fn report_in(
         &r.product_serial,
         holder.as_ref(),
     )? {
-        InstallDecision::AlreadyRecorded => Ok(ReportOutcome::AlreadyRecorded),
+        InstallDecision::AlreadyRecorded => Ok(ReportStatus::AlreadyRecorded),
         InstallDecision::Record => {
             let now = now_millis().to_string();
             sqlx::query("INSERT INTO installed_devices (apparatus_id, conversion_sealed, product_serial, factory_id, technician, station, receipt, installed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
@@ -1099,7 +1023,7 @@ async fn report_in(
                 .bind(id.as_str())
                 .execute(&mut *conn)
                 .await?;
-            Ok(ReportOutcome::Recorded)
+            Ok(ReportStatus::Recorded)
         }
     }
 }
@@ -1216,7 +1140,7 @@ pub async fn verify(
                     .kek
                     .open(&cv_ctx(&id), &d.try_get::<Vec<u8>, _>("conversion_sealed")?)?;
                 let cv = imprint_core::ConversionValue::from_bytes(&cv_bytes)
-                    .map_err(|_| AppError::Internal("stored conversion value invalid".into()))?;
+                    .map_err(|_| AppError::bug("stored conversion value invalid"))?;
                 ok = response.verify(&cv, &id, &c).is_ok();
                 why = if ok { "ok" } else { "wrong response" };
             }
@@ -1230,6 +1154,14 @@ pub async fn verify(
     )
     .await?;
     tx.commit().await?;
+    Metrics::add(
+        if ok {
+            &state.metrics.auth_ok
+        } else {
+            &state.metrics.auth_fail
+        },
+        1,
+    );
     Ok(ok)
 }
 
@@ -1261,7 +1193,18 @@ pub async fn revoke(state: &AppState, actor: &str, id: ApparatusId) -> Result<()
     Ok(())
 }
 
-/// Table 704 without secrets, as CSV.
+/// A CSV cell that a spreadsheet will show as text, never run as a formula: a cell that starts
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'` (OWASP, "CSV
+/// Injection"). Station and technician names come from the factory, so every CSV the server
+/// writes goes through here.
+pub fn csv_cell(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{text}").into(),
+        _ => text.into(),
+    }
+}
+
+/// Table 704 without secrets, as CSV (every cell through [`csv_cell`]).
 pub async fn export_installed(state: &AppState) -> Result<String, AppError> {
     let rows = sqlx::query("SELECT apparatus_id, product_serial, factory_id, technician, station, receipt, installed_at, revoked_at FROM installed_devices ORDER BY installed_at, apparatus_id")
         .fetch_all(&state.pool)
@@ -1278,7 +1221,7 @@ pub async fn export_installed(state: &AppState) -> Result<String, AppError> {
         "revoked_at_ms",
     ];
     w.write_record(header)
-        .map_err(|e| AppError::Internal(e.to_string()))?;
+        .map_err(|e| AppError::bug(e.to_string()))?;
     for r in rows {
         let fields: Vec<String> = vec![
             r.try_get("apparatus_id")?,
@@ -1291,12 +1234,9 @@ pub async fn export_installed(state: &AppState) -> Result<String, AppError> {
             r.try_get::<Option<String>, _>("revoked_at")?
                 .unwrap_or_default(),
         ];
-        w.write_record(&fields)
-            .map_err(|e| AppError::Internal(e.to_string()))?;
+        w.write_record(fields.iter().map(|f| csv_cell(f).into_owned()))
+            .map_err(|e| AppError::bug(e.to_string()))?;
     }
-    String::from_utf8(
-        w.into_inner()
-            .map_err(|e| AppError::Internal(e.to_string()))?,
-    )
-    .map_err(|e| AppError::Internal(e.to_string()))
+    String::from_utf8(w.into_inner().map_err(|e| AppError::bug(e.to_string()))?)
+        .map_err(|e| AppError::bug(e.to_string()))
 }

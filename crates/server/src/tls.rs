@@ -44,7 +44,7 @@ pub async fn serve(app: axum::Router, addr: SocketAddr, dir: &Path) -> Result<()
         ))
     })?;
     axum_server::bind_rustls(addr, config)
-        .serve(app.into_make_service())
+        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await
         .map_err(|e| AppError::Config(format!("cannot serve https on {addr}: {e}")))
 }

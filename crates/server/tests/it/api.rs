@@ -3,6 +3,8 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use imprint_api::{Access, Op, Role};
+
 use crate::{Env, PRODUCT};
 
 #[tokio::test]
@@ -76,148 +78,112 @@ async fn no_token_bad_token_and_logout() {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
 
-/// Every role against every endpoint: allowed ones do not answer 401/403, others answer 403
-/// (or 401 without a session).
+/// A concrete request for each operation: path (parameters filled in) and body. An exhaustive
+/// match, so a new operation cannot be left out of the role matrix.
+fn sample(op: Op) -> (String, Value) {
+    let path = |p: &str| format!("/api/v1{p}");
+    match op {
+        Op::Login => (
+            path("/login"),
+            json!({"username": "admin", "password": "password-123"}),
+        ),
+        Op::Logout => (path("/logout"), Value::Null),
+        Op::Me => (path("/me"), Value::Null),
+        Op::ListKeys => (path("/keys"), Value::Null),
+        Op::AddKey => (path("/keys"), json!({"key_id": 50})),
+        Op::ListProducts => (path("/products"), Value::Null),
+        Op::MapProduct => (path("/products/NEW-P"), json!({"key_id": 2})),
+        Op::Generate => (
+            path("/auth-info/generate"),
+            json!({"key_id": 2, "count": 1}),
+        ),
+        Op::Import => (path("/auth-info/import"), Value::Null),
+        Op::AddFactory => (path("/factories"), json!({"factory_id": "fx", "name": "X"})),
+        Op::SetQuota => (path("/factories/fa/quotas/CAM-X100"), json!({"limit": 100})),
+        Op::AddUser => (
+            path("/users"),
+            json!({"username": "u1", "password": "password-123", "role": "auditor"}),
+        ),
+        Op::Revoke => (path("/devices/IMP-0000000001/revoke"), Value::Null),
+        Op::ExportInstalled => (path("/installed.csv"), Value::Null),
+        Op::ReadAudit => (path("/audit"), Value::Null),
+        Op::VerifyAudit => (path("/audit/verify"), Value::Null),
+        Op::Issue => (path("/issue"), json!({"product_code": PRODUCT, "count": 1})),
+        Op::Lease => (
+            path("/leases"),
+            json!({"product_code": PRODUCT, "count": 1, "hours": 1}),
+        ),
+        Op::Records => (path("/records"), Value::Null),
+        Op::Report => (
+            path("/report"),
+            json!({"apparatus_id": "IMP-0000000001", "product_serial": "S", "receipt": "00".repeat(32), "station": "s"}),
+        ),
+        Op::Release => (path("/release"), json!({"apparatus_id": "IMP-0000000001"})),
+        Op::LeaseKey => (path("/lease-key"), Value::Null),
+        Op::Challenge => (
+            path("/auth/challenge"),
+            json!({"apparatus_id": "IMP-0000000001"}),
+        ),
+        Op::Verify => (
+            path("/auth/verify"),
+            json!({"apparatus_id": "IMP-0000000001", "challenge": "00".repeat(32), "response": "00".repeat(32)}),
+        ),
+        Op::OpenApi => (path("/openapi.json"), Value::Null),
+    }
+}
+
+/// Every role against every operation of the contract: the roles the contract names get past
+/// the guard (no 401/403), the others get 403, and without a session every guarded route
+/// answers 401. The router enforces what the contract documents.
 #[tokio::test]
 async fn role_matrix() {
     let env = Env::new(20, 100).await;
-    let routes: Vec<(Method, &str, Value, &[&str])> = vec![
-        (Method::GET, "/api/v1/keys", Value::Null, &["admin"]),
-        (
-            Method::POST,
-            "/api/v1/keys",
-            json!({"key_id": 50}),
-            &["admin"],
-        ),
-        (
-            Method::GET,
-            "/api/v1/products",
-            Value::Null,
-            &["admin", "auditor"],
-        ),
-        (
-            Method::PUT,
-            "/api/v1/products/NEW-P",
-            json!({"key_id": 2}),
-            &["admin"],
-        ),
-        (
-            Method::POST,
-            "/api/v1/auth-info/generate",
-            json!({"key_id": 2, "count": 1}),
-            &["admin"],
-        ),
-        (
-            Method::POST,
-            "/api/v1/factories",
-            json!({"factory_id": "fx", "name": "X"}),
-            &["admin"],
-        ),
-        (
-            Method::PUT,
-            "/api/v1/factories/fa/quotas/CAM-X100",
-            json!({"limit": 100}),
-            &["admin"],
-        ),
-        (
-            Method::POST,
-            "/api/v1/users",
-            json!({"username": "u1", "password": "password-123", "role": "auditor"}),
-            &["admin"],
-        ),
-        (
-            Method::POST,
-            "/api/v1/devices/IMP-0000000001/revoke",
-            Value::Null,
-            &["admin"],
-        ),
-        (
-            Method::GET,
-            "/api/v1/installed.csv",
-            Value::Null,
-            &["admin", "auditor"],
-        ),
-        (
-            Method::GET,
-            "/api/v1/audit",
-            Value::Null,
-            &["admin", "auditor"],
-        ),
-        (
-            Method::GET,
-            "/api/v1/audit/verify",
-            Value::Null,
-            &["admin", "auditor"],
-        ),
-        (
-            Method::POST,
-            "/api/v1/issue",
-            json!({"product_code": PRODUCT, "count": 1}),
-            &["technician"],
-        ),
-        (Method::GET, "/api/v1/records", Value::Null, &["technician"]),
-        (
-            Method::POST,
-            "/api/v1/leases",
-            json!({"product_code": PRODUCT, "count": 1, "hours": 1}),
-            &["technician"],
-        ),
-        (
-            Method::POST,
-            "/api/v1/report",
-            json!({"apparatus_id": "IMP-0000000001", "product_serial": "S", "receipt": "00".repeat(32), "station": "s"}),
-            &["technician"],
-        ),
-        (
-            Method::POST,
-            "/api/v1/release",
-            json!({"apparatus_id": "IMP-0000000001"}),
-            &["technician"],
-        ),
-        (
-            Method::GET,
-            "/api/v1/me",
-            Value::Null,
-            &["admin", "technician", "auditor"],
-        ),
-    ];
     let roles = [
-        ("admin", &env.admin),
-        ("technician", &env.tech),
-        ("auditor", &env.auditor),
+        (Role::Admin, env.admin.clone()),
+        (Role::Technician, env.tech.clone()),
+        (Role::Auditor, env.auditor.clone()),
     ];
-    for (method, path, body, allowed) in &routes {
-        let (s, v) = env.call(method.clone(), path, None, body.clone()).await;
-        assert_eq!(
-            s,
-            StatusCode::UNAUTHORIZED,
-            "{method} {path} without a session: {v}"
-        );
+    for op in Op::ALL {
+        let route = op.route();
+        let method = imprint_server::api::method(route.method);
+        let (path, body) = sample(op);
+        let (s, v) = env.call(method.clone(), &path, None, body.clone()).await;
+        match route.access {
+            Access::Public => assert!(
+                s != StatusCode::UNAUTHORIZED && s != StatusCode::FORBIDDEN,
+                "{op:?} is public: {s} {v}"
+            ),
+            Access::Roles(_) => {
+                assert_eq!(s, StatusCode::UNAUTHORIZED, "{op:?} without a session: {v}");
+                assert_eq!(v["error"], "unauthorized", "{op:?}");
+            }
+        }
         for (role, token) in &roles {
-            // Several routes change state; each role gets a fresh try of the same request.
+            // A fresh session per try: logout would end the shared one.
+            let token = if op == Op::Logout {
+                env.login(match role {
+                    Role::Admin => "admin",
+                    Role::Technician => "tech-a",
+                    Role::Auditor => "auditor",
+                })
+                .await
+            } else {
+                token.clone()
+            };
             let (s, v) = env
-                .call(method.clone(), path, Some(token), body.clone())
+                .call(method.clone(), &path, Some(&token), body.clone())
                 .await;
-            if allowed.contains(role) {
+            if route.access.allows(*role) {
                 assert!(
                     s != StatusCode::FORBIDDEN && s != StatusCode::UNAUTHORIZED,
-                    "{role} {method} {path}: {s} {v}"
+                    "{role:?} {op:?}: {s} {v}"
                 );
             } else {
-                assert_eq!(s, StatusCode::FORBIDDEN, "{role} {method} {path}: {v}");
+                assert_eq!(s, StatusCode::FORBIDDEN, "{role:?} {op:?}: {v}");
+                assert_eq!(v["error"], "forbidden");
             }
         }
     }
-    // The public device endpoints need no session.
-    let (s, _) = env
-        .call(
-            Method::POST,
-            "/api/v1/auth/challenge",
-            None,
-            json!({"apparatus_id": "IMP-0000000001"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -238,7 +204,13 @@ async fn keys_and_products_refuse_bad_input() {
     let (s, v) = env
         .call(Method::POST, "/api/v1/keys", a, json!({"key_id": "seven"}))
         .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // A mistyped field is the one error body with `bad_request`, naming the field.
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request")),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains("key_id"), "{v}");
     let (s, v) = env
         .call(
             Method::PUT,
@@ -478,7 +450,7 @@ async fn factories_quotas_and_users_validate_their_input() {
         ),
         (
             json!({"username": "t1", "password": "password-123", "role": "root"}),
-            "unknown role",
+            "unknown variant `root`",
         ),
         (
             json!({"username": "t1", "password": "password-123", "role": "admin", "factory_id": "fa"}),
@@ -525,50 +497,69 @@ async fn metrics_count_what_happened() {
     assert!(count >= 6, "every request is timed ({count})");
 }
 
-/// The OpenAPI document lists every route the router serves, and each listed route answers
-/// (not 404/405); the router is built from the same table.
+/// The served document is the committed `docs/openapi.json`, byte for byte: a change of the
+/// contract that is not committed to the docs fails here. Every operation in it is served (not
+/// 404/405) and carries a security requirement exactly when it needs a session.
 #[tokio::test]
-async fn openapi_document_matches_the_router() {
+async fn openapi_document_is_the_committed_one_and_matches_the_router() {
     let env = Env::new(0, 10).await;
-    let (s, doc) = env
-        .call(Method::GET, "/api/v1/openapi.json", None, Value::Null)
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(doc, imprint_server::api::openapi());
+    let req = axum::http::Request::get("/api/v1/openapi.json")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(env.app.clone(), req)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let served = String::from_utf8(
+        http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    let committed_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+    let committed = std::fs::read_to_string(committed_path).unwrap_or_default();
+    assert!(
+        served == committed,
+        "docs/openapi.json is not the served document; regenerate it with\n  cargo run -p imprint-server -- openapi > docs/openapi.json"
+    );
+    let doc: Value = serde_json::from_str(&served).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     let ops: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-    assert_eq!(ops, imprint_server::api::ROUTES.len());
-    for r in imprint_server::api::ROUTES {
-        let concrete = r
-            .path
-            .replace("{code}", "CAM-X100")
-            .replace("{factory}", "fa")
-            .replace("{product}", "CAM-X100")
-            .replace("{id}", "IMP-1");
-        let method = Method::from_bytes(r.method.as_bytes()).unwrap();
-        let (s, v) = env
-            .call(method, &format!("/api/v1{concrete}"), None, json!({}))
-            .await;
+    assert_eq!(ops, Op::ALL.len());
+    for op in Op::ALL {
+        let route = op.route();
+        let (path, _) = sample(op);
+        let method = imprint_server::api::method(route.method);
+        let (s, v) = env.call(method, &path, None, json!({})).await;
         assert!(
             s != StatusCode::NOT_FOUND && s != StatusCode::METHOD_NOT_ALLOWED,
-            "{} {}: {s} {v}",
-            r.method,
-            r.path
+            "{op:?}: {s} {v}"
         );
-        let op = &doc["paths"][format!("/api/v1{}", r.path)][r.method.to_lowercase()];
+        let o =
+            &doc["paths"][format!("/api/v1{}", route.path)][route.method.as_str().to_lowercase()];
         assert_eq!(
-            op["security"].is_array(),
-            !r.roles.is_empty(),
-            "{} {}",
-            r.method,
-            r.path
+            o["security"].is_array(),
+            route.access != Access::Public,
+            "{op:?}"
         );
     }
-    let (s, _) = env
+    let (s, v) = env
         .call(Method::GET, "/api/v1/no-such-route", None, Value::Null)
         .await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (s, v) = env
+        .call(Method::DELETE, "/api/v1/issue", None, Value::Null)
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+    );
 }
 
 #[tokio::test]

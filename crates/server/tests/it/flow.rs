@@ -326,7 +326,7 @@ async fn challenge(env: &Env, id: &str) -> Challenge {
     )
 }
 
-fn answer(dev: &mut SimDevice, c: Challenge) -> AuthResponse {
+pub fn answer(dev: &mut SimDevice, c: Challenge) -> AuthResponse {
     dev.transfer_out(&DevRequest::Challenge(c).encode(2))
         .unwrap();
     match Reply::decode(&dev.transfer_in(1024).unwrap()).unwrap().1 {

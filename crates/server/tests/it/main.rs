@@ -15,6 +15,7 @@ mod api;
 mod audit;
 mod flow;
 mod process;
+mod surface;
 
 use std::path::PathBuf;
 

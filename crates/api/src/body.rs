@@ -1,0 +1,755 @@
+//! Request and answer bodies of every route. Field names and JSON forms are the API; the
+//! OpenAPI document is generated from these definitions (feature `openapi`).
+//!
+//! Identifiers are checked on the way in (an `ApparatusId` that deserialises is a valid
+//! apparatus ID); byte strings are exact-length hex. A body with a missing, unknown-typed or
+//! invalid field is refused as a whole with `bad_request`, naming the field.
+
+use core::fmt;
+
+use imprint_core::{
+    ApparatusId, AuthResponse, Challenge, FactoryId, KeyId, ProductCode, ProductSerial, Receipt,
+    SealedRecord,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{Endpoint, Op, Role};
+
+/// A fixed-length byte string, lower-case hex in JSON (`2 * N` digits).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Bytes<const N: usize>(#[serde(with = "imprint_core::serde::hex_array")] pub [u8; N]);
+
+impl<const N: usize> fmt::Debug for Bytes<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", imprint_core::serde::HexDisplay(&self.0))
+    }
+}
+
+impl<const N: usize> fmt::Display for Bytes<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", imprint_core::serde::HexDisplay(&self.0))
+    }
+}
+
+/// A session token: 32 random bytes, 64 hex digits in JSON and in `Authorization: Bearer`.
+/// A credential: its `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionToken(#[serde(with = "imprint_core::serde::hex_array")] pub [u8; 32]);
+
+impl SessionToken {
+    /// The `Authorization` header's value.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", imprint_core::serde::HexDisplay(&self.0))
+    }
+
+    /// Parses the hex form (as sent after `Bearer `).
+    pub fn from_hex(text: &str) -> Option<SessionToken> {
+        let mut b = [0u8; 32];
+        hex::decode_to_slice(text, &mut b).ok()?;
+        Some(SessionToken(b))
+    }
+}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken(..)")
+    }
+}
+
+/// `POST /login`. Its `Debug` leaves the password out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoginRequest {
+    /// User name: 1 to 64 characters of `A-Z a-z 0-9 . _ - @`.
+    pub username: String,
+    /// Password.
+    #[cfg_attr(feature = "openapi", schema(format = Password))]
+    pub password: String,
+}
+
+impl fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `status` of an accepted report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReportStatus {
+    /// A new row in table 704.
+    Recorded,
+    /// The same report was accepted before; nothing changed.
+    AlreadyRecorded,
+}
+
+/// A session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoginAnswer {
+    /// The session token, for `Authorization: Bearer <token>`; valid for 12 hours.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Hex32))]
+    pub token: SessionToken,
+    /// Who signed in.
+    pub user: UserInfo,
+}
+
+/// A signed-in user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserInfo {
+    /// User name.
+    pub username: String,
+    /// Role.
+    pub role: Role,
+    /// The technician's factory (none for admins and auditors).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::FactoryIdText>))]
+    pub factory: Option<FactoryId>,
+}
+
+/// `GET /me`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MeAnswer {
+    /// The caller.
+    pub user: UserInfo,
+}
+
+/// `POST /logout`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoggedOut {
+    /// Always true: the session is gone.
+    pub ok: bool,
+}
+
+/// `GET /keys`: key identifiers only, never key material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyList {
+    /// The key identifiers of table 700, ascending.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::openapi::KeyIdNumber>))]
+    pub key_ids: Vec<KeyId>,
+}
+
+/// `POST /keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AddKeyRequest {
+    /// The new key identifier (1 to 4294967295, unused).
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::KeyIdNumber))]
+    pub key_id: KeyId,
+}
+
+/// A key was added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyAdded {
+    /// Its identifier.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::KeyIdNumber))]
+    pub key_id: KeyId,
+}
+
+/// A row of table 500.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Product {
+    /// The product code.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ProductCodeText))]
+    pub product_code: ProductCode,
+    /// Its current key identifier.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::KeyIdNumber))]
+    pub key_id: KeyId,
+}
+
+/// `GET /products`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProductList {
+    /// Table 500.
+    pub products: Vec<Product>,
+}
+
+/// `PUT /products/{code}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MapProductRequest {
+    /// The key identifier to map the product code to.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::KeyIdNumber))]
+    pub key_id: KeyId,
+}
+
+/// The outcome of mapping a product code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Remapped {
+    /// The key before (none for a new product code).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::KeyIdNumber>))]
+    pub old_key_id: Option<KeyId>,
+    /// The key now.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::KeyIdNumber))]
+    pub new_key_id: KeyId,
+    /// Records issued for the product but not installed, sealed again under the new key.
+    pub resealed: u64,
+}
+
+/// `POST /auth-info/generate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GenerateRequest {
+    /// The key identifier the entries are bound to.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::KeyIdNumber))]
+    pub key_id: KeyId,
+    /// How many, 1 to 1000000.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000))]
+    pub count: u64,
+    /// Apparatus ID prefix, at most 20 characters (default `IMP-`); a 10-digit sequence number follows.
+    #[serde(default = "default_prefix")]
+    #[cfg_attr(feature = "openapi", schema(default = "IMP-", max_length = 20))]
+    pub prefix: String,
+}
+
+/// What `generate` made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Generated {
+    /// How many entries.
+    pub count: u64,
+    /// The first apparatus ID.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ApparatusIdText))]
+    pub first: ApparatusId,
+    /// The last apparatus ID.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ApparatusIdText))]
+    pub last: ApparatusId,
+}
+
+/// `POST /auth-info/import`: the whole file was imported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Imported {
+    /// How many entries.
+    pub imported: u64,
+}
+
+/// `POST /factories`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AddFactoryRequest {
+    /// The factory's identifier.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::FactoryIdText))]
+    pub factory_id: FactoryId,
+    /// Its name, for people.
+    pub name: String,
+}
+
+/// A factory was added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FactoryAdded {
+    /// Its identifier.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::FactoryIdText))]
+    pub factory_id: FactoryId,
+}
+
+/// `PUT /factories/{factory}/quotas/{product}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetQuotaRequest {
+    /// How many records the factory may ever receive for the product.
+    pub limit: u64,
+}
+
+/// A quota was set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QuotaSet {
+    /// The factory.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::FactoryIdText))]
+    pub factory_id: FactoryId,
+    /// The product code.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ProductCodeText))]
+    pub product_code: ProductCode,
+    /// The limit.
+    pub limit: u64,
+}
+
+/// `POST /users`. Its `Debug` leaves the password out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AddUserRequest {
+    /// 1 to 64 characters of `A-Z a-z 0-9 . _ - @`.
+    pub username: String,
+    /// At least 10 characters.
+    #[cfg_attr(feature = "openapi", schema(format = Password, min_length = 10))]
+    pub password: String,
+    /// The role.
+    pub role: Role,
+    /// For technicians (required), the factory they work for; none for the other roles.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::FactoryIdText>))]
+    #[serde(default)]
+    pub factory_id: Option<FactoryId>,
+}
+
+/// A user was added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserAdded {
+    /// User name.
+    pub username: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// `POST /devices/{id}/revoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Revoked {
+    /// The revoked identity.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ApparatusIdText))]
+    pub revoked: ApparatusId,
+}
+
+/// `GET /audit` query.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+pub struct AuditQuery {
+    /// First sequence number (default 1).
+    #[serde(default)]
+    pub from: Option<u64>,
+    /// At most this many (default 100, at most 1000).
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+/// One audit entry, as stored (docs/server.md says how to recompute `hash`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    /// Position, from 1.
+    pub seq: u64,
+    /// Unix time in milliseconds, as decimal text (hashed as stored).
+    pub at: String,
+    /// Who (user name, `device`, `cli`, `system`).
+    pub actor: String,
+    /// What (`authinfo.import`, `issue`, `report`, `auth.ok`, ...).
+    pub action: String,
+    /// JSON detail, as text (never a secret).
+    pub detail: String,
+    /// The previous entry's hash (64 hex digits; zeros for the first).
+    pub prev_hash: String,
+    /// This entry's hash (64 hex digits).
+    pub hash: String,
+}
+
+/// `GET /audit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditPage {
+    /// The entries, by sequence number.
+    pub entries: Vec<AuditEntry>,
+}
+
+/// `GET /audit/verify` query.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+pub struct VerifyAuditQuery {
+    /// A checkpoint `seq:hash` saved from an earlier verification.
+    #[serde(default)]
+    pub checkpoint: Option<String>,
+}
+
+/// The outcome of verifying the audit chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditVerification {
+    /// Entries checked.
+    pub entries: u64,
+    /// The last entry's hash: save `entries:head` as the checkpoint for the next verification.
+    pub head: String,
+    /// Whether every check passed.
+    pub ok: bool,
+    /// The first problem found, if any.
+    pub problem: Option<String>,
+}
+
+/// `POST /issue`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IssueRequest {
+    /// The product code.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ProductCodeText))]
+    pub product_code: ProductCode,
+    /// How many records, at least 1 and within the quota.
+    pub count: u64,
+}
+
+/// A row of table 708 as a factory receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Record {
+    /// The identity, in clear.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ApparatusIdText))]
+    pub apparatus_id: ApparatusId,
+    /// The key identifier it is sealed under.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::KeyIdNumber))]
+    pub key_id: KeyId,
+    /// The sealed record (docs/protocol.md), hex.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::SealedRecordHex))]
+    pub sealed: SealedRecord,
+    /// The product code it was issued for.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ProductCodeText))]
+    pub product_code: ProductCode,
+}
+
+/// `POST /issue`, `GET /records`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecordList {
+    /// The records.
+    pub records: Vec<Record>,
+}
+
+/// `POST /leases`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LeaseRequest {
+    /// The product code.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ProductCodeText))]
+    pub product_code: ProductCode,
+    /// How many records, 1 to 1000.
+    pub count: u64,
+    /// Validity, 1 to 72 hours.
+    pub hours: u64,
+}
+
+/// A signed offline lease (docs/protocol.md, "Offline lease").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LeaseAnswer {
+    /// Lease ID.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Hex16))]
+    pub lease_id: Bytes<16>,
+    /// The factory.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::FactoryIdText))]
+    pub factory: FactoryId,
+    /// The product code.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ProductCodeText))]
+    pub product_code: ProductCode,
+    /// Issued at (Unix ms).
+    pub issued_at_ms: u64,
+    /// No install after this instant (Unix ms).
+    pub not_after_ms: u64,
+    /// The records.
+    pub records: Vec<Record>,
+    /// The server's Ed25519 public key.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Hex32))]
+    pub public_key: Bytes<32>,
+    /// Ed25519 signature over the lease's signed bytes.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Hex64))]
+    pub signature: Bytes<64>,
+}
+
+/// `POST /report`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportRequest {
+    /// The identity installed.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ApparatusIdText))]
+    pub apparatus_id: ApparatusId,
+    /// The unit's product serial.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ProductSerialText))]
+    pub product_serial: ProductSerial,
+    /// The device's receipt (docs/protocol.md).
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Hex32))]
+    pub receipt: Receipt,
+    /// The station's name, recorded with the installation (at most 64 characters).
+    pub station: String,
+}
+
+/// An accepted report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportAnswer {
+    /// New, or accepted before.
+    pub status: ReportStatus,
+    /// A fresh challenge for the station's closed-loop check.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Hex32))]
+    pub challenge: Challenge,
+    /// How long the challenge may be answered.
+    pub expires_in_ms: u64,
+}
+
+/// `POST /release`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleaseRequest {
+    /// An issued record never installed.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ApparatusIdText))]
+    pub apparatus_id: ApparatusId,
+}
+
+/// A record went back to the pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Released {
+    /// Its identity.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ApparatusIdText))]
+    pub released: ApparatusId,
+}
+
+/// `GET /lease-key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LeaseKeyAnswer {
+    /// The Ed25519 public key that signs leases.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Hex32))]
+    pub public_key: Bytes<32>,
+}
+
+/// `POST /auth/challenge`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChallengeRequest {
+    /// The device's identity.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ApparatusIdText))]
+    pub apparatus_id: ApparatusId,
+}
+
+/// A single-use challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChallengeAnswer {
+    /// The challenge.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Hex32))]
+    pub challenge: Challenge,
+    /// How long it may be answered.
+    pub expires_in_ms: u64,
+}
+
+/// `POST /auth/verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VerifyRequest {
+    /// The device's identity.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ApparatusIdText))]
+    pub apparatus_id: ApparatusId,
+    /// The challenge it answers.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Hex32))]
+    pub challenge: Challenge,
+    /// Its answer (docs/protocol.md).
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Hex32))]
+    pub response: AuthResponse,
+}
+
+/// The outcome of a field authentication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VerifyAnswer {
+    /// Whether the answer proves the identity.
+    pub authenticated: bool,
+}
+
+fn default_prefix() -> String {
+    "IMP-".into()
+}
+
+impl fmt::Debug for AddUserRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AddUserRequest")
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .field("factory_id", &self.factory_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /logout` (no body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Logout;
+
+/// `GET /me`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Me;
+
+/// `GET /keys`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ListKeys;
+
+/// `GET /products`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ListProducts;
+
+/// `GET /records`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Records;
+
+/// `GET /lease-key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LeaseKey;
+
+/// `PUT /products/{code}` with its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapProduct {
+    /// The product code.
+    pub code: ProductCode,
+    /// The body.
+    pub body: MapProductRequest,
+}
+
+/// `PUT /factories/{factory}/quotas/{product}` with its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetQuota {
+    /// The factory.
+    pub factory: FactoryId,
+    /// The product code.
+    pub product: ProductCode,
+    /// The body.
+    pub body: SetQuotaRequest,
+}
+
+/// `POST /devices/{id}/revoke`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoke {
+    /// The identity to revoke.
+    pub apparatus_id: ApparatusId,
+}
+
+impl Serialize for MapProduct {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.body.serialize(s)
+    }
+}
+
+impl Serialize for SetQuota {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.body.serialize(s)
+    }
+}
+
+impl Serialize for Revoke {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_unit()
+    }
+}
+
+impl Endpoint for LoginRequest {
+    const OP: Op = Op::Login;
+    type Answer = LoginAnswer;
+}
+
+impl Endpoint for Logout {
+    const OP: Op = Op::Logout;
+    type Answer = LoggedOut;
+}
+
+impl Endpoint for Me {
+    const OP: Op = Op::Me;
+    type Answer = MeAnswer;
+}
+
+impl Endpoint for ListKeys {
+    const OP: Op = Op::ListKeys;
+    type Answer = KeyList;
+}
+
+impl Endpoint for AddKeyRequest {
+    const OP: Op = Op::AddKey;
+    type Answer = KeyAdded;
+}
+
+impl Endpoint for ListProducts {
+    const OP: Op = Op::ListProducts;
+    type Answer = ProductList;
+}
+
+impl Endpoint for MapProduct {
+    const OP: Op = Op::MapProduct;
+    type Answer = Remapped;
+
+    fn path(&self) -> String {
+        format!("{}/products/{}", crate::PREFIX, self.code)
+    }
+}
+
+impl Endpoint for GenerateRequest {
+    const OP: Op = Op::Generate;
+    type Answer = Generated;
+}
+
+impl Endpoint for AddFactoryRequest {
+    const OP: Op = Op::AddFactory;
+    type Answer = FactoryAdded;
+}
+
+impl Endpoint for SetQuota {
+    const OP: Op = Op::SetQuota;
+    type Answer = QuotaSet;
+
+    fn path(&self) -> String {
+        format!(
+            "{}/factories/{}/quotas/{}",
+            crate::PREFIX,
+            self.factory,
+            self.product
+        )
+    }
+}
+
+impl Endpoint for AddUserRequest {
+    const OP: Op = Op::AddUser;
+    type Answer = UserAdded;
+}
+
+impl Endpoint for Revoke {
+    const OP: Op = Op::Revoke;
+    type Answer = Revoked;
+
+    fn path(&self) -> String {
+        format!("{}/devices/{}/revoke", crate::PREFIX, self.apparatus_id)
+    }
+}
+
+impl Endpoint for IssueRequest {
+    const OP: Op = Op::Issue;
+    type Answer = RecordList;
+}
+
+impl Endpoint for LeaseRequest {
+    const OP: Op = Op::Lease;
+    type Answer = LeaseAnswer;
+}
+
+impl Endpoint for Records {
+    const OP: Op = Op::Records;
+    type Answer = RecordList;
+}
+
+impl Endpoint for ReportRequest {
+    const OP: Op = Op::Report;
+    type Answer = ReportAnswer;
+}
+
+impl Endpoint for ReleaseRequest {
+    const OP: Op = Op::Release;
+    type Answer = Released;
+}
+
+impl Endpoint for LeaseKey {
+    const OP: Op = Op::LeaseKey;
+    type Answer = LeaseKeyAnswer;
+}
+
+impl Endpoint for ChallengeRequest {
+    const OP: Op = Op::Challenge;
+    type Answer = ChallengeAnswer;
+}
+
+impl Endpoint for VerifyRequest {
+    const OP: Op = Op::Verify;
+    type Answer = VerifyAnswer;
+}
