@@ -8,9 +8,10 @@
 //! record whose install was sent is only ever released back to the pool after its own unit
 //! says it does not hold it.
 
+use imprint_api::ReportStatus;
 use imprint_core::{
-    ApparatusId, Challenge, DeviceInfo, DeviceState, FrameError, ProtocolError, Receipt,
-    RecordStatus, Reply, Request, SealedRecord,
+    ApparatusId, AuthResponse, Challenge, DeviceInfo, DeviceState, FrameError, KeyId, ProductCode,
+    ProductSerial, ProtocolError, Receipt, RecordStatus, Reply, Request,
 };
 
 use std::cell::RefCell;
@@ -18,24 +19,7 @@ use std::cell::RefCell;
 use crate::state::diagnose::Diagnosis;
 use crate::state::journal::{Journal, JournalError, Record, Step};
 
-/// Why talking to the unit failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkError {
-    /// The unit went away (cable pulled, power lost).
-    Disconnected,
-    /// No answer in time.
-    Timeout,
-    /// The answer is not a valid frame or message.
-    Garbage(String),
-    /// The browser refused (permission, another program holds it, ...): DOMException name
-    /// and message.
-    Browser {
-        /// e.g. "SecurityError", "NetworkError".
-        name: String,
-        /// The browser's message.
-        message: String,
-    },
-}
+pub use crate::error::{LinkError, ServerError};
 
 /// A connection to one unit.
 #[allow(async_fn_in_trait)]
@@ -46,50 +30,36 @@ pub trait Link {
     fn unit(&self) -> String;
 }
 
-/// Why a server call failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerError {
-    /// The server could not be reached.
-    Offline(String),
-    /// The server refused: its stable error code and message.
-    Refused {
-        /// e.g. "bad_receipt", "serial_taken".
-        code: String,
-        /// The server's message.
-        message: String,
-    },
-}
-
 /// The server calls the station needs during the flow.
 #[allow(async_fn_in_trait)]
 pub trait Server {
     /// Reports an installation.
     async fn report(
         &self,
-        apparatus_id: &str,
-        product_serial: &str,
-        receipt_hex: &str,
+        apparatus_id: &ApparatusId,
+        product_serial: &ProductSerial,
+        receipt: &Receipt,
     ) -> Result<Reported, ServerError>;
     /// A fresh challenge for the closed-loop check, when the report did not bring one (a
-    /// unit whose report was made earlier, or an older server).
-    async fn challenge(&self, apparatus_id: &str) -> Result<[u8; 32], ServerError>;
+    /// unit whose report was made earlier).
+    async fn challenge(&self, apparatus_id: &ApparatusId) -> Result<Challenge, ServerError>;
     /// Checks the unit's answer.
     async fn verify(
         &self,
-        apparatus_id: &str,
-        challenge: &[u8; 32],
-        response: &[u8; 32],
+        apparatus_id: &ApparatusId,
+        challenge: &Challenge,
+        response: &AuthResponse,
     ) -> Result<bool, ServerError>;
 }
 
 /// The server's answer to a report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reported {
-    /// "recorded", or "already_recorded" for a report made before.
-    pub status: String,
+    /// Recorded now, or recorded before.
+    pub status: ReportStatus,
     /// A fresh challenge for the closed-loop check, issued with the report: it saves a round
     /// trip per unit.
-    pub challenge: Option<[u8; 32]>,
+    pub challenge: Option<Challenge>,
 }
 
 /// Where the unit's tile is.
@@ -153,9 +123,9 @@ pub trait Observer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Success {
     /// Identity installed.
-    pub apparatus_id: String,
+    pub apparatus_id: ApparatusId,
     /// The unit's product serial.
-    pub product_serial: String,
+    pub product_serial: ProductSerial,
     /// Whether this run resumed earlier work (after an unplug or reload).
     pub resumed: bool,
     /// Install attempts for this record.
@@ -187,7 +157,7 @@ fn journal_fail(phase: Phase, e: JournalError) -> Failure {
 #[derive(Debug, Clone)]
 pub struct Setup {
     /// The product code of the line.
-    pub product_code: String,
+    pub product_code: ProductCode,
     /// Whether to run the closed-loop check (needs the server online).
     pub closed_loop: bool,
     /// The time now (Unix ms), for lease deadlines.
@@ -247,16 +217,16 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
                 && let Step::Verified { product_serial, .. } = &done.step
             {
                 return Ok(Success {
-                    apparatus_id: done.record.apparatus_id.clone(),
-                    product_serial: product_serial.clone(),
+                    apparatus_id: done.record.apparatus_id,
+                    product_serial: *product_serial,
                     resumed: true,
                     attempts: done.attempts,
                 });
             }
-            if info.product_code.as_str() != setup.product_code {
+            if info.product_code != setup.product_code {
                 return Err(fail(
                     Phase::Record,
-                    Diagnosis::wrong_model(&setup.product_code, info.product_code.as_str()),
+                    Diagnosis::wrong_model(setup.product_code.as_str(), info.product_code.as_str()),
                 ));
             }
             match &info.state {
@@ -268,7 +238,7 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
                     ));
                 }
             }
-            let keys: Vec<u32> = info.key_ids.iter().map(|k| k.get()).collect();
+            let keys: Vec<KeyId> = info.key_ids.to_vec();
             match journal
                 .borrow()
                 .next_for(&setup.product_code, &keys, setup.now_ms)
@@ -277,23 +247,13 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
                 None => {
                     return Err(fail(
                         Phase::Record,
-                        Diagnosis::no_records(&setup.product_code, &keys),
+                        Diagnosis::no_records(setup.product_code.as_str(), &keys),
                     ));
                 }
             }
         }
     };
-    let id = ApparatusId::new(&record.apparatus_id)
-        .map_err(|e| fail(Phase::Record, Diagnosis::bug(&e.to_string())))?;
-    let sealed = hex::decode(&record.sealed)
-        .ok()
-        .and_then(|b| SealedRecord::parse(&b).ok())
-        .ok_or_else(|| {
-            fail(
-                Phase::Record,
-                Diagnosis::bug("a record from the server is not a sealed record"),
-            )
-        })?;
+    let id = record.apparatus_id;
 
     // Install, unless the journal or the unit says it is done already.
     let step = journal
@@ -301,40 +261,34 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
         .get(&record.apparatus_id)
         .map(|e| e.step.clone())
         .unwrap_or(Step::Pool);
-    let (product_serial, receipt) = match step {
-        Step::Installed {
-            product_serial,
-            receipt,
-            ..
-        }
-        | Step::Reported {
-            product_serial,
-            receipt,
-            ..
-        } => (product_serial, receipt),
-        Step::Verified { product_serial, .. } => (product_serial, String::new()),
+    let product_serial = match step {
+        Step::Installed { product_serial, .. }
+        | Step::Reported { product_serial, .. }
+        | Step::Verified { product_serial, .. } => product_serial,
         Step::Pool | Step::InstallSent { .. } => {
             obs.phase(Phase::Install);
-            let receipt = install(link, journal, obs, &unit, &info, &id, &sealed, &record).await?;
-            (info.product_serial.to_string(), receipt)
+            install(link, journal, obs, &unit, &info, &record).await?;
+            info.product_serial
         }
     };
 
-    // Report (idempotent on the server). Its answer brings the closed-loop challenge.
+    // Report (idempotent on the server) what the journal says is installed and not reported,
+    // with the receipt it keeps. Its answer brings the closed-loop challenge.
     let mut challenge = None;
-    if matches!(
-        journal.borrow().get(&record.apparatus_id).map(|e| &e.step),
-        Some(Step::Installed { .. })
-    ) {
+    let unreported = match journal.borrow().get(&id).map(|e| &e.step) {
+        Some(Step::Installed { receipt, .. }) => Some(*receipt),
+        _ => None,
+    };
+    if let Some(receipt) = unreported {
         obs.phase(Phase::Report);
-        match server
-            .report(&record.apparatus_id, &product_serial, &receipt)
-            .await
-        {
+        match server.report(&id, &product_serial, &receipt).await {
             Ok(reported) => {
                 obs.log(format!(
-                    "server: {} {}",
-                    record.apparatus_id, reported.status
+                    "server: {id} {}",
+                    match reported.status {
+                        ReportStatus::Recorded => "recorded",
+                        ReportStatus::AlreadyRecorded => "already recorded",
+                    }
                 ));
                 challenge = reported.challenge;
                 journal
@@ -357,12 +311,12 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
             let c = match challenge {
                 Some(c) => c,
                 None => server
-                    .challenge(&record.apparatus_id)
+                    .challenge(&id)
                     .await
                     .map_err(|e| fail(Phase::Check, Diagnosis::from_server(&e)))?,
             };
             let response = match link
-                .call(&Request::Challenge(Challenge(c)))
+                .call(&Request::Challenge(c))
                 .await
                 .map_err(|e| link_fail(Phase::Check, e))?
             {
@@ -379,7 +333,7 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
                 other => return Err(fail(Phase::Check, Diagnosis::unexpected(&other))),
             };
             let ok = server
-                .verify(&record.apparatus_id, &c, &response.0)
+                .verify(&id, &c, &response)
                 .await
                 .map_err(|e| fail(Phase::Check, Diagnosis::from_server(&e)))?;
             if !ok {
@@ -402,7 +356,7 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
         .get(&record.apparatus_id)
         .map_or(0, |e| e.attempts);
     Ok(Success {
-        apparatus_id: record.apparatus_id,
+        apparatus_id: id,
         product_serial,
         resumed,
         attempts,
@@ -421,19 +375,18 @@ fn step_name(s: &Step) -> &'static str {
 
 /// Writes the record, exactly once: asks the unit first if an earlier attempt may have
 /// reached it, journals before sending, and settles the journal from the unit's answer.
-#[allow(clippy::too_many_arguments)]
 async fn install<L: Link, O: Observer>(
     link: &mut L,
     journal: &RefCell<Journal>,
     obs: &mut O,
     unit: &str,
     info: &DeviceInfo,
-    id: &ApparatusId,
-    sealed: &SealedRecord,
     record: &Record,
-) -> Result<String, Failure> {
+) -> Result<Receipt, Failure> {
     let aid = &record.apparatus_id;
-    let serial = info.product_serial.to_string();
+    let id = aid;
+    let sealed = &record.sealed;
+    let serial = info.product_serial;
     if matches!(
         journal.borrow().get(aid).map(|e| &e.step),
         Some(Step::InstallSent { .. })
@@ -450,7 +403,7 @@ async fn install<L: Link, O: Observer>(
         {
             Reply::RecordStatus(RecordStatus::Held(receipt)) => {
                 obs.log(format!("unit already holds {aid}: taking its receipt"));
-                return settle(journal, obs, aid, unit, &serial, receipt);
+                return settle(journal, obs, aid, unit, serial, receipt);
             }
             Reply::RecordStatus(RecordStatus::NotHeld) => {
                 obs.log(format!("unit does not hold {aid}: writing again"))
@@ -480,7 +433,7 @@ async fn install<L: Link, O: Observer>(
         record: sealed.clone(),
     };
     match link.call(&req).await {
-        Ok(Reply::Installed(receipt)) => settle(journal, obs, aid, unit, &serial, receipt),
+        Ok(Reply::Installed(receipt)) => settle(journal, obs, aid, unit, serial, receipt),
         Ok(Reply::Error(code)) => {
             // The unit refused and stored nothing: the record is free for the next unit.
             journal
@@ -499,18 +452,17 @@ async fn install<L: Link, O: Observer>(
 fn settle<O: Observer>(
     journal: &RefCell<Journal>,
     obs: &mut O,
-    aid: &str,
+    aid: &ApparatusId,
     unit: &str,
-    serial: &str,
+    serial: ProductSerial,
     receipt: Receipt,
-) -> Result<String, Failure> {
-    let hex = hex::encode(receipt.0);
+) -> Result<Receipt, Failure> {
     journal
         .borrow_mut()
-        .installed(aid, unit, serial, &hex)
+        .installed(aid, unit, serial, receipt)
         .map_err(|e| journal_fail(Phase::Install, e))?;
     obs.save(&journal.borrow());
-    Ok(hex)
+    Ok(receipt)
 }
 
 /// Maps a reply decode failure to a [`LinkError`].
@@ -521,12 +473,26 @@ pub fn garbage(e: &ProtocolError) -> LinkError {
     })
 }
 
+/// What a reconcile pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Reports recorded now.
+    pub recorded: usize,
+    /// Installations still not recorded.
+    pub pending: usize,
+    /// Reports the server refused in this pass, with its code and message.
+    pub refused: Vec<(ApparatusId, ServerError)>,
+    /// The server answered something the station does not understand: the pass stopped, and
+    /// this says what (it is neither offline nor a refusal).
+    pub unintelligible: Option<ServerError>,
+}
+
 /// Reports every installation the server has not recorded yet (units written while it was
-/// unreachable). Returns how many were recorded now and how many are still pending. Safe to
-/// run at any time and as often as wanted: the server answers a repeat with
-/// `already_recorded`.
-pub async fn reconcile<S: Server>(server: &S, journal: &RefCell<Journal>) -> (usize, usize) {
-    let pending: Vec<(String, String, String)> = journal
+/// unreachable). Safe to run at any time and as often as wanted: the server answers a repeat
+/// with `already_recorded`. Stops at the first answer that says the server is unreachable or
+/// answers what the station does not understand.
+pub async fn reconcile<S: Server>(server: &S, journal: &RefCell<Journal>) -> Reconciled {
+    let pending: Vec<(ApparatusId, ProductSerial, Receipt)> = journal
         .borrow()
         .unreported()
         .filter_map(|e| match &e.step {
@@ -534,27 +500,28 @@ pub async fn reconcile<S: Server>(server: &S, journal: &RefCell<Journal>) -> (us
                 product_serial,
                 receipt,
                 ..
-            } => Some((
-                e.record.apparatus_id.clone(),
-                product_serial.clone(),
-                receipt.clone(),
-            )),
+            } => Some((e.record.apparatus_id, *product_serial, *receipt)),
             _ => None,
         })
         .collect();
-    let mut done = 0;
+    let mut out = Reconciled::default();
     for (id, serial, receipt) in &pending {
         match server.report(id, serial, receipt).await {
             Ok(_) => {
                 if journal.borrow_mut().reported(id).is_ok() {
-                    done += 1;
+                    out.recorded += 1;
                 }
             }
             // Still offline: stop for now, try again later.
             Err(ServerError::Offline(_)) => break,
-            // Refused: stays pending and visible in the log; the operator must look at it.
-            Err(ServerError::Refused { .. }) => {}
+            Err(e @ ServerError::Unintelligible { .. }) => {
+                out.unintelligible = Some(e);
+                break;
+            }
+            // Refused: stays pending and visible; the operator must look at it.
+            Err(e @ ServerError::Refused { .. }) => out.refused.push((*id, e)),
         }
     }
-    (done, journal.borrow().unreported().count())
+    out.pending = journal.borrow().unreported().count();
+    out
 }

@@ -4,9 +4,10 @@
 //! (a hang on Firefox, "NetworkError" on a permission problem, "transfer error" that is really
 //! an unplug). Each cause here has its fix on screen.
 
-use imprint_core::{ErrorCode, Reply};
+use imprint_api::ErrorCode as ServerCode;
+use imprint_core::{ErrorCode, KeyId, Reply};
 
-use crate::station::{LinkError, ServerError};
+use crate::error::{LinkError, ServerError};
 
 /// How bad it is, for the colour of the tile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +194,8 @@ impl Diagnosis {
     }
 
     /// The station has no record for this unit.
-    pub fn no_records(product: &str, keys: &[u32]) -> Diagnosis {
+    pub fn no_records(product: &str, keys: &[KeyId]) -> Diagnosis {
+        let keys: Vec<u32> = keys.iter().map(|k| k.get()).collect();
         d(
             "No record for this unit",
             format!("The station holds no record of {product} under key(s) {keys:?}."),
@@ -212,15 +214,27 @@ impl Diagnosis {
                 Severity::Station,
             ),
             ServerError::Refused { code, message } => {
-                let fix = match code.as_str() {
-                    "bad_receipt" => {
+                let fix = match code {
+                    ServerCode::BadReceipt => {
                         "The server does not accept this unit's proof: set the unit aside and tell the operator."
                     }
-                    "serial_taken" | "already_installed" => {
+                    ServerCode::SerialTaken | ServerCode::AlreadyInstalled => {
                         "This unit or identity is already on record: set the unit aside and tell the operator."
                     }
-                    "over_quota" => "The factory's quota is used up: ask the operator.",
-                    "unauthorized" => "Sign in again.",
+                    ServerCode::OverQuota => "The factory's quota is used up: ask the operator.",
+                    ServerCode::NotEnoughEntries => {
+                        "The server has no more identities for this product: ask the operator to generate or import more."
+                    }
+                    ServerCode::NotYourRecord => {
+                        "This record belongs to another factory: set the unit aside and tell the operator."
+                    }
+                    ServerCode::Unauthorized => "Sign in again.",
+                    ServerCode::TooManyAttempts => {
+                        "Too many wrong passwords: wait the time shown, then sign in with the right one."
+                    }
+                    ServerCode::Internal => {
+                        "The server failed: tell the operator the incident ID in the message (it is in the server's log)."
+                    }
                     _ => "Download the log and tell the operator.",
                 };
                 d(
@@ -230,6 +244,12 @@ impl Diagnosis {
                     Severity::SetAside,
                 )
             }
+            ServerError::Unintelligible { status, detail } => d(
+                "The server's answer is not understood",
+                format!("The server answered (HTTP {status}), but {detail}."),
+                "The station and the server may be of different versions, or something between them (a proxy) answers instead: tell the operator. Units written meanwhile keep their receipts.",
+                Severity::Station,
+            ),
         }
     }
 

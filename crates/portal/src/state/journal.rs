@@ -6,22 +6,38 @@
 //! before doing anything else. A record whose install was sent is never given to another unit
 //! until its own unit has been asked: that is what makes writes exactly-once.
 
+use imprint_core::{ApparatusId, KeyId, ProductCode, ProductSerial, Receipt, SealedRecord};
 use serde::{Deserialize, Serialize};
 
-/// A table-708 record as the server hands it out.
+/// A table-708 record as the station keeps it: the server's [`imprint_api::Record`], typed
+/// (a sealed record that does not parse never gets into the journal), plus a lease's deadline.
+/// Stored as the server sends it (hex for the sealed bytes), pinned by
+/// `tests/vectors/journal.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The identity, in clear.
-    pub apparatus_id: String,
+    pub apparatus_id: ApparatusId,
     /// The key identifier it is sealed under.
-    pub key_id: u32,
-    /// The sealed record, hex.
-    pub sealed: String,
+    pub key_id: KeyId,
+    /// The sealed record.
+    pub sealed: SealedRecord,
     /// The product code it was issued for.
-    pub product_code: String,
+    pub product_code: ProductCode,
     /// For records of an offline lease: no install after this instant (Unix ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after_ms: Option<u64>,
+}
+
+impl From<imprint_api::Record> for Record {
+    fn from(r: imprint_api::Record) -> Record {
+        Record {
+            apparatus_id: r.apparatus_id,
+            key_id: r.key_id,
+            sealed: r.sealed,
+            product_code: r.product_code,
+            not_after_ms: None,
+        }
+    }
 }
 
 /// How far a record got.
@@ -44,25 +60,25 @@ pub enum Step {
         /// The unit.
         unit: String,
         /// The unit's product serial.
-        product_serial: String,
-        /// The receipt, hex.
-        receipt: String,
+        product_serial: ProductSerial,
+        /// The receipt.
+        receipt: Receipt,
     },
     /// The server recorded the installation.
     Reported {
         /// The unit.
         unit: String,
         /// The unit's product serial.
-        product_serial: String,
-        /// The receipt, hex.
-        receipt: String,
+        product_serial: ProductSerial,
+        /// The receipt.
+        receipt: Receipt,
     },
     /// The unit answered a fresh server challenge with its new secret: done.
     Verified {
         /// The unit.
         unit: String,
         /// The unit's product serial.
-        product_serial: String,
+        product_serial: ProductSerial,
     },
 }
 
@@ -95,11 +111,11 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JournalError {
     /// No such record in the journal.
-    Unknown(String),
+    Unknown(ApparatusId),
     /// The record is not at the step the change starts from.
     WrongStep {
         /// The record.
-        apparatus_id: String,
+        apparatus_id: ApparatusId,
         /// What the change expected.
         expected: &'static str,
     },
@@ -153,16 +169,16 @@ impl Journal {
         added
     }
 
-    fn entry_mut(&mut self, id: &str) -> Result<&mut Entry, JournalError> {
+    fn entry_mut(&mut self, id: &ApparatusId) -> Result<&mut Entry, JournalError> {
         self.entries
             .iter_mut()
-            .find(|e| e.record.apparatus_id == id)
-            .ok_or_else(|| JournalError::Unknown(id.to_string()))
+            .find(|e| e.record.apparatus_id == *id)
+            .ok_or(JournalError::Unknown(*id))
     }
 
     /// The entry for a record.
-    pub fn get(&self, id: &str) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.record.apparatus_id == id)
+    pub fn get(&self, id: &ApparatusId) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.record.apparatus_id == *id)
     }
 
     /// The record bound to `unit` that is not finished, if any (a resumed unit).
@@ -182,12 +198,17 @@ impl Journal {
 
     /// The next record from the pool a unit holding `key_ids` can open.
     /// Records of an expired lease are never picked.
-    pub fn next_for(&self, product_code: &str, key_ids: &[u32], now_ms: u64) -> Option<&Record> {
+    pub fn next_for(
+        &self,
+        product_code: &ProductCode,
+        key_ids: &[KeyId],
+        now_ms: u64,
+    ) -> Option<&Record> {
         self.entries
             .iter()
             .find(|e| {
                 e.step == Step::Pool
-                    && e.record.product_code == product_code
+                    && e.record.product_code == *product_code
                     && key_ids.contains(&e.record.key_id)
                     && e.record.not_after_ms.is_none_or(|t| now_ms <= t)
             })
@@ -216,7 +237,7 @@ impl Journal {
 
     fn change(
         &mut self,
-        id: &str,
+        id: &ApparatusId,
         expected: &'static str,
         ok: impl Fn(&Step) -> bool,
         to: Step,
@@ -224,7 +245,7 @@ impl Journal {
         let e = self.entry_mut(id)?;
         if !ok(&e.step) {
             return Err(JournalError::WrongStep {
-                apparatus_id: id.to_string(),
+                apparatus_id: *id,
                 expected,
             });
         }
@@ -237,7 +258,7 @@ impl Journal {
 
     /// Binds a pool record to a unit, before the install is sent. (A retry on the same unit
     /// is allowed: the unit said it does not hold it.)
-    pub fn install_sent(&mut self, id: &str, unit: &str) -> Result<(), JournalError> {
+    pub fn install_sent(&mut self, id: &ApparatusId, unit: &str) -> Result<(), JournalError> {
         let u = unit.to_string();
         self.change(
             id,
@@ -250,10 +271,10 @@ impl Journal {
     /// The unit answered with a receipt.
     pub fn installed(
         &mut self,
-        id: &str,
+        id: &ApparatusId,
         unit: &str,
-        product_serial: &str,
-        receipt: &str,
+        product_serial: ProductSerial,
+        receipt: Receipt,
     ) -> Result<(), JournalError> {
         let u = unit.to_string();
         self.change(
@@ -262,14 +283,14 @@ impl Journal {
             |s| matches!(s, Step::InstallSent { unit } if *unit == u),
             Step::Installed {
                 unit: u.clone(),
-                product_serial: product_serial.into(),
-                receipt: receipt.into(),
+                product_serial,
+                receipt,
             },
         )
     }
 
     /// The server recorded it.
-    pub fn reported(&mut self, id: &str) -> Result<(), JournalError> {
+    pub fn reported(&mut self, id: &ApparatusId) -> Result<(), JournalError> {
         let e = self.entry_mut(id)?;
         let Step::Installed {
             unit,
@@ -278,7 +299,7 @@ impl Journal {
         } = e.step.clone()
         else {
             return Err(JournalError::WrongStep {
-                apparatus_id: id.into(),
+                apparatus_id: *id,
                 expected: "installed",
             });
         };
@@ -291,7 +312,7 @@ impl Journal {
     }
 
     /// The closed-loop check passed.
-    pub fn verified(&mut self, id: &str) -> Result<(), JournalError> {
+    pub fn verified(&mut self, id: &ApparatusId) -> Result<(), JournalError> {
         let e = self.entry_mut(id)?;
         let Step::Reported {
             unit,
@@ -300,7 +321,7 @@ impl Journal {
         } = e.step.clone()
         else {
             return Err(JournalError::WrongStep {
-                apparatus_id: id.into(),
+                apparatus_id: *id,
                 expected: "reported",
             });
         };
@@ -313,7 +334,7 @@ impl Journal {
         if let Some(at) = self
             .entries
             .iter()
-            .position(|e| e.record.apparatus_id == id)
+            .position(|e| e.record.apparatus_id == *id)
         {
             let done = self.entries.remove(at);
             self.entries.push(done);
@@ -336,7 +357,7 @@ impl Journal {
 
     /// The unit said it does not hold the record (or holds another identity): the record goes
     /// back to the pool for the next unit.
-    pub fn back_to_pool(&mut self, id: &str) -> Result<(), JournalError> {
+    pub fn back_to_pool(&mut self, id: &ApparatusId) -> Result<(), JournalError> {
         self.change(
             id,
             "install sent",
@@ -345,9 +366,12 @@ impl Journal {
         )
     }
 
-    /// Serialises for storage.
-    pub fn to_json(&self) -> String {
-        crate::json::to_string(self).unwrap_or_else(|_| "{\"entries\":[]}".into())
+    /// Serialises for storage. An `Err` is never replaced by an empty journal: the caller
+    /// keeps what is stored and says so, because an empty journal would forget which unit holds
+    /// which record.
+    pub fn to_json(&self) -> Result<String, String> {
+        crate::json::to_string(self)
+            .map_err(|e| format!("the station could not write its journal ({e})"))
     }
 
     /// Reads stored text; a damaged store is reported, not silently emptied.

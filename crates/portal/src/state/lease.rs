@@ -1,35 +1,10 @@
 //! Offline leases as the station receives them: verified with the server's pinned Ed25519 key
 //! before any record of them is used (docs/protocol.md, "Offline lease").
 
-use imprint_core::{
-    ApparatusId, FactoryId, Lease, LeaseError, LeaseRecord, ProductCode, SealedRecord,
-};
-use serde::Deserialize;
+use imprint_api::LeaseAnswer;
+use imprint_core::{Lease, LeaseError, LeaseRecord};
 
 use crate::state::journal::Record;
-
-/// A lease as the server sends it (`POST /api/v1/leases`).
-#[derive(Debug, Clone, Deserialize)]
-pub struct LeaseOut {
-    /// Lease ID, hex.
-    pub lease_id: String,
-    /// Factory.
-    pub factory: String,
-    /// Product code.
-    pub product_code: String,
-    /// Issued at (Unix ms).
-    pub issued_at_ms: u64,
-    /// Deadline (Unix ms).
-    pub not_after_ms: u64,
-    /// The records.
-    pub records: Vec<Record>,
-    /// Signature, hex.
-    pub signature: String,
-}
-
-fn bad(what: &str) -> String {
-    format!("the lease is malformed ({what}); do not use it")
-}
 
 /// A lease whose fields all parse, waiting for its signature to be checked.
 ///
@@ -45,40 +20,29 @@ pub struct Unverified {
     signature: [u8; 64],
 }
 
-/// Parses a lease and the key pinned at the first online sign-in.
-pub fn parse(lease: &LeaseOut, pinned_key_hex: &str) -> Result<Unverified, String> {
-    let mut key = [0u8; 32];
-    hex::decode_to_slice(pinned_key_hex, &mut key).map_err(|_| bad("server key"))?;
-    let mut signature = [0u8; 64];
-    hex::decode_to_slice(&lease.signature, &mut signature).map_err(|_| bad("signature"))?;
-    let mut lease_id = [0u8; 16];
-    hex::decode_to_slice(&lease.lease_id, &mut lease_id).map_err(|_| bad("lease ID"))?;
-    let records = lease
-        .records
-        .iter()
-        .map(|r| -> Result<LeaseRecord, String> {
-            Ok(LeaseRecord {
-                apparatus_id: ApparatusId::new(&r.apparatus_id).map_err(|e| bad(&e.to_string()))?,
-                record: hex::decode(&r.sealed)
-                    .ok()
-                    .and_then(|b| SealedRecord::parse(&b).ok())
-                    .ok_or_else(|| bad("sealed record"))?,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Unverified {
+/// A lease as the server sent it (its fields typed and checked as they were read), with the
+/// key pinned at the first online sign-in, ready for its signature to be checked.
+pub fn parse(lease: &LeaseAnswer, pinned_key: &[u8; 32]) -> Unverified {
+    Unverified {
         lease: Lease {
-            lease_id,
-            factory: FactoryId::new(&lease.factory).map_err(|e| bad(&e.to_string()))?,
-            product: ProductCode::new(&lease.product_code).map_err(|e| bad(&e.to_string()))?,
+            lease_id: lease.lease_id.0,
+            factory: lease.factory,
+            product: lease.product_code,
             issued_at_ms: lease.issued_at_ms,
             not_after_ms: lease.not_after_ms,
-            records,
+            records: lease
+                .records
+                .iter()
+                .map(|r| LeaseRecord {
+                    apparatus_id: r.apparatus_id,
+                    record: r.sealed.clone(),
+                })
+                .collect(),
         },
-        records: lease.records.clone(),
-        key,
-        signature,
-    })
+        records: lease.records.iter().cloned().map(Record::from).collect(),
+        key: *pinned_key,
+        signature: lease.signature.0,
+    }
 }
 
 impl Unverified {
@@ -120,8 +84,12 @@ impl Unverified {
 
 /// Checks a lease against the key pinned at the first online sign-in with imprint-core's
 /// Ed25519; returns its records, each carrying the lease's deadline.
-pub fn accept(lease: &LeaseOut, pinned_key_hex: &str, now_ms: u64) -> Result<Vec<Record>, String> {
-    let u = parse(lease, pinned_key_hex)?;
+pub fn accept(
+    lease: &LeaseAnswer,
+    pinned_key: &[u8; 32],
+    now_ms: u64,
+) -> Result<Vec<Record>, String> {
+    let u = parse(lease, pinned_key);
     // Deadline 0 here: the deadline is checked once, in `finish`, for both paths.
     match u.lease.verify(&u.key, &u.signature, 0) {
         Ok(()) => u.finish(true, now_ms),

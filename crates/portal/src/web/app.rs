@@ -16,7 +16,11 @@ use crate::state::analytics::{Outcome, keep_recent, line};
 use crate::state::diagnose::{Diagnosis, Severity};
 use crate::state::journal::Journal;
 use crate::station::{Observer, Phase, Setup, provision};
-use crate::web::api::{self, HttpServer, User};
+use imprint_api::{Role, UserInfo};
+use imprint_core::{ApparatusId, ProductCode};
+
+use crate::client::Client;
+use crate::web::api::{Fetch, HttpServer};
 use crate::web::storage;
 use crate::web::usb::{self, WebUsbLink};
 
@@ -24,14 +28,17 @@ use crate::web::usb::{self, WebUsbLink};
 #[derive(Clone, Debug)]
 struct Session {
     server: HttpServer,
-    user: User,
-    product: String,
+    user: UserInfo,
+    product: ProductCode,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 enum Status {
     Working,
-    Done { apparatus_id: String, resumed: bool },
+    Done {
+        apparatus_id: ApparatusId,
+        resumed: bool,
+    },
     Failed(Diagnosis),
     Unplugged,
 }
@@ -59,8 +66,17 @@ struct Ctx {
     hidden: RwSignal<bool>,
 }
 
-/// Where the server's lease key is pinned at the first online sign-in.
+/// Where the server's lease key is pinned at the first online sign-in (hex).
 const LEASE_KEY: &str = "imprint.lease-key";
+
+/// The lease key pinned at the first online sign-in.
+fn pinned_lease_key() -> Result<[u8; 32], String> {
+    let text = storage::get(LEASE_KEY).ok_or("no lease key pinned yet: sign in online once")?;
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut key)
+        .map_err(|_| "the pinned lease key is damaged: tell the operator".to_string())?;
+    Ok(key)
+}
 
 fn now_ms() -> u64 {
     js_sys::Date::now() as u64
@@ -172,7 +188,7 @@ fn start_unit(ctx: Ctx, device: JsValue) {
     spawn_local(async move {
         let started = js_sys::Date::now();
         let setup = Setup {
-            product_code: session.product.clone(),
+            product_code: session.product,
             closed_loop: true,
             now_ms: now_ms(),
         };
@@ -215,7 +231,7 @@ fn start_unit(ctx: Ctx, device: JsValue) {
                 ctx.set_tile(&unit, |t| {
                     t.phase = Phase::Done;
                     t.status = Status::Done {
-                        apparatus_id: s.apparatus_id.clone(),
+                        apparatus_id: s.apparatus_id,
                         resumed: s.resumed,
                     };
                 });
@@ -277,12 +293,23 @@ async fn reconciler(ctx: Ctx) {
             continue;
         }
         let journal = ctx.journal.get_value();
-        let (done, left) = crate::station::reconcile(&session.server, &journal).await;
-        if done > 0 {
-            let _ = storage::save_journal(&journal.borrow());
+        let r = crate::station::reconcile(&session.server, &journal).await;
+        if r.recorded > 0 {
+            if let Err(e) = storage::save_journal(&journal.borrow()) {
+                ctx.say(format!("could not save the journal: {e}"));
+            }
             ctx.say(format!(
-                "server back: {done} pending report(s) recorded, {left} left"
+                "server back: {} pending report(s) recorded, {} left",
+                r.recorded, r.pending
             ));
+        }
+        for (id, e) in &r.refused {
+            let d = Diagnosis::from_server(e);
+            ctx.say(format!("report of {id} refused: {} {}", d.detail, d.fix));
+        }
+        if let Some(e) = &r.unintelligible {
+            let d = Diagnosis::from_server(e);
+            ctx.say(format!("{}: {} {}", d.title, d.detail, d.fix));
         }
         ctx.refresh_pool();
     }
@@ -332,17 +359,26 @@ fn Login(session: RwSignal<Option<Session>>) -> impl IntoView {
         ev.prevent_default();
         busy.set(true);
         spawn_local(async move {
-            match api::login(&user.get_untracked(), &pass.get_untracked()).await {
-                Ok((token, u)) if u.role == "technician" => {
+            let code = match ProductCode::new(product.get_untracked().trim()) {
+                Ok(c) => c,
+                Err(e) => {
+                    error.set(Some(format!("Product code: {e}")));
+                    busy.set(false);
+                    return;
+                }
+            };
+            match crate::client::login(&Fetch, &user.get_untracked(), &pass.get_untracked()).await {
+                Ok(answer) if answer.user.role == Role::Technician => {
                     storage::set("imprint.station", &station.get_untracked());
-                    storage::set("imprint.product", &product.get_untracked());
+                    storage::set("imprint.product", code.as_str());
                     session.set(Some(Session {
-                        server: HttpServer {
-                            token,
+                        server: Client {
+                            transport: Fetch,
+                            token: answer.token,
                             station: station.get_untracked(),
                         },
-                        user: u,
-                        product: product.get_untracked(),
+                        user: answer.user,
+                        product: code,
                     }));
                 }
                 Ok(_) => error.set(Some(
@@ -513,7 +549,7 @@ fn Station(ctx: Ctx) -> impl IntoView {
         };
         fetch_busy.set(true);
         spawn_local(async move {
-            match s.server.issue(&s.product, 10).await {
+            match s.server.issue(s.product, 10).await {
                 Ok(records) => {
                     let n = ctx.add_records(records);
                     ctx.say(format!("fetched {n} records of {}", s.product));
@@ -533,11 +569,11 @@ fn Station(ctx: Ctx) -> impl IntoView {
         };
         fetch_busy.set(true);
         spawn_local(async move {
-            match s.server.lease(&s.product, 20, 8).await {
+            match s.server.lease(s.product, 20, 8).await {
                 Ok(lease) => {
-                    let checked = match storage::get(LEASE_KEY) {
-                        Some(key) => crate::web::crypto::accept_lease(&lease, &key, now_ms()).await,
-                        None => Err("no lease key pinned yet".to_string()),
+                    let checked = match pinned_lease_key() {
+                        Ok(key) => crate::web::crypto::accept_lease(&lease, &key, now_ms()).await,
+                        Err(e) => Err(e),
                     };
                     match checked {
                         Ok(records) => {
@@ -634,7 +670,7 @@ fn Station(ctx: Ctx) -> impl IntoView {
     view! {
         <header class="top">
             <h1>"Imprint station"</h1>
-            <span class="who">{move || ctx.session.get().map(|s| format!("{} · {} · {} · {}", s.user.username, s.user.factory.unwrap_or_default(), s.server.station, s.product)).unwrap_or_default()}</span>
+            <span class="who">{move || ctx.session.get().map(|s| format!("{} · {} · {} · {}", s.user.username, s.user.factory.map(|f| f.to_string()).unwrap_or_default(), s.server.station, s.product)).unwrap_or_default()}</span>
             <span class="pool" id="pool">{move || format!("{} records ready", ctx.pool.get())}</span>
             <Show when=move || { ctx.pending.get() > 0 }>
                 <span class="pending" id="pending">{move || format!("{} report(s) pending: kept on this station, sent when the server answers", ctx.pending.get())}</span>
@@ -680,14 +716,47 @@ fn Station(ctx: Ctx) -> impl IntoView {
     }
 }
 
+/// The station stopped because its stored journal does not read: the message, the damaged
+/// text to download, and a way to set it aside (kept under a key of its own) and start empty.
+/// Nothing here writes the journal.
+#[component]
+fn DamagedJournal(damaged: storage::Damaged) -> impl IntoView {
+    let text = damaged.text.clone();
+    let download = move |_| storage::download(&text, "imprint-damaged-journal.json");
+    let result = RwSignal::new(None::<String>);
+    let text2 = damaged.text.clone();
+    let set_aside = move |_| match storage::set_damaged_journal_aside(&text2) {
+        Ok(key) => {
+            result.set(Some(format!(
+                "kept as {key}; reloading with an empty journal"
+            )));
+            if let Some(w) = web_sys::window() {
+                let _ = w.location().reload();
+            }
+        }
+        Err(e) => result.set(Some(e)),
+    };
+    view! {
+        <main class="login" id="journal-damaged">
+            <h1>"Station stopped"</h1>
+            <p class="banner bad"><b>"The station's saved journal is damaged."</b>" "{damaged.message}</p>
+            <p>"The journal says which unit holds which record. Nothing has been changed or overwritten. Download it and send it to the operator before anything else: units that were mid-way can be matched from it."</p>
+            <button id="download-journal" class="primary" on:click=download>"Download the damaged journal"</button>
+            <p>"Once it is downloaded and the operator agrees, the station can start again with an empty journal; the damaged one stays in this browser under a key of its own."</p>
+            <button id="set-aside" on:click=set_aside>"Keep it aside and start empty"</button>
+            <p>{move || result.get().unwrap_or_default()}</p>
+        </main>
+    }
+}
+
 /// The whole page.
 #[component]
 pub fn App() -> impl IntoView {
     let journal = match storage::load_journal() {
         Ok(j) => j,
-        Err(e) => {
-            web_sys::console::error_1(&JsValue::from_str(&e));
-            Journal::default()
+        Err(damaged) => {
+            web_sys::console::error_1(&JsValue::from_str(&damaged.message));
+            return view! { <DamagedJournal damaged=damaged/> }.into_any();
         }
     };
     let ctx = Ctx {
@@ -726,7 +795,7 @@ pub fn App() -> impl IntoView {
             listen(ctx);
             spawn_local(reconciler(ctx));
             spawn_local(async move {
-                match session.server.lease_key().await {
+                match session.server.lease_key().await.map(hex::encode) {
                     Ok(key) => match storage::get(LEASE_KEY) {
                         None => storage::set(LEASE_KEY, &key),
                         Some(pinned) if pinned != key => ctx.say(
@@ -751,4 +820,5 @@ pub fn App() -> impl IntoView {
             <Station ctx=ctx/>
         </Show>
     }
+    .into_any()
 }

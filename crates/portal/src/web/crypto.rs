@@ -5,8 +5,10 @@ use js_sys::{Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
+use imprint_api::LeaseAnswer;
+
 use crate::state::journal::Record;
-use crate::state::lease::{LeaseOut, Unverified};
+use crate::state::lease::Unverified;
 
 fn subtle() -> Result<web_sys::SubtleCrypto, String> {
     // `crypto.subtle` exists only in secure contexts (https or localhost), like WebUSB.
@@ -57,11 +59,11 @@ pub async fn ed25519_verify(
 
 /// Checks a lease against the pinned key with WebCrypto; its records, or why it is refused.
 pub async fn accept_lease(
-    lease: &LeaseOut,
-    pinned_key_hex: &str,
+    lease: &LeaseAnswer,
+    pinned_key: &[u8; 32],
     now_ms: u64,
 ) -> Result<Vec<Record>, String> {
-    let u: Unverified = crate::state::lease::parse(lease, pinned_key_hex)?;
+    let u: Unverified = crate::state::lease::parse(lease, pinned_key);
     let valid = ed25519_verify(u.public_key(), &u.signed_bytes(), u.signature()).await?;
     u.finish(valid, now_ms)
 }

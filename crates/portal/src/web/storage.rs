@@ -28,18 +28,43 @@ pub fn set(key: &str, value: &str) {
 
 /// Persists the journal. Failing here matters (private mode, full storage): it is reported.
 pub fn save_journal(journal: &Journal) -> Result<(), String> {
+    let text = journal.to_json()?;
     store()
         .ok_or_else(|| "this browser gives the station no storage (private window?)".to_string())?
-        .set_item(JOURNAL, &journal.to_json())
+        .set_item(JOURNAL, &text)
         .map_err(|_| "the browser refused to save the journal (storage full?)".to_string())
 }
 
-/// Loads the journal saved by an earlier run of the page.
-pub fn load_journal() -> Result<Journal, String> {
+/// A stored journal that does not read: why, and its text as stored (for download).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Damaged {
+    /// What is wrong.
+    pub message: String,
+    /// The stored text, untouched.
+    pub text: String,
+}
+
+/// Loads the journal saved by an earlier run of the page. A damaged one is reported with its
+/// text and left where it is: it is never replaced by an empty journal, which would forget
+/// which unit holds which record.
+pub fn load_journal() -> Result<Journal, Damaged> {
     match get(JOURNAL) {
-        Some(text) => Journal::from_json(&text),
+        Some(text) => Journal::from_json(&text).map_err(|message| Damaged { message, text }),
         None => Ok(Journal::default()),
     }
+}
+
+/// Moves a damaged journal aside, under a key of its own that nothing overwrites, so the
+/// station can start with an empty one; returns that key.
+pub fn set_damaged_journal_aside(text: &str) -> Result<String, String> {
+    let s = store().ok_or("this browser gives the station no storage")?;
+    let key = format!("imprint.journal.damaged.{}", js_sys::Date::now() as u64);
+    s.set_item(&key, text).map_err(|_| {
+        "the browser refused to keep the damaged journal (storage full?)".to_string()
+    })?;
+    s.remove_item(JOURNAL)
+        .map_err(|_| "the browser refused to clear the journal".to_string())?;
+    Ok(key)
 }
 
 /// Persists the line outcomes.
@@ -60,6 +85,11 @@ pub fn load_outcomes() -> Vec<Outcome> {
 
 /// Offers the log as a text file.
 pub fn download_log(text: &str) {
+    download(text, "imprint-station-log.txt");
+}
+
+/// Offers `text` as a file named `name`.
+pub fn download(text: &str, name: &str) {
     let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(text));
     let opts = web_sys::BlobPropertyBag::new();
     opts.set_type("text/plain");
@@ -78,7 +108,7 @@ pub fn download_log(text: &str) {
         .and_then(|e| e.dyn_into::<web_sys::HtmlAnchorElement>().ok())
     {
         a.set_href(&url);
-        a.set_download("imprint-station-log.txt");
+        a.set_download(name);
         a.click();
     }
     let _ = web_sys::Url::revoke_object_url(&url);

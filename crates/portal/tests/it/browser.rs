@@ -1,13 +1,14 @@
 //! The page's browser-only pieces that have a native twin, checked against the same vectors:
 //! JSON through the browser's own parser, Ed25519 through WebCrypto.
 
+use imprint_api::{Bytes, LeaseAnswer, Record};
 use imprint_core::{
     ApparatusId, Binding, FactoryId, KeyId, Lease, LeaseRecord, PassPhrase, ProductCode,
     SealedRecord,
 };
 use imprint_device::sim::demo_key;
-use imprint_portal::state::journal::{Journal, Record, Step};
-use imprint_portal::state::lease::{LeaseOut, accept};
+use imprint_portal::state::journal::{Journal, Step};
+use imprint_portal::state::lease::accept;
 use imprint_portal::web::crypto::accept_lease;
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -29,7 +30,11 @@ fn the_browser_reads_and_writes_the_journal_as_the_native_code_does() {
     assert_eq!(j.entries[0].step, Step::Pool);
     assert_eq!(j.entries[1].step.unit(), Some("u-1"));
     assert!(matches!(j.entries[4].step, Step::Verified { .. }));
-    assert_eq!(j.to_json(), text, "byte for byte, as serde_json writes it");
+    assert_eq!(
+        j.to_json().unwrap(),
+        text,
+        "byte for byte, as serde_json writes it"
+    );
     let err = Journal::from_json("{\"entries\": [tru").unwrap_err();
     assert!(err.contains("damaged"), "{err}");
     let err = Journal::from_json("{\"entries\": [{\"step\": \"pool\"}]}").unwrap_err();
@@ -37,7 +42,7 @@ fn the_browser_reads_and_writes_the_journal_as_the_native_code_does() {
 }
 
 /// A lease of two records signed with `key`, as the server sends it.
-fn signed_lease(key: &ed25519_dalek::SigningKey, now: u64) -> LeaseOut {
+fn signed_lease(key: &ed25519_dalek::SigningKey, now: u64) -> LeaseAnswer {
     let k = KeyId::new(1).unwrap();
     let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
     let records: Vec<LeaseRecord> = ["LEASE-1", "LEASE-2"]
@@ -67,31 +72,31 @@ fn signed_lease(key: &ed25519_dalek::SigningKey, now: u64) -> LeaseOut {
         not_after_ms: now + 3_600_000,
         records,
     };
-    LeaseOut {
-        lease_id: hex::encode(lease.lease_id),
-        factory: "F-1".into(),
-        product_code: "CAM-X100".into(),
+    LeaseAnswer {
+        lease_id: Bytes(lease.lease_id),
+        factory: lease.factory,
+        product_code: lease.product,
         issued_at_ms: lease.issued_at_ms,
         not_after_ms: lease.not_after_ms,
         records: lease
             .records
             .iter()
             .map(|r| Record {
-                apparatus_id: r.apparatus_id.as_str().into(),
-                key_id: 1,
-                sealed: hex::encode(r.record.as_bytes()),
-                product_code: "CAM-X100".into(),
-                not_after_ms: None,
+                apparatus_id: r.apparatus_id,
+                key_id: k,
+                sealed: r.record.clone(),
+                product_code: lease.product,
             })
             .collect(),
-        signature: hex::encode(lease.sign(key)),
+        public_key: Bytes(key.verifying_key().to_bytes()),
+        signature: Bytes(lease.sign(key)),
     }
 }
 
 #[wasm_bindgen_test]
 async fn webcrypto_checks_leases_as_imprint_core_does() {
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-    let pinned = hex::encode(key.verifying_key().as_bytes());
+    let pinned = key.verifying_key().to_bytes();
     let now = 1_767_225_600_000;
     let lease = signed_lease(&key, now);
     let records = accept_lease(&lease, &pinned, now).await.unwrap();
@@ -114,17 +119,11 @@ async fn webcrypto_checks_leases_as_imprint_core_does() {
         .await
         .unwrap_err();
     assert!(e.contains("expired"), "{e}");
-    let other = hex::encode(
-        ed25519_dalek::SigningKey::from_bytes(&[8; 32])
-            .verifying_key()
-            .as_bytes(),
-    );
+    let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32])
+        .verifying_key()
+        .to_bytes();
     let e = accept_lease(&lease, &other, now).await.unwrap_err();
     assert!(e.contains("altered"), "{e}");
-    assert!(
-        accept_lease(&lease, "11", now)
-            .await
-            .unwrap_err()
-            .contains("malformed")
-    );
+    // Not a point on the curve: the browser refuses the key itself.
+    assert!(accept_lease(&lease, &[0xff; 32], now).await.is_err());
 }

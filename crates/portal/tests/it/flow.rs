@@ -12,10 +12,17 @@ use crate::harness::{InProcess, Recorder, SimLink};
 
 fn setup() -> Setup {
     Setup {
-        product_code: "CAM-X100".into(),
+        product_code: imprint_core::ProductCode::new("CAM-X100").unwrap(),
         closed_loop: true,
         now_ms: 0,
     }
+}
+
+/// Recorded now and still pending, of a reconcile pass that met no refusal and no answer it
+/// did not understand.
+fn counts(r: imprint_portal::station::Reconciled) -> (usize, usize) {
+    assert!(r.refused.is_empty() && r.unintelligible.is_none(), "{r:?}");
+    (r.recorded, r.pending)
 }
 
 async fn run(
@@ -208,7 +215,7 @@ async fn twenty_units_with_faults_are_each_installed_exactly_once() {
             _ => Fault::None,
         });
     }
-    let mut saved = journal.to_json();
+    let mut saved = journal.to_json().unwrap();
     for round in 0..4 {
         for u in units.iter_mut() {
             u.replug();
@@ -227,8 +234,8 @@ async fn twenty_units_with_faults_are_each_installed_exactly_once() {
     }
     let installed = server.installed().await;
     assert_eq!(installed.len(), 20);
-    let ids: HashSet<&String> = installed.iter().map(|(id, _)| id).collect();
-    let serials: HashSet<&String> = installed.iter().map(|(_, s)| s).collect();
+    let ids: HashSet<_> = installed.iter().map(|(id, _)| id).collect();
+    let serials: HashSet<_> = installed.iter().map(|(_, s)| s).collect();
     assert_eq!((ids.len(), serials.len()), (20, 20));
     let verified = journal
         .entries
@@ -252,17 +259,17 @@ async fn reports_queued_during_an_outage_are_reconciled_when_the_server_returns(
     }
     let cell = std::cell::RefCell::new(journal);
     assert_eq!(
-        imprint_portal::station::reconcile(&server, &cell).await,
+        counts(imprint_portal::station::reconcile(&server, &cell).await),
         (0, 3),
         "still offline: all pending"
     );
     server.online.set(true);
     assert_eq!(
-        imprint_portal::station::reconcile(&server, &cell).await,
+        counts(imprint_portal::station::reconcile(&server, &cell).await),
         (3, 0)
     );
     assert_eq!(
-        imprint_portal::station::reconcile(&server, &cell).await,
+        counts(imprint_portal::station::reconcile(&server, &cell).await),
         (0, 0),
         "idempotent"
     );
@@ -271,22 +278,14 @@ async fn reports_queued_during_an_outage_are_reconciled_when_the_server_returns(
 
 #[tokio::test]
 async fn a_lease_is_accepted_only_with_the_pinned_key_and_its_records_expire() {
-    use imprint_portal::state::lease::{LeaseOut, accept};
+    use imprint_portal::state::lease::accept;
     let server = InProcess::new(10).await;
-    let key = server
-        .call("GET", "/api/v1/lease-key", serde_json::Value::Null)
+    let pinned = server.client().lease_key().await.unwrap();
+    let lease = server
+        .client()
+        .lease(imprint_core::ProductCode::new("CAM-X100").unwrap(), 4, 8)
         .await
         .unwrap();
-    let pinned = key["public_key"].as_str().unwrap().to_string();
-    let v = server
-        .call(
-            "POST",
-            "/api/v1/leases",
-            serde_json::json!({"product_code": "CAM-X100", "count": 4, "hours": 8}),
-        )
-        .await
-        .unwrap();
-    let lease: LeaseOut = serde_json::from_value(v).unwrap();
     let now = lease.issued_at_ms;
     let records = accept(&lease, &pinned, now).unwrap();
     assert_eq!(records.len(), 4);
@@ -308,7 +307,7 @@ async fn a_lease_is_accepted_only_with_the_pinned_key_and_its_records_expire() {
             .unwrap_err()
             .contains("expired")
     );
-    assert!(accept(&lease, &"11".repeat(32), now).is_err());
+    assert!(accept(&lease, &[0x11; 32], now).is_err());
     // Offline: units are written from the lease; reports wait; nothing is lost.
     let mut journal = Journal::default();
     journal.add_records(records);
@@ -319,7 +318,7 @@ async fn a_lease_is_accepted_only_with_the_pinned_key_and_its_records_expire() {
     server.online.set(true);
     let cell = std::cell::RefCell::new(journal);
     assert_eq!(
-        imprint_portal::station::reconcile(&server, &cell).await,
+        counts(imprint_portal::station::reconcile(&server, &cell).await),
         (1, 0)
     );
     assert_eq!(server.installed().await.len(), 1);

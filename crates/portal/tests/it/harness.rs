@@ -4,13 +4,16 @@
 use axum::body::Body;
 use axum::http::Request as HttpRequest;
 use http_body_util::BodyExt;
-use imprint_core::{FrameAssembler, Reply, Request};
+use imprint_api::{Method, SessionToken};
+use imprint_core::{
+    ApparatusId, AuthResponse, Challenge, FrameAssembler, ProductSerial, Receipt, Reply, Request,
+};
 use imprint_device::sim::SimDevice;
-use imprint_portal::state::journal::{Journal, Record};
+use imprint_portal::client::{Client, Transport};
+use imprint_portal::state::journal::Journal;
 use imprint_portal::station::{
     Link, LinkError, Observer, Phase, Reported, Server, ServerError, garbage,
 };
-use serde_json::{Value, json};
 use tower::ServiceExt;
 
 /// The simulated unit on its simulated cable, spoken to exactly as the WebUSB driver does:
@@ -52,13 +55,15 @@ impl Link for SimLink<'_> {
     }
 }
 
-/// The real imprint-server, in-process, with the demo set-up; `online` can be switched off.
+/// The real imprint-server, in-process, with the demo set-up, reached through the portal's
+/// own client ([`Client`]) over a [`Transport`] that hands each request to the real router;
+/// `online` can be switched off.
 pub struct InProcess {
     pub state: imprint_server::AppState,
     pub app: axum::Router,
-    pub token: String,
+    pub token: SessionToken,
     pub online: std::cell::Cell<bool>,
-    /// Every request made through [`InProcess::call`], as "METHOD PATH".
+    /// Every request made through the transport, as "METHOD PATH".
     pub calls: std::cell::RefCell<Vec<String>>,
     dir: std::path::PathBuf,
 }
@@ -66,6 +71,50 @@ pub struct InProcess {
 impl Drop for InProcess {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Transport for InProcess {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        json: Option<String>,
+    ) -> Result<(u16, String), String> {
+        if !self.online.get() {
+            return Err("connection refused".into());
+        }
+        self.calls
+            .borrow_mut()
+            .push(format!("{} {path}", method.as_str()));
+        let mut req = HttpRequest::builder()
+            .method(imprint_server::api::method(method))
+            .uri(path);
+        if let Some(b) = bearer {
+            req = req.header("authorization", b);
+        }
+        let req = match json {
+            Some(text) => req
+                .header("content-type", "application/json")
+                .body(Body::from(text)),
+            None => req.body(Body::empty()),
+        }
+        .map_err(|e| e.to_string())?;
+        let res = self
+            .app
+            .clone()
+            .oneshot(req)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = res.status().as_u16();
+        let bytes = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
     }
 }
 
@@ -110,65 +159,44 @@ impl InProcess {
         .await
         .unwrap();
         tx.commit().await.unwrap();
-        let (token, _) = imprint_server::auth::login(&state, "ana", "password-123")
-            .await
-            .unwrap();
         let app = imprint_server::app(state.clone());
-        InProcess {
+        let mut s = InProcess {
             state,
             app,
-            token,
+            token: SessionToken([0; 32]),
             online: std::cell::Cell::new(true),
             calls: Default::default(),
             dir,
-        }
-    }
-
-    pub async fn call(&self, method: &str, path: &str, body: Value) -> Result<Value, ServerError> {
-        if !self.online.get() {
-            return Err(ServerError::Offline("connection refused".into()));
-        }
-        self.calls.borrow_mut().push(format!("{method} {path}"));
-        let req = HttpRequest::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .body(if body.is_null() {
-                Body::empty()
-            } else {
-                Body::from(body.to_string())
-            })
-            .unwrap();
-        let res = self.app.clone().oneshot(req).await.unwrap();
-        let ok = res.status().is_success();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if ok {
-            Ok(v)
-        } else {
-            Err(ServerError::Refused {
-                code: v["error"].as_str().unwrap_or("").into(),
-                message: v["message"].as_str().unwrap_or("").into(),
-            })
-        }
-    }
-
-    pub async fn fetch(&self, journal: &mut Journal, count: u64) {
-        let v = self
-            .call(
-                "POST",
-                "/api/v1/issue",
-                json!({"product_code": "CAM-X100", "count": count}),
-            )
+        };
+        // Signed in through the portal's own client, as the page does.
+        let answer = imprint_portal::client::login(&s, "ana", "password-123")
             .await
             .unwrap();
-        let records: Vec<Record> = serde_json::from_value(v["records"].clone()).unwrap();
+        s.token = answer.token;
+        s
+    }
+
+    /// The portal's client over this server, as the page holds it after sign-in.
+    pub fn client(&self) -> Client<&InProcess> {
+        Client {
+            transport: self,
+            token: self.token.clone(),
+            station: "st-1".into(),
+        }
+    }
+
+    /// Fetches records into the journal, as "Fetch records" does.
+    pub async fn fetch(&self, journal: &mut Journal, count: u64) {
+        let records = self
+            .client()
+            .issue(imprint_core::ProductCode::new("CAM-X100").unwrap(), count)
+            .await
+            .unwrap();
         journal.add_records(records);
     }
 
     /// Apparatus ID -> product serial, from the installed-devices export.
-    pub async fn installed(&self) -> Vec<(String, String)> {
+    pub async fn installed(&self) -> Vec<(ApparatusId, ProductSerial)> {
         let csv = imprint_server::service::export_installed(&self.state)
             .await
             .unwrap();
@@ -176,54 +204,41 @@ impl InProcess {
             .skip(1)
             .map(|l| {
                 let mut f = l.split(',');
-                (f.next().unwrap().to_string(), f.next().unwrap().to_string())
+                (
+                    ApparatusId::new(f.next().unwrap()).unwrap(),
+                    ProductSerial::new(f.next().unwrap()).unwrap(),
+                )
             })
             .collect()
     }
 }
 
+/// The flow's server is the portal's own client over the in-process server.
 impl Server for InProcess {
     async fn report(
         &self,
-        apparatus_id: &str,
-        product_serial: &str,
-        receipt_hex: &str,
+        apparatus_id: &ApparatusId,
+        product_serial: &ProductSerial,
+        receipt: &Receipt,
     ) -> Result<Reported, ServerError> {
-        let v = self
-            .call("POST", "/api/v1/report", json!({"apparatus_id": apparatus_id, "product_serial": product_serial, "receipt": receipt_hex, "station": "st-1"}))
-            .await?;
-        Ok(Reported {
-            status: v["status"].as_str().unwrap_or("").to_string(),
-            challenge: v["challenge"]
-                .as_str()
-                .map(|c| hex::decode(c).unwrap().try_into().unwrap()),
-        })
+        self.client()
+            .report(apparatus_id, product_serial, receipt)
+            .await
     }
 
-    async fn challenge(&self, apparatus_id: &str) -> Result<[u8; 32], ServerError> {
-        let v = self
-            .call(
-                "POST",
-                "/api/v1/auth/challenge",
-                json!({"apparatus_id": apparatus_id}),
-            )
-            .await?;
-        Ok(hex::decode(v["challenge"].as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap())
+    async fn challenge(&self, apparatus_id: &ApparatusId) -> Result<Challenge, ServerError> {
+        self.client().challenge(apparatus_id).await
     }
 
     async fn verify(
         &self,
-        apparatus_id: &str,
-        challenge: &[u8; 32],
-        response: &[u8; 32],
+        apparatus_id: &ApparatusId,
+        challenge: &Challenge,
+        response: &AuthResponse,
     ) -> Result<bool, ServerError> {
-        let v = self
-            .call("POST", "/api/v1/auth/verify", json!({"apparatus_id": apparatus_id, "challenge": hex::encode(challenge), "response": hex::encode(response)}))
-            .await?;
-        Ok(v["authenticated"].as_bool().unwrap_or(false))
+        self.client()
+            .verify(apparatus_id, challenge, response)
+            .await
     }
 }
 
@@ -244,6 +259,6 @@ impl Observer for Recorder {
         self.log.push(line);
     }
     fn save(&mut self, journal: &Journal) {
-        self.saved = Some(journal.to_json());
+        self.saved = Some(journal.to_json().unwrap());
     }
 }

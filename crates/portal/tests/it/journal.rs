@@ -1,13 +1,36 @@
 //! The journal's rules.
 
+use imprint_core::seal::MIN_SEALED_LEN;
+use imprint_core::{ApparatusId, KeyId, ProductCode, ProductSerial, Receipt, SealedRecord};
 use imprint_portal::state::journal::{Journal, JournalError, Record, Step};
 
-fn rec(id: &str, key: u32) -> Record {
+pub fn id(s: &str) -> ApparatusId {
+    ApparatusId::new(s).unwrap()
+}
+
+fn keys(k: &[u32]) -> Vec<KeyId> {
+    k.iter().map(|k| KeyId::new(*k).unwrap()).collect()
+}
+
+fn cam() -> ProductCode {
+    ProductCode::new("CAM-X100").unwrap()
+}
+
+fn sn(s: &str) -> ProductSerial {
+    ProductSerial::new(s).unwrap()
+}
+
+/// A record whose sealed bytes have a valid header (format 1, model-bound, key `key`) and the
+/// smallest valid length; the journal never opens it.
+pub fn rec(name: &str, key: u32) -> Record {
+    let mut bytes = vec![0x01, 0x00];
+    bytes.extend_from_slice(&key.to_be_bytes());
+    bytes.resize(MIN_SEALED_LEN, 0xcd);
     Record {
-        apparatus_id: id.into(),
-        key_id: key,
-        sealed: "00".into(),
-        product_code: "CAM-X100".into(),
+        apparatus_id: id(name),
+        key_id: KeyId::new(key).unwrap(),
+        sealed: SealedRecord::parse(&bytes).unwrap(),
+        product_code: cam(),
         not_after_ms: None,
     }
 }
@@ -21,53 +44,82 @@ fn records_are_taken_by_key_and_product_and_never_twice() {
         0,
         "a record fetched twice is kept once"
     );
-    assert_eq!(j.next_for("CAM-X100", &[2], 0).unwrap().apparatus_id, "B");
-    assert_eq!(j.next_for("CAM-X100", &[1], 0).unwrap().apparatus_id, "A");
-    assert!(j.next_for("OTHER", &[1], 0).is_none());
-    j.install_sent("A", "unit-1").unwrap();
-    assert_eq!(j.next_for("CAM-X100", &[1], 0).unwrap().apparatus_id, "C");
-    assert_eq!(j.open_for_unit("unit-1").unwrap().record.apparatus_id, "A");
     assert_eq!(
-        j.install_sent("A", "unit-2"),
+        j.next_for(&cam(), &keys(&[2]), 0).unwrap().apparatus_id,
+        id("B")
+    );
+    assert_eq!(
+        j.next_for(&cam(), &keys(&[1]), 0).unwrap().apparatus_id,
+        id("A")
+    );
+    assert!(
+        j.next_for(&ProductCode::new("OTHER").unwrap(), &keys(&[1]), 0)
+            .is_none()
+    );
+    j.install_sent(&id("A"), "unit-1").unwrap();
+    assert_eq!(
+        j.next_for(&cam(), &keys(&[1]), 0).unwrap().apparatus_id,
+        id("C")
+    );
+    assert_eq!(
+        j.open_for_unit("unit-1").unwrap().record.apparatus_id,
+        id("A")
+    );
+    assert_eq!(
+        j.install_sent(&id("A"), "unit-2"),
         Err(JournalError::WrongStep {
-            apparatus_id: "A".into(),
+            apparatus_id: id("A"),
             expected: "pool (or sent to this unit)"
         })
     );
-    j.install_sent("A", "unit-1").unwrap();
-    assert_eq!(j.get("A").unwrap().attempts, 2);
+    j.install_sent(&id("A"), "unit-1").unwrap();
+    assert_eq!(j.get(&id("A")).unwrap().attempts, 2);
 }
 
 #[test]
 fn steps_only_move_forward_in_order() {
     let mut j = Journal::default();
     j.add_records([rec("A", 1)]);
-    assert!(j.reported("A").is_err());
-    assert!(j.installed("A", "u", "SN", "ff").is_err(), "not sent yet");
-    j.install_sent("A", "u").unwrap();
-    assert!(j.installed("A", "other-unit", "SN", "ff").is_err());
-    j.installed("A", "u", "SN", "ff").unwrap();
+    assert!(j.reported(&id("A")).is_err());
+    assert!(
+        j.installed(&id("A"), "u", sn("SN"), Receipt([0xff; 32]))
+            .is_err(),
+        "not sent yet"
+    );
+    j.install_sent(&id("A"), "u").unwrap();
+    assert!(
+        j.installed(&id("A"), "other-unit", sn("SN"), Receipt([0xff; 32]))
+            .is_err()
+    );
+    j.installed(&id("A"), "u", sn("SN"), Receipt([0xff; 32]))
+        .unwrap();
     assert_eq!(j.unreported().count(), 1);
-    assert!(j.verified("A").is_err());
-    j.reported("A").unwrap();
-    j.verified("A").unwrap();
-    assert!(matches!(j.get("A").unwrap().step, Step::Verified { .. }));
-    assert!(j.open_for_unit("u").is_none());
-    assert_eq!(j.for_unit("u").unwrap().record.apparatus_id, "A");
+    assert!(j.verified(&id("A")).is_err());
+    j.reported(&id("A")).unwrap();
+    j.verified(&id("A")).unwrap();
     assert!(matches!(
-        j.back_to_pool("A"),
+        j.get(&id("A")).unwrap().step,
+        Step::Verified { .. }
+    ));
+    assert!(j.open_for_unit("u").is_none());
+    assert_eq!(j.for_unit("u").unwrap().record.apparatus_id, id("A"));
+    assert!(matches!(
+        j.back_to_pool(&id("A")),
         Err(JournalError::WrongStep { .. })
     ));
-    assert!(matches!(j.reported("Z"), Err(JournalError::Unknown(_))));
+    assert!(matches!(
+        j.reported(&id("Z")),
+        Err(JournalError::Unknown(_))
+    ));
 }
 
 #[test]
 fn a_refused_unit_gives_its_record_back() {
     let mut j = Journal::default();
     j.add_records([rec("A", 1)]);
-    j.install_sent("A", "u").unwrap();
+    j.install_sent(&id("A"), "u").unwrap();
     assert_eq!(j.in_doubt().count(), 1);
-    j.back_to_pool("A").unwrap();
+    j.back_to_pool(&id("A")).unwrap();
     assert_eq!((j.pool_size(), j.in_doubt().count()), (1, 0));
 }
 
@@ -83,22 +135,27 @@ pub fn every_step() -> Journal {
         rec("D-REPT", 1),
         rec("E-VERI", 1),
     ]);
-    j.install_sent("B-SENT", "u-1").unwrap();
-    for (id, unit) in [("C-INST", "u-2"), ("D-REPT", "u-3"), ("E-VERI", "u-4")] {
-        j.install_sent(id, unit).unwrap();
-        j.installed(id, unit, &format!("SN-{unit}"), "ab12")
-            .unwrap();
+    j.install_sent(&id("B-SENT"), "u-1").unwrap();
+    for (name, unit) in [("C-INST", "u-2"), ("D-REPT", "u-3"), ("E-VERI", "u-4")] {
+        j.install_sent(&id(name), unit).unwrap();
+        j.installed(
+            &id(name),
+            unit,
+            sn(&format!("SN-{unit}")),
+            Receipt([0xab; 32]),
+        )
+        .unwrap();
     }
-    j.reported("D-REPT").unwrap();
-    j.reported("E-VERI").unwrap();
-    j.verified("E-VERI").unwrap();
+    j.reported(&id("D-REPT")).unwrap();
+    j.reported(&id("E-VERI")).unwrap();
+    j.verified(&id("E-VERI")).unwrap();
     j
 }
 
 #[test]
 fn the_journal_survives_storage_and_a_damaged_store_is_reported() {
     let j = every_step();
-    let text = j.to_json();
+    let text = j.to_json().unwrap();
     assert_eq!(Journal::from_json(&text).unwrap(), j);
     let err = Journal::from_json("{\"entries\": [tru").unwrap_err();
     assert!(err.contains("damaged"));
@@ -107,6 +164,19 @@ fn the_journal_survives_storage_and_a_damaged_store_is_reported() {
         err.contains("damaged"),
         "a field missing is damage too: {err}"
     );
+    // A record that is not a sealed record, or a receipt of the wrong length, is damage too:
+    // never taken in and sent to a unit.
+    let text = j.to_json().unwrap();
+    let sealed = serde_json::to_value(&j.entries[0].record.sealed).unwrap();
+    let bad_record = text.replacen(sealed.as_str().unwrap(), "00", 1);
+    let err = Journal::from_json(&bad_record).unwrap_err();
+    assert!(
+        err.contains("damaged") && err.contains("sealed record"),
+        "{err}"
+    );
+    let bad_receipt = text.replacen(&"ab".repeat(32), "ab12", 1);
+    let err = Journal::from_json(&bad_receipt).unwrap_err();
+    assert!(err.contains("64 hex digits"), "{err}");
 }
 
 #[test]
@@ -115,7 +185,7 @@ fn the_stored_format_is_the_one_in_the_vector_file() {
         serde_json::from_str(include_str!("../vectors/journal.json")).unwrap();
     let text = file["text"].as_str().unwrap();
     assert_eq!(
-        every_step().to_json(),
+        every_step().to_json().unwrap(),
         text,
         "the journal's stored form changed: bump the storage key in web/storage.rs and regenerate"
     );
@@ -129,12 +199,12 @@ fn records_of_an_expired_lease_are_never_picked() {
     leased.not_after_ms = Some(1_000);
     j.add_records([leased, rec("N-1", 1)]);
     assert_eq!(
-        j.next_for("CAM-X100", &[1], 1_000).unwrap().apparatus_id,
-        "L-1"
+        j.next_for(&cam(), &keys(&[1]), 1_000).unwrap().apparatus_id,
+        id("L-1")
     );
     assert_eq!(
-        j.next_for("CAM-X100", &[1], 1_001).unwrap().apparatus_id,
-        "N-1"
+        j.next_for(&cam(), &keys(&[1]), 1_001).unwrap().apparatus_id,
+        id("N-1")
     );
 }
 
@@ -147,12 +217,13 @@ fn a_long_shift_keeps_the_journal_small_and_the_pool_in_order() {
     // Finish them out of fetch order: the last one first.
     let order: Vec<usize> = std::iter::once(n - 1).chain(0..n - 1).collect();
     for (k, i) in order.iter().enumerate() {
-        let id = format!("R-{i:04}");
+        let rid = id(&format!("R-{i:04}"));
         let unit = format!("u-{k}");
-        j.install_sent(&id, &unit).unwrap();
-        j.installed(&id, &unit, "SN", "ab").unwrap();
-        j.reported(&id).unwrap();
-        j.verified(&id).unwrap();
+        j.install_sent(&rid, &unit).unwrap();
+        j.installed(&rid, &unit, sn("SN"), Receipt([0xab; 32]))
+            .unwrap();
+        j.reported(&rid).unwrap();
+        j.verified(&rid).unwrap();
     }
     let verified = j
         .entries
@@ -165,12 +236,12 @@ fn a_long_shift_keeps_the_journal_small_and_the_pool_in_order() {
     );
     assert_eq!(j.entries.len(), KEEP_VERIFIED + 3);
     // The ones kept are the last to finish; the first to finish (R-0249) is gone.
-    assert!(j.get(&format!("R-{:04}", n - 1)).is_none());
+    assert!(j.get(&id(&format!("R-{:04}", n - 1))).is_none());
     assert!(j.for_unit(&format!("u-{}", n - 1)).is_some());
     // The pool is untouched and still in fetch order.
     assert_eq!(j.pool_size(), 3);
     assert_eq!(
-        j.next_for("CAM-X100", &[1], 0).unwrap().apparatus_id,
-        format!("R-{n:04}")
+        j.next_for(&cam(), &keys(&[1]), 0).unwrap().apparatus_id,
+        id(&format!("R-{n:04}"))
     );
 }
