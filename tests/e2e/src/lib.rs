@@ -1,12 +1,17 @@
-//! A small WebDriver client (the W3C protocol over HTTP/1.1 to a local chromedriver) and
-//! helpers to run the real `imprint` binary. No browser download, no async runtime: the
-//! Debian chromium and chromedriver that `cargo xtask test` installs.
+//! Helpers for the end-to-end tests: run the real `imprint` binary, call it over HTTP
+//! (hyper-util's client), and drive headless Chromium through the Debian chromedriver with
+//! `fantoccini` (WebDriver over plain HTTP to loopback: no TLS, no browser download).
+//! Everything is async on tokio; the tests run on a multi-threaded runtime, which
+//! [`Browser`]'s `Drop` needs to end the browser session.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::{Client, ClientBuilder, Locator};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
 /// A failure in the harness itself (not in the system under test).
@@ -38,101 +43,54 @@ pub fn free_port() -> Result<u16> {
 }
 
 /// Waits until something listens on `port`.
-pub fn wait_port(port: u16, within: Duration) -> Result<()> {
+pub async fn wait_port(port: u16, within: Duration) -> Result<()> {
     let end = Instant::now() + within;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
         if Instant::now() > end {
             return Err(HarnessError(format!("nothing listens on port {port}")));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
 }
 
+/// How long one HTTP request may take, answer included.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One HTTP/1.1 request to loopback; returns status and body.
-pub fn http(
+pub async fn http(
     port: u16,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(err)?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .map_err(err)?;
-    let body = body.unwrap_or("");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if !body.is_empty() {
-        req.push_str("Content-Type: application/json\r\n");
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://127.0.0.1:{port}{path}"));
+    if body.is_some_and(|b| !b.is_empty()) {
+        req = req.header("Content-Type", "application/json");
     }
     for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        req = req.header(*k, *v);
     }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).map_err(err)?;
-    // Read the head, then exactly the body it announces: some servers (chromedriver) keep the
-    // connection open despite `Connection: close`.
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    let head_end = loop {
-        if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        let n = s.read(&mut buf).map_err(err)?;
-        if n == 0 {
-            return Err(HarnessError(
-                "connection closed before the response head".into(),
-            ));
-        }
-        raw.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+    let req = req
+        .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
+        .map_err(err)?;
+    let exchange = async {
+        let res = client.request(req).await.map_err(err)?;
+        let status = res.status().as_u16();
+        let bytes = res.into_body().collect().await.map_err(err)?.to_bytes();
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
     };
-    let head = String::from_utf8_lossy(raw.get(..head_end).unwrap_or(&[])).to_string();
-    let status = head
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| HarnessError(format!("no HTTP status in {head:.80}")))?;
-    let lower = head.to_lowercase();
-    let length = lower
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    let chunked = lower.contains("transfer-encoding: chunked");
-    loop {
-        let have = raw.len() - head_end;
-        let done = match length {
-            Some(n) => have >= n,
-            None if chunked => raw.windows(5).any(|w| w == b"0\r\n\r\n"),
-            None => false,
-        };
-        if done {
-            break;
-        }
-        let n = s.read(&mut buf).map_err(err)?;
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(buf.get(..n).unwrap_or(&[]));
-    }
-    let body = String::from_utf8_lossy(raw.get(head_end..).unwrap_or(&[])).to_string();
-    let body = if chunked { unchunk(&body) } else { body };
-    Ok((status, body))
-}
-
-fn unchunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(rest.get(..n).unwrap_or(""));
-        s = rest.get(n + 2..).unwrap_or("");
-    }
-    out
+    tokio::time::timeout(HTTP_TIMEOUT, exchange)
+        .await
+        .map_err(|_| HarnessError(format!("{method} {path}: no answer in {HTTP_TIMEOUT:?}")))?
 }
 
 /// A running process that is killed when dropped.
@@ -157,16 +115,16 @@ pub fn imprint(bin: &str, cwd: &std::path::Path, args: &[&str]) -> Result<Proc> 
     Ok(Proc(child))
 }
 
-/// A WebDriver session on a local chromedriver.
+/// A WebDriver session (fantoccini) on a chromedriver of its own.
 pub struct Browser {
-    port: u16,
-    session: String,
+    client: Client,
+    closed: bool,
     _driver: Proc,
 }
 
 impl Browser {
     /// Starts chromedriver and a headless Chromium session.
-    pub fn start(chromedriver: &str) -> Result<Browser> {
+    pub async fn start(chromedriver: &str) -> Result<Browser> {
         let port = free_port()?;
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
@@ -175,108 +133,86 @@ impl Browser {
             .spawn()
             .map_err(|e| HarnessError(format!("cannot start {chromedriver}: {e}")))?;
         let driver = Proc(driver);
-        wait_port(port, Duration::from_secs(20))?;
+        wait_port(port, Duration::from_secs(20)).await?;
         let profile = std::env::temp_dir().join(format!("imprint-e2e-profile-{port}"));
-        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {"args": [
+        let caps = json!({"browserName": "chrome", "goog:chromeOptions": {"args": [
             "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--no-first-run", "--window-size=1400,1300", format!("--user-data-dir={}", profile.display())
-        ]}}}});
-        let (status, body) = http(port, "POST", "/session", &[], Some(&caps.to_string()))?;
-        let v: Value = serde_json::from_str(&body).map_err(err)?;
-        let session = v
-            .pointer("/value/sessionId")
-            .and_then(Value::as_str)
-            .ok_or_else(|| HarnessError(format!("no session ({status}): {body}")))?
-            .to_string();
+        ]}});
+        let Value::Object(caps) = caps else {
+            return Err(HarnessError("capabilities are not an object".into()));
+        };
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .map_err(|e| HarnessError(format!("no WebDriver session: {e}")))?;
         Ok(Browser {
-            port,
-            session,
+            client,
+            closed: false,
             _driver: driver,
         })
     }
 
-    fn cmd(&self, method: &str, path: &str, body: Value) -> Result<Value> {
-        let p = format!("/session/{}{path}", self.session);
-        let b = if body.is_null() {
-            None
-        } else {
-            Some(body.to_string())
-        };
-        let (status, text) = http(self.port, method, &p, &[], b.as_deref())?;
-        let v: Value =
-            serde_json::from_str(&text).map_err(|e| HarnessError(format!("{e}: {text:.200}")))?;
-        if status >= 400 {
-            return Err(HarnessError(format!(
-                "{method} {path}: {}",
-                v.pointer("/value/message").unwrap_or(&Value::Null)
-            )));
-        }
-        Ok(v.get("value").cloned().unwrap_or(Value::Null))
-    }
-
     /// Opens a URL.
-    pub fn goto(&self, url: &str) -> Result<()> {
-        self.cmd("POST", "/url", json!({ "url": url })).map(|_| ())
+    pub async fn goto(&self, url: &str) -> Result<()> {
+        self.client
+            .goto(url)
+            .await
+            .map_err(|e| HarnessError(format!("goto {url}: {e}")))
     }
 
     /// Runs JavaScript in the page and returns its result.
-    pub fn js(&self, script: &str) -> Result<Value> {
-        self.cmd(
-            "POST",
-            "/execute/sync",
-            json!({ "script": script, "args": [] }),
-        )
+    pub async fn js(&self, script: &str) -> Result<Value> {
+        self.client
+            .execute(script, Vec::new())
+            .await
+            .map_err(|e| HarnessError(format!("execute: {e}")))
     }
 
     /// Runs an asynchronous script in the page: it gets a callback as its last argument and
     /// calls it with the result. Lets a test drive the page from inside, without polling
     /// it from outside (each WebDriver call is a task on the page's main thread too).
-    pub fn js_async(&self, script: &str) -> Result<Value> {
-        self.cmd(
-            "POST",
-            "/execute/async",
-            json!({ "script": script, "args": [] }),
-        )
+    pub async fn js_async(&self, script: &str) -> Result<Value> {
+        self.client
+            .execute_async(script, Vec::new())
+            .await
+            .map_err(|e| HarnessError(format!("execute async: {e}")))
     }
 
-    fn find(&self, css: &str) -> Result<String> {
-        let v = self.cmd(
-            "POST",
-            "/element",
-            json!({ "using": "css selector", "value": css }),
-        )?;
-        v.as_object()
-            .and_then(|o| o.values().next())
-            .and_then(|x| x.as_str())
-            .map(str::to_string)
-            .ok_or_else(|| HarnessError(format!("no element {css}")))
+    async fn find(&self, css: &str) -> Result<fantoccini::elements::Element> {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .map_err(|e| HarnessError(format!("no element {css}: {e}")))
     }
 
     /// Clicks the first element matching `css`.
-    pub fn click(&self, css: &str) -> Result<()> {
-        let id = self.find(css)?;
-        self.cmd("POST", &format!("/element/{id}/click"), json!({}))
-            .map(|_| ())
+    pub async fn click(&self, css: &str) -> Result<()> {
+        self.find(css)
+            .await?
+            .click()
+            .await
+            .map_err(|e| HarnessError(format!("click {css}: {e}")))
     }
 
     /// Types into the first element matching `css` (after clearing it).
-    pub fn fill(&self, css: &str, text: &str) -> Result<()> {
-        let id = self.find(css)?;
-        self.cmd("POST", &format!("/element/{id}/clear"), json!({}))?;
-        self.cmd(
-            "POST",
-            &format!("/element/{id}/value"),
-            json!({ "text": text }),
-        )
-        .map(|_| ())
+    pub async fn fill(&self, css: &str, text: &str) -> Result<()> {
+        let e = self.find(css).await?;
+        e.clear()
+            .await
+            .map_err(|e| HarnessError(format!("clear {css}: {e}")))?;
+        e.send_keys(text)
+            .await
+            .map_err(|e| HarnessError(format!("type into {css}: {e}")))
     }
 
     /// Waits until `script` (a JS expression) is truthy.
-    pub fn wait_for(&self, script: &str, within: Duration) -> Result<Value> {
+    pub async fn wait_for(&self, script: &str, within: Duration) -> Result<Value> {
         let end = Instant::now() + within;
         loop {
-            let v = self.js(&format!("return !!({script});"))?;
+            let v = self.js(&format!("return !!({script});")).await?;
             if v.as_bool() == Some(true)
                 || (v.is_number() && v.as_f64() != Some(0.0))
                 || v.as_str().is_some_and(|s| !s.is_empty())
@@ -286,56 +222,83 @@ impl Browser {
             if Instant::now() > end {
                 let log = self
                     .js("return (document.getElementById('log')||{}).innerText || ''")
+                    .await
                     .unwrap_or_default();
                 return Err(HarnessError(format!(
                     "timed out waiting for {script}; station log:\n{}",
                     log.as_str().unwrap_or("")
                 )));
             }
-            std::thread::sleep(Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     /// Saves a PNG screenshot.
-    pub fn screenshot(&self, path: &std::path::Path) -> Result<()> {
-        use base64::Engine;
-        let v = self.cmd("GET", "/screenshot", Value::Null)?;
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(v.as_str().unwrap_or_default())
-            .map_err(err)?;
+    pub async fn screenshot(&self, path: &std::path::Path) -> Result<()> {
+        let png = self
+            .client
+            .screenshot()
+            .await
+            .map_err(|e| HarnessError(format!("screenshot: {e}")))?;
         std::fs::write(path, png).map_err(err)
+    }
+
+    /// Ends the WebDriver session (Chromium quits); chromedriver is stopped when `self` drops.
+    pub async fn close(mut self) -> Result<()> {
+        self.closed = true;
+        self.client
+            .clone()
+            .close()
+            .await
+            .map_err(|e| HarnessError(format!("closing the session: {e}")))
     }
 }
 
 impl Drop for Browser {
+    /// A test that failed before [`Browser::close`] still ends its session, so that no
+    /// Chromium outlives its chromedriver: on a multi-threaded runtime this blocks on the
+    /// close while fantoccini's session task runs on a worker.
     fn drop(&mut self) {
-        let _ = http(
-            self.port,
-            "DELETE",
-            &format!("/session/{}", self.session),
-            &[],
-            None,
-        );
+        if self.closed {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if rt.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return;
+        }
+        let client = self.client.clone();
+        tokio::task::block_in_place(|| {
+            let _ = rt.block_on(tokio::time::timeout(
+                Duration::from_secs(10),
+                client.close(),
+            ));
+        });
     }
 }
 
 impl Browser {
     /// Signs in on the portal at `url` as the demo technician, at station `station`.
-    pub fn sign_in(&self, url: &str, station: &str, within: Duration) -> Result<()> {
-        self.goto(url)?;
-        self.wait_for("document.getElementById('user')", within)?;
-        self.fill("#user", "tech-ana")?;
-        self.fill("#pass", "demo-tech-pass")?;
-        self.fill("#station", station)?;
-        self.click("#signin")?;
+    pub async fn sign_in(&self, url: &str, station: &str, within: Duration) -> Result<()> {
+        self.goto(url).await?;
+        self.wait_for("document.getElementById('user')", within)
+            .await?;
+        self.fill("#user", "tech-ana").await?;
+        self.fill("#pass", "demo-tech-pass").await?;
+        self.fill("#station", station).await?;
+        self.click("#signin").await?;
         self.wait_for("document.getElementById('fetch')", within)
+            .await
             .map(|_| ())
     }
 
     /// The station's own cycle times (ms, sorted) of the units that ended well, from the
     /// outcomes it saved in localStorage.
-    pub fn cycle_times(&self) -> Result<Vec<u64>> {
-        let text = self.js("return localStorage.getItem('imprint.outcomes.v1') || '[]'")?;
+    pub async fn cycle_times(&self) -> Result<Vec<u64>> {
+        let text = self
+            .js("return localStorage.getItem('imprint.outcomes.v1') || '[]'")
+            .await?;
         let v: Value = serde_json::from_str(text.as_str().unwrap_or("[]")).map_err(err)?;
         let mut t: Vec<u64> = v
             .as_array()

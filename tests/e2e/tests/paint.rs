@@ -20,19 +20,20 @@ fn env(name: &str) -> String {
         .unwrap_or_else(|_| panic!("{name} is not set: run `cargo xtask bench-portal`"))
 }
 
-fn median_fcp(b: &Browser, url: &str, runs: usize) -> f64 {
+async fn median_fcp(b: &Browser, url: &str, runs: usize) -> f64 {
     let mut v = Vec::new();
     for _ in 0..runs {
-        b.goto("about:blank").unwrap();
-        b.goto(url).unwrap();
+        b.goto("about:blank").await.unwrap();
+        b.goto(url).await.unwrap();
+        b.wait_for(
+            "performance.getEntriesByName('first-contentful-paint').length > 0",
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
         let x = b
-            .wait_for(
-                "performance.getEntriesByName('first-contentful-paint').length > 0",
-                Duration::from_secs(30),
-            )
-            .and_then(|_| {
-                b.js("return performance.getEntriesByName('first-contentful-paint')[0].startTime")
-            })
+            .js("return performance.getEntriesByName('first-contentful-paint')[0].startTime")
+            .await
             .unwrap();
         v.push(x.as_f64().unwrap());
     }
@@ -40,12 +41,12 @@ fn median_fcp(b: &Browser, url: &str, runs: usize) -> f64 {
     v[v.len() / 2]
 }
 
-#[test]
+#[tokio::test(flavor = "multi_thread")]
 #[ignore = "a measurement: `cargo xtask bench-portal` runs it"]
-fn first_paint_beside_a_bare_leptos_page() {
+async fn first_paint_beside_a_bare_leptos_page() {
     let bin = env("IMPRINT_BIN");
     let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-    let b = Browser::start(&driver).unwrap();
+    let b = Browser::start(&driver).await.unwrap();
     let mut results = Vec::new();
     for (label, dir) in [
         ("portal", env("IMPRINT_PORTAL")),
@@ -73,21 +74,22 @@ fn first_paint_beside_a_bare_leptos_page() {
             ],
         )
         .unwrap();
-        wait_port(port, Duration::from_secs(30)).unwrap();
-        let fcp = median_fcp(&b, &format!("http://{listen}/"), 7);
+        wait_port(port, Duration::from_secs(30)).await.unwrap();
+        let fcp = median_fcp(&b, &format!("http://{listen}/"), 7).await;
         println!("first contentful paint, {label}: median of 7 = {fcp:.0} ms");
         results.push(fcp);
         let _ = std::fs::remove_dir_all(&work);
     }
     println!("portal / bare Leptos = {:.2}", results[0] / results[1]);
+    b.close().await.unwrap();
 }
 
 /// The station's own time per unit with one unit at a time (no queueing behind other units),
 /// against the server built for release: the software overhead of a provisioning cycle
 /// (6 device calls to the simulated unit and 3 server calls over loopback).
-#[test]
+#[tokio::test(flavor = "multi_thread")]
 #[ignore = "a measurement: `cargo xtask bench-portal` runs it"]
-fn station_time_per_unit_one_at_a_time() {
+async fn station_time_per_unit_one_at_a_time() {
     let bin = env("IMPRINT_BIN");
     let portal = env("IMPRINT_PORTAL");
     let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
@@ -109,30 +111,34 @@ fn station_time_per_unit_one_at_a_time() {
         ],
     )
     .unwrap();
-    wait_port(port, Duration::from_secs(30)).unwrap();
-    let b = Browser::start(&driver).unwrap();
+    wait_port(port, Duration::from_secs(30)).await.unwrap();
+    let b = Browser::start(&driver).await.unwrap();
     let wait = Duration::from_secs(60);
     b.sign_in(&format!("http://{listen}/"), "bench-station", wait)
+        .await
         .unwrap();
     for n in [10, 20, 30, 40, 50] {
-        b.click("#fetch").unwrap();
+        b.click("#fetch").await.unwrap();
         b.wait_for(
             &format!("document.getElementById('pool').innerText.startsWith('{n} ')"),
             wait,
         )
+        .await
         .unwrap();
     }
-    b.click("#training").unwrap();
+    b.click("#training").await.unwrap();
     b.wait_for("document.getElementById('sim-demo')", wait)
+        .await
         .unwrap();
     // Resource timing for every server call of the run (the default buffer keeps only 250).
-    b.js("performance.clearResourceTimings(); performance.setResourceTimingBufferSize(5000); return true")
+    b.js("performance.clearResourceTimings(); performance.setResourceTimingBufferSize(5000); return true").await
         .unwrap();
     // Plug 50 units one after the other from inside the page, each as soon as the one before
     // is green, so that no WebDriver poll lands on the page's main thread during a cycle.
     let units: u64 = 50;
-    let finished = b.js_async(&format!(
-        r#"const done = arguments[arguments.length - 1];
+    let finished = b
+        .js_async(&format!(
+            r#"const done = arguments[arguments.length - 1];
         const tiles = document.getElementById('tiles');
         const count = (c) => tiles.querySelectorAll('.tile.' + c).length;
         (async () => {{
@@ -147,19 +153,19 @@ fn station_time_per_unit_one_at_a_time() {
           }}
           done(count('ok'));
         }})();"#
-    ));
-    let log = || {
-        b.js("return document.getElementById('log').innerText")
-            .unwrap()
-    };
+        ))
+        .await;
     match finished {
         Ok(v) if v.as_u64() == Some(units) => {}
-        other => panic!(
-            "not every unit went green ({other:?}); station log:\n{}",
-            log()
-        ),
+        other => {
+            let log = b
+                .js("return document.getElementById('log').innerText")
+                .await
+                .unwrap();
+            panic!("not every unit went green ({other:?}); station log:\n{log}")
+        }
     }
-    let t = b.cycle_times().unwrap();
+    let t = b.cycle_times().await.unwrap();
     let p = |q: f64| quantile(&t, q);
     println!(
         "station time per unit, one at a time, {} units: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
@@ -174,6 +180,7 @@ fn station_time_per_unit_one_at_a_time() {
     // The server's own part of each call comes from its Server-Timing header.
     let calls = b
         .js("return JSON.stringify(performance.getEntriesByType('resource').filter(e => e.name.includes('/api/v1/')).map(e => [new URL(e.name).pathname, e.duration, (e.serverTiming.find(t => t.name === 'app') || {duration: 0}).duration]))")
+        .await
         .unwrap();
     let calls: Vec<(String, f64, f64)> = serde_json::from_str(calls.as_str().unwrap()).unwrap();
     let mut per_path: std::collections::BTreeMap<&str, (Vec<u64>, Vec<u64>)> = Default::default();
@@ -204,5 +211,6 @@ fn station_time_per_unit_one_at_a_time() {
         server_ms / t.len().max(1) as f64,
         (cycle_ms as f64 - server_ms) / t.len().max(1) as f64
     );
+    b.close().await.unwrap();
     let _ = std::fs::remove_dir_all(&work);
 }

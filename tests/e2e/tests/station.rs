@@ -25,27 +25,29 @@ fn env(name: &str) -> String {
         .unwrap_or_else(|_| panic!("{name} is not set: run this through `cargo xtask test`"))
 }
 
-fn count(b: &Browser, css: &str) -> u64 {
+async fn count(b: &Browser, css: &str) -> u64 {
     b.js(&format!("return document.querySelectorAll('{css}').length"))
+        .await
         .unwrap()
         .as_u64()
         .unwrap()
 }
 
-fn sign_in(b: &Browser, url: &str) {
-    b.sign_in(url, "line-1-station-3", WAIT).unwrap();
+async fn sign_in(b: &Browser, url: &str) {
+    b.sign_in(url, "line-1-station-3", WAIT).await.unwrap();
 }
 
-fn click_all(b: &Browser, css: &str) {
+async fn click_all(b: &Browser, css: &str) {
     b.js(&format!(
         "document.querySelectorAll('{css}').forEach(x => x.click()); return true"
     ))
+    .await
     .unwrap();
 }
 
-#[test]
+#[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the built portal, the imprint binary and chromedriver: `cargo xtask test` runs it"]
-fn twenty_units_through_the_real_portal_with_faults() {
+async fn twenty_units_through_the_real_portal_with_faults() {
     let bin = env("IMPRINT_BIN");
     let portal = env("IMPRINT_PORTAL");
     let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
@@ -63,63 +65,77 @@ fn twenty_units_through_the_real_portal_with_faults() {
         &["demo", "--listen", &listen, "--portal", &portal],
     )
     .unwrap();
-    wait_port(port, WAIT).unwrap();
+    wait_port(port, WAIT).await.unwrap();
 
-    let b = Browser::start(&driver).unwrap();
-    b.goto(&url).unwrap();
-    b.wait_for("document.getElementById('user')", WAIT).unwrap();
-    b.screenshot(&shots.join("login.png")).unwrap();
+    let b = Browser::start(&driver).await.unwrap();
+    b.goto(&url).await.unwrap();
+    b.wait_for("document.getElementById('user')", WAIT)
+        .await
+        .unwrap();
+    b.screenshot(&shots.join("login.png")).await.unwrap();
     let fcp = b
         .js("const e = performance.getEntriesByName('first-contentful-paint')[0]; return e ? e.startTime : -1")
+        .await
         .unwrap();
     println!("portal first contentful paint: {fcp} ms (loopback, headless Chromium)");
-    sign_in(&b, &url);
-    b.click("#fetch").unwrap();
+    sign_in(&b, &url).await;
+    b.click("#fetch").await.unwrap();
     b.wait_for(
         "document.getElementById('pool').innerText.startsWith('10 ')",
         WAIT,
     )
+    .await
     .unwrap();
-    b.click("#fetch").unwrap();
+    b.click("#fetch").await.unwrap();
     b.wait_for(
         "document.getElementById('pool').innerText.startsWith('20 ')",
         WAIT,
     )
+    .await
     .unwrap();
-    b.click("#training").unwrap();
+    b.click("#training").await.unwrap();
     b.wait_for("document.getElementById('sim-demo')", WAIT)
+        .await
         .unwrap();
 
     // Batch 1: eight good units, two cables pulled mid-write, one power cut, one garbage unit.
     for _ in 0..8 {
-        b.click("#sim-demo").unwrap();
+        b.click("#sim-demo").await.unwrap();
     }
-    b.click("#sim-unplug").unwrap();
-    b.click("#sim-unplug").unwrap();
-    b.click("#sim-power").unwrap();
-    b.click("#sim-garbage").unwrap();
-    b.wait_for("document.querySelectorAll('.tile.ok').length === 8 && document.querySelectorAll('.tile.working').length === 0", WAIT).unwrap();
+    b.click("#sim-unplug").await.unwrap();
+    b.click("#sim-unplug").await.unwrap();
+    b.click("#sim-power").await.unwrap();
+    b.click("#sim-garbage").await.unwrap();
+    b.wait_for("document.querySelectorAll('.tile.ok').length === 8 && document.querySelectorAll('.tile.working').length === 0", WAIT).await.unwrap();
     assert_eq!(
-        count(&b, ".tile.retry"),
+        count(&b, ".tile.retry").await,
         3,
         "the pulled and power-cut units wait to be plugged back"
     );
-    assert_eq!(count(&b, ".tile.bad"), 1, "the garbage unit is set aside");
-    b.screenshot(&shots.join("station-faults.png")).unwrap();
+    assert_eq!(
+        count(&b, ".tile.bad").await,
+        1,
+        "the garbage unit is set aside"
+    );
+    b.screenshot(&shots.join("station-faults.png"))
+        .await
+        .unwrap();
     // Plug them back: each resumes (asks the unit, then writes or takes its receipt).
-    click_all(&b, ".tile.retry button.plug");
+    click_all(&b, ".tile.retry button.plug").await;
     b.wait_for("document.querySelectorAll('.tile.ok').length === 11", WAIT)
+        .await
         .unwrap();
 
     // Batch 2: the server dies mid-batch. Units are written, their receipts kept.
     server.0.kill().unwrap();
     server.0.wait().unwrap();
     for _ in 0..3 {
-        b.click("#sim-demo").unwrap();
+        b.click("#sim-demo").await.unwrap();
     }
-    b.wait_for("document.querySelectorAll('.tile.retry').length === 3 && document.querySelectorAll('.tile.working').length === 0", WAIT).unwrap();
+    b.wait_for("document.querySelectorAll('.tile.retry').length === 3 && document.querySelectorAll('.tile.working').length === 0", WAIT).await.unwrap();
     let log = b
         .js("return document.getElementById('log').innerText")
+        .await
         .unwrap();
     assert!(
         log.as_str().unwrap().contains("Server unreachable"),
@@ -129,8 +145,11 @@ fn twenty_units_through_the_real_portal_with_faults() {
         "(document.getElementById('pending') || {innerText: ''}).innerText.startsWith('3 ')",
         WAIT,
     )
+    .await
     .unwrap();
-    b.screenshot(&shots.join("station-offline.png")).unwrap();
+    b.screenshot(&shots.join("station-offline.png"))
+        .await
+        .unwrap();
     server = imprint(
         &bin,
         &work,
@@ -145,57 +164,66 @@ fn twenty_units_through_the_real_portal_with_faults() {
         ],
     )
     .unwrap();
-    wait_port(port, WAIT).unwrap();
+    wait_port(port, WAIT).await.unwrap();
     // The station reports what it kept by itself once the server answers...
     b.wait_for("!document.getElementById('pending')", WAIT)
+        .await
         .unwrap();
     // ...then the technician's Retry runs the closed-loop check on each unit.
-    click_all(&b, ".tile.retry button.retry");
+    click_all(&b, ".tile.retry button.retry").await;
     b.wait_for("document.querySelectorAll('.tile.ok').length === 14", WAIT)
+        .await
         .unwrap();
 
     // The page reloads mid-batch, while a unit is mid-install: a slow unit has taken the
     // install (its flash holds the record) but its answer is still on the way.
-    b.click("#sim-slow").unwrap();
+    b.click("#sim-slow").await.unwrap();
     b.wait_for(
         "(localStorage.getItem('imprint.journal.v2') || '').includes('install_sent')",
         WAIT,
     )
+    .await
     .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // The journal comes back from storage, the unit is still plugged in, the line carries on.
-    sign_in(&b, &url);
+    sign_in(&b, &url).await;
     b.wait_for(
         "document.getElementById('pool').innerText.startsWith('5 ')",
         WAIT,
     )
+    .await
     .unwrap();
-    b.click("#training").unwrap();
+    b.click("#training").await.unwrap();
     b.wait_for("document.getElementById('sim-demo')", WAIT)
+        .await
         .unwrap();
     // The unit answers "I already hold it" and the station finishes it without a second write.
     b.wait_for("document.querySelectorAll('.tile.ok').length === 1", WAIT)
+        .await
         .unwrap();
     let log = b
         .js("return document.getElementById('log').innerText")
+        .await
         .unwrap();
     assert!(
         log.as_str().unwrap().contains("already holds"),
         "the reloaded station asked the unit before writing again"
     );
     for _ in 0..5 {
-        b.click("#sim-demo").unwrap();
+        b.click("#sim-demo").await.unwrap();
     }
-    b.click("#sim-wrong").unwrap();
-    b.wait_for("document.querySelectorAll('.tile.ok').length === 6 && document.querySelectorAll('.tile.working').length === 0", WAIT).unwrap();
+    b.click("#sim-wrong").await.unwrap();
+    b.wait_for("document.querySelectorAll('.tile.ok').length === 6 && document.querySelectorAll('.tile.working').length === 0", WAIT).await.unwrap();
     b.wait_for(
         "document.getElementById('pool').innerText.startsWith('0 ')",
         WAIT,
     )
+    .await
     .unwrap();
-    b.screenshot(&shots.join("station.png")).unwrap();
+    b.screenshot(&shots.join("station.png")).await.unwrap();
     let page = b
         .js("return document.body.innerText")
+        .await
         .unwrap()
         .as_str()
         .unwrap()
@@ -203,20 +231,22 @@ fn twenty_units_through_the_real_portal_with_faults() {
     assert!(page.contains("Wrong model"), "the wrong-model unit says so");
 
     // An offline lease: signed records the station checks with the key it pinned at sign-in.
-    b.click("#lease").unwrap();
+    b.click("#lease").await.unwrap();
     b.wait_for(
         "document.getElementById('log').innerText.includes('signature checked')",
         WAIT,
     )
+    .await
     .unwrap();
     b.wait_for(
         "document.getElementById('pool').innerText.startsWith('20 ')",
         WAIT,
     )
+    .await
     .unwrap();
 
     // Cycle time per unit as the station measured it (plug-in to done), good units only.
-    let times = b.cycle_times().unwrap();
+    let times = b.cycle_times().await.unwrap();
     let p = |q: f64| quantile(&times, q);
     println!(
         "per-unit station time over {} units: p50 {} ms, p99 {} ms, max {} ms",
@@ -229,7 +259,9 @@ fn twenty_units_through_the_real_portal_with_faults() {
     // The server's word: twenty installed, each once, by tech-ana, receipts verified (the server
     // records nothing without a valid receipt), audit chain intact.
     let login = r#"{"username":"auditor","password":"demo-audit-pass"}"#;
-    let (_, body) = http(port, "POST", "/api/v1/login", &[], Some(login)).unwrap();
+    let (_, body) = http(port, "POST", "/api/v1/login", &[], Some(login))
+        .await
+        .unwrap();
     let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
         .as_str()
         .unwrap()
@@ -242,6 +274,7 @@ fn twenty_units_through_the_real_portal_with_faults() {
         &[("Authorization", &auth)],
         None,
     )
+    .await
     .unwrap();
     assert_eq!(s, 200);
     let rows: Vec<Vec<&str>> = csv
@@ -264,6 +297,7 @@ fn twenty_units_through_the_real_portal_with_faults() {
         &[("Authorization", &auth)],
         None,
     )
+    .await
     .unwrap();
     assert!(v.contains("\"ok\":true"), "{v}");
     // No pass phrase ever reached the station: not its page, not its log, not what it stores.
@@ -271,12 +305,14 @@ fn twenty_units_through_the_real_portal_with_faults() {
     // (with its key-encryption key) and looks for each.
     let seen = b
         .js("return [document.body.innerText, document.getElementById('log').innerText, JSON.stringify(localStorage)].join('\\n')")
+        .await
         .unwrap()
         .as_str()
         .unwrap()
         .to_string();
+    b.close().await.unwrap();
     drop(server);
-    let secrets = installed_pass_phrases(&work.join("imprint-demo"));
+    let secrets = installed_pass_phrases(&work.join("imprint-demo")).await;
     assert_eq!(secrets.len(), 20);
     for (id, pass) in &secrets {
         assert!(pass.len() >= 16);
@@ -290,30 +326,26 @@ fn twenty_units_through_the_real_portal_with_faults() {
 
 /// The pass phrases of the installed units, read from the stopped server's database and opened
 /// with its KEK file (table 702 seals each under the context "702/<apparatus ID>").
-fn installed_pass_phrases(data: &std::path::Path) -> Vec<(String, String)> {
+async fn installed_pass_phrases(data: &std::path::Path) -> Vec<(String, String)> {
     use sqlx::Row;
     let kek = imprint_server::kek::Kek::load_file(&data.join("kek.key")).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let pool = imprint_server::db::open(&data.join("imprint.db"))
-            .await
-            .unwrap();
-        let rows = sqlx::query(
-            "SELECT apparatus_id, pass_sealed FROM auth_info WHERE state = 'installed'",
-        )
-        .fetch_all(&pool)
+    let pool = imprint_server::db::open(&data.join("imprint.db"))
         .await
         .unwrap();
-        rows.iter()
-            .map(|r| {
-                let id: String = r.get("apparatus_id");
-                let sealed: Vec<u8> = r.get("pass_sealed");
-                let pass = kek.open(&format!("702/{id}"), &sealed).unwrap();
-                (id, String::from_utf8(pass.to_vec()).unwrap())
-            })
-            .collect()
-    })
+    let rows =
+        sqlx::query("SELECT apparatus_id, pass_sealed FROM auth_info WHERE state = 'installed'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let secrets = rows
+        .iter()
+        .map(|r| {
+            let id: String = r.get("apparatus_id");
+            let sealed: Vec<u8> = r.get("pass_sealed");
+            let pass = kek.open(&format!("702/{id}"), &sealed).unwrap();
+            (id, String::from_utf8(pass.to_vec()).unwrap())
+        })
+        .collect();
+    pool.close().await;
+    secrets
 }
