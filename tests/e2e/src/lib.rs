@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use imprint_portal::client::Transport;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -91,6 +92,30 @@ pub async fn http(
     tokio::time::timeout(HTTP_TIMEOUT, exchange)
         .await
         .map_err(|_| HarnessError(format!("{method} {path}: no answer in {HTTP_TIMEOUT:?}")))?
+}
+
+/// The server on a loopback port as a [`Transport`] of the portal's own client
+/// (`imprint_portal::client`), so the test reads the server's answers through the contract's
+/// types, with the code the page runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Loopback(pub u16);
+
+impl Transport for Loopback {
+    async fn send(
+        &self,
+        method: imprint_api::Method,
+        path: &str,
+        bearer: Option<&str>,
+        json: Option<String>,
+    ) -> std::result::Result<(u16, String), String> {
+        let mut headers = Vec::new();
+        if let Some(b) = bearer {
+            headers.push(("Authorization", b));
+        }
+        http(self.0, method.as_str(), path, &headers, json.as_deref())
+            .await
+            .map_err(|e| e.0)
+    }
 }
 
 /// A running process that is killed when dropped.

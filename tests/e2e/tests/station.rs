@@ -16,7 +16,8 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use imprint_e2e::{Browser, free_port, http, imprint, quantile, wait_port};
+use imprint_e2e::{Browser, Loopback, free_port, imprint, quantile, wait_port};
+use imprint_portal::client::Transport;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -258,24 +259,22 @@ async fn twenty_units_through_the_real_portal_with_faults() {
 
     // The server's word: twenty installed, each once, by tech-ana, receipts verified (the server
     // records nothing without a valid receipt), audit chain intact.
-    let login = r#"{"username":"auditor","password":"demo-audit-pass"}"#;
-    let (_, body) = http(port, "POST", "/api/v1/login", &[], Some(login))
+    // Through the portal's own client and the contract's types.
+    let api = Loopback(port);
+    let signed_in = imprint_portal::client::login(&api, "auditor", "demo-audit-pass")
         .await
         .unwrap();
-    let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let auth = format!("Bearer {token}");
-    let (s, csv) = http(
-        port,
-        "GET",
-        "/api/v1/installed.csv",
-        &[("Authorization", &auth)],
-        None,
-    )
-    .await
-    .unwrap();
+    assert_eq!(signed_in.user.role, imprint_api::Role::Auditor);
+    let auth = signed_in.token.bearer();
+    let (s, csv) = api
+        .send(
+            imprint_api::Op::ExportInstalled.route().method,
+            &imprint_api::Op::ExportInstalled.path(),
+            Some(&auth),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(s, 200);
     let rows: Vec<Vec<&str>> = csv
         .lines()
@@ -290,16 +289,17 @@ async fn twenty_units_through_the_real_portal_with_faults() {
         rows.iter()
             .all(|r| r[3] == "tech-ana" && r[4] == "line-1-station-3" && r[5].len() == 64)
     );
-    let (_, v) = http(
-        port,
-        "GET",
-        "/api/v1/audit/verify",
-        &[("Authorization", &auth)],
-        None,
-    )
-    .await
-    .unwrap();
-    assert!(v.contains("\"ok\":true"), "{v}");
+    let (s, text) = api
+        .send(
+            imprint_api::Method::Get,
+            &imprint_api::Op::VerifyAudit.path(),
+            Some(&auth),
+            None,
+        )
+        .await
+        .unwrap();
+    let verified: imprint_api::AuditVerification = imprint_portal::client::read(s, &text).unwrap();
+    assert!(verified.ok, "{verified:?}");
     // No pass phrase ever reached the station: not its page, not its log, not what it stores.
     // The test reads the twenty installed units' pass phrases back from the server's database
     // (with its key-encryption key) and looks for each.
