@@ -192,7 +192,17 @@ fn test() -> Result {
                         target,
                     ])?;
                 }
-                Ok(())
+                // The contract's serde for core's types stays no_std too.
+                cargo(&[
+                    "build",
+                    "-p",
+                    "imprint-core",
+                    "--no-default-features",
+                    "--features",
+                    "serde",
+                    "--target",
+                    tools::THUMB,
+                ])
             },
         ),
         ("tests (headless Chromium, via wasm-pack)", &|| {

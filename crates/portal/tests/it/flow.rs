@@ -60,7 +60,7 @@ async fn a_unit_goes_through_every_phase_to_a_verified_identity() {
     assert_eq!(ok.attempts, 1);
     assert_eq!(
         server.installed().await,
-        vec![(ok.apparatus_id.clone(), ok.product_serial.clone())]
+        vec![(ok.apparatus_id, ok.product_serial)]
     );
     assert!(matches!(
         journal.get(&ok.apparatus_id).unwrap().step,
@@ -91,13 +91,7 @@ async fn a_reply_lost_to_an_unplug_is_recovered_from_the_unit_itself() {
     );
     assert!(f.diagnosis.fix.contains("Plug the unit back in"));
     // The record stays bound to this unit: another unit gets the other record.
-    let bound = journal
-        .in_doubt()
-        .next()
-        .unwrap()
-        .record
-        .apparatus_id
-        .clone();
+    let bound = journal.in_doubt().next().unwrap().record.apparatus_id;
     let mut other = SimDevice::demo(2);
     let (r2, _) = run(&mut other, &server, &mut journal).await;
     assert_ne!(r2.unwrap().apparatus_id, bound);
