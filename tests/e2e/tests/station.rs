@@ -310,6 +310,47 @@ async fn twenty_units_through_the_real_portal_with_faults() {
         .as_str()
         .unwrap()
         .to_string();
+
+    // A damaged journal stops the station after a reload: the message and a download, no
+    // sign-in, and the stored text exactly as it was; setting it aside keeps the text under a
+    // key of its own and starts empty.
+    let damaged = r#"{"entries":[{"record":{"apparatus_id":"IMP-1","key_id":1,"sealed":"00"#;
+    b.js(&format!(
+        "localStorage.setItem('imprint.journal.v2', {}); return true",
+        serde_json::to_string(damaged).unwrap()
+    ))
+    .await
+    .unwrap();
+    b.goto(&url).await.unwrap();
+    b.wait_for("document.getElementById('journal-damaged')", WAIT)
+        .await
+        .unwrap();
+    b.screenshot(&shots.join("journal-damaged.png"))
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&b, "#user").await,
+        0,
+        "no sign-in over a damaged journal"
+    );
+    let stored = b
+        .js("return localStorage.getItem('imprint.journal.v2')")
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.as_str(),
+        Some(damaged),
+        "the damaged journal was changed"
+    );
+    click_all(&b, "#set-aside").await;
+    b.wait_for("document.getElementById('user')", WAIT)
+        .await
+        .unwrap();
+    let kept = b
+        .js("return Object.keys(localStorage).filter(k => k.startsWith('imprint.journal.damaged.')).map(k => localStorage.getItem(k))")
+        .await
+        .unwrap();
+    assert_eq!(kept, serde_json::json!([damaged]));
     b.close().await.unwrap();
     drop(server);
     let secrets = installed_pass_phrases(&work.join("imprint-demo")).await;

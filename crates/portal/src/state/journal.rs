@@ -378,7 +378,7 @@ impl Journal {
     pub fn from_json(text: &str) -> Result<Journal, String> {
         crate::json::from_str(text).map_err(|e| {
             format!(
-                "the station's saved journal is damaged ({e}); export the log and tell the operator"
+                "the station's saved journal is damaged ({e}); download it and tell the operator"
             )
         })
     }

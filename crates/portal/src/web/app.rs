@@ -739,7 +739,7 @@ fn DamagedJournal(damaged: storage::Damaged) -> impl IntoView {
     view! {
         <main class="login" id="journal-damaged">
             <h1>"Station stopped"</h1>
-            <p class="banner bad"><b>"The station's saved journal is damaged."</b>" "{damaged.message}</p>
+            <p class="banner bad"><b>{damaged.message}</b></p>
             <p>"The journal says which unit holds which record. Nothing has been changed or overwritten. Download it and send it to the operator before anything else: units that were mid-way can be matched from it."</p>
             <button id="download-journal" class="primary" on:click=download>"Download the damaged journal"</button>
             <p>"Once it is downloaded and the operator agrees, the station can start again with an empty journal; the damaged one stays in this browser under a key of its own."</p>

@@ -464,3 +464,64 @@ fn demo_sets_up_in_seconds() {
     assert!(start.elapsed() < Duration::from_secs(120));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `imprint demo --data-dir DIR` uses DIR, replaces only a previous demo there, and refuses any
+/// other folder without touching it.
+#[test]
+fn demo_honours_its_data_dir_and_replaces_only_a_previous_demo() {
+    let work = crate::temp_dir("demo-dir");
+    let demo = |dir: &std::path::Path| {
+        Command::new(BIN)
+            .current_dir(&work)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["demo", "--no-serve", "--entries", "10"])
+            .output()
+            .unwrap()
+    };
+    let target = work.join("my-demo");
+    let out = demo(&target);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(target.join("imprint.db").exists());
+    assert!(target.join(".imprint-demo").exists());
+    assert!(
+        !work.join("imprint-demo").exists(),
+        "the default folder was used instead"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("my-demo"));
+    // Again: the previous demo is replaced.
+    let out = demo(&target);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A folder that is not a demo is refused and left as it was.
+    let precious = work.join("real-data");
+    std::fs::create_dir_all(&precious).unwrap();
+    std::fs::write(precious.join("imprint.db"), b"the brand owner's data").unwrap();
+    let out = demo(&precious);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to replace") && err.contains(".imprint-demo"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(precious.join("imprint.db")).unwrap(),
+        b"the brand owner's data"
+    );
+    // A bad identifier on the command line is the user's error, named as such.
+    let out = imprint(&target, &["map-product", "BAD CODE", "1"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("product code") && !err.contains("stored"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
