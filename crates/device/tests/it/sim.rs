@@ -169,3 +169,22 @@ fn several_units_at_once_are_independent_and_uniquely_named() {
         );
     }
 }
+
+/// The demo keys are public and documented (docs/device.md, "Demo units"), so that a third
+/// party can play a demo unit: the documented value is the one the code makes.
+#[wasm_bindgen_test(unsupported = test)]
+fn the_demo_key_is_the_documented_one() {
+    let k1 = imprint_core::KeyId::new(1).unwrap();
+    let key = imprint_device::sim::demo_key(k1);
+    let text: String = key
+        .expose_secret()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        text,
+        "7571267763721fbfc549479d71bf602185dc2414177b86bfee9a6fc7dc617097"
+    );
+    let docs = include_str!("../../../../docs/device.md");
+    assert!(docs.contains("7571267763721fbfc549479d71bf602185dc2414177b86bfee9a6fc7dc617097"));
+}
