@@ -384,7 +384,8 @@ pub struct IssueRequest {
     /// The product code.
     #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ProductCodeText))]
     pub product_code: ProductCode,
-    /// How many records, at least 1 and within the quota.
+    /// How many records: 1 to 10000, and within the factory's quota.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10_000))]
     pub count: u64,
 }
 
@@ -421,9 +422,11 @@ pub struct LeaseRequest {
     /// The product code.
     #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ProductCodeText))]
     pub product_code: ProductCode,
-    /// How many records, 1 to 1000.
+    /// How many records: 1 to 10000, and within the factory's quota.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10_000))]
     pub count: u64,
-    /// Validity, 1 to 72 hours.
+    /// Validity, 1 to 168 hours.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 168))]
     pub hours: u64,
 }
 
@@ -467,7 +470,8 @@ pub struct ReportRequest {
     /// The device's receipt (docs/protocol.md).
     #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Hex32))]
     pub receipt: Receipt,
-    /// The station's name, recorded with the installation (at most 64 characters).
+    /// The station's name, recorded with the installation: 1 to 64 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub station: String,
 }
 
