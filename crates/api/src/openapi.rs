@@ -167,10 +167,9 @@ pub fn errors(op: Op) -> &'static [ErrorCode] {
             SerialTaken,
             BadReceipt,
         ],
-        Op::Release => &[UnknownApparatus, NotIssued, NotYourRecord, AlreadyInstalled],
+        Op::Release => &[UnknownApparatus, NotIssued, NotYourRecord, Conflict],
         Op::LeaseKey | Op::OpenApi => &[],
-        Op::Challenge => &[NotFound],
-        Op::Verify => &[],
+        Op::Challenge | Op::Verify => &[],
     }
 }
 

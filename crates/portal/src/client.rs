@@ -71,14 +71,9 @@ async fn call<T: Transport, E: Endpoint>(
 ) -> Result<E::Answer, ServerError> {
     let route = E::OP.route();
     let body = match route.takes {
-        Media::Json => {
-            Some(
-                crate::json::to_string(e).map_err(|e| ServerError::Unintelligible {
-                    status: 0,
-                    detail: format!("the request could not be written ({e})"),
-                })?,
-            )
-        }
+        Media::Json => Some(crate::json::to_string(e).map_err(|e| {
+            ServerError::Request(format!("the request could not be written ({e})"))
+        })?),
         Media::Csv | Media::None => None,
     };
     let bearer = token.map(SessionToken::bearer);

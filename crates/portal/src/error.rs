@@ -35,6 +35,8 @@ pub enum ServerError {
         /// The server's message, for a person.
         message: String,
     },
+    /// The station could not write the request (a bug of the station; nothing was sent).
+    Request(String),
     /// The server answered, but with something this station does not understand (another
     /// version, a proxy's error page): not offline, and not a refusal either.
     Unintelligible {

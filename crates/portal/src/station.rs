@@ -384,7 +384,6 @@ async fn install<L: Link, O: Observer>(
     record: &Record,
 ) -> Result<Receipt, Failure> {
     let aid = &record.apparatus_id;
-    let id = aid;
     let sealed = &record.sealed;
     let serial = info.product_serial;
     if matches!(
@@ -393,7 +392,7 @@ async fn install<L: Link, O: Observer>(
     ) {
         // An earlier attempt may have landed: ask before writing again.
         let q = Request::QueryRecord {
-            apparatus_id: *id,
+            apparatus_id: *aid,
             record_digest: sealed.digest(),
         };
         match link
@@ -429,7 +428,7 @@ async fn install<L: Link, O: Observer>(
     obs.save(&journal.borrow());
     obs.log(format!("writing {aid} to unit {unit}"));
     let req = Request::Install {
-        apparatus_id: *id,
+        apparatus_id: *aid,
         record: sealed.clone(),
     };
     match link.call(&req).await {
@@ -482,8 +481,9 @@ pub struct Reconciled {
     pub pending: usize,
     /// Reports the server refused in this pass, with its code and message.
     pub refused: Vec<(ApparatusId, ServerError)>,
-    /// The server answered something the station does not understand: the pass stopped, and
-    /// this says what (it is neither offline nor a refusal).
+    /// The server answered something the station does not understand (or the station could
+    /// not write the request): the pass stopped, and this says what. It is neither offline nor
+    /// a refusal.
     pub unintelligible: Option<ServerError>,
 }
 
@@ -514,7 +514,7 @@ pub async fn reconcile<S: Server>(server: &S, journal: &RefCell<Journal>) -> Rec
             }
             // Still offline: stop for now, try again later.
             Err(ServerError::Offline(_)) => break,
-            Err(e @ ServerError::Unintelligible { .. }) => {
+            Err(e @ (ServerError::Unintelligible { .. } | ServerError::Request(_))) => {
                 out.unintelligible = Some(e);
                 break;
             }

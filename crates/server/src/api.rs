@@ -211,7 +211,7 @@ async fn timed(State(state): State<AppState>, req: Request, next: Next) -> Respo
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str().to_string());
-    let request_id = request_id();
+    let request_id = crate::random_id();
     let mut res = next.run(req).await;
     let took = start.elapsed();
     state.metrics.observe(took);
@@ -238,13 +238,6 @@ async fn timed(State(state): State<AppState>, req: Request, next: Next) -> Respo
         "request"
     );
     res
-}
-
-fn request_id() -> String {
-    use rand_core::Rng;
-    let mut b = [0u8; 8];
-    crate::rng().fill_bytes(&mut b);
-    hex::encode(b)
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -425,16 +418,18 @@ async fn read_audit(
     Ok(Json(AuditPage {
         entries: entries
             .into_iter()
-            .map(|e| AuditEntry {
-                seq: e.seq.max(0) as u64,
-                at: e.at,
-                actor: e.actor,
-                action: e.action,
-                detail: e.detail,
-                prev_hash: e.prev_hash,
-                hash: e.hash,
+            .map(|e| {
+                Ok(AuditEntry {
+                    seq: count(e.seq)?,
+                    at: e.at,
+                    actor: e.actor,
+                    action: e.action,
+                    detail: e.detail,
+                    prev_hash: e.prev_hash,
+                    hash: e.hash,
+                })
             })
-            .collect(),
+            .collect::<Result<_, AppError>>()?,
     }))
 }
 
@@ -462,11 +457,16 @@ async fn verify_audit(
     )
     .await?;
     Ok(Json(AuditVerification {
-        entries: v.entries.max(0) as u64,
+        entries: count(v.entries)?,
         head: v.head,
         ok: v.ok,
         problem: v.problem,
     }))
+}
+
+/// A sequence number or count read from the database, which is never negative.
+fn count(n: i64) -> Result<u64, AppError> {
+    u64::try_from(n).map_err(|_| AppError::bug(format!("a stored count is negative: {n}")))
 }
 
 async fn issue(

@@ -139,19 +139,13 @@ impl From<sqlx::migrate::MigrateError> for AppError {
     }
 }
 
-/// The incident ID of a fault: random, so that it names one log line and tells nothing else.
-fn incident_id() -> String {
-    use rand_core::Rng;
-    let mut b = [0u8; 8];
-    crate::rng().fill_bytes(&mut b);
-    hex::encode(b)
-}
-
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let code = self.code();
+        // Every code's status is a standard one (400 to 500), valid by construction.
+        #[allow(clippy::expect_used)]
         let status =
-            StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            StatusCode::from_u16(code.status()).expect("every error code has a valid HTTP status");
         let mut body = ErrorBody {
             error: code,
             message: self.to_string(),
@@ -161,7 +155,7 @@ impl IntoResponse for AppError {
         let mut retry_after = None;
         match self {
             AppError::Config(_) | AppError::Internal(_) => {
-                let id = incident_id();
+                let id = crate::random_id();
                 tracing::error!(incident = %id, cause = %self, "request failed: server fault");
                 body.message =
                     format!("internal error; the cause is in the server log under incident {id}");

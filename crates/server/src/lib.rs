@@ -74,6 +74,15 @@ pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
     rand_core::UnwrapErr(getrandom::SysRng)
 }
 
+/// A random ID of 8 bytes as 16 hex digits: it names one request or one fault in the log and
+/// tells nothing else.
+pub fn random_id() -> String {
+    use rand_core::Rng;
+    let mut b = [0u8; 8];
+    rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
 /// Unix time in milliseconds.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()

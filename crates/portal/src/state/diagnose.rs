@@ -244,6 +244,7 @@ impl Diagnosis {
                     Severity::SetAside,
                 )
             }
+            ServerError::Request(what) => Diagnosis::bug(what),
             ServerError::Unintelligible { status, detail } => d(
                 "The server's answer is not understood",
                 format!("The server answered (HTTP {status}), but {detail}."),

@@ -308,7 +308,7 @@ async fn key_rotation_reseals_outstanding_records() {
     assert_eq!(recs.len(), 2);
 }
 
-async fn challenge(env: &Env, id: &str) -> Challenge {
+pub async fn challenge(env: &Env, id: &str) -> Challenge {
     let (s, v) = env
         .call(
             Method::POST,
@@ -335,7 +335,7 @@ pub fn answer(dev: &mut SimDevice, c: Challenge) -> AuthResponse {
     }
 }
 
-async fn verify(env: &Env, id: &str, c: Challenge, r: AuthResponse) -> bool {
+pub async fn verify(env: &Env, id: &str, c: Challenge, r: AuthResponse) -> bool {
     let body =
         json!({"apparatus_id": id, "challenge": hex::encode(c.0), "response": hex::encode(r.0)});
     let (s, v) = env

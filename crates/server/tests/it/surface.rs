@@ -137,30 +137,13 @@ async fn every_documented_counter_moves() {
     let (s, v) = env.report(&env.tech, id, &serial, &receipt).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     for good in [true, false] {
-        let (_, v) = env
-            .call(
-                Method::POST,
-                "/api/v1/auth/challenge",
-                None,
-                json!({"apparatus_id": id}),
-            )
-            .await;
-        let ch = v["challenge"].as_str().unwrap().to_string();
-        let resp = if good {
-            let c = imprint_core::Challenge(hex::decode(&ch).unwrap().try_into().unwrap());
-            hex::encode(crate::flow::answer(&mut dev, c).0)
+        let c = crate::flow::challenge(&env, id).await;
+        let response = if good {
+            crate::flow::answer(&mut dev, c)
         } else {
-            "00".repeat(32)
+            imprint_core::AuthResponse([0; 32])
         };
-        let (_, v) = env
-            .call(
-                Method::POST,
-                "/api/v1/auth/verify",
-                None,
-                json!({"apparatus_id": id, "challenge": ch, "response": resp}),
-            )
-            .await;
-        assert_eq!(v["authenticated"], good);
+        assert_eq!(crate::flow::verify(&env, id, c, response).await, good);
     }
     env.report(&env.tech, id, "OTHER-SERIAL", &receipt).await;
     env.call(
