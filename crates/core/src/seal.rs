@@ -135,6 +135,19 @@ impl SealedRecord {
         apparatus_id: &ApparatusId,
         pass_phrase: &PassPhrase,
     ) -> SealedRecord {
+        Self::seal_keeping_nonce(rng, key, key_id, binding, apparatus_id, pass_phrase).0
+    }
+
+    /// [`SealedRecord::seal`], also returning the issue nonce it drew: a server that keeps it
+    /// checks the record's receipt without opening the record again.
+    pub fn seal_keeping_nonce<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        key: &PreWriteKey,
+        key_id: KeyId,
+        binding: &Binding,
+        apparatus_id: &ApparatusId,
+        pass_phrase: &PassPhrase,
+    ) -> (SealedRecord, [u8; ISSUE_NONCE_LEN]) {
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
         let mut issue_nonce = [0u8; ISSUE_NONCE_LEN];
@@ -162,11 +175,12 @@ impl SealedRecord {
             .expect("AES-GCM seals any message under 64 GiB");
         bytes.extend_from_slice(&plain);
         bytes.extend_from_slice(&tag);
-        SealedRecord {
+        let record = SealedRecord {
             bytes,
             key_id,
             chip_bound: matches!(binding, Binding::Chip(_)),
-        }
+        };
+        (record, issue_nonce)
     }
 
     /// Checks the header and length of a received blob. Does not decrypt.

@@ -23,7 +23,8 @@ use imprint_core::{
     ApparatusId, AuthResponse, Binding, Challenge, FactoryId, KeyId, PassPhrase, PreWriteKey,
     ProductCode, SealedRecord, conversion_value,
 };
-use imprint_server::{AppState, auth, db, kek::Kek, service};
+use imprint_server::store::Store;
+use imprint_server::{AppState, auth, kek::Kek, service};
 
 fn temp(tag: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("imprint-bench-{tag}-{}", std::process::id()));
@@ -35,7 +36,7 @@ fn temp(tag: &str) -> std::path::PathBuf {
 async fn fresh(tag: &str, quota: u64) -> (AppState, std::path::PathBuf) {
     let dir = temp(tag);
     let state = AppState::new(
-        db::open(&dir.join("imprint.db")).await.unwrap(),
+        Store::open_sqlite(&dir.join("imprint.db")).await.unwrap(),
         Kek::generate().0,
     );
     let k1 = KeyId::new(1).unwrap();
@@ -49,7 +50,7 @@ async fn fresh(tag: &str, quota: u64) -> (AppState, std::path::PathBuf) {
     service::set_quota(&state, "bench", f, p, quota)
         .await
         .unwrap();
-    let mut tx = state.pool.begin().await.unwrap();
+    let mut tx = state.store.begin().await.unwrap();
     auth::create_user(
         &mut tx,
         "bench",
@@ -109,7 +110,7 @@ async fn main() {
         + std::fs::metadata(dir.join("imprint.db-wal"))
             .map(|m| m.len())
             .unwrap_or(0);
-    state.pool.close().await;
+    state.store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 
     // 1b. Bare seal loop over the same kind of inputs.
@@ -135,9 +136,20 @@ async fn main() {
         .collect();
     let seal_loop = t.elapsed();
 
-    // 1c. Bare SQLite insert of the same rows, one transaction, same pool settings.
+    // 1c. Bare SQLite insert of the same rows, one transaction, the store's settings (WAL,
+    // synchronous = FULL) on sqlx's own SQLite driver.
     let dir = temp("insert");
-    let pool = db::open(&dir.join("bare.db")).await.unwrap();
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(dir.join("bare.db"))
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Full),
+        )
+        .await
+        .unwrap();
     sqlx::query("CREATE TABLE bare (apparatus_id TEXT PRIMARY KEY, sealed BLOB NOT NULL, key_id BIGINT NOT NULL, factory_id TEXT NOT NULL, product_code TEXT NOT NULL, issued_at TEXT NOT NULL)")
         .execute(&pool)
         .await
@@ -145,7 +157,7 @@ async fn main() {
     let t = Instant::now();
     let mut tx = pool.begin().await.unwrap();
     for ((id, _), s) in inputs.iter().zip(&sealed) {
-        sqlx::query("INSERT INTO bare VALUES (?, ?, 1, 'fa', 'CAM-X100', '0')")
+        sqlx::query("INSERT INTO bare VALUES ($1, $2, 1, 'fa', 'CAM-X100', '0')")
             .bind(id.as_str())
             .bind(s)
             .execute(&mut *tx)
@@ -287,7 +299,7 @@ async fn main() {
         "| bare HMAC-SHA256 check of a response | {:.0} |\n",
         rate(100_000, mac)
     );
-    state.pool.close().await;
+    state.store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 
     // 3. Report latency, 32 stations at once through the router.
@@ -369,6 +381,6 @@ async fn main() {
         pct(1.0)
     );
     println!("| throughput | {:.0} reports/s |", rate(total, wall));
-    state.pool.close().await;
+    state.store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -248,7 +248,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn healthz(State(state): State<AppState>) -> Result<&'static str, AppError> {
-    sqlx::query("SELECT 1").execute(&state.pool).await?;
+    sqlx::query("SELECT 1").execute(state.store.pool()).await?;
     Ok("ok")
 }
 
@@ -370,18 +370,19 @@ async fn add_user(
     user: User,
     Body(b): Body<AddUserRequest>,
 ) -> ApiResult<UserAdded> {
-    let _w = state.write_lock.lock().await;
-    let mut tx = state.pool.begin().await?;
-    auth::create_user(
-        &mut tx,
-        &user.username,
-        &b.username,
-        &b.password,
-        b.role.as_str(),
-        b.factory_id.as_ref().map(FactoryId::as_str),
-    )
-    .await?;
-    tx.commit().await?;
+    state
+        .store
+        .write(&(&user, &b), |tx, (user, b)| {
+            Box::pin(auth::create_user(
+                tx,
+                &user.username,
+                &b.username,
+                &b.password,
+                b.role.as_str(),
+                b.factory_id.as_ref().map(FactoryId::as_str),
+            ))
+        })
+        .await?;
     Ok(Json(UserAdded {
         username: b.username,
         role: b.role,
@@ -410,7 +411,7 @@ async fn read_audit(
     _user: User,
     QueryOf(q): QueryOf<AuditQuery>,
 ) -> ApiResult<AuditPage> {
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.store.pool().acquire().await?;
     let from = i64::try_from(q.from.unwrap_or(1))
         .map_err(|_| AppError::BadRequest("from: too large".into()))?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000) as i64;
@@ -450,7 +451,7 @@ async fn verify_audit(
         }
         None => None,
     };
-    let mut conn = state.pool.acquire().await?;
+    let mut conn = state.store.pool().acquire().await?;
     let v = audit::verify(
         &mut conn,
         checkpoint.as_ref().map(|(s, h)| (*s, h.as_str())),

@@ -7,9 +7,10 @@
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
 use crate::error::AppError;
+use crate::store::{self, Backend, Conn};
 
 /// The hash before the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -34,12 +35,22 @@ pub fn entry_hash(
 
 /// Appends an entry inside the caller's transaction (so the entry and the change it records
 /// commit together, or neither does).
+///
+/// With several writers the log keeps one order: on PostgreSQL the table is locked (for writes;
+/// reads go on) from here to the commit, so entries are numbered in commit order and none is
+/// numbered twice; on SQLite the write transaction already excludes every other writer. Call
+/// it last in a transaction, so the lock is held only for the commit.
 pub async fn append(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     actor: &str,
     action: &str,
     detail: serde_json::Value,
 ) -> Result<(), AppError> {
+    if store::backend_of(conn) == Backend::Postgres {
+        sqlx::query("LOCK TABLE audit_log IN EXCLUSIVE MODE")
+            .execute(&mut *conn)
+            .await?;
+    }
     let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *conn)
         .await?;
@@ -50,14 +61,14 @@ pub async fn append(
         ),
         None => (1, GENESIS.to_string()),
     };
-    let at = crate::now_millis().to_string();
+    let at = crate::now_millis();
     let detail = detail.to_string();
-    let hash = entry_hash(seq, &at, actor, action, &detail, &prev);
+    let hash = entry_hash(seq, &at.to_string(), actor, action, &detail, &prev);
     sqlx::query(
-        "INSERT INTO audit_log (seq, at, actor, action, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (seq, at_ms, actor, action, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(seq)
-    .bind(&at)
+    .bind(at)
     .bind(actor)
     .bind(action)
     .bind(&detail)
@@ -73,7 +84,7 @@ pub async fn append(
 pub struct Entry {
     /// Position, from 1.
     pub seq: i64,
-    /// Unix time in milliseconds.
+    /// Unix time in milliseconds, as written into the hash (decimal).
     pub at: String,
     /// Who (user name, "device", "cli", "system").
     pub actor: String,
@@ -101,13 +112,9 @@ pub struct Verification {
 }
 
 /// Reads entries from `from` on, at most `limit`.
-pub async fn read(
-    conn: &mut SqliteConnection,
-    from: i64,
-    limit: i64,
-) -> Result<Vec<Entry>, AppError> {
+pub async fn read(conn: &mut Conn, from: i64, limit: i64) -> Result<Vec<Entry>, AppError> {
     let rows = sqlx::query(
-        "SELECT seq, at, actor, action, detail, prev_hash, hash FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?",
+        "SELECT seq, at_ms, actor, action, detail, prev_hash, hash FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2",
     )
     .bind(from)
     .bind(limit)
@@ -117,7 +124,7 @@ pub async fn read(
         .map(|r| {
             Ok(Entry {
                 seq: r.try_get("seq")?,
-                at: r.try_get("at")?,
+                at: r.try_get::<i64, _>("at_ms")?.to_string(),
                 actor: r.try_get("actor")?,
                 action: r.try_get("action")?,
                 detail: r.try_get("detail")?,
@@ -132,7 +139,7 @@ pub async fn read(
 /// Verifies the whole chain, and optionally that it still contains the checkpoint
 /// `(seq, hash)` an auditor saved (which catches entries cut off the end).
 pub async fn verify(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     checkpoint: Option<(i64, &str)>,
 ) -> Result<Verification, AppError> {
     let entries = read(conn, 1, i64::MAX).await?;

@@ -11,9 +11,10 @@ use imprint_api::SessionToken;
 use imprint_core::FactoryId;
 use rand_core::Rng;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
 use crate::error::AppError;
+use crate::store::Conn;
 use crate::{AppState, audit, now_millis};
 
 /// How long a session lasts: one shift.
@@ -84,7 +85,7 @@ fn check_username(name: &str) -> Result<(), AppError> {
 
 /// Creates a user. Technicians must name an existing factory; others must not.
 pub async fn create_user(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     actor: &str,
     username: &str,
     password: &str,
@@ -112,7 +113,7 @@ pub async fn create_user(
         _ => {}
     }
     if let Some(f) = factory {
-        let exists = sqlx::query("SELECT 1 FROM factories WHERE factory_id = ?")
+        let exists = sqlx::query("SELECT 1 FROM factories WHERE factory_id = $1")
             .bind(f)
             .fetch_optional(&mut *conn)
             .await?;
@@ -124,7 +125,7 @@ pub async fn create_user(
         .hash_password(password.as_bytes())
         .map_err(|e| AppError::bug(format!("password hashing failed: {e}")))?
         .to_string();
-    let taken = sqlx::query("SELECT 1 FROM users WHERE username = ?")
+    let taken = sqlx::query("SELECT 1 FROM users WHERE username = $1")
         .bind(username)
         .fetch_optional(&mut *conn)
         .await?;
@@ -134,7 +135,7 @@ pub async fn create_user(
         )));
     }
     sqlx::query(
-        "INSERT INTO users (username, password_hash, role, factory_id) VALUES (?, ?, ?, ?)",
+        "INSERT INTO users (username, password_hash, role, factory_id) VALUES ($1, $2, $3, $4)",
     )
     .bind(username)
     .bind(hash)
@@ -168,22 +169,25 @@ pub async fn login(
 ) -> Result<(SessionToken, User), AppError> {
     let tag = state.kek.name_tag(username);
     if let Err(retry_after_secs) = state.throttle.check(tag, addr) {
-        let _guard = state.write_lock.lock().await;
-        let mut tx = state.pool.begin().await?;
-        audit::append(
-            &mut tx,
-            "unknown",
-            "login.throttled",
-            serde_json::json!({ "name_tag": hex::encode(tag), "retry_after_s": retry_after_secs }),
-        )
-        .await?;
-        tx.commit().await?;
+        let detail =
+            serde_json::json!({ "name_tag": hex::encode(tag), "retry_after_s": retry_after_secs });
+        state
+            .store
+            .write(&detail, |tx, detail| {
+                Box::pin(audit::append(
+                    tx,
+                    "unknown",
+                    "login.throttled",
+                    detail.clone(),
+                ))
+            })
+            .await?;
         crate::metrics::Metrics::add(&state.metrics.login_throttled, 1);
         return Err(AppError::Throttled { retry_after_secs });
     }
-    let row = sqlx::query("SELECT password_hash, role, factory_id FROM users WHERE username = ?")
+    let row = sqlx::query("SELECT password_hash, role, factory_id FROM users WHERE username = $1")
         .bind(username)
-        .fetch_optional(&state.pool)
+        .fetch_optional(state.store.pool())
         .await?;
     // A hash to check against when the user does not exist, so timing does not tell.
     const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0nIOHOHhGhXqTnyrDmkKO9o2JW7WFzCBJUBy8tYlgNE";
@@ -194,8 +198,6 @@ pub async fn login(
     let verified = Argon2::default()
         .verify_password(password.as_bytes(), stored.as_str())
         .is_ok();
-    let _guard = state.write_lock.lock().await;
-    let mut tx = state.pool.begin().await?;
     let (Some(row), true) = (row.as_ref(), verified) else {
         state.throttle.failed(tag, addr);
         crate::metrics::Metrics::add(&state.metrics.login_fail, 1);
@@ -206,8 +208,12 @@ pub async fn login(
                 serde_json::json!({ "name_tag": hex::encode(tag) }),
             ),
         };
-        audit::append(&mut tx, actor, "login.fail", detail).await?;
-        tx.commit().await?;
+        state
+            .store
+            .write(&(actor, detail), |tx, (actor, detail)| {
+                Box::pin(audit::append(tx, actor, "login.fail", detail.clone()))
+            })
+            .await?;
         return Err(AppError::Unauthorized("wrong user name or password".into()));
     };
     let user = User {
@@ -218,20 +224,29 @@ pub async fn login(
     let mut raw = [0u8; 32];
     crate::rng().fill_bytes(&mut raw);
     let token = SessionToken(raw);
-    sqlx::query("INSERT INTO sessions (token_hash, username, expires_at) VALUES (?, ?, ?)")
-        .bind(token_hash(&hex::encode(raw)))
-        .bind(username)
-        .bind(now_millis() + SESSION_MILLIS)
-        .execute(&mut *tx)
+    let hash = token_hash(&hex::encode(raw));
+    state
+        .store
+        .write(&(&hash, &user), |tx, (hash, user)| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO sessions (token_hash, username, expires_at) VALUES ($1, $2, $3)",
+                )
+                .bind(hash.as_slice())
+                .bind(user.username.as_str())
+                .bind(now_millis() + SESSION_MILLIS)
+                .execute(&mut *tx)
+                .await?;
+                audit::append(
+                    tx,
+                    &user.username,
+                    "login",
+                    serde_json::json!({ "role": user.role.as_str() }),
+                )
+                .await
+            })
+        })
         .await?;
-    audit::append(
-        &mut tx,
-        username,
-        "login",
-        serde_json::json!({ "role": user.role.as_str() }),
-    )
-    .await?;
-    tx.commit().await?;
     Ok((token, user))
 }
 
@@ -240,13 +255,10 @@ pub async fn login(
 pub async fn logout(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
     let token = bearer(headers)
         .ok_or_else(|| AppError::Unauthorized("sign in first (no session token)".into()))?;
-    let _guard = state.write_lock.lock().await;
-    let mut tx = state.pool.begin().await?;
-    sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
         .bind(token_hash(token))
-        .execute(&mut *tx)
+        .execute(state.store.pool())
         .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -265,11 +277,11 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<User,
         .ok_or_else(|| AppError::Unauthorized("sign in first (no session token)".into()))?;
     let row = sqlx::query(
         "SELECT u.username, u.role, u.factory_id FROM sessions s JOIN users u ON u.username = s.username \
-         WHERE s.token_hash = ? AND s.expires_at > ?",
+         WHERE s.token_hash = $1 AND s.expires_at > $2",
     )
     .bind(token_hash(token))
     .bind(now_millis())
-    .fetch_optional(&state.pool)
+    .fetch_optional(state.store.pool())
     .await?
     .ok_or_else(|| {
         AppError::Unauthorized("the session expired or is unknown; sign in again".into())

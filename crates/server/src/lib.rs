@@ -1,22 +1,25 @@
 //! The Imprint management and authentication server.
 //!
 //! - [`app`] builds the HTTP API (axum) over an [`AppState`]; tests drive it with `oneshot`.
-//! - [`db`] opens SQLite and runs the migrations (tables 700, 500, 702, 704, 708 and the rest).
+//! - [`store`] the tables (700, 500, 702, 704, 708 and the rest) on SQLite or PostgreSQL: opening,
+//!   migrations, write transactions that the database serialises and that are retried when it
+//!   aborts one.
 //! - [`kek`] seals secrets at rest under the key-encryption key.
 //! - [`audit`] appends to and verifies the hash-chained audit log.
 //! - [`auth`] users, passwords (argon2), sessions and roles.
-//! - [`service`] the operations (generate, import, issue, report, remap, authenticate), each one
-//!   transaction that calls the rules of `imprint-core` and appends its audit entry.
+//! - [`service`] the operations, by concern (keys, entries, factories, issue, report, field
+//!   authentication, leases), each one transaction that calls the rules of `imprint-core` and
+//!   appends its audit entry.
 //! - [`api`] the HTTP handlers: parse, check the role, call the service, answer.
 
 pub mod api;
 pub mod audit;
 pub mod auth;
-pub mod db;
 pub mod error;
 pub mod kek;
 pub mod metrics;
 pub mod service;
+pub mod store;
 pub mod throttle;
 pub mod tls;
 
@@ -28,12 +31,9 @@ pub use error::AppError;
 #[derive(Clone, Debug)]
 pub struct AppState {
     /// The database.
-    pub pool: sqlx::SqlitePool,
+    pub store: store::Store,
     /// The key-encryption key.
     pub kek: Arc<kek::Kek>,
-    /// Serialises write transactions: SQLite allows one writer, and taking the lock before
-    /// `BEGIN` avoids "database is locked" upgrades under many concurrent stations.
-    pub write_lock: Arc<tokio::sync::Mutex<()>>,
     /// Counters for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// Failed sign-ins per user name and address.
@@ -41,12 +41,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over an open pool.
-    pub fn new(pool: sqlx::SqlitePool, kek: kek::Kek) -> Self {
+    /// State over an open store.
+    pub fn new(store: store::Store, kek: kek::Kek) -> Self {
         Self {
-            pool,
+            store,
             kek: Arc::new(kek),
-            write_lock: Arc::new(tokio::sync::Mutex::new(())),
             metrics: Arc::new(metrics::Metrics::default()),
             throttle: Arc::new(throttle::Throttle::default()),
         }

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use imprint_core::{FactoryId, KeyId, ProductCode};
-use imprint_server::{AppError, AppState, audit, auth, db, kek::Kek, service};
+use imprint_server::store::Store;
+use imprint_server::{AppError, AppState, audit, auth, kek::Kek, service};
 
 #[derive(Parser)]
 #[command(
@@ -19,6 +20,11 @@ struct Cli {
     /// Default: `imprint-data`, and `imprint-demo` for `imprint demo`.
     #[arg(long, env = "IMPRINT_DATA", global = true)]
     data_dir: Option<PathBuf>,
+    /// The database: `postgres://USER@HOST:PORT/DB` for PostgreSQL (several `imprint serve`
+    /// processes may share one); default the SQLite file imprint.db in the data folder. The
+    /// key-encryption key stays in the data folder either way.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    database: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -171,10 +177,17 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn open(dir: &Path) -> Result<AppState, AppError> {
+/// The store named by `--database`, or the SQLite file in the data folder.
+async fn open_store(dir: &Path, database: Option<&str>) -> Result<Store, AppError> {
+    match database {
+        Some(url) => Store::open(url).await,
+        None => Store::open_sqlite(&dir.join("imprint.db")).await,
+    }
+}
+
+async fn open(dir: &Path, database: Option<&str>) -> Result<AppState, AppError> {
     let kek = Kek::load_file(&dir.join("kek.key"))?;
-    let pool = db::open(&dir.join("imprint.db")).await?;
-    Ok(AppState::new(pool, kek))
+    Ok(AppState::new(open_store(dir, database).await?, kek))
 }
 
 fn random_password() -> String {
@@ -186,27 +199,39 @@ fn random_password() -> String {
 
 async fn init(
     dir: &Path,
+    database: Option<&str>,
     admin: &str,
     password: Option<String>,
     tls_names: &[String],
 ) -> Result<AppState, AppError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| AppError::Config(format!("cannot create {}: {e}", dir.display())))?;
-    if dir.join("imprint.db").exists() {
+    if database.is_none() && dir.join("imprint.db").exists() {
         return Err(AppError::Config(format!(
             "{} already holds a database",
             dir.display()
         )));
     }
+    let store = open_store(dir, database).await?;
+    let users: i64 = sqlx::Row::try_get(
+        &sqlx::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(store.pool())
+            .await?,
+        "n",
+    )?;
+    if users > 0 {
+        return Err(AppError::Config(
+            "the database already has users: it was initialised before".into(),
+        ));
+    }
     let kek = Kek::create_file(&dir.join("kek.key"))?;
     imprint_server::tls::create_self_signed(dir, tls_names)?;
-    let pool = db::open(&dir.join("imprint.db")).await?;
-    let state = AppState::new(pool, kek);
+    let state = AppState::new(store, kek);
     let (password, shown) = match password {
         Some(p) => (p, false),
         None => (random_password(), true),
     };
-    let mut tx = state.pool.begin().await?;
+    let mut tx = state.store.begin().await?;
     auth::create_user(&mut tx, "cli", admin, &password, "admin", None).await?;
     tx.commit().await?;
     println!(
@@ -312,7 +337,7 @@ async fn demo(dir: &Path, entries: u64) -> Result<AppState, AppError> {
         "made by `imprint demo`; replaced by the next one\n",
     )
     .map_err(|e| AppError::Config(format!("cannot write {}: {e}", dir.display())))?;
-    let state = init(dir, "admin", Some("demo-admin-pass".into()), &[]).await?;
+    let state = init(dir, None, "admin", Some("demo-admin-pass".into()), &[]).await?;
     let who = "demo";
     for k in [1u32, 2] {
         let key_id = KeyId::new(k)?;
@@ -329,7 +354,7 @@ async fn demo(dir: &Path, entries: u64) -> Result<AppState, AppError> {
         service::add_factory(&state, who, factory, name).await?;
         service::set_quota(&state, who, factory, product, quota).await?;
     }
-    let mut tx = state.pool.begin().await?;
+    let mut tx = state.store.begin().await?;
     auth::create_user(
         &mut tx,
         who,
@@ -369,12 +394,13 @@ async fn run(cli: Cli) -> Result<(), AppError> {
     let dir = cli
         .data_dir
         .unwrap_or_else(|| PathBuf::from("imprint-data"));
+    let db = cli.database.as_deref();
     match cli.command {
         Command::Init {
             admin,
             admin_password,
             tls_name,
-        } => init(&dir, &admin, admin_password, &tls_name)
+        } => init(&dir, db, &admin, admin_password, &tls_name)
             .await
             .map(|_| ()),
         Command::Serve {
@@ -383,7 +409,7 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             portal,
         } => {
             serve(
-                open(&dir).await?,
+                open(&dir, db).await?,
                 listen,
                 tls.then_some(dir.as_path()),
                 portal.as_deref(),
@@ -396,6 +422,11 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             no_serve,
             portal,
         } => {
+            if db.is_some() {
+                return Err(AppError::Config(
+                    "the demo runs on its own SQLite file in its folder; drop --database (and DATABASE_URL)".into(),
+                ));
+            }
             let state = demo(&demo_dir, entries).await?;
             if no_serve {
                 Ok(())
@@ -404,10 +435,10 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             }
         }
         Command::Keys(KeysCmd::Add { key_id }) => {
-            service::add_key(&open(&dir).await?, "cli", key_id).await
+            service::add_key(&open(&dir, db).await?, "cli", key_id).await
         }
         Command::Keys(KeysCmd::List) => {
-            for k in service::list_keys(&open(&dir).await?).await? {
+            for k in service::list_keys(&open(&dir, db).await?).await? {
                 println!("{k}");
             }
             Ok(())
@@ -416,7 +447,8 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             product_code,
             key_id,
         } => {
-            let r = service::map_product(&open(&dir).await?, "cli", product_code, key_id).await?;
+            let r =
+                service::map_product(&open(&dir, db).await?, "cli", product_code, key_id).await?;
             println!(
                 "{product_code} -> key {} (was {:?}); {} outstanding records re-sealed",
                 r.new_key_id,
@@ -430,14 +462,15 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             count,
             prefix,
         } => {
-            let g = service::generate(&open(&dir).await?, "cli", key_id, count, &prefix).await?;
+            let g =
+                service::generate(&open(&dir, db).await?, "cli", key_id, count, &prefix).await?;
             println!("generated {} entries: {} .. {}", g.count, g.first, g.last);
             Ok(())
         }
         Command::Import { file } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| AppError::Config(format!("cannot read {}: {e}", file.display())))?;
-            match service::import_csv(&open(&dir).await?, "cli", &text).await? {
+            match service::import_csv(&open(&dir, db).await?, "cli", &text).await? {
                 Ok(n) => {
                     println!("imported {n} entries");
                     Ok(())
@@ -454,25 +487,37 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             }
         }
         Command::ExportInstalled => {
-            print!("{}", service::export_installed(&open(&dir).await?).await?);
+            print!(
+                "{}",
+                service::export_installed(&open(&dir, db).await?).await?
+            );
             Ok(())
         }
         Command::AddFactory { factory_id, name } => {
-            service::add_factory(&open(&dir).await?, "cli", factory_id, &name).await
+            service::add_factory(&open(&dir, db).await?, "cli", factory_id, &name).await
         }
         Command::Quota {
             factory_id,
             product_code,
             limit,
-        } => service::set_quota(&open(&dir).await?, "cli", factory_id, product_code, limit).await,
+        } => {
+            service::set_quota(
+                &open(&dir, db).await?,
+                "cli",
+                factory_id,
+                product_code,
+                limit,
+            )
+            .await
+        }
         Command::AddUser {
             username,
             role,
             factory,
             password,
         } => {
-            let state = open(&dir).await?;
-            let mut tx = state.pool.begin().await?;
+            let state = open(&dir, db).await?;
+            let mut tx = state.store.begin().await?;
             auth::create_user(
                 &mut tx,
                 "cli",
@@ -486,7 +531,7 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             Ok(())
         }
         Command::Audit(AuditCmd::Verify { checkpoint }) => {
-            let state = open(&dir).await?;
+            let state = open(&dir, db).await?;
             let cp = match &checkpoint {
                 Some(c) => {
                     let (s, h) = c
@@ -500,7 +545,7 @@ async fn run(cli: Cli) -> Result<(), AppError> {
                 }
                 None => None,
             };
-            let mut conn = state.pool.acquire().await?;
+            let mut conn = state.store.pool().acquire().await?;
             let v = audit::verify(&mut conn, cp.as_ref().map(|(s, h)| (*s, h.as_str()))).await?;
             println!("{} entries; head {}:{}", v.entries, v.entries, v.head);
             match v.problem {

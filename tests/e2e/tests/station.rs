@@ -370,12 +370,12 @@ async fn twenty_units_through_the_real_portal_with_faults() {
 async fn installed_pass_phrases(data: &std::path::Path) -> Vec<(String, String)> {
     use sqlx::Row;
     let kek = imprint_server::kek::Kek::load_file(&data.join("kek.key")).unwrap();
-    let pool = imprint_server::db::open(&data.join("imprint.db"))
+    let pool = imprint_server::store::Store::open_sqlite(&data.join("imprint.db"))
         .await
         .unwrap();
     let rows =
         sqlx::query("SELECT apparatus_id, pass_sealed FROM auth_info WHERE state = 'installed'")
-            .fetch_all(&pool)
+            .fetch_all(pool.pool())
             .await
             .unwrap();
     let secrets = rows

@@ -128,7 +128,7 @@ impl InProcess {
         let dir = std::env::temp_dir().join(format!("imprint-portal-test-{}", hex::encode(b)));
         std::fs::create_dir_all(&dir).unwrap();
         let state = imprint_server::AppState::new(
-            imprint_server::db::open(&dir.join("imprint.db"))
+            imprint_server::store::Store::open_sqlite(&dir.join("imprint.db"))
                 .await
                 .unwrap(),
             imprint_server::kek::Kek::generate().0,
@@ -147,7 +147,7 @@ impl InProcess {
         service::set_quota(&state, "t", f, p, entries)
             .await
             .unwrap();
-        let mut tx = state.pool.begin().await.unwrap();
+        let mut tx = state.store.begin().await.unwrap();
         imprint_server::auth::create_user(
             &mut tx,
             "t",

@@ -360,6 +360,46 @@ async fn csv_import_is_all_or_nothing_with_line_numbers() {
     );
 }
 
+/// Everything the database holds, as bytes to search: the SQLite file itself (after a
+/// checkpoint moves the WAL into it), or on PostgreSQL every table's rows as text with binary
+/// columns decoded from their hex form.
+async fn stored_bytes(env: &Env) -> Vec<u8> {
+    use sqlx::Row;
+    let pool = env.state.store.pool();
+    if !crate::on_postgres() {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(pool)
+            .await
+            .unwrap();
+        return std::fs::read(env.dir.join("imprint.db")).unwrap();
+    }
+    let mut out = Vec::new();
+    let tables = sqlx::query(
+        "SELECT table_name::text AS t FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for t in tables {
+        let table: String = t.try_get("t").unwrap();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COALESCE(string_agg(x::text, ' '), '') AS v FROM \"{table}\" x"
+        )))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        let text: String = rows.try_get("v").unwrap();
+        out.extend_from_slice(text.as_bytes());
+        // bytea prints as \x0123...: decode each such run too.
+        for run in text.split("\\x").skip(1) {
+            let hex: String = run.chars().take_while(char::is_ascii_hexdigit).collect();
+            out.extend(hex::decode(&hex[..hex.len() / 2 * 2]).unwrap());
+        }
+    }
+    assert!(out.len() > 1000, "the tables hold the test's data");
+    out
+}
+
 #[tokio::test]
 async fn secrets_are_sealed_at_rest_and_never_answered() {
     let env = Env::new(0, 10).await;
@@ -373,26 +413,21 @@ async fn secrets_are_sealed_at_rest_and_never_answered() {
         )
         .await;
     assert_eq!(s, StatusCode::OK);
-    // Checkpoint the WAL so the file on disk has everything.
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&env.state.pool)
-        .await
-        .unwrap();
-    let db = std::fs::read(env.dir.join("imprint.db")).unwrap();
+    let key1 = imprint_device::sim::demo_key(imprint_core::KeyId::new(1).unwrap());
+    let stored = stored_bytes(&env).await;
     assert!(
-        !db.windows(22).any(|w| w == b"CLEARTEXT-SECRET-XYZ-1"),
+        !stored.windows(22).any(|w| w == b"CLEARTEXT-SECRET-XYZ-1"),
         "pass phrase in clear in the database"
     );
-    let key1 = imprint_device::sim::demo_key(imprint_core::KeyId::new(1).unwrap());
     assert!(
-        !db.windows(32).any(|w| w == key1.expose_secret()),
+        !stored.windows(32).any(|w| w == key1.expose_secret()),
         "pre-write key in clear in the database"
     );
     // A different key-encryption key cannot open them: a clear error, not garbage.
     let (other, _) = imprint_server::kek::Kek::generate();
     let row: (Vec<u8>,) =
         sqlx::query_as("SELECT pass_sealed FROM auth_info WHERE apparatus_id = 'AT-REST-1'")
-            .fetch_one(&env.state.pool)
+            .fetch_one(env.state.store.pool())
             .await
             .unwrap();
     let err = other.open("702/AT-REST-1", &row.0).unwrap_err().to_string();
@@ -566,7 +601,7 @@ async fn openapi_document_is_the_committed_one_and_matches_the_router() {
 async fn expired_sessions_are_refused() {
     let env = Env::new(0, 10).await;
     sqlx::query("UPDATE sessions SET expires_at = 0")
-        .execute(&env.state.pool)
+        .execute(env.state.store.pool())
         .await
         .unwrap();
     let (s, v) = env

@@ -59,7 +59,7 @@ async fn edits_deletions_reorders_and_truncation_are_detected() {
     let n = good["entries"].as_i64().unwrap();
     let checkpoint = format!("{n}:{}", good["head"].as_str().unwrap());
     assert_eq!(verify(&env, Some(&checkpoint)).await["ok"], true);
-    let pool = &env.state.pool;
+    let pool = env.state.store.pool();
 
     // Edit one entry's detail.
     sqlx::query("UPDATE audit_log SET detail = '{\"count\":999}' WHERE seq = 3")
@@ -82,7 +82,7 @@ async fn edits_deletions_reorders_and_truncation_are_detected() {
 
     // Rebuild a clean log, then delete a middle entry.
     let env = Env::new(3, 10).await;
-    let pool = &env.state.pool;
+    let pool = env.state.store.pool();
     sqlx::query("DELETE FROM audit_log WHERE seq = 4")
         .execute(pool)
         .await
@@ -98,7 +98,7 @@ async fn edits_deletions_reorders_and_truncation_are_detected() {
 
     // Swap two entries' positions.
     let env = Env::new(3, 10).await;
-    let pool = &env.state.pool;
+    let pool = env.state.store.pool();
     sqlx::query("UPDATE audit_log SET seq = -1 WHERE seq = 5")
         .execute(pool)
         .await
@@ -125,9 +125,9 @@ async fn edits_deletions_reorders_and_truncation_are_detected() {
     let good = verify(&env, None).await;
     let n = good["entries"].as_i64().unwrap();
     let checkpoint = format!("{n}:{}", good["head"].as_str().unwrap());
-    sqlx::query("DELETE FROM audit_log WHERE seq >= ?")
+    sqlx::query("DELETE FROM audit_log WHERE seq >= $1")
         .bind(n - 1)
-        .execute(&env.state.pool)
+        .execute(env.state.store.pool())
         .await
         .unwrap();
     assert_eq!(verify(&env, None).await["ok"], true);

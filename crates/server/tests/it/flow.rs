@@ -622,7 +622,7 @@ async fn challenges_expire_and_installed_records_cannot_be_released() {
     assert!(v["message"].as_str().unwrap().contains("revoke it instead"));
     let c = challenge(&env, id).await;
     sqlx::query("UPDATE challenges SET expires_at = 0")
-        .execute(&env.state.pool)
+        .execute(env.state.store.pool())
         .await
         .unwrap();
     assert!(

@@ -1,6 +1,10 @@
-//! imprint-server's tests: the real router over a real SQLite file, driven with `oneshot`,
-//! and simulated devices from imprint-device doing the installs. `process.rs` runs the real
-//! binary and kills it mid-batch.
+//! imprint-server's tests: the real router over a real database, driven with `oneshot`, and
+//! simulated devices from imprint-device doing the installs. `process.rs` runs the real binary
+//! and kills it mid-batch.
+//!
+//! The database is a fresh SQLite file per test; with `IMPRINT_TEST_DATABASE=postgres` it is a
+//! fresh database per test in the PostgreSQL cluster at `IMPRINT_TEST_POSTGRES` (`cargo xtask
+//! test` starts one and runs the suite both ways; `cargo xtask postgres` starts one by hand).
 
 #![allow(
     missing_docs,
@@ -25,7 +29,8 @@ use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use imprint_core::{ApparatusId, KeyId, ProductSerial, Reply, Request as DevRequest, SealedRecord};
 use imprint_device::sim::SimDevice;
-use imprint_server::{AppState, db, kek::Kek, service};
+use imprint_server::store::Store;
+use imprint_server::{AppState, kek::Kek, service};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -57,14 +62,58 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 
 pub const PRODUCT: &str = "CAM-X100";
 
+/// Whether this run of the suite is on PostgreSQL.
+pub fn on_postgres() -> bool {
+    match std::env::var("IMPRINT_TEST_DATABASE").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("IMPRINT_TEST_DATABASE={other}: use sqlite or postgres"),
+    }
+}
+
+/// A fresh, empty PostgreSQL database in the test cluster; its URL.
+pub async fn postgres_database() -> String {
+    use sqlx::{Connection, Executor};
+    let admin = std::env::var("IMPRINT_TEST_POSTGRES").expect(
+        "IMPRINT_TEST_DATABASE=postgres needs IMPRINT_TEST_POSTGRES, the URL of a cluster \
+         (cargo xtask test sets both; cargo xtask postgres starts one by hand)",
+    );
+    let name = format!("t_{}", imprint_server::random_id());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&name);
+    url.to_string()
+}
+
+/// The `DATABASE_URL` a test gives the binary: a fresh PostgreSQL database on that run of the
+/// suite, none (the SQLite file in the data folder) otherwise.
+pub async fn database_url() -> Option<String> {
+    if on_postgres() {
+        Some(postgres_database().await)
+    } else {
+        None
+    }
+}
+
+/// The store for a test's data folder: the SQLite file in it, or a fresh PostgreSQL database.
+pub async fn store_in(dir: &std::path::Path) -> Store {
+    match database_url().await {
+        Some(url) => Store::open(&url).await.unwrap(),
+        None => Store::open_sqlite(&dir.join("imprint.db")).await.unwrap(),
+    }
+}
+
 impl Env {
     /// Keys 1 and 2 (the simulated devices' demo keys), CAM-X100 -> key 1, `entries` entries,
     /// factories fa (quota `quota`) and fb (quota 100), and one user per role.
     pub async fn new(entries: u64, quota: u64) -> Env {
         let dir = temp_dir("srv");
         let (kek, _) = Kek::generate();
-        let pool = db::open(&dir.join("imprint.db")).await.unwrap();
-        let state = AppState::new(pool, kek);
+        let state = AppState::new(store_in(&dir).await, kek);
         for k in [1, 2] {
             let id = KeyId::new(k).unwrap();
             service::add_key_bytes(&state, "test", id, imprint_device::sim::demo_key(id))
@@ -90,7 +139,7 @@ impl Env {
                 .unwrap();
         }
         {
-            let mut tx = state.pool.begin().await.unwrap();
+            let mut tx = state.store.begin().await.unwrap();
             for (u, r, f) in [
                 ("admin", "admin", None),
                 ("tech-a", "technician", Some("fa")),

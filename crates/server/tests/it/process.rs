@@ -10,8 +10,19 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imprint");
 
-fn start(dir: &std::path::Path, port: u16) -> Child {
-    let child = Command::new(BIN)
+/// The binary with the test's database: `DATABASE_URL` on the PostgreSQL run, the data
+/// folder's SQLite file otherwise.
+fn bin(db: Option<&str>) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("DATABASE_URL");
+    if let Some(url) = db {
+        cmd.env("DATABASE_URL", url);
+    }
+    cmd
+}
+
+fn start(dir: &std::path::Path, db: Option<&str>, port: u16) -> Child {
+    let child = bin(db)
         .args([
             "--data-dir",
             dir.to_str().unwrap(),
@@ -84,9 +95,12 @@ fn free_port() -> u16 {
 #[test]
 fn sigkill_mid_batch_loses_and_doubles_nothing() {
     let dir = crate::temp_dir("kill");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(crate::database_url());
+    let db = db.as_deref();
     // Set up with the CLI itself.
     let cli = |args: &[&str]| {
-        let out = Command::new(BIN)
+        let out = bin(db)
             .arg("--data-dir")
             .arg(&dir)
             .args(args)
@@ -106,12 +120,15 @@ fn sigkill_mid_batch_loses_and_doubles_nothing() {
     assert_eq!(cli(&["keys", "list"]).trim(), "7");
     // The simulated devices hold demo key 1, which only the library can add (the CLI makes
     // random keys), so the rest of the set-up goes through the service.
-    let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let state = imprint_server::AppState::new(
-            imprint_server::db::open(&dir.join("imprint.db"))
+        let store = match db {
+            Some(url) => imprint_server::store::Store::open(url).await.unwrap(),
+            None => imprint_server::store::Store::open_sqlite(&dir.join("imprint.db"))
                 .await
                 .unwrap(),
+        };
+        let state = imprint_server::AppState::new(
+            store,
             imprint_server::kek::Kek::load_file(&dir.join("kek.key")).unwrap(),
         );
         let k1 = imprint_core::KeyId::new(1).unwrap();
@@ -137,7 +154,7 @@ fn sigkill_mid_batch_loses_and_doubles_nothing() {
         imprint_server::service::set_quota(&state, "test", f, p, 150)
             .await
             .unwrap();
-        let mut tx = state.pool.begin().await.unwrap();
+        let mut tx = state.store.begin().await.unwrap();
         imprint_server::auth::create_user(
             &mut tx,
             "test",
@@ -149,11 +166,11 @@ fn sigkill_mid_batch_loses_and_doubles_nothing() {
         .await
         .unwrap();
         tx.commit().await.unwrap();
-        state.pool.close().await;
+        state.store.close().await;
     });
 
     let port = free_port();
-    let mut server = start(&dir, port);
+    let mut server = start(&dir, db, port);
     let login = |port| {
         http(
             port,
@@ -230,7 +247,7 @@ fn sigkill_mid_batch_loses_and_doubles_nothing() {
     );
 
     // Restart; everything acknowledged before the kill is there.
-    let mut server = start(&dir, port);
+    let mut server = start(&dir, db, port);
     let token = login(port);
     // Records still open for the factory, after checking the audit chain survived the kill.
     let open_records = |token: &str| -> usize {
@@ -375,8 +392,8 @@ fn https_with_the_certificate_from_init_and_no_plain_http_off_loopback() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn imprint(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
+fn imprint(dir: &std::path::Path, db: Option<&str>, args: &[&str]) -> std::process::Output {
+    bin(db)
         .arg("--data-dir")
         .arg(dir)
         .args(args)
@@ -389,14 +406,17 @@ fn imprint(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn the_cli_reports_bad_input_clearly() {
     let dir = crate::temp_dir("cli");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(crate::database_url());
+    let db = db.as_deref();
     // No key file yet: a clear message, not a panic.
-    let out = imprint(&dir, &["keys", "list"]);
+    let out = imprint(&dir, db, &["keys", "list"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("run `imprint init` first"));
-    assert!(imprint(&dir, &["init"]).status.success());
-    assert!(imprint(&dir, &["keys", "add", "3"]).status.success());
+    assert!(imprint(&dir, db, &["init"]).status.success());
+    assert!(imprint(&dir, db, &["keys", "add", "3"]).status.success());
     assert!(
-        imprint(&dir, &["map-product", "CAM-X100", "3"])
+        imprint(&dir, db, &["map-product", "CAM-X100", "3"])
             .status
             .success()
     );
@@ -406,7 +426,7 @@ fn the_cli_reports_bad_input_clearly() {
         "A-1,SECRET-pass-phrase-1,3\nA 2,SECRET-pass-phrase-2,3\nA-3,short,3\n",
     )
     .unwrap();
-    let out = imprint(&dir, &["import", csv.to_str().unwrap()]);
+    let out = imprint(&dir, db, &["import", csv.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -415,29 +435,31 @@ fn the_cli_reports_bad_input_clearly() {
     );
     assert!(!err.contains("SECRET-pass-phrase"), "{err}");
     std::fs::write(&csv, "A-1,SECRET-pass-phrase-1,3\n").unwrap();
-    let out = imprint(&dir, &["import", csv.to_str().unwrap()]);
+    let out = imprint(&dir, db, &["import", csv.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("imported 1"));
-    let out = imprint(&dir, &["generate", "--key-id", "3", "--count", "5"]);
+    let out = imprint(&dir, db, &["generate", "--key-id", "3", "--count", "5"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("generated 5 entries"));
-    let out = imprint(&dir, &["export-installed"]);
+    let out = imprint(&dir, db, &["export-installed"]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("apparatus_id,product_serial"));
-    let out = imprint(&dir, &["audit", "verify"]);
+    let out = imprint(&dir, db, &["audit", "verify"]);
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(stdout.contains("audit log intact"));
     // Tamper with the database behind the server's back: `audit verify` says where.
-    let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let pool = imprint_server::db::open(&dir.join("imprint.db"))
-            .await
-            .unwrap();
+        let store = match db {
+            Some(url) => imprint_server::store::Store::open(url).await.unwrap(),
+            None => imprint_server::store::Store::open_sqlite(&dir.join("imprint.db"))
+                .await
+                .unwrap(),
+        };
         sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2")
-            .execute(&pool)
+            .execute(store.pool())
             .await
             .unwrap();
-        pool.close().await;
+        store.close().await;
     });
-    let out = imprint(&dir, &["audit", "verify"]);
+    let out = imprint(&dir, db, &["audit", "verify"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("entry 2 was altered"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -516,7 +538,7 @@ fn demo_honours_its_data_dir_and_replaces_only_a_previous_demo() {
         b"the brand owner's data"
     );
     // A bad identifier on the command line is the user's error, named as such.
-    let out = imprint(&target, &["map-product", "BAD CODE", "1"]);
+    let out = imprint(&target, None, &["map-product", "BAD CODE", "1"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -109,7 +109,7 @@ async fn a_corrupt_row_is_a_server_fault_with_an_incident_id() {
     let env = Env::new(2, 10).await;
     env.issue(&env.tech, 1).await;
     sqlx::query("UPDATE factory_records SET product_code = 'not a code!'")
-        .execute(&env.state.pool)
+        .execute(env.state.store.pool())
         .await
         .unwrap();
     let (s, v) = env

@@ -1,0 +1,293 @@
+//! Sealed records to factories (table 708): issue within quota, release, open records.
+
+use imprint_api::Record;
+use imprint_core::tables::{EntryState, plan_issue};
+use imprint_core::{
+    ApparatusId, AuthInfo, Binding, FactoryId, ProductCode, Quota, SealedRecord, TableError,
+};
+use serde_json::json;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::entries::CHUNK;
+use super::{Stage, key_id_of, load_key, nonce_ctx, open_pass, pick, product_key};
+use crate::auth::User;
+use crate::error::AppError;
+use crate::kek::Kek;
+use crate::metrics::Metrics;
+use crate::store::{self, Conn};
+use crate::{AppState, audit, now_millis};
+
+/// The most records one request may take.
+pub(super) const MAX_ISSUE: u64 = 10_000;
+
+/// Issues `count` sealed records of `product` to the technician's factory, within its quota.
+pub async fn issue(
+    state: &AppState,
+    user: &User,
+    product: ProductCode,
+    count: u64,
+) -> Result<Vec<Record>, AppError> {
+    let factory = user.factory()?;
+    super::leases::expire_leases(state, now_millis()).await?;
+    let out = state
+        .store
+        .write(&(state, user), |tx, (state, user)| {
+            Box::pin(async move {
+                let out = issue_in(tx, &state.kek, &factory, product, count, None).await?;
+                audit::append(
+                    tx,
+                    &user.username,
+                    "issue",
+                    json!({
+                        "factory": factory.as_str(), "product_code": product.as_str(), "count": out.len(),
+                        "apparatus_ids": out.iter().map(|r| r.apparatus_id.as_str()).collect::<Vec<_>>(),
+                    }),
+                )
+                .await?;
+                Ok(out)
+            })
+        })
+        .await?;
+    Metrics::add(&state.metrics.issued, out.len() as u64);
+    Ok(out)
+}
+
+/// The shared part of issuing and leasing: rules, sealing, table writes, quota.
+///
+/// With several writers: the factory's quota row is locked first (on PostgreSQL; SQLite's
+/// writer is alone anyway), so two issues to one factory and product take turns and each
+/// sees what the other used; the pool is reserved with `FOR UPDATE SKIP LOCKED`, so issues to
+/// different factories take different entries without waiting for each other; the quota is
+/// then raised by a conditional update that cannot pass the limit.
+pub(super) async fn issue_in(
+    tx: &mut Conn,
+    kek: &Kek,
+    factory: &FactoryId,
+    product: ProductCode,
+    count: u64,
+    lease_id: Option<&str>,
+) -> Result<Vec<Record>, AppError> {
+    if count > MAX_ISSUE {
+        return Err(AppError::BadRequest(
+            "at most 10000 records per request".into(),
+        ));
+    }
+    let key = product_key(&mut *tx, &product).await?;
+    let quota = sqlx::query(pick(
+        tx,
+        "SELECT quota_limit, used FROM quotas WHERE factory_id = $1 AND product_code = $2",
+        "SELECT quota_limit, used FROM quotas WHERE factory_id = $1 AND product_code = $2 FOR UPDATE",
+    ))
+    .bind(factory.as_str())
+    .bind(product.as_str())
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|r| -> Result<Quota, AppError> {
+        Ok(Quota {
+            limit: stored_count(r.try_get("quota_limit")?)?,
+            used: stored_count(r.try_get("used")?)?,
+        })
+    })
+    .transpose()?
+    .unwrap_or_default();
+    let mut candidates = Vec::new();
+    if let Some(k) = key {
+        let take = i64::try_from(count.min(quota.remaining()))
+            .map_err(|_| AppError::bug("a count over 10000 passed the check"))?;
+        let rows = sqlx::query(pick(
+            tx,
+            "SELECT apparatus_id, pass_sealed FROM auth_info WHERE key_id = $1 AND state = $2 \
+             ORDER BY created_seq LIMIT $3",
+            "SELECT apparatus_id, pass_sealed FROM auth_info WHERE key_id = $1 AND state = $2 \
+             ORDER BY created_seq LIMIT $3 FOR UPDATE SKIP LOCKED",
+        ))
+        .bind(i64::from(k.get()))
+        .bind(Stage::Unissued.as_str())
+        .bind(take)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in rows {
+            let id = ApparatusId::new(&r.try_get::<String, _>("apparatus_id")?)?;
+            let pass = open_pass(kek, &id, &r.try_get::<Vec<u8>, _>("pass_sealed")?)?;
+            candidates.push(AuthInfo {
+                apparatus_id: id,
+                pass_phrase: pass,
+                key_id: k,
+                state: EntryState::Unissued,
+            });
+        }
+    }
+    let (key_id, picked) = plan_issue(&product, key, quota, count, candidates.iter())?;
+    let pre_write_key = load_key(&mut *tx, kek, key_id).await?;
+    let mut rng = crate::rng();
+    let now = now_millis();
+    let mut out = Vec::with_capacity(picked.len());
+    for chunk in picked.chunks(CHUNK) {
+        let sealed: Vec<(SealedRecord, [u8; 16])> = chunk
+            .iter()
+            .map(|e| {
+                SealedRecord::seal_keeping_nonce(
+                    &mut rng,
+                    &pre_write_key,
+                    key_id,
+                    &Binding::Model,
+                    &e.apparatus_id,
+                    &e.pass_phrase,
+                )
+            })
+            .collect();
+        let sql = format!(
+            "UPDATE auth_info SET state = $1, factory_id = $2, product_code = $3 \
+             WHERE state = $4 AND apparatus_id IN ({})",
+            store::list(5, chunk.len())
+        );
+        let mut upd = sqlx::query(AssertSqlSafe(sql))
+            .bind(Stage::Issued.as_str())
+            .bind(factory.as_str())
+            .bind(product.as_str())
+            .bind(Stage::Unissued.as_str());
+        for e in chunk {
+            upd = upd.bind(e.apparatus_id.as_str());
+        }
+        let changed = upd.execute(&mut *tx).await?.rows_affected();
+        if changed != chunk.len() as u64 {
+            return Err(AppError::bug(format!(
+                "issued {changed} of {} picked entries",
+                chunk.len()
+            )));
+        }
+        let sql = format!(
+            "INSERT INTO factory_records (apparatus_id, sealed, key_id, factory_id, product_code, issued_ms, lease_id, nonce_sealed) VALUES {}",
+            store::values(chunk.len(), 8)
+        );
+        let mut ins = sqlx::query(AssertSqlSafe(sql));
+        for (e, (rec, nonce)) in chunk.iter().zip(&sealed) {
+            ins = ins
+                .bind(e.apparatus_id.as_str())
+                .bind(rec.as_bytes())
+                .bind(i64::from(key_id.get()))
+                .bind(factory.as_str())
+                .bind(product.as_str())
+                .bind(now)
+                .bind(lease_id)
+                .bind(kek.seal(&nonce_ctx(&e.apparatus_id), nonce));
+        }
+        ins.execute(&mut *tx).await?;
+        for (e, (rec, _)) in chunk.iter().zip(sealed) {
+            out.push(Record {
+                apparatus_id: e.apparatus_id,
+                key_id,
+                sealed: rec,
+                product_code: product,
+            });
+        }
+    }
+    let raised = sqlx::query(
+        "UPDATE quotas SET used = used + $1 WHERE factory_id = $2 AND product_code = $3 \
+         AND used + $1 <= quota_limit",
+    )
+    .bind(out.len() as i64)
+    .bind(factory.as_str())
+    .bind(product.as_str())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if raised != 1 && !out.is_empty() {
+        return Err(AppError::bug(
+            "the quota moved under its own lock while records were issued",
+        ));
+    }
+    Ok(out)
+}
+
+/// A count read from the database, which is never negative.
+pub(super) fn stored_count(n: i64) -> Result<u64, AppError> {
+    u64::try_from(n).map_err(|_| AppError::bug(format!("a stored count is negative: {n}")))
+}
+
+/// Hands an issued, never-installed record back to the pool (a unit scrapped, a batch
+/// cancelled); the quota is given back. The record can never be installed under its old seal.
+pub async fn release(state: &AppState, user: &User, id: ApparatusId) -> Result<(), AppError> {
+    let factory = user.factory()?;
+    state
+        .store
+        .write(user, |tx, user| {
+            Box::pin(async move {
+                let row = sqlx::query(pick(
+                    tx,
+                    "SELECT state, factory_id, product_code FROM auth_info WHERE apparatus_id = $1",
+                    "SELECT state, factory_id, product_code FROM auth_info WHERE apparatus_id = $1 FOR UPDATE",
+                ))
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(TableError::UnknownApparatus(id))?;
+                let owner: Option<String> = row.try_get("factory_id")?;
+                match Stage::parse(&row.try_get::<String, _>("state")?)? {
+                    Stage::Unissued => return Err(TableError::NotIssued(id).into()),
+                    Stage::Installed => {
+                        return Err(AppError::Conflict(format!(
+                            "{id} is installed; revoke it instead"
+                        )));
+                    }
+                    Stage::Issued if owner.as_deref() != Some(factory.as_str()) => {
+                        return Err(TableError::NotYourRecord(id).into());
+                    }
+                    Stage::Issued => {}
+                }
+                let product: Option<String> = row.try_get("product_code")?;
+                sqlx::query("DELETE FROM factory_records WHERE apparatus_id = $1")
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "UPDATE auth_info SET state = $1, factory_id = NULL, product_code = NULL WHERE apparatus_id = $2",
+                )
+                .bind(Stage::Unissued.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE quotas SET used = used - 1 WHERE factory_id = $1 AND product_code = $2 AND used > 0",
+                )
+                .bind(factory.as_str())
+                .bind(product.as_deref())
+                .execute(&mut *tx)
+                .await?;
+                audit::append(
+                    tx,
+                    &user.username,
+                    "release",
+                    json!({ "apparatus_id": id.as_str(), "factory": factory.as_str() }),
+                )
+                .await
+            })
+        })
+        .await
+}
+
+/// The records issued to the technician's factory and not yet installed (to resume after a
+/// reload, or to hand back).
+pub async fn open_records(state: &AppState, user: &User) -> Result<Vec<Record>, AppError> {
+    let factory = user.factory()?;
+    let rows = sqlx::query(
+        "SELECT apparatus_id, sealed, key_id, product_code FROM factory_records \
+         WHERE factory_id = $1 AND product_serial IS NULL ORDER BY apparatus_id",
+    )
+    .bind(factory.as_str())
+    .fetch_all(state.store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let apparatus_id = ApparatusId::new(&r.try_get::<String, _>("apparatus_id")?)?;
+            Ok(Record {
+                apparatus_id,
+                key_id: key_id_of(r.try_get("key_id")?)?,
+                sealed: SealedRecord::parse(&r.try_get::<Vec<u8>, _>("sealed")?).map_err(|e| {
+                    AppError::bug(format!("stored record of {apparatus_id} unreadable: {e}"))
+                })?,
+                product_code: ProductCode::new(&r.try_get::<String, _>("product_code")?)?,
+            })
+        })
+        .collect()
+}

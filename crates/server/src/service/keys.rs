@@ -1,0 +1,185 @@
+//! Pre-write keys (table 700) and product codes (table 500).
+
+use imprint_api::Product;
+use imprint_api::Remapped;
+use imprint_core::tables::plan_remap;
+use imprint_core::{
+    ApparatusId, Binding, KeyId, PreWriteKey, ProductCode, SealedRecord, TableError,
+};
+use serde_json::json;
+use sqlx::Row;
+
+use super::{
+    Stage, key_ctx, key_exists, key_id_of, load_key, nonce_ctx, open_pass, pick, product_key,
+};
+use crate::error::AppError;
+use crate::{AppState, audit, now_millis};
+
+/// Adds a pre-write key (table 700) with fresh random bytes. The key never leaves the server
+/// except into devices' write modules through the maker's own provisioning of its model.
+pub async fn add_key(state: &AppState, actor: &str, key_id: KeyId) -> Result<(), AppError> {
+    add_key_bytes(
+        state,
+        actor,
+        key_id,
+        PreWriteKey::generate(&mut crate::rng()),
+    )
+    .await
+}
+
+/// Adds a pre-write key with given bytes (import from the maker's key ceremony, demo keys).
+pub async fn add_key_bytes(
+    state: &AppState,
+    actor: &str,
+    key_id: KeyId,
+    key: PreWriteKey,
+) -> Result<(), AppError> {
+    let sealed = state.kek.seal(&key_ctx(key_id), key.expose_secret());
+    state
+        .store
+        .write(&(actor, sealed), |tx, (actor, sealed)| {
+            Box::pin(async move {
+                if key_exists(tx, key_id).await? {
+                    return Err(TableError::DuplicateKeyId(key_id).into());
+                }
+                sqlx::query(
+                    "INSERT INTO pre_write_keys (key_id, key_sealed, created_ms) VALUES ($1, $2, $3)",
+                )
+                .bind(i64::from(key_id.get()))
+                .bind(sealed.as_slice())
+                .bind(now_millis())
+                .execute(&mut *tx)
+                .await?;
+                audit::append(tx, actor, "key.add", json!({ "key_id": key_id.get() })).await
+            })
+        })
+        .await
+}
+
+/// The key identifiers in table 700.
+pub async fn list_keys(state: &AppState) -> Result<Vec<KeyId>, AppError> {
+    let rows = sqlx::query("SELECT key_id FROM pre_write_keys ORDER BY key_id")
+        .fetch_all(state.store.pool())
+        .await?;
+    rows.iter()
+        .map(|r| key_id_of(r.try_get("key_id")?))
+        .collect()
+}
+
+/// Maps a product code to a key identifier (table 500). On a remap, records issued for the
+/// product but not installed are sealed again under the new key, so the factory's next
+/// download opens on new-key devices; entries move to the new key identifier.
+pub async fn map_product(
+    state: &AppState,
+    actor: &str,
+    code: ProductCode,
+    new_key: KeyId,
+) -> Result<Remapped, AppError> {
+    state
+        .store
+        .write(&(state, actor), |tx, (state, actor)| {
+            Box::pin(async move {
+                // The product's row first, locked on PostgreSQL: two remaps of one product
+                // take turns, and the issued entries read below stay this product's.
+                let current = match sqlx::query(pick(
+                    tx,
+                    "SELECT key_id FROM product_codes WHERE product_code = $1",
+                    "SELECT key_id FROM product_codes WHERE product_code = $1 FOR UPDATE",
+                ))
+                .bind(code.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                {
+                    Some(r) => Some(key_id_of(r.try_get("key_id")?)?),
+                    None => None,
+                };
+                let exists = key_exists(tx, new_key).await?;
+                let old = plan_remap(current, new_key, exists)?;
+                let mut resealed = 0u64;
+                if old.is_some() {
+                    let key = load_key(tx, &state.kek, new_key).await?;
+                    let rows = sqlx::query(pick(
+                        tx,
+                        "SELECT apparatus_id, pass_sealed FROM auth_info WHERE state = $1 AND product_code = $2",
+                        "SELECT apparatus_id, pass_sealed FROM auth_info WHERE state = $1 AND product_code = $2 FOR UPDATE",
+                    ))
+                    .bind(Stage::Issued.as_str())
+                    .bind(code.as_str())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let mut rng = crate::rng();
+                    for r in rows {
+                        let id = ApparatusId::new(&r.try_get::<String, _>("apparatus_id")?)?;
+                        let pass =
+                            open_pass(&state.kek, &id, &r.try_get::<Vec<u8>, _>("pass_sealed")?)?;
+                        let (sealed, nonce) = SealedRecord::seal_keeping_nonce(
+                            &mut rng,
+                            &key,
+                            new_key,
+                            &Binding::Model,
+                            &id,
+                            &pass,
+                        );
+                        sqlx::query("UPDATE auth_info SET key_id = $1 WHERE apparatus_id = $2")
+                            .bind(i64::from(new_key.get()))
+                            .bind(id.as_str())
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query(
+                            "UPDATE factory_records SET sealed = $1, key_id = $2, nonce_sealed = $3 WHERE apparatus_id = $4",
+                        )
+                        .bind(sealed.as_bytes())
+                        .bind(i64::from(new_key.get()))
+                        .bind(state.kek.seal(&nonce_ctx(&id), &nonce))
+                        .bind(id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                        resealed += 1;
+                    }
+                    sqlx::query("UPDATE product_codes SET key_id = $1 WHERE product_code = $2")
+                        .bind(i64::from(new_key.get()))
+                        .bind(code.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                } else {
+                    if product_key(tx, &code).await?.is_some() {
+                        return Err(AppError::bug("a product appeared during its own mapping"));
+                    }
+                    sqlx::query("INSERT INTO product_codes (product_code, key_id) VALUES ($1, $2)")
+                        .bind(code.as_str())
+                        .bind(i64::from(new_key.get()))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let out = Remapped {
+                    old_key_id: old,
+                    new_key_id: new_key,
+                    resealed,
+                };
+                audit::append(
+                    tx,
+                    actor,
+                    "product.map",
+                    json!({ "product_code": code.as_str(), "old_key_id": out.old_key_id.map(KeyId::get), "new_key_id": new_key.get(), "resealed": resealed }),
+                )
+                .await?;
+                Ok(out)
+            })
+        })
+        .await
+}
+
+/// Product codes and their key identifiers.
+pub async fn list_products(state: &AppState) -> Result<Vec<Product>, AppError> {
+    let rows = sqlx::query("SELECT product_code, key_id FROM product_codes ORDER BY product_code")
+        .fetch_all(state.store.pool())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Product {
+                product_code: ProductCode::new(&r.try_get::<String, _>("product_code")?)?,
+                key_id: key_id_of(r.try_get("key_id")?)?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,287 @@
+//! Installation reports (table 704) and the installed-devices export.
+
+use imprint_api::ReportStatus;
+use imprint_core::tables::{EntryState, InstallDecision, decide_install};
+use imprint_core::{
+    ApparatusId, Challenge, FactoryId, ProductCode, ProductSerial, Receipt, ReceiptInput,
+    SealedRecord, TableError, conversion_value,
+};
+use serde_json::json;
+use sqlx::Row;
+
+use super::{Stage, cv_ctx, key_id_of, load_key, nonce_ctx, open_pass, pick};
+use crate::auth::User;
+use crate::error::AppError;
+use crate::kek::Kek;
+use crate::metrics::Metrics;
+use crate::store::Conn;
+use crate::{AppState, audit, now_millis};
+
+/// A station's report of one installation.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The identity installed.
+    pub apparatus_id: ApparatusId,
+    /// The unit.
+    pub product_serial: ProductSerial,
+    /// The device's receipt.
+    pub receipt: Receipt,
+    /// The station it was done at.
+    pub station: String,
+}
+
+/// Records an installation: checks the receipt, then the rules, then writes table 704.
+/// Exactly once: the same report again succeeds with no change; a refused report is audited.
+///
+/// An accepted report also returns a fresh challenge for the station's closed-loop check,
+/// stored in the same transaction: one round trip and one durable commit fewer per unit than
+/// asking `challenge` separately (docs/benchmarks.md, station time per unit).
+///
+/// With several writers: the entry's row is locked first (PostgreSQL), so two reports of one
+/// unit take turns and the second finds it recorded; two units reported with one product serial
+/// at once meet at table 704's unique serial, and the one that lost runs again and is refused
+/// by the rule.
+pub async fn report(
+    state: &AppState,
+    user: &User,
+    r: &Report,
+) -> Result<(ReportStatus, Challenge), AppError> {
+    let factory = user.factory()?;
+    if r.station.is_empty() || r.station.len() > 64 {
+        return Err(AppError::BadRequest("station: 1 to 64 characters".into()));
+    }
+    let result = state
+        .store
+        .write(&(state, user, r), |tx, (state, user, r)| {
+            Box::pin(async move {
+                let outcome = report_in(tx, &state.kek, user, &factory, r).await?;
+                let action = match outcome {
+                    ReportStatus::Recorded => "report",
+                    ReportStatus::AlreadyRecorded => "report.duplicate",
+                };
+                audit::append(tx, &user.username, action, json!({
+                    "apparatus_id": r.apparatus_id.as_str(), "product_serial": r.product_serial.as_str(),
+                    "factory": factory.as_str(), "station": r.station, "receipt": hex::encode(r.receipt.0),
+                }))
+                .await?;
+                let c = super::field::store_challenge(tx, r.apparatus_id).await?;
+                Ok((outcome, c))
+            })
+        })
+        .await;
+    match result {
+        Ok((outcome, c)) => {
+            if outcome == ReportStatus::Recorded {
+                Metrics::add(&state.metrics.installed, 1);
+            }
+            Ok((outcome, c))
+        }
+        Err(e) => {
+            Metrics::add(&state.metrics.refused, 1);
+            // The code only: never the error's text, which for a fault holds internal detail.
+            let detail = json!({
+                "apparatus_id": r.apparatus_id.as_str(), "product_serial": r.product_serial.as_str(),
+                "factory": factory.as_str(), "station": r.station, "reason": e.code().as_str(),
+            });
+            state
+                .store
+                .write(&(user, detail), |tx, (user, detail)| {
+                    Box::pin(audit::append(
+                        tx,
+                        &user.username,
+                        "report.refused",
+                        detail.clone(),
+                    ))
+                })
+                .await?;
+            Err(e)
+        }
+    }
+}
+
+async fn report_in(
+    conn: &mut Conn,
+    kek: &Kek,
+    user: &User,
+    factory: &FactoryId,
+    r: &Report,
+) -> Result<ReportStatus, AppError> {
+    let id = r.apparatus_id;
+    let entry = sqlx::query(pick(
+        conn,
+        "SELECT pass_sealed, state, factory_id, product_code FROM auth_info WHERE apparatus_id = $1",
+        "SELECT pass_sealed, state, factory_id, product_code FROM auth_info WHERE apparatus_id = $1 FOR UPDATE",
+    ))
+    .bind(id.as_str())
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(TableError::UnknownApparatus(id))?;
+    let pass = open_pass(kek, &id, &entry.try_get::<Vec<u8>, _>("pass_sealed")?)?;
+    let cv = conversion_value(&id, &pass);
+    // The receipt first: a report without a valid proof learns nothing about other units.
+    let record = sqlx::query(
+        "SELECT sealed, key_id, nonce_sealed FROM factory_records WHERE apparatus_id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(rec) = record {
+        let sealed = SealedRecord::parse(&rec.try_get::<Vec<u8>, _>("sealed")?)
+            .map_err(|e| AppError::bug(format!("stored record of {id} unreadable: {e}")))?;
+        let issue_nonce: [u8; 16] = match rec.try_get::<Option<Vec<u8>>, _>("nonce_sealed")? {
+            Some(n) => kek
+                .open(&nonce_ctx(&id), &n)?
+                .as_slice()
+                .try_into()
+                .map_err(|_| {
+                    AppError::bug(format!("stored issue nonce of {id} has a wrong length"))
+                })?,
+            // Issued before the server kept nonces: open the record, as it did then.
+            None => {
+                let key = load_key(conn, kek, key_id_of(rec.try_get("key_id")?)?).await?;
+                sealed
+                    .open(&key, &id, None)
+                    .map_err(|_| AppError::bug(format!("stored record of {id} does not open")))?
+                    .issue_nonce
+            }
+        };
+        r.receipt
+            .verify(
+                &cv,
+                &ReceiptInput {
+                    apparatus_id: &id,
+                    product_serial: &r.product_serial,
+                    issue_nonce: &issue_nonce,
+                    record_digest: &sealed.digest(),
+                },
+            )
+            .map_err(|_| TableError::BadReceipt(id))?;
+    }
+    let installed_serial =
+        sqlx::query("SELECT product_serial FROM installed_devices WHERE apparatus_id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|row| row.try_get::<String, _>("product_serial"))
+            .transpose()?;
+    let stage = Stage::parse(&entry.try_get::<String, _>("state")?)?;
+    let state = match (stage, installed_serial) {
+        (Stage::Unissued, _) => EntryState::Unissued,
+        (Stage::Installed, Some(s)) => EntryState::Installed {
+            product_serial: ProductSerial::new(&s)?,
+        },
+        (Stage::Installed, None) => {
+            return Err(AppError::bug(format!(
+                "entry {id} is installed but table 704 does not have it"
+            )));
+        }
+        (Stage::Issued, _) => {
+            let field = |name: &str| -> Result<String, AppError> {
+                entry
+                    .try_get::<Option<String>, _>(name)?
+                    .ok_or_else(|| AppError::bug(format!("issued entry {id} has no {name}")))
+            };
+            EntryState::Issued {
+                factory: FactoryId::new(&field("factory_id")?)?,
+                product: ProductCode::new(&field("product_code")?)?,
+            }
+        }
+    };
+    let holder =
+        sqlx::query("SELECT apparatus_id FROM installed_devices WHERE product_serial = $1")
+            .bind(r.product_serial.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|row| row.try_get::<String, _>("apparatus_id"))
+            .transpose()?
+            .map(|s| ApparatusId::new(&s))
+            .transpose()?;
+    match decide_install(
+        &id,
+        Some(&state),
+        factory,
+        &r.product_serial,
+        holder.as_ref(),
+    )? {
+        InstallDecision::AlreadyRecorded => Ok(ReportStatus::AlreadyRecorded),
+        InstallDecision::Record => {
+            sqlx::query(
+                "INSERT INTO installed_devices (apparatus_id, conversion_sealed, product_serial, factory_id, \
+                 technician, station, receipt, installed_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(id.as_str())
+            .bind(kek.seal(&cv_ctx(&id), cv.expose_secret()))
+            .bind(r.product_serial.as_str())
+            .bind(factory.as_str())
+            .bind(user.username.as_str())
+            .bind(r.station.as_str())
+            .bind(hex::encode(r.receipt.0))
+            .bind(now_millis())
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query("UPDATE auth_info SET state = $1 WHERE apparatus_id = $2")
+                .bind(Stage::Installed.as_str())
+                .bind(id.as_str())
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("UPDATE factory_records SET product_serial = $1 WHERE apparatus_id = $2")
+                .bind(r.product_serial.as_str())
+                .bind(id.as_str())
+                .execute(&mut *conn)
+                .await?;
+            Ok(ReportStatus::Recorded)
+        }
+    }
+}
+
+/// A CSV cell that a spreadsheet will show as text, never run as a formula: a cell that starts
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'` (OWASP, "CSV
+/// Injection"). Station and technician names come from the factory, so every CSV the server
+/// writes goes through here.
+pub fn csv_cell(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{text}").into(),
+        _ => text.into(),
+    }
+}
+
+/// Table 704 without secrets, as CSV (every cell through [`csv_cell`]).
+pub async fn export_installed(state: &AppState) -> Result<String, AppError> {
+    let rows = sqlx::query(
+        "SELECT apparatus_id, product_serial, factory_id, technician, station, receipt, installed_ms, revoked_ms \
+         FROM installed_devices ORDER BY installed_ms, apparatus_id",
+    )
+    .fetch_all(state.store.pool())
+    .await?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let header = [
+        "apparatus_id",
+        "product_serial",
+        "factory",
+        "technician",
+        "station",
+        "receipt",
+        "installed_at_ms",
+        "revoked_at_ms",
+    ];
+    w.write_record(header)
+        .map_err(|e| AppError::bug(e.to_string()))?;
+    for r in rows {
+        let fields: Vec<String> = vec![
+            r.try_get("apparatus_id")?,
+            r.try_get("product_serial")?,
+            r.try_get("factory_id")?,
+            r.try_get("technician")?,
+            r.try_get("station")?,
+            r.try_get("receipt")?,
+            r.try_get::<i64, _>("installed_ms")?.to_string(),
+            r.try_get::<Option<i64>, _>("revoked_ms")?
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+        ];
+        w.write_record(fields.iter().map(|f| csv_cell(f).into_owned()))
+            .map_err(|e| AppError::bug(e.to_string()))?;
+    }
+    String::from_utf8(w.into_inner().map_err(|e| AppError::bug(e.to_string()))?)
+        .map_err(|e| AppError::bug(e.to_string()))
+}

@@ -1,0 +1,264 @@
+//! The store: the server's tables on SQLite (the embedded default) or PostgreSQL, behind one
+//! interface.
+//!
+//! Both backends run the same SQL through sqlx's `Any` driver, with `$1`-style parameters (which
+//! both accept). Where they differ, the code asks [`Store::backend`]: how a write transaction
+//! begins, how the pool of unissued entries is reserved, how the audit log keeps one order.
+//!
+//! Concurrency is the database's, not the process's: every write is a transaction
+//! ([`Store::write`]) that the database serialises where it must (`BEGIN IMMEDIATE` on SQLite;
+//! row locks, `FOR UPDATE SKIP LOCKED` and conditional updates on PostgreSQL), and a transaction
+//! the database aborted as a serialisation failure or deadlock is run again. So several server
+//! processes may share one database, and nothing read from it is cached between requests.
+
+use std::path::Path;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+use crate::error::AppError;
+
+/// A connection inside a transaction, as the service's operations get it.
+pub type Conn = sqlx::AnyConnection;
+
+/// A future borrowed from a transaction (what [`Store::write`]'s closure returns).
+pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, AppError>> + Send + 't>>;
+
+/// Which database a [`Store`] runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// One SQLite file (WAL, `synchronous = FULL`): the embedded default.
+    Sqlite,
+    /// A PostgreSQL database, shared by any number of server processes.
+    Postgres,
+}
+
+/// How many times a transaction the database aborted (serialisation failure, deadlock, busy)
+/// is run again before the request fails.
+const ATTEMPTS: u32 = 8;
+
+/// The server's tables.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// SQLite allows one writer at a time. Queueing here, rather than in SQLite's busy handler
+    /// (which sleeps and polls), keeps many stations' writes flowing in one process. It is a
+    /// matter of speed only: `BEGIN IMMEDIATE` keeps writers apart, also across processes.
+    sqlite_writers: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Connections per process. PostgreSQL's default `max_connections` is 100: several processes
+/// at this size fit under it with room for the operators' own tools.
+pub const PG_POOL: u32 = 16;
+
+impl Store {
+    /// Opens the database named by `url` (`sqlite://PATH` or `postgres://...`), creating a
+    /// SQLite file if needed, and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Store, AppError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(AppError::Config(format!(
+                "database URL must start with sqlite:// or postgres://, not {}",
+                redact(url)
+            )));
+        };
+        let options = AnyConnectOptions::from_str(url)
+            .map_err(|e| AppError::Config(format!("bad database URL {}: {e}", redact(url))))?;
+        let pool = match backend {
+            // WAL with `synchronous = FULL`: a transaction that returned is on disk, so a server
+            // killed with SIGKILL right after answering loses nothing it answered for.
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(8)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                }),
+            Backend::Postgres => AnyPoolOptions::new()
+                .max_connections(PG_POOL)
+                .acquire_timeout(Duration::from_secs(10)),
+        }
+        .connect_with(options)
+        .await
+        .map_err(|e| AppError::Config(format!("cannot open database {}: {e}", redact(url))))?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        }
+        Ok(Store {
+            pool,
+            backend,
+            sqlite_writers: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// Opens (creating if needed) a SQLite file.
+    pub async fn open_sqlite(path: &Path) -> Result<Store, AppError> {
+        Store::open(&sqlite_url(path)).await
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The connection pool, for reads (each read is one statement, so it needs no
+    /// transaction) and for tests.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Runs `body` in one write transaction and commits it. A transaction the database aborted
+    /// because of another writer (serialisation failure, deadlock, SQLite busy, and on
+    /// PostgreSQL a unique key that a concurrent transaction took first) is rolled back and run
+    /// again, up to [`ATTEMPTS`] times, so `body` must do nothing outside the transaction that
+    /// it cannot do twice. Any other error rolls back and is returned.
+    ///
+    /// `body` gets what it needs through `ctx` rather than by capturing it: a closure that
+    /// captured a borrow could not return a future borrowing the transaction as well.
+    pub async fn write<C, T, F>(&self, ctx: &C, mut body: F) -> Result<T, AppError>
+    where
+        C: Sync + ?Sized,
+        T: Send,
+        F: for<'t> FnMut(&'t mut Conn, &'t C) -> TxFuture<'t, T> + Send,
+    {
+        let mut attempt = 1;
+        loop {
+            let outcome = {
+                let _queue = match self.backend {
+                    Backend::Sqlite => Some(self.sqlite_writers.lock().await),
+                    Backend::Postgres => None,
+                };
+                let mut tx = self.begin().await?;
+                match body(&mut tx, ctx).await {
+                    Ok(value) => tx.commit().await.map(|()| value).map_err(AppError::from),
+                    // Dropping the transaction rolls it back.
+                    Err(e) => Err(e),
+                }
+            };
+            match outcome {
+                Err(e) if attempt < ATTEMPTS && self.is_transient(&e) => {
+                    tracing::debug!(attempt, error = %e, "transaction aborted by another writer; running it again");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether the database aborted the transaction because of a concurrent one, so that
+    /// running it again can succeed: PostgreSQL's `serialization_failure` (40001),
+    /// `deadlock_detected` (40P01) and `unique_violation` (23505: every operation checks for
+    /// the row it inserts first, so a violation means a concurrent writer got there between);
+    /// SQLite's `SQLITE_BUSY` (5) and `SQLITE_LOCKED` (6) with their extended codes.
+    pub fn is_transient(&self, e: &AppError) -> bool {
+        let AppError::Internal(cause) = e else {
+            return false;
+        };
+        let Some(sqlx::Error::Database(db)) = cause.downcast_ref::<sqlx::Error>() else {
+            return false;
+        };
+        let code = db.code();
+        match self.backend {
+            Backend::Postgres => matches!(code.as_deref(), Some("40001" | "40P01" | "23505")),
+            Backend::Sqlite => code
+                .as_deref()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| c & 0xff == 5 || c & 0xff == 6),
+        }
+    }
+
+    /// A write transaction of one attempt, for callers that hold it across several steps of
+    /// their own (the CLI's set-up, tests). Prefer [`Store::write`].
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, AppError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }?)
+    }
+}
+
+/// Which database a connection is to (the service's functions get a connection, not the
+/// store).
+pub fn backend_of(conn: &Conn) -> Backend {
+    if conn.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
+/// The URL of a SQLite file, created if missing.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+/// A URL as it may be shown: without its password.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(unparsable URL)".into(),
+    }
+}
+
+/// 2, 4, 8 ... ms, capped at 100 ms, with jitter, so that writers that collided do not
+/// collide again in step.
+fn backoff(attempt: u32) -> Duration {
+    use rand_core::Rng;
+    let base = (1u64 << attempt.min(6)).min(100);
+    let jitter = u64::from(crate::rng().next_u32() % 1000);
+    Duration::from_micros(base * 1000 + jitter * base)
+}
+
+/// `($1, $2, ...), ($n, ...)`: placeholders for a multi-row `VALUES` of `rows` rows of `cols`
+/// columns (sqlx's query builder writes `?`, which PostgreSQL does not take through `Any`).
+pub fn values(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            s.push_str(", ");
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push_str(", ");
+            }
+            s.push('$');
+            s.push_str(&(r * cols + c + 1).to_string());
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// `$from, $from+1, ...`: `n` placeholders for an `IN (...)` list.
+pub fn list(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
