@@ -17,6 +17,7 @@
 
 mod api;
 mod audit;
+mod fleet;
 mod flow;
 mod process;
 mod surface;
@@ -43,11 +44,18 @@ pub struct Env {
     pub tech: String,
     pub tech_b: String,
     pub auditor: String,
+    /// The database's URL, for more servers on it ([`Env::peer`]).
+    pub db_url: String,
+    kek: [u8; 32],
+    /// Whether dropping this removes the folder (a peer shares its first server's).
+    owns_dir: bool,
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -99,21 +107,16 @@ pub async fn database_url() -> Option<String> {
     }
 }
 
-/// The store for a test's data folder: the SQLite file in it, or a fresh PostgreSQL database.
-pub async fn store_in(dir: &std::path::Path) -> Store {
-    match database_url().await {
-        Some(url) => Store::open(&url).await.unwrap(),
-        None => Store::open_sqlite(&dir.join("imprint.db")).await.unwrap(),
-    }
-}
-
 impl Env {
     /// Keys 1 and 2 (the simulated devices' demo keys), CAM-X100 -> key 1, `entries` entries,
     /// factories fa (quota `quota`) and fb (quota 100), and one user per role.
     pub async fn new(entries: u64, quota: u64) -> Env {
         let dir = temp_dir("srv");
-        let (kek, _) = Kek::generate();
-        let state = AppState::new(store_in(&dir).await, kek);
+        let (kek, kek_bytes) = Kek::generate();
+        let db_url = database_url()
+            .await
+            .unwrap_or_else(|| imprint_server::store::sqlite_url(&dir.join("imprint.db")));
+        let state = AppState::new(Store::open(&db_url).await.unwrap(), kek);
         for k in [1, 2] {
             let id = KeyId::new(k).unwrap();
             service::add_key_bytes(&state, "test", id, imprint_device::sim::demo_key(id))
@@ -161,12 +164,37 @@ impl Env {
             tech: String::new(),
             tech_b: String::new(),
             auditor: String::new(),
+            db_url,
+            kek: *kek_bytes,
+            owns_dir: true,
         };
         env.admin = env.login("admin").await;
         env.tech = env.login("tech-a").await;
         env.tech_b = env.login("tech-b").await;
         env.auditor = env.login("auditor").await;
         env
+    }
+
+    /// Another server on the same database, as a second `imprint serve` process would be: its
+    /// own pool, router, throttle and metrics, and nothing shared in memory. The sessions are in
+    /// the database, so the tokens work on it too.
+    pub async fn peer(&self) -> Env {
+        let state = AppState::new(
+            Store::open(&self.db_url).await.unwrap(),
+            Kek::from_bytes(&self.kek),
+        );
+        Env {
+            app: imprint_server::app(state.clone()),
+            state,
+            dir: self.dir.clone(),
+            admin: self.admin.clone(),
+            tech: self.tech.clone(),
+            tech_b: self.tech_b.clone(),
+            auditor: self.auditor.clone(),
+            db_url: self.db_url.clone(),
+            kek: self.kek,
+            owns_dir: false,
+        }
     }
 
     pub async fn login(&self, user: &str) -> String {

@@ -1,0 +1,228 @@
+//! Several servers on one database, as several `imprint serve` processes behind a load balancer
+//! would be: each has its own connection pool and memory, and only the database is shared. On
+//! the PostgreSQL run these are several pools on one PostgreSQL database; on the SQLite run,
+//! several pools on one file.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use axum::http::{Method, StatusCode};
+use imprint_device::sim::SimDevice;
+use serde_json::{Value, json};
+
+use crate::flow::{answer, challenge, verify};
+use crate::{Env, PRODUCT, install};
+
+const SERVERS: usize = 3;
+const STATIONS: usize = 32;
+const ROUNDS: usize = 3;
+const PER_ISSUE: usize = 2;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_two_stations_on_three_servers_never_double_issue_nor_lose_a_report() {
+    let first = Env::new((STATIONS * ROUNDS * PER_ISSUE) as u64 + 10, 100).await;
+    let mut servers = vec![];
+    for _ in 1..SERVERS {
+        servers.push(Arc::new(first.peer().await));
+    }
+    let first = Arc::new(first);
+    servers.insert(0, first.clone());
+    let mut tasks = Vec::new();
+    for station in 0..STATIONS {
+        let servers = servers.clone();
+        tasks.push(tokio::spawn(async move {
+            // Half the stations are factory a's, half factory b's.
+            let token = if station % 2 == 0 {
+                servers[0].tech.clone()
+            } else {
+                servers[0].tech_b.clone()
+            };
+            let mut issued = Vec::new();
+            let mut recorded = Vec::new();
+            for round in 0..ROUNDS {
+                // Each request goes to the next server, as a round-robin balancer sends them.
+                let server = &servers[(station + round) % SERVERS];
+                let recs = server.issue(&token, PER_ISSUE as u64).await;
+                assert_eq!(recs.len(), PER_ISSUE);
+                for (k, rec) in recs.iter().enumerate() {
+                    let id = rec["apparatus_id"].as_str().unwrap().to_string();
+                    issued.push(id.clone());
+                    let n = (station * 100 + round * 10 + k) as u32;
+                    let mut dev = SimDevice::demo(n);
+                    let (receipt, serial) = install(&mut dev, rec);
+                    let other = &servers[(station + round + 1 + k) % SERVERS];
+                    let (s, v) = other.report(&token, &id, &serial, &receipt).await;
+                    assert_eq!(
+                        (s, v["status"].as_str()),
+                        (StatusCode::OK, Some("recorded")),
+                        "{v}"
+                    );
+                    recorded.push((id, serial));
+                }
+            }
+            (issued, recorded)
+        }));
+    }
+    let mut issued = Vec::new();
+    let mut recorded = Vec::new();
+    for t in tasks {
+        let (i, r) = t.await.unwrap();
+        issued.extend(i);
+        recorded.extend(r);
+    }
+    let total = STATIONS * ROUNDS * PER_ISSUE;
+    let unique: HashSet<&String> = issued.iter().collect();
+    assert_eq!(
+        (issued.len(), unique.len()),
+        (total, total),
+        "an identity was issued twice"
+    );
+    // Every acknowledged report is in table 704, once, under its own serial.
+    let csv = imprint_server::service::export_installed(&servers[2].state)
+        .await
+        .unwrap();
+    let installed: HashMap<String, String> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut f = l.split(',');
+            (f.next().unwrap().to_string(), f.next().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(installed.len(), total);
+    for (id, serial) in &recorded {
+        assert_eq!(installed.get(id), Some(serial), "report of {id} lost");
+    }
+    // The quota counted every record once, on every server's view.
+    for server in &servers {
+        let (s, v) = server
+            .call(
+                Method::POST,
+                "/api/v1/issue",
+                Some(&server.tech),
+                json!({"product_code": PRODUCT, "count": 100}),
+            )
+            .await;
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (StatusCode::FORBIDDEN, Some("over_quota")),
+            "{v}"
+        );
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("{} left", 100 - STATIONS / 2 * ROUNDS * PER_ISSUE)),
+            "{v}"
+        );
+    }
+    // One audit order, unbroken, with every issue and report in it once.
+    let (s, v) = servers[1]
+        .call(
+            Method::GET,
+            "/api/v1/audit/verify",
+            Some(&servers[1].auditor),
+            Value::Null,
+        )
+        .await;
+    assert_eq!((s, v["ok"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
+    let actions = servers[0].audit_actions().await;
+    assert_eq!(
+        actions.iter().filter(|a| *a == "issue").count(),
+        STATIONS * ROUNDS
+    );
+    assert_eq!(actions.iter().filter(|a| *a == "report").count(), total);
+}
+
+#[tokio::test]
+async fn a_change_through_one_server_holds_on_the_next_request_to_another() {
+    let a = Env::new(20, 100).await;
+    let b = a.peer().await;
+    // A user added through a signs in through b.
+    let (s, v) = a
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&a.admin),
+            json!({"username": "tech-c", "password": "password-123", "role": "technician", "factory_id": "fa"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let tech_c = b.login("tech-c").await;
+    // A quota lowered through a holds on b.
+    let (s, v) = a
+        .call(
+            Method::PUT,
+            &format!("/api/v1/factories/fa/quotas/{PRODUCT}"),
+            Some(&a.admin),
+            json!({"limit": 3}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let recs = b.issue(&tech_c, 2).await;
+    let (s, v) = b
+        .call(
+            Method::POST,
+            "/api/v1/issue",
+            Some(&tech_c),
+            json!({"product_code": PRODUCT, "count": 2}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("over_quota")),
+        "{v}"
+    );
+    // A remap through a: b's next download is sealed under the new key.
+    let (s, v) = a
+        .call(
+            Method::PUT,
+            &format!("/api/v1/products/{PRODUCT}"),
+            Some(&a.admin),
+            json!({"key_id": 2}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, v) = b
+        .call(Method::GET, "/api/v1/records", Some(&tech_c), Value::Null)
+        .await;
+    let open = v["records"].as_array().unwrap();
+    assert_eq!(open.len(), 2);
+    assert!(open.iter().all(|r| r["key_id"] == 2), "{v}");
+    assert!(recs.iter().all(|r| r["key_id"] == 1));
+    // Installed and reported through b, revoked through a: b refuses it at once.
+    let mut dev = SimDevice::new(imprint_device::sim::demo_config(
+        5,
+        imprint_device::sim::DEMO_PRODUCT,
+        &[2],
+    ));
+    let (receipt, serial) = install(&mut dev, &open[0]);
+    let id = open[0]["apparatus_id"].as_str().unwrap();
+    let (s, v) = b.report(&tech_c, id, &serial, &receipt).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let c = challenge(&b, id).await;
+    assert!(verify(&b, id, c, answer(&mut dev, c)).await);
+    let (s, _) = a
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{id}/revoke"),
+            Some(&a.admin),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let c = challenge(&b, id).await;
+    assert!(
+        !verify(&b, id, c, answer(&mut dev, c)).await,
+        "revoked on a, accepted on b"
+    );
+    // A sign-out through a ends the session on b.
+    let (s, _) = a
+        .call(Method::POST, "/api/v1/logout", Some(&tech_c), Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = b
+        .call(Method::GET, "/api/v1/records", Some(&tech_c), Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
