@@ -11,7 +11,11 @@
 //! - `cargo xtask trunk-check`: builds the portal with trunk (as `trunk serve` does, installing
 //!   trunk 0.21 if missing) and runs the end-to-end test on that build. Not part of `test`:
 //!   compiling trunk takes about nine minutes on two cores.
+//! - `cargo xtask postgres`: starts a PostgreSQL 15 cluster of its own (as `test` does for the
+//!   server's tests), prints its URL and the `IMPRINT_TEST_*` variables the tests read, and
+//!   stops it on Ctrl-C or the end of stdin: for running the PostgreSQL tests by hand.
 
+mod postgres;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -45,9 +49,10 @@ fn main() -> ExitCode {
         Some("portal") => portal().map(|_| ()),
         Some("bench-portal") => bench_portal(),
         Some("trunk-check") => trunk_check(),
+        Some("postgres") => postgres::serve(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  test      run every check (what CI runs)\n  run       run the system\n  fuzz T S  run fuzz target T for S seconds (default 60)\n  vectors   regenerate crates/core/tests/vectors\n  bench     server benchmark; seal/open beside openssl speed\n  portal    build the portal into target/portal\n  bench-portal  portal size and first paint beside a bare Leptos page\n  trunk-check   build the portal with trunk and run the end-to-end test on it"
+                "usage: cargo xtask <command>\n\n  test      run every check (what CI runs)\n  run       run the system\n  fuzz T S  run fuzz target T for S seconds (default 60)\n  vectors   regenerate crates/core/tests/vectors\n  bench     server benchmark; seal/open beside openssl speed\n  portal    build the portal into target/portal\n  bench-portal  portal size and first paint beside a bare Leptos page\n  trunk-check   build the portal with trunk and run the end-to-end test on it\n  postgres  a PostgreSQL 15 cluster for the server's tests, until Ctrl-C"
             );
             return ExitCode::from(2);
         }
@@ -90,6 +95,13 @@ fn cargo(args: &[&str]) -> Result {
     sh(Command::new(tools::cargo_bin()).args(args))
 }
 
+/// [`cargo`] with environment variables set for it.
+fn cargo_env(args: &[&str], envs: &[(String, String)]) -> Result {
+    sh(Command::new(tools::cargo_bin())
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (k, v))))
+}
+
 /// Runs the steps in order, timing each, stopping at the first failure.
 fn steps(list: &[(&str, &dyn Fn() -> Result)]) -> Result {
     let start = Instant::now();
@@ -114,12 +126,23 @@ fn test() -> Result {
         );
     }
     let chrome = std::cell::RefCell::new(None);
+    // Lives until the PostgreSQL step is done, or test() returns whatever happens; dropping it
+    // stops the server.
+    let pg = std::cell::RefCell::new(None::<postgres::Cluster>);
+    let pg_env = || {
+        pg.borrow()
+            .as_ref()
+            .map(postgres::Cluster::env)
+            .unwrap_or_default()
+    };
     steps(&[
         ("install what is missing", &|| {
             tools::ensure_targets()?;
             tools::ensure_wasm_bindgen()?;
             tools::ensure_wasm_pack()?;
             *chrome.borrow_mut() = Some(tools::ensure_chromedriver()?);
+            let bin = postgres::ensure_postgres()?;
+            *pg.borrow_mut() = Some(postgres::Cluster::start(&bin)?);
             Ok(())
         }),
         ("tidy: docs and vectors", &tidy),
@@ -175,7 +198,17 @@ fn test() -> Result {
                 "warnings",
             ])
         }),
-        ("tests (native)", &|| cargo(&["test", "--workspace"])),
+        ("tests (native)", &|| {
+            cargo_env(&["test", "--workspace"], &pg_env())
+        }),
+        ("server tests on PostgreSQL", &|| {
+            let mut envs = pg_env();
+            envs.push(("IMPRINT_TEST_DATABASE".into(), "postgres".into()));
+            let run = cargo_env(&["test", "-p", "imprint-server", "--test", "it"], &envs);
+            // Nothing after this needs the server: stop it now rather than at the end.
+            drop(pg.borrow_mut().take());
+            run
+        }),
         (
             "build core and the write module for thumbv7em-none-eabihf and wasm32",
             &|| {

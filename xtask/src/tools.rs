@@ -36,7 +36,7 @@ pub(crate) fn path_with_cargo_bin() -> OsString {
 }
 
 /// Runs a command quietly and returns its stdout, or None if it could not run or failed.
-fn output(cmd: &str, args: &[&str]) -> Option<String> {
+pub(crate) fn output(cmd: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(cmd)
         .args(args)
         .env("PATH", path_with_cargo_bin())
@@ -138,13 +138,13 @@ pub(crate) fn ensure_cargo_fuzz() -> Result {
     cargo_install("cargo-fuzz", None)
 }
 
-fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     let out = output("sh", &["-c", &format!("command -v {name}")])?;
     let p = PathBuf::from(out.trim());
     p.is_file().then_some(p)
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     output("id", &["-u"]).is_some_and(|u| u.trim() == "0")
 }
 
