@@ -547,3 +547,360 @@ fn demo_honours_its_data_dir_and_replaces_only_a_previous_demo() {
     );
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// A PostgreSQL cluster of this test's own, so that crashing it disturbs no other test: made
+/// with the binaries of the suite's cluster (`IMPRINT_TEST_PG_BIN`), as the user those run as
+/// (`IMPRINT_TEST_PG_RUNAS`, `postgres` when the suite runs as root).
+struct OwnCluster {
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+    run_as: Option<String>,
+    port: u16,
+}
+
+impl OwnCluster {
+    fn start() -> OwnCluster {
+        let bin = std::path::PathBuf::from(
+            std::env::var("IMPRINT_TEST_PG_BIN")
+                .expect("the PostgreSQL run needs IMPRINT_TEST_PG_BIN (cargo xtask test sets it)"),
+        );
+        let run_as = std::env::var("IMPRINT_TEST_PG_RUNAS")
+            .ok()
+            .filter(|u| !u.is_empty());
+        let dir = crate::temp_dir("pgcrash");
+        if let Some(user) = &run_as {
+            let ok = Command::new("chown").arg(user).arg(&dir).status().unwrap();
+            assert!(ok.success());
+        }
+        let cluster = OwnCluster {
+            dir,
+            bin,
+            run_as,
+            port: free_port(),
+        };
+        let data = cluster.dir.join("data");
+        cluster.pg(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "imprint",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+        );
+        let conf = format!(
+            "port = {}\nunix_socket_directories = '{}'\nlisten_addresses = '127.0.0.1'\nmax_connections = 200\n",
+            cluster.port,
+            cluster.dir.display()
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
+        cluster.up();
+        cluster
+    }
+
+    fn pg(&self, tool: &str, args: &[&str]) {
+        let program = self.bin.join(tool);
+        let mut cmd = match &self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        let out = cmd.args(args).current_dir(&self.dir).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").to_str().unwrap().to_string()
+    }
+
+    fn up(&self) {
+        let log = self.dir.join("log");
+        self.pg(
+            "pg_ctl",
+            &[
+                "-w",
+                "-D",
+                &self.data(),
+                "-l",
+                log.to_str().unwrap(),
+                "start",
+            ],
+        );
+    }
+
+    /// Stops it as a crash would: no checkpoint, the WAL replayed at the next start.
+    fn crash(&self) {
+        self.pg("pg_ctl", &["-D", &self.data(), "-m", "immediate", "stop"]);
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://imprint@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let program = self.bin.join("pg_ctl");
+        let mut cmd = match &self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        let _ = cmd
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What one station saw: the identities it was issued, and the reports acknowledged.
+#[derive(Default)]
+struct Seen {
+    issued: Vec<String>,
+    acked: Vec<(String, String)>,
+}
+
+#[test]
+fn three_servers_on_postgresql_survive_a_sigkill_and_a_database_crash_mid_batch() {
+    if !crate::on_postgres() {
+        eprintln!("runs on the PostgreSQL run of the suite (IMPRINT_TEST_DATABASE=postgres)");
+        return;
+    }
+    const STATIONS: usize = 32;
+    const ROUNDS: usize = 6;
+    const PER_ISSUE: usize = 2;
+    let cluster = OwnCluster::start();
+    let url = cluster.url();
+    let db = Some(url.as_str());
+    let dir = crate::temp_dir("fleet");
+    let cli = |args: &[&str]| {
+        let out = bin(db)
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(args)
+            .env("IMPRINT_ADMIN_PASSWORD", "password-123")
+            .env("IMPRINT_USER_PASSWORD", "password-123")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    cli(&["init"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let state = imprint_server::AppState::new(
+            imprint_server::store::Store::open(&url).await.unwrap(),
+            imprint_server::kek::Kek::load_file(&dir.join("kek.key")).unwrap(),
+        );
+        let k1 = imprint_core::KeyId::new(1).unwrap();
+        imprint_server::service::add_key_bytes(
+            &state,
+            "test",
+            k1,
+            imprint_device::sim::demo_key(k1),
+        )
+        .await
+        .unwrap();
+        let p = imprint_core::ProductCode::new(crate::PRODUCT).unwrap();
+        imprint_server::service::map_product(&state, "test", p, k1)
+            .await
+            .unwrap();
+        // Twice what the stations install: answers lost in a crash leave records open.
+        let total = (STATIONS * ROUNDS * PER_ISSUE * 2) as u64;
+        imprint_server::service::generate(&state, "test", k1, total, "F-")
+            .await
+            .unwrap();
+        let f = imprint_core::FactoryId::new("fa").unwrap();
+        imprint_server::service::add_factory(&state, "test", f, "A")
+            .await
+            .unwrap();
+        imprint_server::service::set_quota(&state, "test", f, p, total)
+            .await
+            .unwrap();
+        state.store.close().await;
+    });
+    cli(&["add-user", "tech", "technician", "--factory", "fa"]);
+
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let servers: Vec<std::sync::Mutex<Child>> = ports
+        .iter()
+        .map(|&p| std::sync::Mutex::new(start(&dir, db, p)))
+        .collect();
+    let (_, v) = http(
+        ports[0],
+        "POST",
+        "/api/v1/login",
+        None,
+        &json!({"username": "tech", "password": "password-123"}),
+    )
+    .unwrap();
+    let token = v["token"].as_str().unwrap().to_string();
+    let acked_total = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let retries = std::sync::atomic::AtomicUsize::new(0);
+
+    // One request, to the station's server of the moment; on a failure (refused connection,
+    // a reset, a 5xx while the database is away) the next server, until it is answered.
+    let ask = |first: usize, path: &str, body: &Value| -> Value {
+        let mut n = first;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "{path} unanswered for two minutes"
+            );
+            match http(ports[n % 3], "POST", path, Some(&token), body) {
+                Ok((200, v)) => return v,
+                Ok((s, v)) if (400..500).contains(&s) => panic!("{path} refused: {s} {v}"),
+                _ => {
+                    retries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    n += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    };
+    let seen: Vec<Seen> = std::thread::scope(|scope| {
+        let stations: Vec<_> = (0..STATIONS)
+            .map(|station| {
+                let ask = &ask;
+                let acked_total = acked_total.clone();
+                scope.spawn(move || {
+                    let mut seen = Seen::default();
+                    for round in 0..ROUNDS {
+                        let v = ask(
+                            station + round,
+                            "/api/v1/issue",
+                            &json!({"product_code": crate::PRODUCT, "count": PER_ISSUE}),
+                        );
+                        for (k, rec) in v["records"].as_array().unwrap().iter().enumerate() {
+                            let id = rec["apparatus_id"].as_str().unwrap().to_string();
+                            seen.issued.push(id.clone());
+                            let n = (station * 1000 + round * 10 + k) as u32;
+                            let mut dev = SimDevice::demo(n);
+                            let (receipt, serial) = crate::install(&mut dev, rec);
+                            let body = json!({"apparatus_id": id, "product_serial": serial, "receipt": receipt, "station": format!("s{station}")});
+                            let v = ask(station + round + k + 1, "/api/v1/report", &body);
+                            assert!(
+                                matches!(v["status"].as_str(), Some("recorded" | "already_recorded")),
+                                "{v}"
+                            );
+                            seen.acked.push((id, serial));
+                            acked_total.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let all = STATIONS * ROUNDS * PER_ISSUE;
+        let wait_for = |n: usize| {
+            while acked_total.load(std::sync::atomic::Ordering::SeqCst) < n {
+                assert!(Instant::now() < deadline, "the stations stalled");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        };
+        // One server killed with SIGKILL a fifth of the way through, and restarted.
+        wait_for(all / 5);
+        {
+            let mut s = servers[1].lock().unwrap();
+            s.kill().unwrap();
+            s.wait().unwrap();
+            *s = start(&dir, db, ports[1]);
+        }
+        // Then the database itself crashes, half way through, and comes back.
+        wait_for(all / 2);
+        assert!(
+            acked_total.load(std::sync::atomic::Ordering::SeqCst) < all,
+            "the crash should land mid-batch"
+        );
+        cluster.crash();
+        std::thread::sleep(Duration::from_millis(500));
+        cluster.up();
+        stations.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+
+    let retries = retries.into_inner();
+    eprintln!("requests the stations sent again after a failure: {retries}");
+    assert!(retries > 0, "the kill and the crash went unnoticed: they came too late");
+    let issued: Vec<&String> = seen.iter().flat_map(|s| &s.issued).collect();
+    let unique: std::collections::HashSet<&&String> = issued.iter().collect();
+    assert_eq!(unique.len(), issued.len(), "an identity was issued twice");
+    let acked: std::collections::HashMap<&String, &String> = seen
+        .iter()
+        .flat_map(|s| &s.acked)
+        .map(|(i, s)| (i, s))
+        .collect();
+    assert_eq!(acked.len(), STATIONS * ROUNDS * PER_ISSUE);
+    rt.block_on(async {
+        use sqlx::Row;
+        let store = imprint_server::store::Store::open(&url).await.unwrap();
+        let rows = sqlx::query("SELECT apparatus_id, product_serial FROM installed_devices")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        let installed: std::collections::HashMap<String, String> = rows
+            .iter()
+            .map(|r| (r.get("apparatus_id"), r.get("product_serial")))
+            .collect();
+        assert_eq!(installed.len(), acked.len(), "a report too many or too few");
+        for (id, serial) in &acked {
+            assert_eq!(
+                installed.get(*id),
+                Some(*serial),
+                "the report of {id} was lost"
+            );
+        }
+        // Records whose issue answer was lost in a crash are open, not gone: the quota
+        // counts exactly the installed and the open ones.
+        let n = |sql: &'static str| {
+            let pool = store.pool().clone();
+            async move {
+                sqlx::query(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+                    .get::<i64, _>("n")
+            }
+        };
+        let open =
+            n("SELECT COUNT(*) AS n FROM factory_records WHERE product_serial IS NULL").await;
+        let issued_state = n("SELECT COUNT(*) AS n FROM auth_info WHERE state <> 'unissued'").await;
+        let used = n("SELECT used AS n FROM quotas").await;
+        assert_eq!(used, installed.len() as i64 + open);
+        assert_eq!(issued_state, used);
+        store.close().await;
+    });
+    // One audit order, unbroken across the kill and the crash.
+    let out = cli(&["audit", "verify"]);
+    assert!(out.contains("audit log intact"), "{out}");
+    for s in &servers {
+        let mut s = s.lock().unwrap();
+        s.kill().unwrap();
+        s.wait().unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
