@@ -30,6 +30,11 @@ pub enum ErrorCode {
     Conflict,
     /// 500: a fault of the server. The message carries an `incident` ID that is in the log.
     Internal,
+    /// 503: the server cannot reach its database just now (restarting, failing over). Nothing
+    /// was changed, or, when the connection broke at the commit, the change may have been
+    /// made: a report is safe to send again (exactly once), an issue's records are found with
+    /// `GET /records`. Try again after the `Retry-After` header's seconds.
+    Unavailable,
     /// 400: zero records asked for.
     NothingRequested,
     /// 404: no such key identifier in table 700.
@@ -62,7 +67,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::BadRequest,
         ErrorCode::BadCsv,
         ErrorCode::Unauthorized,
@@ -72,6 +77,7 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::Conflict,
         ErrorCode::Internal,
+        ErrorCode::Unavailable,
         ErrorCode::NothingRequested,
         ErrorCode::UnknownKeyId,
         ErrorCode::UnknownProduct,
@@ -110,6 +116,7 @@ impl ErrorCode {
             ErrorCode::BadCsv | ErrorCode::BadReceipt => 422,
             ErrorCode::TooManyAttempts => 429,
             ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
         }
     }
 
@@ -125,6 +132,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::NothingRequested => "nothing_requested",
             ErrorCode::UnknownKeyId => "unknown_key_id",
             ErrorCode::UnknownProduct => "unknown_product",

@@ -320,6 +320,9 @@ pub fn document() -> OpenApi {
         let route = op.route();
         let (request, answer) = bodies(op);
         let mut codes: Vec<ErrorCode> = vec![ErrorCode::BadRequest, ErrorCode::Internal];
+        if op != Op::OpenApi {
+            codes.push(ErrorCode::Unavailable);
+        }
         if route.access != Access::Public {
             codes.extend([ErrorCode::Unauthorized, ErrorCode::Forbidden]);
         }

@@ -4,9 +4,9 @@
 //! (`imprint-api`), so what the tests exercise is what the page runs.
 
 use imprint_api::{
-    ChallengeRequest, Endpoint, ErrorBody, IssueRequest, LeaseAnswer, LeaseKey, LeaseRequest,
-    LoginAnswer, LoginRequest, Logout, Media, Method, Records, ReportRequest, SessionToken,
-    VerifyRequest,
+    ChallengeRequest, Endpoint, ErrorBody, ErrorCode, IssueRequest, LeaseAnswer, LeaseKey,
+    LeaseRequest, LoginAnswer, LoginRequest, Logout, Media, Method, Records, ReportRequest,
+    SessionToken, VerifyRequest,
 };
 use imprint_core::{ApparatusId, AuthResponse, Challenge, ProductCode, ProductSerial, Receipt};
 
@@ -41,7 +41,10 @@ impl<T: Transport> Transport for &T {
 }
 
 /// Reads an answer: the endpoint's answer on success, the server's refusal otherwise; an
-/// answer that fits neither is [`ServerError::Unintelligible`], never taken for offline.
+/// answer that fits neither is [`ServerError::Unintelligible`], never taken for offline. A
+/// server that answers `unavailable` (its database is away for a moment) is as good as
+/// offline: the station keeps what it has and tries again, as it does when the network is
+/// down.
 pub fn read<A: for<'de> serde::Deserialize<'de>>(
     status: u16,
     text: &str,
@@ -53,6 +56,7 @@ pub fn read<A: for<'de> serde::Deserialize<'de>>(
         });
     }
     match crate::json::from_str::<ErrorBody>(text) {
+        Ok(b) if b.error == ErrorCode::Unavailable => Err(ServerError::Offline(b.message)),
         Ok(b) => Err(ServerError::Refused {
             code: b.error,
             message: b.message,

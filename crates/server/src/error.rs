@@ -44,6 +44,9 @@ pub enum AppError {
     Conflict(String),
     /// Start-up or configuration problem (CLI).
     Config(String),
+    /// The database cannot be reached just now (a broken connection, a pool that found none,
+    /// PostgreSQL restarting). Answered 503 with `Retry-After`; the cause goes to the log.
+    Unavailable(Cause),
     /// A fault of the server: a broken invariant ([`AppError::bug`]), a database error, a
     /// stored value that does not parse. Logged with its source; the client sees an incident
     /// ID.
@@ -69,6 +72,7 @@ impl AppError {
             AppError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
             AppError::Conflict(_) => ErrorCode::Conflict,
             AppError::Config(_) | AppError::Internal(_) => ErrorCode::Internal,
+            AppError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
 }
@@ -91,7 +95,7 @@ impl std::fmt::Display for AppError {
             AppError::BadCsv(lines) => {
                 write!(f, "{} bad line(s); nothing was imported", lines.len())
             }
-            AppError::Internal(e) => {
+            AppError::Internal(e) | AppError::Unavailable(e) => {
                 write!(f, "{e}")?;
                 let mut source = e.source();
                 while let Some(s) = source {
@@ -107,7 +111,7 @@ impl std::fmt::Display for AppError {
 impl StdError for AppError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
-            AppError::Internal(e) => Some(e.as_ref()),
+            AppError::Internal(e) | AppError::Unavailable(e) => Some(e.as_ref()),
             _ => None,
         }
     }
@@ -127,9 +131,33 @@ impl From<TableError> for AppError {
     }
 }
 
+/// A database error is a fault of the server, except when the database is away: then the
+/// request may be sent again in a moment.
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
-        AppError::Internal(Box::new(e))
+        if database_away(&e) {
+            AppError::Unavailable(Box::new(e))
+        } else {
+            AppError::Internal(Box::new(e))
+        }
+    }
+}
+
+/// Whether `e` says the database cannot be reached now, rather than that it refused or that
+/// something is wrong: no connection, a broken one, no free connection in time, or
+/// PostgreSQL's connection exceptions (class 08) and shutdown or start-up in progress (57P01,
+/// 57P02, 57P03).
+fn database_away(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
     }
 }
 
@@ -160,6 +188,15 @@ impl IntoResponse for AppError {
                 body.message =
                     format!("internal error; the cause is in the server log under incident {id}");
                 body.incident = Some(id);
+            }
+            AppError::Unavailable(_) => {
+                let id = crate::random_id();
+                tracing::warn!(incident = %id, cause = %self, "request failed: database unavailable");
+                body.message = format!(
+                    "the server cannot reach its database just now; try again in a moment (incident {id})"
+                );
+                body.incident = Some(id);
+                retry_after = Some(2);
             }
             AppError::BadCsv(lines) => body.lines = lines,
             AppError::Throttled { retry_after_secs } => retry_after = Some(retry_after_secs),

@@ -26,6 +26,16 @@ fn answers_refusals_and_garbage_are_told_apart() {
             message: "quota exceeded".into()
         })
     );
+    // A server whose database is away for a moment is as good as offline: try again later.
+    assert_eq!(
+        read::<RecordList>(
+            503,
+            r#"{"error": "unavailable", "message": "the server cannot reach its database"}"#
+        ),
+        Err(ServerError::Offline(
+            "the server cannot reach its database".into()
+        ))
+    );
     for (status, text) in [
         (200, "<html>proxy login</html>"),
         (200, r#"{"records": [{"apparatus_id": "A"}]}"#),

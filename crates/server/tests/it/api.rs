@@ -701,3 +701,27 @@ async fn the_portal_is_served_on_the_same_origin_with_the_wasm_mime_type() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_database_that_is_away_answers_unavailable_with_retry_after() {
+    let env = Env::new(3, 10).await;
+    env.state.store.close().await;
+    let req = axum::http::Request::builder()
+        .uri("/api/v1/records")
+        .header("authorization", format!("Bearer {}", env.tech))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(env.app.clone(), req)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "2");
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"], "unavailable", "{v}");
+    assert!(v["incident"].is_string(), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("try again"), "{v}");
+}

@@ -19,6 +19,7 @@ mod api;
 mod audit;
 mod fleet;
 mod flow;
+mod migrate;
 mod model;
 mod process;
 mod surface;

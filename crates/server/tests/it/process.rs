@@ -845,7 +845,10 @@ fn three_servers_on_postgresql_survive_a_sigkill_and_a_database_crash_mid_batch(
 
     let retries = retries.into_inner();
     eprintln!("requests the stations sent again after a failure: {retries}");
-    assert!(retries > 0, "the kill and the crash went unnoticed: they came too late");
+    assert!(
+        retries > 0,
+        "the kill and the crash went unnoticed: they came too late"
+    );
     let issued: Vec<&String> = seen.iter().flat_map(|s| &s.issued).collect();
     let unique: std::collections::HashSet<&&String> = issued.iter().collect();
     assert_eq!(unique.len(), issued.len(), "an identity was issued twice");
