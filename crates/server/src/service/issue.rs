@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::entries::CHUNK;
-use super::{Stage, key_id_of, load_key, nonce_ctx, open_pass, pick, product_key};
+use super::{Stage, key_id_of, load_key, nonce_ctx, open_pass, pick};
 use crate::auth::User;
 use crate::error::AppError;
 use crate::kek::Kek;
@@ -72,7 +72,19 @@ pub(super) async fn issue_in(
             "at most 10000 records per request".into(),
         ));
     }
-    let key = product_key(&mut *tx, &product).await?;
+    // The product's row is read `FOR SHARE` on PostgreSQL: a remap (which locks it `FOR
+    // UPDATE`) waits for issues under way and then re-seals what they issued, and an issue that
+    // comes after a remap reads the new key. Issues of one product do not wait for each other.
+    let key = sqlx::query(pick(
+        tx,
+        "SELECT key_id FROM product_codes WHERE product_code = $1",
+        "SELECT key_id FROM product_codes WHERE product_code = $1 FOR SHARE",
+    ))
+    .bind(product.as_str())
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|r| key_id_of(r.try_get("key_id")?))
+    .transpose()?;
     let quota = sqlx::query(pick(
         tx,
         "SELECT quota_limit, used FROM quotas WHERE factory_id = $1 AND product_code = $2",

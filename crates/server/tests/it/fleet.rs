@@ -226,3 +226,60 @@ async fn a_change_through_one_server_holds_on_the_next_request_to_another() {
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_remap_while_stations_issue_leaves_no_open_record_under_the_old_key() {
+    use sqlx::Row;
+    let a = Arc::new(Env::new(400, 400).await);
+    // Entries under the new key too, for the issues after the remap.
+    imprint_server::service::generate(
+        &a.state,
+        "test",
+        imprint_core::KeyId::new(2).unwrap(),
+        400,
+        "NEW-",
+    )
+    .await
+    .unwrap();
+    let b = Arc::new(a.peer().await);
+    let issuing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (server, issuing) = (
+            if t % 2 == 0 { a.clone() } else { b.clone() },
+            issuing.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            while issuing.load(std::sync::atomic::Ordering::SeqCst) && n < 20 {
+                server.issue(&server.tech, 2).await;
+                n += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let (s, v) = a
+        .call(
+            Method::PUT,
+            &format!("/api/v1/products/{PRODUCT}"),
+            Some(&a.admin),
+            json!({"key_id": 2}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // A few more issues after the remap, then stop.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    issuing.store(false, std::sync::atomic::Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stale: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM factory_records r JOIN product_codes p ON p.product_code = r.product_code \
+         WHERE r.product_serial IS NULL AND r.key_id <> p.key_id",
+    )
+    .fetch_one(a.state.store.pool())
+    .await
+    .unwrap()
+    .get("n");
+    assert_eq!(stale, 0, "records issued during the remap kept the old key");
+}
