@@ -46,6 +46,37 @@ pub async fn append(
     action: &str,
     detail: serde_json::Value,
 ) -> Result<(), AppError> {
+    append_many(
+        conn,
+        &[NewEntry {
+            actor: actor.into(),
+            action: action.into(),
+            detail,
+        }],
+    )
+    .await
+}
+
+/// An entry to append.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// JSON detail (never secrets).
+    pub detail: serde_json::Value,
+}
+
+/// Rows per insert: 7 columns each, far below either database's parameter limit.
+const CHUNK: usize = 200;
+
+/// Appends `entries` in order, as [`append`] appends one, with multi-row inserts (a batch of
+/// field authentications writes hundreds at once).
+pub async fn append_many(conn: &mut Conn, entries: &[NewEntry]) -> Result<(), AppError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
     if store::backend_of(conn) == Backend::Postgres {
         sqlx::query("LOCK TABLE audit_log IN EXCLUSIVE MODE")
             .execute(&mut *conn)
@@ -54,28 +85,37 @@ pub async fn append(
     let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *conn)
         .await?;
-    let (seq, prev) = match last {
-        Some(r) => (
-            r.try_get::<i64, _>("seq")? + 1,
-            r.try_get::<String, _>("hash")?,
-        ),
-        None => (1, GENESIS.to_string()),
+    let (mut seq, mut prev) = match last {
+        Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
+        None => (0, GENESIS.to_string()),
     };
     let at = crate::now_millis();
-    let detail = detail.to_string();
-    let hash = entry_hash(seq, &at.to_string(), actor, action, &detail, &prev);
-    sqlx::query(
-        "INSERT INTO audit_log (seq, at_ms, actor, action, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(seq)
-    .bind(at)
-    .bind(actor)
-    .bind(action)
-    .bind(&detail)
-    .bind(&prev)
-    .bind(&hash)
-    .execute(&mut *conn)
-    .await?;
+    let at_text = at.to_string();
+    let mut rows = Vec::with_capacity(entries.len());
+    for e in entries {
+        seq += 1;
+        let detail = e.detail.to_string();
+        let hash = entry_hash(seq, &at_text, &e.actor, &e.action, &detail, &prev);
+        rows.push((seq, e, detail, std::mem::replace(&mut prev, hash.clone()), hash));
+    }
+    for chunk in rows.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO audit_log (seq, at_ms, actor, action, detail, prev_hash, hash) VALUES {}",
+            store::values(chunk.len(), 7)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (seq, e, detail, prev, hash) in chunk {
+            q = q
+                .bind(*seq)
+                .bind(at)
+                .bind(e.actor.as_str())
+                .bind(e.action.as_str())
+                .bind(detail.as_str())
+                .bind(prev.as_str())
+                .bind(hash.as_str());
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

@@ -59,6 +59,16 @@ impl AppError {
         AppError::Internal(what.into().into())
     }
 
+    /// The same error for each of several requests that shared one transaction (a batch of
+    /// field authentications): the same variant, its cause kept as text.
+    pub fn shared(&self) -> AppError {
+        match self {
+            AppError::Unavailable(_) => AppError::Unavailable(self.to_string().into()),
+            AppError::Internal(_) => AppError::Internal(self.to_string().into()),
+            other => AppError::bug(format!("a batch failed with a request's error: {other}")),
+        }
+    }
+
     /// The stable code of this error.
     pub fn code(&self) -> ErrorCode {
         match self {

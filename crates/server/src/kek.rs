@@ -20,6 +20,9 @@ pub struct Kek {
     cipher: Aes256Gcm,
     /// HMAC key for tags of names that must not be logged in clear (derived from the KEK).
     tag_key: Zeroizing<[u8; 32]>,
+    /// HMAC key for the tags of authentication challenges (derived from the KEK, so every
+    /// server process that shares the KEK checks the challenges any of them made).
+    challenge_key: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Kek {
@@ -31,16 +34,10 @@ impl std::fmt::Debug for Kek {
 impl Kek {
     /// A KEK from 32 bytes.
     pub fn from_bytes(bytes: &[u8; 32]) -> Kek {
-        use hmac::Mac;
-        // HMAC takes a key of any length; the KEK is 32 bytes.
-        #[allow(clippy::expect_used)]
-        let mut m = <hmac::Hmac<sha2::Sha256>>::new_from_slice(bytes)
-            .expect("HMAC-SHA256 takes a key of any length");
-        m.update(b"imprint name tag key v1");
-        let tag_key = Zeroizing::new(m.finalize().into_bytes().into());
         Kek {
             cipher: Aes256Gcm::new(&(*bytes).into()),
-            tag_key,
+            tag_key: Zeroizing::new(hmac_sha256(bytes, &[b"imprint name tag key v1"])),
+            challenge_key: Zeroizing::new(hmac_sha256(bytes, &[b"imprint challenge key v1"])),
         }
     }
 
@@ -89,17 +86,13 @@ impl Kek {
     /// name was tried many times without ever holding the name (which may be a password typed
     /// into the wrong field).
     pub fn name_tag(&self, name: &str) -> [u8; 16] {
-        use hmac::Mac;
-        #[allow(clippy::expect_used)]
-        let mut m = <hmac::Hmac<sha2::Sha256>>::new_from_slice(self.tag_key.as_slice())
-            .expect("HMAC-SHA256 takes a key of any length");
-        m.update(name.as_bytes());
-        let full: [u8; 32] = m.finalize().into_bytes().into();
-        let mut tag = [0u8; 16];
-        for (t, f) in tag.iter_mut().zip(full) {
-            *t = f;
-        }
-        tag
+        first_16(hmac_sha256(self.tag_key.as_slice(), &[name.as_bytes()]))
+    }
+
+    /// The tag of an authentication challenge's fields (16 bytes of HMAC-SHA256 under a key
+    /// derived from the KEK): only a server holding the KEK makes a challenge that checks.
+    pub fn challenge_tag(&self, parts: &[&[u8]]) -> [u8; 16] {
+        first_16(hmac_sha256(self.challenge_key.as_slice(), parts))
     }
 
     /// Seals a secret for one row: `context` names the table and the row.
@@ -174,4 +167,25 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AppError> {
     std::fs::write(path, bytes)
         .map_err(|e| AppError::Config(format!("cannot write {}: {e}", path.display())))
+}
+
+/// HMAC-SHA256 of `parts`, one after the other, under `key`.
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::Mac;
+    // HMAC takes a key of any length.
+    #[allow(clippy::expect_used)]
+    let mut m = <hmac::Hmac<sha2::Sha256>>::new_from_slice(key)
+        .expect("HMAC-SHA256 takes a key of any length");
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().into()
+}
+
+fn first_16(full: [u8; 32]) -> [u8; 16] {
+    let mut tag = [0u8; 16];
+    for (t, f) in tag.iter_mut().zip(full) {
+        *t = f;
+    }
+    tag
 }

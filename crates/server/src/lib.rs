@@ -38,15 +38,21 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Failed sign-ins per user name and address.
     pub throttle: Arc<throttle::Throttle>,
+    /// Checks field authentications in batches, one commit per batch.
+    pub verifier: service::Verifier,
 }
 
 impl AppState {
-    /// State over an open store.
+    /// State over an open store. Starts the process's [`service::Verifier`], so it must be
+    /// called inside a Tokio runtime.
     pub fn new(store: store::Store, kek: kek::Kek) -> Self {
+        let kek = Arc::new(kek);
+        let metrics = Arc::new(metrics::Metrics::default());
         Self {
+            verifier: service::Verifier::start(store.clone(), kek.clone(), metrics.clone()),
             store,
-            kek: Arc::new(kek),
-            metrics: Arc::new(metrics::Metrics::default()),
+            kek,
+            metrics,
             throttle: Arc::new(throttle::Throttle::default()),
         }
     }

@@ -1,109 +1,277 @@
 //! Field authentication of installed devices (challenge-response), and revocation.
+//!
+//! A fleet that wakes up at once asks for many challenges and sends many answers. So:
+//!
+//! - **A challenge costs no write.** It is `expiry (8 bytes, big-endian Unix ms) | random (8) |
+//!   tag (16)`, the tag an HMAC over the apparatus ID, the expiry and the random part under a
+//!   key derived from the KEK ([`Kek::challenge_tag`]). Any server process that shares the KEK
+//!   checks it; nobody without the KEK makes one that checks; a challenge for one ID does not
+//!   check for another.
+//! - **Single use is one insert, at verify**, into `used_challenges` (its primary key is the
+//!   challenge): a second answer to the same challenge finds it there, on any process.
+//! - **Many verifies share one commit** ([`Verifier`]): answers that arrive while a commit is on
+//!   its way wait for the next one, which takes them all (their used challenges, their audit
+//!   entries) in one transaction. No answer is given before its transaction is durable.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use imprint_core::{ApparatusId, AuthResponse, Challenge};
 use serde_json::json;
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use super::cv_ctx;
 use crate::error::AppError;
+use crate::kek::Kek;
 use crate::metrics::Metrics;
-use crate::store::Conn;
+use crate::store::{self, Store};
 use crate::{AppState, audit, now_millis};
 
 /// How long an authentication challenge may be answered.
 pub const CHALLENGE_MILLIS: i64 = 60_000;
 
-/// Issues a single-use challenge for an apparatus ID.
-pub async fn challenge(state: &AppState, id: ApparatusId) -> Result<Challenge, AppError> {
-    state
-        .store
-        .write(&(), |tx, ()| Box::pin(store_challenge(tx, id)))
-        .await
+/// The most answers one transaction takes.
+const MAX_BATCH: usize = 512;
+
+/// Makes a challenge for `id`, valid for [`CHALLENGE_MILLIS`]. Nothing is stored.
+pub fn challenge(kek: &Kek, id: ApparatusId) -> Challenge {
+    challenge_until(kek, id, now_millis() + CHALLENGE_MILLIS)
 }
 
-/// Makes a challenge for `id`, valid for [`CHALLENGE_MILLIS`], and drops expired ones.
-pub(super) async fn store_challenge(
-    conn: &mut Conn,
-    id: ApparatusId,
-) -> Result<Challenge, AppError> {
-    let c = Challenge::generate(&mut crate::rng());
-    sqlx::query("DELETE FROM challenges WHERE expires_at < $1")
-        .bind(now_millis())
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("INSERT INTO challenges (challenge, apparatus_id, expires_at) VALUES ($1, $2, $3)")
-        .bind(c.0.as_slice())
-        .bind(id.as_str())
-        .bind(now_millis() + CHALLENGE_MILLIS)
-        .execute(&mut *conn)
-        .await?;
-    Ok(c)
+/// A challenge for `id` that may be answered until `expires_ms` (Unix ms).
+pub fn challenge_until(kek: &Kek, id: ApparatusId, expires_ms: i64) -> Challenge {
+    use rand_core::Rng;
+    let expires = expires_ms.to_be_bytes();
+    let mut random = [0u8; 8];
+    crate::rng().fill_bytes(&mut random);
+    let tag = kek.challenge_tag(&[b"imprint challenge v1", id.as_bytes(), &expires, &random]);
+    let mut c = [0u8; 32];
+    for (dst, src) in c
+        .iter_mut()
+        .zip(expires.iter().chain(&random).chain(&tag))
+    {
+        *dst = *src;
+    }
+    Challenge(c)
 }
 
-/// Checks a device's answer. The challenge is consumed whatever the outcome. Unknown,
-/// revoked and wrong all answer `false`, and every attempt is audited.
+/// Checks that `c` was made by a server with this KEK for `id` and has not expired: its
+/// expiry, or why not.
+fn check(kek: &Kek, id: &ApparatusId, c: &Challenge, now: i64) -> Result<i64, &'static str> {
+    use subtle::ConstantTimeEq;
+    let (expires, rest) = c.0.split_at(8);
+    let (random, tag) = rest.split_at(8);
+    let expected = kek.challenge_tag(&[b"imprint challenge v1", id.as_bytes(), expires, random]);
+    if !bool::from(expected.ct_eq(tag)) {
+        return Err("unknown challenge");
+    }
+    let mut e = [0u8; 8];
+    for (dst, src) in e.iter_mut().zip(expires) {
+        *dst = *src;
+    }
+    let expires = i64::from_be_bytes(e);
+    if expires < now {
+        return Err("expired challenge");
+    }
+    Ok(expires)
+}
+
+/// Checks a device's answer. The challenge is used up whatever the outcome. Unknown, expired,
+/// replayed, not installed, revoked and wrong all answer `false`, and every attempt is audited.
 pub async fn verify(
     state: &AppState,
     id: ApparatusId,
     c: Challenge,
     response: AuthResponse,
 ) -> Result<bool, AppError> {
-    let ok = state
-        .store
-        .write(state, |tx, state| {
-            Box::pin(async move {
-                let fresh = sqlx::query(
-                    "DELETE FROM challenges WHERE challenge = $1 AND apparatus_id = $2 AND expires_at >= $3 RETURNING challenge",
-                )
-                .bind(c.0.as_slice())
-                .bind(id.as_str())
-                .bind(now_millis())
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
-                let device = sqlx::query(
-                    "SELECT conversion_sealed, revoked_ms FROM installed_devices WHERE apparatus_id = $1",
-                )
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-                let mut ok = false;
-                let mut why = "unknown challenge";
-                if fresh {
-                    why = "not installed";
-                    if let Some(d) = device {
-                        why = "revoked";
-                        if d.try_get::<Option<i64>, _>("revoked_ms")?.is_none() {
-                            let cv_bytes = state
-                                .kek
-                                .open(&cv_ctx(&id), &d.try_get::<Vec<u8>, _>("conversion_sealed")?)?;
-                            let cv = imprint_core::ConversionValue::from_bytes(&cv_bytes)
-                                .map_err(|_| AppError::bug("stored conversion value invalid"))?;
-                            ok = response.verify(&cv, &id, &c).is_ok();
-                            why = if ok { "ok" } else { "wrong response" };
-                        }
+    state.verifier.verify(id, c, response).await
+}
+
+struct Job {
+    id: ApparatusId,
+    challenge: Challenge,
+    response: AuthResponse,
+    answer: oneshot::Sender<Result<bool, AppError>>,
+}
+
+/// Takes the answers of devices and checks them in batches, one transaction (one durable
+/// commit) per batch. One per server process, started with its [`AppState`].
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Verifier {
+    /// Starts the batching task, which ends when the last [`Verifier`] handle is dropped.
+    /// Must be called inside a Tokio runtime.
+    pub fn start(store: Store, kek: Arc<Kek>, metrics: Arc<Metrics>) -> Verifier {
+        let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run(store, kek, metrics, rx));
+        Verifier { jobs }
+    }
+
+    async fn verify(
+        &self,
+        id: ApparatusId,
+        challenge: Challenge,
+        response: AuthResponse,
+    ) -> Result<bool, AppError> {
+        let (answer, rx) = oneshot::channel();
+        let job = Job {
+            id,
+            challenge,
+            response,
+            answer,
+        };
+        let stopped = || AppError::bug("the verifier task has stopped");
+        self.jobs.send(job).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run(store: Store, kek: Arc<Kek>, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Job>) {
+    let mut last_sweep = 0i64;
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let now = now_millis();
+        let sweep = now - last_sweep > CHALLENGE_MILLIS;
+        let ctx = (&kek, jobs.as_slice(), now, sweep);
+        let outcome = store
+            .write(&ctx, |tx, (kek, jobs, now, sweep)| {
+                Box::pin(decide(tx, kek, jobs, *now, *sweep))
+            })
+            .await;
+        match outcome {
+            Ok(results) => {
+                if sweep {
+                    last_sweep = now;
+                }
+                for (job, ok) in jobs.into_iter().zip(results) {
+                    Metrics::add(if ok { &metrics.auth_ok } else { &metrics.auth_fail }, 1);
+                    let _ = job.answer.send(Ok(ok));
+                }
+            }
+            Err(e) => {
+                for job in jobs {
+                    let _ = job.answer.send(Err(e.shared()));
+                }
+            }
+        }
+    }
+}
+
+/// One batch, in one transaction: uses up the challenges, checks the answers against the
+/// installed devices, audits every attempt.
+async fn decide(
+    tx: &mut store::Conn,
+    kek: &Kek,
+    jobs: &[Job],
+    now: i64,
+    sweep: bool,
+) -> Result<Vec<bool>, AppError> {
+    if sweep {
+        sqlx::query("DELETE FROM used_challenges WHERE expires_at < $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    // Checked without the database first; a challenge twice in one batch is fresh once.
+    let mut seen = HashSet::new();
+    let checked: Vec<Result<i64, &'static str>> = jobs
+        .iter()
+        .map(|j| {
+            let expires = check(kek, &j.id, &j.challenge, now)?;
+            if seen.insert(j.challenge.0) {
+                Ok(expires)
+            } else {
+                Err("challenge used before")
+            }
+        })
+        .collect();
+    let candidates: Vec<(&Job, i64)> = jobs
+        .iter()
+        .zip(&checked)
+        .filter_map(|(j, c)| c.ok().map(|e| (j, e)))
+        .collect();
+    let mut fresh = HashSet::new();
+    let mut devices = HashMap::new();
+    if !candidates.is_empty() {
+        let sql = format!(
+            "INSERT INTO used_challenges (challenge, expires_at) VALUES {} \
+             ON CONFLICT (challenge) DO NOTHING RETURNING challenge",
+            store::values(candidates.len(), 2)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (j, expires) in &candidates {
+            q = q.bind(j.challenge.0.as_slice()).bind(*expires);
+        }
+        for r in q.fetch_all(&mut *tx).await? {
+            let c: Vec<u8> = r.try_get("challenge")?;
+            fresh.insert(c);
+        }
+        let ids: Vec<&str> = candidates
+            .iter()
+            .filter(|(j, _)| fresh.contains(j.challenge.0.as_slice()))
+            .map(|(j, _)| j.id.as_str())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if !ids.is_empty() {
+            let sql = format!(
+                "SELECT apparatus_id, conversion_sealed, revoked_ms FROM installed_devices \
+                 WHERE apparatus_id IN ({})",
+                store::list(1, ids.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in &ids {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                let id: String = r.try_get("apparatus_id")?;
+                let revoked = r.try_get::<Option<i64>, _>("revoked_ms")?.is_some();
+                let cv: Vec<u8> = r.try_get("conversion_sealed")?;
+                devices.insert(id, (revoked, cv));
+            }
+        }
+    }
+    let mut results = Vec::with_capacity(jobs.len());
+    let mut entries = Vec::with_capacity(jobs.len());
+    for (j, c) in jobs.iter().zip(checked) {
+        let why = match c {
+            Err(why) => why,
+            Ok(_) if !fresh.contains(j.challenge.0.as_slice()) => "challenge used before",
+            Ok(_) => match devices.get(j.id.as_str()) {
+                None => "not installed",
+                Some((true, _)) => "revoked",
+                Some((false, sealed)) => {
+                    let cv_bytes = kek.open(&cv_ctx(&j.id), sealed)?;
+                    let cv = imprint_core::ConversionValue::from_bytes(&cv_bytes)
+                        .map_err(|_| AppError::bug("stored conversion value invalid"))?;
+                    if j.response.verify(&cv, &j.id, &j.challenge).is_ok() {
+                        "ok"
+                    } else {
+                        "wrong response"
                     }
                 }
-                audit::append(
-                    tx,
-                    "device",
-                    if ok { "auth.ok" } else { "auth.fail" },
-                    json!({ "apparatus_id": id.as_str(), "reason": why }),
-                )
-                .await?;
-                Ok(ok)
-            })
-        })
-        .await?;
-    Metrics::add(
-        if ok {
-            &state.metrics.auth_ok
-        } else {
-            &state.metrics.auth_fail
-        },
-        1,
-    );
-    Ok(ok)
+            },
+        };
+        let ok = why == "ok";
+        results.push(ok);
+        entries.push(audit::NewEntry {
+            actor: "device".into(),
+            action: if ok { "auth.ok" } else { "auth.fail" }.into(),
+            detail: json!({ "apparatus_id": j.id.as_str(), "reason": why }),
+        });
+    }
+    audit::append_many(tx, &entries).await?;
+    Ok(results)
 }
 
 /// Revokes an installed apparatus ID: it fails authentication from now on.

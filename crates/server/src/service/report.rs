@@ -33,9 +33,9 @@ pub struct Report {
 /// Records an installation: checks the receipt, then the rules, then writes table 704.
 /// Exactly once: the same report again succeeds with no change; a refused report is audited.
 ///
-/// An accepted report also returns a fresh challenge for the station's closed-loop check,
-/// stored in the same transaction: one round trip and one durable commit fewer per unit than
-/// asking `challenge` separately (docs/benchmarks.md, station time per unit).
+/// An accepted report also returns a fresh challenge for the station's closed-loop check: one
+/// round trip fewer per unit than asking `challenge` separately (docs/benchmarks.md, station
+/// time per unit).
 ///
 /// With several writers: the entry's row is locked first (PostgreSQL), so two reports of one
 /// unit take turns and the second finds it recorded; two units reported with one product serial
@@ -64,8 +64,7 @@ pub async fn report(
                     "factory": factory.as_str(), "station": r.station, "receipt": hex::encode(r.receipt.0),
                 }))
                 .await?;
-                let c = super::field::store_challenge(tx, r.apparatus_id).await?;
-                Ok((outcome, c))
+                Ok((outcome, super::field::challenge(&state.kek, r.apparatus_id)))
             })
         })
         .await;

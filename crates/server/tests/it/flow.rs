@@ -620,15 +620,23 @@ async fn challenges_expire_and_installed_records_cannot_be_released() {
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert!(v["message"].as_str().unwrap().contains("revoke it instead"));
-    let c = challenge(&env, id).await;
-    sqlx::query("UPDATE challenges SET expires_at = 0")
-        .execute(env.state.store.pool())
-        .await
-        .unwrap();
+    let apparatus = imprint_core::ApparatusId::new(id).unwrap();
+    let c = imprint_server::service::field::challenge_until(
+        &env.state.kek,
+        apparatus,
+        imprint_server::now_millis() - 1,
+    );
     assert!(
         !verify(&env, id, c, answer(&mut dev, c)).await,
         "an expired challenge is refused"
     );
+    // A challenge made for another ID, or altered, does not check.
+    let other = imprint_core::ApparatusId::new("IMP-9999999999").unwrap();
+    let c = imprint_server::service::field::challenge(&env.state.kek, other);
+    assert!(!verify(&env, id, c, answer(&mut dev, c)).await, "made for another ID");
+    let mut c = challenge(&env, id).await;
+    c.0[3] ^= 1;
+    assert!(!verify(&env, id, c, answer(&mut dev, c)).await, "an altered expiry");
     let (s, _) = env.report(&env.tech, id, &serial, &receipt).await;
     assert_eq!(s, StatusCode::OK);
     let (s, v) = env.call(Method::POST, "/api/v1/report", Some(&env.tech), json!({"apparatus_id": id, "product_serial": serial, "receipt": receipt, "station": "x".repeat(65)})).await;
