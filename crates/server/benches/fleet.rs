@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use imprint_core::{
-    ApparatusId, AuthResponse, Challenge, ConversionValue, FactoryId, KeyId, ProductCode,
-    Receipt, Reply, Request as DevRequest, conversion_value,
+    ApparatusId, AuthResponse, Challenge, ConversionValue, FactoryId, KeyId, ProductCode, Reply,
+    Request as DevRequest, conversion_value,
 };
 use imprint_device::sim::{SimDevice, demo_key};
 use imprint_server::store::Store;
@@ -121,9 +121,7 @@ fn main() -> std::process::ExitCode {
     } else {
         "SQLite"
     };
-    println!(
-        "\n| field authentication, {backend}, server on 1 core | value |\n| --- | --- |"
-    );
+    println!("\n| field authentication, {backend}, server on 1 core | value |\n| --- | --- |");
     println!(
         "| challenge + verify pairs per second ({} clients, {} s) | {:.0} |",
         a.clients,
@@ -336,12 +334,8 @@ async fn load(
             let end = warm + Duration::from_secs(seconds);
             let mut tasks = Vec::new();
             for c in 0..clients {
-                let mine: Vec<(ApparatusId, ConversionValue)> = devices
-                    .iter()
-                    .skip(c)
-                    .step_by(clients)
-                    .cloned()
-                    .collect();
+                let mine: Vec<(ApparatusId, ConversionValue)> =
+                    devices.iter().skip(c).step_by(clients).cloned().collect();
                 tasks.push(tokio::task::spawn_local(async move {
                     let mut sender = connect(port).await;
                     let mut latencies = Vec::new();

@@ -96,7 +96,13 @@ pub async fn append_many(conn: &mut Conn, entries: &[NewEntry]) -> Result<(), Ap
         seq += 1;
         let detail = e.detail.to_string();
         let hash = entry_hash(seq, &at_text, &e.actor, &e.action, &detail, &prev);
-        rows.push((seq, e, detail, std::mem::replace(&mut prev, hash.clone()), hash));
+        rows.push((
+            seq,
+            e,
+            detail,
+            std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        ));
     }
     for chunk in rows.chunks(CHUNK) {
         let sql = format!(

@@ -47,10 +47,7 @@ pub fn challenge_until(kek: &Kek, id: ApparatusId, expires_ms: i64) -> Challenge
     crate::rng().fill_bytes(&mut random);
     let tag = kek.challenge_tag(&[b"imprint challenge v1", id.as_bytes(), &expires, &random]);
     let mut c = [0u8; 32];
-    for (dst, src) in c
-        .iter_mut()
-        .zip(expires.iter().chain(&random).chain(&tag))
-    {
+    for (dst, src) in c.iter_mut().zip(expires.iter().chain(&random).chain(&tag)) {
         *dst = *src;
     }
     Challenge(c)
@@ -154,7 +151,14 @@ async fn run(store: Store, kek: Arc<Kek>, metrics: Arc<Metrics>, mut rx: mpsc::R
                     last_sweep = now;
                 }
                 for (job, ok) in jobs.into_iter().zip(results) {
-                    Metrics::add(if ok { &metrics.auth_ok } else { &metrics.auth_fail }, 1);
+                    Metrics::add(
+                        if ok {
+                            &metrics.auth_ok
+                        } else {
+                            &metrics.auth_fail
+                        },
+                        1,
+                    );
                     let _ = job.answer.send(Ok(ok));
                 }
             }

@@ -283,3 +283,67 @@ async fn a_remap_while_stations_issue_leaves_no_open_record_under_the_old_key() 
     .get("n");
     assert_eq!(stale, 0, "records issued during the remap kept the old key");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_challenge_answered_on_two_servers_at_once_authenticates_once() {
+    let a = Arc::new(Env::new(4, 10).await);
+    let b = Arc::new(a.peer().await);
+    let recs = a.issue(&a.tech, 1).await;
+    let id = recs[0]["apparatus_id"].as_str().unwrap().to_string();
+    let mut dev = SimDevice::demo(1);
+    let (receipt, serial) = install(&mut dev, &recs[0]);
+    a.report(&a.tech, &id, &serial, &receipt).await;
+    for _ in 0..5 {
+        // One challenge, its right answer sent 40 times at once, half to each server: the
+        // answers share batches, and batches of both servers race for the one use.
+        let c = challenge(&a, &id).await;
+        let r = answer(&mut dev, c);
+        let mut tasks = Vec::new();
+        for n in 0..40 {
+            let server = if n % 2 == 0 { a.clone() } else { b.clone() };
+            let id = id.clone();
+            tasks.push(tokio::spawn(
+                async move { verify(&server, &id, c, r).await },
+            ));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            ok += usize::from(t.await.unwrap());
+        }
+        assert_eq!(ok, 1, "a challenge authenticates exactly once");
+    }
+    // Many devices' answers at once, on both servers: each its own, all accepted.
+    let recs = a.issue(&a.tech, 3).await;
+    let mut devs = Vec::new();
+    for (n, rec) in recs.iter().enumerate() {
+        let mut dev = SimDevice::demo(10 + n as u32);
+        let (receipt, serial) = install(&mut dev, rec);
+        let id = rec["apparatus_id"].as_str().unwrap().to_string();
+        a.report(&a.tech, &id, &serial, &receipt).await;
+        devs.push((id, dev));
+    }
+    let mut tasks = Vec::new();
+    for round in 0..30 {
+        for (id, dev) in devs.iter_mut() {
+            let server = if round % 2 == 0 { a.clone() } else { b.clone() };
+            let c = challenge(&server, id).await;
+            let r = answer(dev, c);
+            let id = id.clone();
+            tasks.push(tokio::spawn(
+                async move { verify(&server, &id, c, r).await },
+            ));
+        }
+    }
+    for t in tasks {
+        assert!(t.await.unwrap());
+    }
+    let (s, v) = a
+        .call(
+            Method::GET,
+            "/api/v1/audit/verify",
+            Some(&a.auditor),
+            Value::Null,
+        )
+        .await;
+    assert_eq!((s, v["ok"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
+}

@@ -633,10 +633,16 @@ async fn challenges_expire_and_installed_records_cannot_be_released() {
     // A challenge made for another ID, or altered, does not check.
     let other = imprint_core::ApparatusId::new("IMP-9999999999").unwrap();
     let c = imprint_server::service::field::challenge(&env.state.kek, other);
-    assert!(!verify(&env, id, c, answer(&mut dev, c)).await, "made for another ID");
+    assert!(
+        !verify(&env, id, c, answer(&mut dev, c)).await,
+        "made for another ID"
+    );
     let mut c = challenge(&env, id).await;
     c.0[3] ^= 1;
-    assert!(!verify(&env, id, c, answer(&mut dev, c)).await, "an altered expiry");
+    assert!(
+        !verify(&env, id, c, answer(&mut dev, c)).await,
+        "an altered expiry"
+    );
     let (s, _) = env.report(&env.tech, id, &serial, &receipt).await;
     assert_eq!(s, StatusCode::OK);
     let (s, v) = env.call(Method::POST, "/api/v1/report", Some(&env.tech), json!({"apparatus_id": id, "product_serial": serial, "receipt": receipt, "station": "x".repeat(65)})).await;
