@@ -101,7 +101,14 @@ fn main() -> std::process::ExitCode {
         .unwrap()
         .port();
     let mut server = serve(&dir, database.as_deref(), port);
-    let result = rt.block_on(load(port, &devices, a.clients, a.seconds));
+    let server_pid = server.id();
+    let floor = rt.block_on(load(port, &devices, a.clients, a.seconds.min(5), true));
+    let cpu_before = (cpu_seconds(server_pid), cpu_seconds(std::process::id()));
+    let result = rt.block_on(load(port, &devices, a.clients, a.seconds, false));
+    // The load ran one second of warm-up and then `seconds`.
+    let wall = (a.seconds + 1) as f64;
+    let server_cpu = (cpu_seconds(server_pid) - cpu_before.0) / wall;
+    let load_cpu = (cpu_seconds(std::process::id()) - cpu_before.1) / wall;
     server.kill().unwrap();
     server.wait().unwrap();
     let bare = bare_hmac_per_second(&devices[0]);
@@ -134,14 +141,38 @@ fn main() -> std::process::ExitCode {
         ms(result.percentile(0.99)),
         ms(result.percentile(1.0))
     );
+    println!(
+        "| CPU used: server / load generator | {:.0}% / {:.0}% of a core |",
+        server_cpu * 100.0,
+        load_cpu * 100.0
+    );
     println!("| used challenges on disk after the run | {used} |");
     println!("| bare HMAC check per second, one core (baseline) | {bare:.0} |");
+    println!(
+        "| HTTP floor: pairs of requests to an unserved path per second (baseline) | {:.0} |",
+        floor.pairs as f64 / floor.elapsed.as_secs_f64()
+    );
     assert!(
         used >= result.pairs as i64,
         "every verify answered was made durable first"
     );
     let _ = std::fs::remove_dir_all(&dir);
     std::process::ExitCode::SUCCESS
+}
+
+/// User and system CPU time of a process so far, from /proc (0 where there is none).
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11..13).map_or(0.0, |t| {
+        t.iter().filter_map(|x| x.parse::<f64>().ok()).sum()
+    });
+    // USER_HZ is 100 on Linux.
+    ticks / 100.0
 }
 
 fn ms(d: Duration) -> f64 {
@@ -315,9 +346,14 @@ async fn post(sender: &mut Sender, path: &str, body: String) -> serde_json::Valu
     let res = sender.send_request(req).await.unwrap();
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    assert!(status.is_success(), "{path}: {status} {bytes:?}");
+    let floor = path == FLOOR;
+    assert_eq!(status.is_success(), !floor, "{path}: {status} {bytes:?}");
     serde_json::from_slice(&bytes).unwrap()
 }
+
+/// A path no route serves: the router, its middleware and a JSON 404, and no work. Two of these
+/// per pair are what HTTP alone costs this server on this machine.
+const FLOOR: &str = "/api/v1/no-such-route";
 
 /// `clients` devices at once, each challenge + verify in a loop, for `seconds` after one second
 /// of warm-up.
@@ -326,6 +362,7 @@ async fn load(
     devices: &[(ApparatusId, ConversionValue)],
     clients: usize,
     seconds: u64,
+    floor: bool,
 ) -> Load {
     let local = tokio::task::LocalSet::new();
     local
@@ -347,6 +384,14 @@ async fn load(
                         }
                         let (id, cv) = &mine[i % mine.len()];
                         i += 1;
+                        if floor {
+                            post(&mut sender, FLOOR, String::new()).await;
+                            post(&mut sender, FLOOR, String::new()).await;
+                            if start >= warm {
+                                latencies.push(start.elapsed());
+                            }
+                            continue;
+                        }
                         let v = post(
                             &mut sender,
                             "/api/v1/auth/challenge",

@@ -5,9 +5,7 @@
 //! 1. issuing N records end to end (generate table 702, then issue table 708 in requests of
 //!    10,000: unseal, seal, persist, audit) against a bare seal loop and a bare SQLite insert of
 //!    the same rows;
-//! 2. challenge + verify per second on one core (with their database writes and audit
-//!    entries), beside the bare MAC check;
-//! 3. report latency with 32 stations reporting at once through the HTTP router.
+//! 2. report latency with 32 stations reporting at once through the HTTP router.
 
 #![allow(
     missing_docs,
@@ -20,8 +18,7 @@
 use std::time::{Duration, Instant};
 
 use imprint_core::{
-    ApparatusId, AuthResponse, Binding, Challenge, FactoryId, KeyId, PassPhrase, PreWriteKey,
-    ProductCode, SealedRecord, conversion_value,
+    ApparatusId, Binding, FactoryId, KeyId, PassPhrase, PreWriteKey, ProductCode, SealedRecord,
 };
 use imprint_server::store::Store;
 use imprint_server::{AppState, auth, kek::Kek, service};
@@ -230,79 +227,7 @@ async fn main() {
         db_size as f64 / 1e6
     );
 
-    // 2. Challenge + verify per second on one core.
-    let (state, dir) = fresh("auth", 10).await;
-    service::generate(&state, "bench", KeyId::new(1).unwrap(), 1, "A-")
-        .await
-        .unwrap();
-    let rec = service::issue(&state, &tech(), product, 1)
-        .await
-        .unwrap()
-        .remove(0);
-    let id = rec.apparatus_id;
-    let mut dev = imprint_device::sim::SimDevice::demo(1);
-    let sealed = rec.sealed.clone();
-    dev.transfer_out(
-        &imprint_core::Request::Install {
-            apparatus_id: id,
-            record: sealed.clone(),
-        }
-        .encode(1),
-    )
-    .unwrap();
-    let (_, reply) = imprint_core::Reply::decode(&dev.transfer_in(1024).unwrap()).unwrap();
-    let imprint_core::Reply::Installed(receipt) = reply else {
-        panic!()
-    };
-    let serial = dev.config().product_serial;
-    service::report(
-        &state,
-        &tech(),
-        &service::Report {
-            apparatus_id: id,
-            product_serial: serial,
-            receipt,
-            station: "b".into(),
-        },
-    )
-    .await
-    .unwrap();
-    let opened = sealed
-        .open(
-            &imprint_device::sim::demo_key(KeyId::new(1).unwrap()),
-            &id,
-            None,
-        )
-        .unwrap();
-    let cv = conversion_value(&id, &opened.pass_phrase);
-    let rounds = 2_000u64;
-    let t = Instant::now();
-    for _ in 0..rounds {
-        let c = service::challenge(&state.kek, id);
-        let r = AuthResponse::compute(&cv, &id, &c);
-        assert!(service::verify(&state, id, c, r).await.unwrap());
-    }
-    let auth = t.elapsed();
-    let c = Challenge([1; 32]);
-    let r = AuthResponse::compute(&cv, &id, &c);
-    let t = Instant::now();
-    for _ in 0..100_000 {
-        assert!(r.verify(&cv, &id, &c).is_ok());
-    }
-    let mac = t.elapsed();
-    println!("| authentication | per second, one core |\n| --- | --- |");
-    println!(
-        "| challenge + verify through the service (2 transactions, audit entry) | {:.0} |",
-        rate(rounds, auth)
-    );
-    println!(
-        "| bare HMAC-SHA256 check of a response | {:.0} |\n",
-        rate(100_000, mac)
-    );
-    state.store.close().await;
-    let _ = std::fs::remove_dir_all(&dir);
-
-    // 3. Report latency, 32 stations at once through the router.
+    // 2. Report latency, 32 stations at once through the router.
     let stations = 32u32;
     let per_station = 20u32;
     let total = u64::from(stations * per_station);

@@ -109,7 +109,7 @@ pub async fn append_many(conn: &mut Conn, entries: &[NewEntry]) -> Result<(), Ap
             "INSERT INTO audit_log (seq, at_ms, actor, action, detail, prev_hash, hash) VALUES {}",
             store::values(chunk.len(), 7)
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query(store::bulk(conn, sql));
         for (seq, e, detail, prev, hash) in chunk {
             q = q
                 .bind(*seq)

@@ -234,6 +234,36 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_micros(base * 1000 + jitter * base)
 }
 
+/// A statement with many parameters (a multi-row insert, a long `IN` list), its `$1 .. $n`
+/// written for this connection's database. On SQLite they become plain `?`: looking up a
+/// numbered parameter costs SQLite a scan of all of them, so a statement of 1,600 numbered
+/// parameters spends most of its time finding them (measured: issuing ran at a quarter of its
+/// speed). The `$` numbers must run 1, 2, 3 ... in the text, each once, as the builders below
+/// write them and the binds follow.
+pub fn bulk(conn: &Conn, sql: String) -> sqlx::AssertSqlSafe<String> {
+    if backend_of(conn) == Backend::Postgres {
+        return sqlx::AssertSqlSafe(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    let mut expected = 1u64;
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            let mut n = 0u64;
+            while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                n = n * 10 + u64::from(d);
+                chars.next();
+            }
+            debug_assert_eq!(n, expected, "bulk statements number their parameters in order");
+            expected += 1;
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    sqlx::AssertSqlSafe(out)
+}
+
 /// `($1, $2, ...), ($n, ...)`: placeholders for a multi-row `VALUES` of `rows` rows of `cols`
 /// columns (sqlx's query builder writes `?`, which PostgreSQL does not take through `Any`).
 pub fn values(rows: usize, cols: usize) -> String {

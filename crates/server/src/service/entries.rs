@@ -4,7 +4,7 @@ use imprint_api::Generated;
 use imprint_api::error::LineError;
 use imprint_core::{ApparatusId, KeyId, PassPhrase, TableError};
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::Row;
 
 use super::{Stage, key_exists, pass_ctx};
 use crate::error::AppError;
@@ -49,7 +49,7 @@ async fn insert_entries(
              ON CONFLICT (apparatus_id) DO NOTHING",
             store::values(chunk.len(), 5)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(store::bulk(conn, sql));
         for (id, pass, key_id, seq) in chunk {
             q = q
                 .bind(id.as_str())

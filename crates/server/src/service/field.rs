@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use imprint_core::{ApparatusId, AuthResponse, Challenge};
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use super::cv_ctx;
@@ -212,7 +212,7 @@ async fn decide(
              ON CONFLICT (challenge) DO NOTHING RETURNING challenge",
             store::values(candidates.len(), 2)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(store::bulk(tx, sql));
         for (j, expires) in &candidates {
             q = q.bind(j.challenge.0.as_slice()).bind(*expires);
         }
@@ -233,7 +233,7 @@ async fn decide(
                  WHERE apparatus_id IN ({})",
                 store::list(1, ids.len())
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = sqlx::query(store::bulk(tx, sql));
             for id in &ids {
                 q = q.bind(*id);
             }

@@ -6,7 +6,7 @@ use imprint_core::{
     ApparatusId, AuthInfo, Binding, FactoryId, ProductCode, Quota, SealedRecord, TableError,
 };
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::Row;
 
 use super::entries::CHUNK;
 use super::{Stage, key_id_of, load_key, nonce_ctx, open_pass, pick};
@@ -153,7 +153,7 @@ pub(super) async fn issue_in(
              WHERE state = $4 AND apparatus_id IN ({})",
             store::list(5, chunk.len())
         );
-        let mut upd = sqlx::query(AssertSqlSafe(sql))
+        let mut upd = sqlx::query(store::bulk(tx, sql))
             .bind(Stage::Issued.as_str())
             .bind(factory.as_str())
             .bind(product.as_str())
@@ -172,7 +172,7 @@ pub(super) async fn issue_in(
             "INSERT INTO factory_records (apparatus_id, sealed, key_id, factory_id, product_code, issued_ms, lease_id, nonce_sealed) VALUES {}",
             store::values(chunk.len(), 8)
         );
-        let mut ins = sqlx::query(AssertSqlSafe(sql));
+        let mut ins = sqlx::query(store::bulk(tx, sql));
         for (e, (rec, nonce)) in chunk.iter().zip(&sealed) {
             ins = ins
                 .bind(e.apparatus_id.as_str())
