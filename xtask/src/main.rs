@@ -592,6 +592,21 @@ fn portal() -> Result<PathBuf> {
 
 fn bench() -> Result {
     cargo(&["bench", "-p", "imprint-server", "--bench", "server"])?;
+    // Field authentication from outside, on SQLite and then on a PostgreSQL cluster of its own.
+    let fleet = [
+        "bench",
+        "-p",
+        "imprint-server",
+        "--bench",
+        "fleet",
+        "--",
+        "--seconds",
+        "8",
+    ];
+    cargo(&fleet)?;
+    let cluster = postgres::Cluster::start(&postgres::ensure_postgres()?)?;
+    cargo_env(&fleet, &[("DATABASE_URL".into(), cluster.url())])?;
+    drop(cluster);
     cargo(&["bench", "-p", "imprint-core", "--bench", "seal"])?;
     if Command::new("openssl").arg("version").output().is_err() {
         return Err(Failure(

@@ -254,7 +254,10 @@ pub fn bulk(conn: &Conn, sql: String) -> sqlx::AssertSqlSafe<String> {
                 n = n * 10 + u64::from(d);
                 chars.next();
             }
-            debug_assert_eq!(n, expected, "bulk statements number their parameters in order");
+            debug_assert_eq!(
+                n, expected,
+                "bulk statements number their parameters in order"
+            );
             expected += 1;
             out.push('?');
         } else {
