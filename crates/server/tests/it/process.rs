@@ -560,6 +560,13 @@ struct OwnCluster {
 
 impl OwnCluster {
     fn start() -> OwnCluster {
+        let cluster = OwnCluster::init();
+        cluster.up();
+        cluster
+    }
+
+    /// A fresh cluster, configured and not started.
+    fn init() -> OwnCluster {
         let bin = std::path::PathBuf::from(
             std::env::var("IMPRINT_TEST_PG_BIN")
                 .expect("the PostgreSQL run needs IMPRINT_TEST_PG_BIN (cargo xtask test sets it)"),
@@ -567,17 +574,14 @@ impl OwnCluster {
         let run_as = std::env::var("IMPRINT_TEST_PG_RUNAS")
             .ok()
             .filter(|u| !u.is_empty());
-        let dir = crate::temp_dir("pgcrash");
-        if let Some(user) = &run_as {
-            let ok = Command::new("chown").arg(user).arg(&dir).status().unwrap();
-            assert!(ok.success());
-        }
+        let dir = crate::temp_dir("pgown");
         let cluster = OwnCluster {
             dir,
             bin,
             run_as,
             port: free_port(),
         };
+        cluster.give(&cluster.dir);
         let data = cluster.dir.join("data");
         cluster.pg(
             "initdb",
@@ -594,18 +598,40 @@ impl OwnCluster {
                 "--locale=C",
             ],
         );
-        let conf = format!(
+        cluster.configure(&format!(
             "port = {}\nunix_socket_directories = '{}'\nlisten_addresses = '127.0.0.1'\nmax_connections = 200\n",
             cluster.port,
             cluster.dir.display()
-        );
+        ));
+        cluster
+    }
+
+    /// Appends to postgresql.conf.
+    fn configure(&self, lines: &str) {
         let mut f = std::fs::OpenOptions::new()
             .append(true)
-            .open(data.join("postgresql.conf"))
+            .open(self.dir.join("data/postgresql.conf"))
             .unwrap();
-        std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
-        cluster.up();
-        cluster
+        std::io::Write::write_all(&mut f, lines.as_bytes()).unwrap();
+    }
+
+    /// Writes a file into the data folder, owned by the user the cluster runs as, private.
+    fn put(&self, name: &str, text: &str) {
+        let path = self.dir.join("data").join(name);
+        std::fs::write(&path, text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        self.give(&path);
+    }
+
+    fn give(&self, path: &std::path::Path) {
+        if let Some(user) = &self.run_as {
+            let ok = Command::new("chown").arg(user).arg(path).status().unwrap();
+            assert!(ok.success());
+        }
     }
 
     fn pg(&self, tool: &str, args: &[&str]) {
@@ -906,4 +932,75 @@ fn three_servers_on_postgresql_survive_a_sigkill_and_a_database_crash_mid_batch(
         s.wait().unwrap();
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn postgresql_over_tls_checks_the_server_and_a_plain_connection_is_refused() {
+    if !crate::on_postgres() {
+        eprintln!("runs on the PostgreSQL run of the suite (IMPRINT_TEST_DATABASE=postgres)");
+        return;
+    }
+    use imprint_server::store::Store;
+    let cluster = OwnCluster::init();
+    // The operators' own CA, and the database server's certificate from it.
+    let ca = |cn: &str| {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = p.self_signed(&key).unwrap();
+        (rcgen::Issuer::new(p, key), cert)
+    };
+    let (issuer, ca_cert) = ca("Brand owner operations CA");
+    let (_, other_ca) = ca("Someone else's CA");
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server_cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    cluster.put("server.crt", &server_cert.pem());
+    cluster.put("server.key", &server_key.serialize_pem());
+    cluster.configure("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+    cluster.put(
+        "pg_hba.conf",
+        "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+    );
+    cluster.up();
+    let roots = |name: &str, pem: &str| {
+        let path = cluster.dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    let ours = roots("ca.crt", &ca_cert.pem());
+    let theirs = roots("other-ca.crt", &other_ca.pem());
+    let base = cluster.url();
+    // Verified against the operators' CA: connects, migrates, works.
+    let store = Store::open(&format!(
+        "{base}?sslmode=verify-full&sslrootcert={}",
+        ours.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("SELECT COUNT(*) FROM users")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    // Without TLS the database refuses; against another CA, or the public roots, the server
+    // refuses the database's certificate.
+    for (url, why) in [
+        (format!("{base}?sslmode=disable"), "a plain connection"),
+        (
+            format!(
+                "{base}?sslmode=verify-full&sslrootcert={}",
+                theirs.display()
+            ),
+            "another CA",
+        ),
+        (format!("{base}?sslmode=verify-full"), "the public roots"),
+    ] {
+        let e = Store::open(&url).await.unwrap_err().to_string();
+        eprintln!("{why}: {e}");
+        assert!(e.contains("cannot open database"), "{why}: {e}");
+    }
 }
