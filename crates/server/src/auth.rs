@@ -168,7 +168,11 @@ pub async fn login(
     addr: Option<std::net::IpAddr>,
 ) -> Result<(SessionToken, User), AppError> {
     let tag = state.kek.name_tag(username);
-    if let Err(retry_after_secs) = state.throttle.check(tag, addr) {
+    if let Err(retry_after_secs) = state
+        .throttle
+        .check(state.store.pool(), tag, addr, now_millis())
+        .await?
+    {
         let detail =
             serde_json::json!({ "name_tag": hex::encode(tag), "retry_after_s": retry_after_secs });
         state
@@ -199,7 +203,6 @@ pub async fn login(
         .verify_password(password.as_bytes(), stored.as_str())
         .is_ok();
     let (Some(row), true) = (row.as_ref(), verified) else {
-        state.throttle.failed(tag, addr);
         crate::metrics::Metrics::add(&state.metrics.login_fail, 1);
         let (actor, detail) = match row {
             Some(_) => (username, serde_json::json!({})),
@@ -208,10 +211,14 @@ pub async fn login(
                 serde_json::json!({ "name_tag": hex::encode(tag) }),
             ),
         };
+        let throttle = state.throttle;
         state
             .store
             .write(&(actor, detail), |tx, (actor, detail)| {
-                Box::pin(audit::append(tx, actor, "login.fail", detail.clone()))
+                Box::pin(async move {
+                    throttle.failed(tx, tag, addr, now_millis()).await?;
+                    audit::append(tx, actor, "login.fail", detail.clone()).await
+                })
             })
             .await?;
         return Err(AppError::Unauthorized("wrong user name or password".into()));

@@ -36,8 +36,9 @@ pub struct AppState {
     pub kek: Arc<kek::Kek>,
     /// Counters for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
-    /// Failed sign-ins per user name and address.
-    pub throttle: Arc<throttle::Throttle>,
+    /// The allowances of failed sign-ins per user name and address (the counts are in the
+    /// database).
+    pub throttle: throttle::Throttle,
     /// Checks field authentications in batches, one commit per batch.
     pub verifier: service::Verifier,
 }
@@ -53,7 +54,7 @@ impl AppState {
             store,
             kek,
             metrics,
-            throttle: Arc::new(throttle::Throttle::default()),
+            throttle: throttle::Throttle::default(),
         }
     }
 }

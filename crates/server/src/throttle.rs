@@ -1,61 +1,71 @@
 //! A brake on password guessing: failed sign-ins are counted per user name and per client
-//! address (GCRA through `governor`), and past the allowance further attempts are refused with
-//! `429 too_many_attempts` and `Retry-After`, before any password is checked.
+//! address (GCRA, the generic cell rate algorithm), and past the allowance further attempts are
+//! refused with `429 too_many_attempts` and `Retry-After`, before any password is checked.
 //!
 //! Why both keys: per name stops guessing one account from many addresses; per address stops
 //! one machine from trying many accounts. Only failures count, so a shared station PC where
 //! technicians sign in and out all shift is never braked. The allowance replenishes with time,
-//! so the right password works again once the wait is over. The state is in memory: a restart
-//! forgets it (the audit log keeps every failed attempt).
+//! so the right password works again once the wait is over.
+//!
+//! The state is in the database (`login_brakes`), not in the process: with several server
+//! processes behind a balancer, an attacker who spreads attempts over them is braked as if
+//! there were one, and a restart forgets nothing. The arithmetic is [`on_failure`], pure.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sqlx::Row;
 
-/// What is counted: a user name (as a keyed tag, so no typed name is kept) or an address.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Name([u8; 16]),
-    Addr(IpAddr),
-}
+use crate::error::AppError;
+use crate::store::{self, Conn};
 
 /// How many failures are allowed at once and how fast the allowance comes back.
 #[derive(Debug, Clone, Copy)]
 pub struct Allowance {
     /// Failures allowed in a row.
     pub burst: NonZeroU32,
-    /// One more failure allowed after each such interval (not zero).
+    /// One more failure allowed after each such interval.
     pub every: Duration,
 }
 
-impl Allowance {
-    /// # Panics
-    /// If `every` is zero: allowances are constants of the server and its tests.
-    #[allow(clippy::expect_used)]
-    fn quota(self) -> Quota {
-        Quota::with_period(self.every)
-            .expect("an allowance's interval is not zero")
-            .allow_burst(self.burst)
+/// What one more failure does to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Within the allowance: counted; the key's new theoretical arrival time (Unix ms).
+    Counted {
+        /// When the key's allowance is whole again.
+        tat_ms: i64,
+    },
+    /// Past it: not counted; no attempt is taken for the key until then (Unix ms).
+    Blocked {
+        /// The end of the wait.
+        until_ms: i64,
+    },
+}
+
+/// GCRA: each failure moves the key's theoretical arrival time `tat` one interval on from
+/// `max(tat, now)`; a failure that would put it more than `burst` intervals ahead of now is
+/// past the allowance, and the wait is until it would not be.
+pub fn on_failure(a: Allowance, tat_ms: Option<i64>, now_ms: i64) -> Step {
+    let every = i64::try_from(a.every.as_millis()).unwrap_or(i64::MAX);
+    let tolerance = every.saturating_mul(i64::from(a.burst.get()));
+    let next = tat_ms.unwrap_or(now_ms).max(now_ms).saturating_add(every);
+    if next.saturating_sub(now_ms) <= tolerance {
+        Step::Counted { tat_ms: next }
+    } else {
+        Step::Blocked {
+            until_ms: next.saturating_sub(tolerance),
+        }
     }
 }
 
-/// Failed sign-ins per user name and per address.
+/// Failed sign-ins per user name and per address: the allowances; the counts are in the
+/// database.
+#[derive(Debug, Clone, Copy)]
 pub struct Throttle {
-    names: DefaultKeyedRateLimiter<[u8; 16]>,
-    addrs: DefaultKeyedRateLimiter<IpAddr>,
-    blocked: Mutex<HashMap<Key, Instant>>,
-    clock: DefaultClock,
-}
-
-impl std::fmt::Debug for Throttle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Throttle")
-    }
+    per_name: Allowance,
+    per_addr: Allowance,
 }
 
 impl Default for Throttle {
@@ -75,56 +85,97 @@ impl Default for Throttle {
     }
 }
 
+/// The keys of one attempt, as stored: a user name's keyed tag (so no typed name is kept) and
+/// the client's address.
+fn keys(name: [u8; 16], addr: Option<IpAddr>) -> Vec<String> {
+    std::iter::once(format!("name:{}", hex::encode(name)))
+        .chain(addr.map(|a| format!("addr:{a}")))
+        .collect()
+}
+
 impl Throttle {
     /// A throttle with the given allowances.
     pub fn new(per_name: Allowance, per_addr: Allowance) -> Throttle {
-        Throttle {
-            names: RateLimiter::keyed(per_name.quota()),
-            addrs: RateLimiter::keyed(per_addr.quota()),
-            blocked: Mutex::new(HashMap::new()),
-            clock: DefaultClock::default(),
-        }
-    }
-
-    fn keys(name: [u8; 16], addr: Option<IpAddr>) -> impl Iterator<Item = Key> {
-        std::iter::once(Key::Name(name)).chain(addr.map(Key::Addr))
+        Throttle { per_name, per_addr }
     }
 
     /// Before a sign-in is checked: `Err(seconds)` while the name or the address must wait.
-    pub fn check(&self, name: [u8; 16], addr: Option<IpAddr>) -> Result<(), u64> {
-        let now = Instant::now();
-        let blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
-        let wait = Self::keys(name, addr)
-            .filter_map(|k| blocked.get(&k))
-            .filter(|until| **until > now)
-            .map(|until| *until - now)
-            .max();
-        match wait {
-            Some(w) => Err(w.as_secs() + 1),
-            None => Ok(()),
+    pub async fn check(
+        &self,
+        pool: &sqlx::AnyPool,
+        name: [u8; 16],
+        addr: Option<IpAddr>,
+        now_ms: i64,
+    ) -> Result<Result<(), u64>, AppError> {
+        let keys = keys(name, addr);
+        let sql = format!(
+            "SELECT blocked_until_ms FROM login_brakes WHERE brake_key IN ({})",
+            store::list(1, keys.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for k in &keys {
+            q = q.bind(k.as_str());
         }
+        let mut until = 0i64;
+        for r in q.fetch_all(pool).await? {
+            until = until.max(r.try_get("blocked_until_ms")?);
+        }
+        Ok(if until > now_ms {
+            Err(((until - now_ms) / 1000).unsigned_abs() + 1)
+        } else {
+            Ok(())
+        })
     }
 
-    /// A sign-in failed: count it, and start a wait where the allowance is used up.
-    pub fn failed(&self, name: [u8; 16], addr: Option<IpAddr>) {
-        let now = self.clock.now();
-        let mut waits = Vec::new();
-        if let Err(n) = self.names.check_key(&name) {
-            waits.push((Key::Name(name), n.wait_time_from(now)));
-        }
-        if let Some(a) = addr
-            && let Err(n) = self.addrs.check_key(&a)
+    /// A sign-in failed: count it for the name and the address, inside the caller's
+    /// transaction (with the audit entry of the failure). Rows whose allowance is whole again
+    /// and whose wait is over are dropped.
+    pub async fn failed(
+        &self,
+        conn: &mut Conn,
+        name: [u8; 16],
+        addr: Option<IpAddr>,
+        now_ms: i64,
+    ) -> Result<(), AppError> {
+        sqlx::query("DELETE FROM login_brakes WHERE tat_ms < $1 AND blocked_until_ms < $1")
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await?;
+        for (key, allowance) in keys(name, addr)
+            .into_iter()
+            .zip([self.per_name, self.per_addr])
         {
-            waits.push((Key::Addr(a), n.wait_time_from(now)));
+            // Locked on PostgreSQL, so two processes counting one key take turns.
+            let row = sqlx::query(crate::service::pick(
+                conn,
+                "SELECT tat_ms, blocked_until_ms FROM login_brakes WHERE brake_key = $1",
+                "SELECT tat_ms, blocked_until_ms FROM login_brakes WHERE brake_key = $1 FOR UPDATE",
+            ))
+            .bind(key.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+            let (tat, blocked) = match &row {
+                Some(r) => (
+                    Some(r.try_get::<i64, _>("tat_ms")?),
+                    r.try_get::<i64, _>("blocked_until_ms")?,
+                ),
+                None => (None, 0),
+            };
+            let (tat, blocked) = match on_failure(allowance, tat, now_ms) {
+                Step::Counted { tat_ms } => (tat_ms, blocked),
+                Step::Blocked { until_ms } => (tat.unwrap_or(now_ms), until_ms.max(blocked)),
+            };
+            sqlx::query(
+                "INSERT INTO login_brakes (brake_key, tat_ms, blocked_until_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (brake_key) DO UPDATE SET tat_ms = excluded.tat_ms, \
+                 blocked_until_ms = excluded.blocked_until_ms",
+            )
+            .bind(key.as_str())
+            .bind(tat)
+            .bind(blocked)
+            .execute(&mut *conn)
+            .await?;
         }
-        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
-        let at = Instant::now();
-        blocked.retain(|_, until| *until > at);
-        for (k, w) in waits {
-            blocked.insert(k, at + w);
-        }
-        drop(blocked);
-        self.names.retain_recent();
-        self.addrs.retain_recent();
+        Ok(())
     }
 }

@@ -131,7 +131,7 @@ async fn product_key(conn: &mut Conn, code: &ProductCode) -> Result<Option<KeyId
 /// The statement for this connection's database: `sqlite` or `postgres`, which differ only
 /// where PostgreSQL, with many writers at once, must lock rows (`FOR UPDATE`, `SKIP LOCKED`)
 /// that SQLite's one writer has to itself anyway.
-fn pick(conn: &Conn, sqlite: &'static str, postgres: &'static str) -> &'static str {
+pub(crate) fn pick(conn: &Conn, sqlite: &'static str, postgres: &'static str) -> &'static str {
     match crate::store::backend_of(conn) {
         crate::store::Backend::Postgres => postgres,
         crate::store::Backend::Sqlite => sqlite,

@@ -347,3 +347,25 @@ async fn a_challenge_answered_on_two_servers_at_once_authenticates_once() {
         .await;
     assert_eq!((s, v["ok"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
 }
+
+#[tokio::test]
+async fn failed_sign_ins_spread_over_two_servers_are_braked_as_on_one() {
+    let a = Env::new(0, 10).await;
+    let b = a.peer().await;
+    let login = |env: &Env, password: &str| {
+        let body = json!({"username": "admin", "password": password});
+        async move {
+            env.call(Method::POST, "/api/v1/login", None, body)
+                .await
+                .0
+        }
+    };
+    // Five failures per name are allowed; the sixth starts a wait. Spread over two servers,
+    // each sees three: braked all the same.
+    for n in 0..6 {
+        let server = if n % 2 == 0 { &a } else { &b };
+        assert_eq!(login(server, "wrong-password").await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(login(&a, "password-123").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(login(&b, "password-123").await, StatusCode::TOO_MANY_REQUESTS);
+}

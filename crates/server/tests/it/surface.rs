@@ -186,7 +186,7 @@ async fn every_documented_counter_moves() {
 async fn failed_sign_ins_are_throttled_and_the_right_password_works_after_the_wait() {
     let env = Env::new(0, 10).await;
     let mut state = env.state.clone();
-    state.throttle = Arc::new(Throttle::new(
+    state.throttle = Throttle::new(
         Allowance {
             burst: std::num::NonZeroU32::new(3).unwrap(),
             every: Duration::from_millis(1500),
@@ -195,7 +195,7 @@ async fn failed_sign_ins_are_throttled_and_the_right_password_works_after_the_wa
             burst: std::num::NonZeroU32::new(100).unwrap(),
             every: Duration::from_millis(10),
         },
-    ));
+    );
     let app = imprint_server::app(state);
     let login = |p: &str| {
         post(
@@ -362,4 +362,23 @@ async fn one_log_line_per_request_without_secrets() {
         "a session token reached the log"
     );
     assert!(!text.contains("password-123"), "a password reached the log");
+}
+
+#[test]
+fn the_brake_counts_a_burst_then_one_failure_per_interval() {
+    use imprint_server::throttle::{Step, on_failure};
+    let a = Allowance {
+        burst: std::num::NonZeroU32::new(3).unwrap(),
+        every: Duration::from_millis(1000),
+    };
+    let mut tat = None;
+    for expected in [1000, 2000, 3000] {
+        assert_eq!(on_failure(a, tat, 0), Step::Counted { tat_ms: expected });
+        tat = Some(expected);
+    }
+    // The fourth at once waits until one interval has passed; it is not counted.
+    assert_eq!(on_failure(a, tat, 0), Step::Blocked { until_ms: 1000 });
+    assert_eq!(on_failure(a, tat, 1000), Step::Counted { tat_ms: 4000 });
+    // After a quiet spell the whole burst is back.
+    assert_eq!(on_failure(a, Some(4000), 60_000), Step::Counted { tat_ms: 61_000 });
 }
