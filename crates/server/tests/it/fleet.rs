@@ -352,20 +352,26 @@ async fn a_challenge_answered_on_two_servers_at_once_authenticates_once() {
 async fn failed_sign_ins_spread_over_two_servers_are_braked_as_on_one() {
     let a = Env::new(0, 10).await;
     let b = a.peer().await;
-    let login = |env: &Env, password: &str| {
-        let body = json!({"username": "admin", "password": password});
-        async move {
-            env.call(Method::POST, "/api/v1/login", None, body)
-                .await
-                .0
-        }
-    };
     // Five failures per name are allowed; the sixth starts a wait. Spread over two servers,
     // each sees three: braked all the same.
     for n in 0..6 {
         let server = if n % 2 == 0 { &a } else { &b };
-        assert_eq!(login(server, "wrong-password").await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            sign_in(server, "wrong-password").await,
+            StatusCode::UNAUTHORIZED
+        );
     }
-    assert_eq!(login(&a, "password-123").await, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(login(&b, "password-123").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        sign_in(&a, "password-123").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        sign_in(&b, "password-123").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+async fn sign_in(env: &Env, password: &str) -> StatusCode {
+    let body = json!({"username": "admin", "password": password});
+    env.call(Method::POST, "/api/v1/login", None, body).await.0
 }

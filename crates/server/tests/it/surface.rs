@@ -380,5 +380,8 @@ fn the_brake_counts_a_burst_then_one_failure_per_interval() {
     assert_eq!(on_failure(a, tat, 0), Step::Blocked { until_ms: 1000 });
     assert_eq!(on_failure(a, tat, 1000), Step::Counted { tat_ms: 4000 });
     // After a quiet spell the whole burst is back.
-    assert_eq!(on_failure(a, Some(4000), 60_000), Step::Counted { tat_ms: 61_000 });
+    assert_eq!(
+        on_failure(a, Some(4000), 60_000),
+        Step::Counted { tat_ms: 61_000 }
+    );
 }
