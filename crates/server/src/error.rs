@@ -155,18 +155,19 @@ impl From<sqlx::Error> for AppError {
 
 /// Whether `e` says the database cannot be reached now, rather than that it refused or that
 /// something is wrong: no connection, a broken one, no free connection in time, or
-/// PostgreSQL's connection exceptions (class 08) and shutdown or start-up in progress (57P01,
-/// 57P02, 57P03).
+/// PostgreSQL's connection exceptions (class 08), shutdown or start-up in progress (57P01,
+/// 57P02, 57P03), no connection slot left (53300), and a write that reached a standby during a
+/// failover (25006). A TLS failure is not among them: a certificate that does not check is a
+/// fault of the set-up, to be fixed, not waited out.
 fn database_away(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(d) => d
-            .code()
-            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300" | "25006")
+        }),
         _ => false,
     }
 }

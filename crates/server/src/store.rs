@@ -148,10 +148,13 @@ impl Store {
                     Backend::Sqlite => Some(self.sqlite_writers.lock().await),
                     Backend::Postgres => None,
                 };
-                let mut tx = self.begin().await?;
-                match body(&mut tx, ctx).await {
-                    Ok(value) => tx.commit().await.map(|()| value).map_err(AppError::from),
-                    // Dropping the transaction rolls it back.
+                match self.begin().await {
+                    Ok(mut tx) => match body(&mut tx, ctx).await {
+                        Ok(value) => tx.commit().await.map(|()| value).map_err(AppError::from),
+                        // Dropping the transaction rolls it back.
+                        Err(e) => Err(e),
+                    },
+                    // `BEGIN IMMEDIATE` itself meets SQLite's busy when another process writes.
                     Err(e) => Err(e),
                 }
             };

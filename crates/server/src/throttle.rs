@@ -145,7 +145,16 @@ impl Throttle {
             .into_iter()
             .zip([self.per_name, self.per_addr])
         {
-            // Locked on PostgreSQL, so two processes counting one key take turns.
+            // The key's row made if missing, then locked (PostgreSQL), so that failures
+            // counted at once by several processes take turns instead of each counting from
+            // nothing. A time of 0 is a key with its whole allowance.
+            sqlx::query(
+                "INSERT INTO login_brakes (brake_key, tat_ms, blocked_until_ms) VALUES ($1, 0, 0) \
+                 ON CONFLICT (brake_key) DO NOTHING",
+            )
+            .bind(key.as_str())
+            .execute(&mut *conn)
+            .await?;
             let row = sqlx::query(crate::service::pick(
                 conn,
                 "SELECT tat_ms, blocked_until_ms FROM login_brakes WHERE brake_key = $1",

@@ -181,8 +181,10 @@ async fn decide(
     sweep: bool,
 ) -> Result<Vec<bool>, AppError> {
     if sweep {
+        // A margin of one lifetime: a process whose clock is behind this one's still takes a
+        // challenge as unexpired, and must still find its use.
         sqlx::query("DELETE FROM used_challenges WHERE expires_at < $1")
-            .bind(now)
+            .bind(now - CHALLENGE_MILLIS)
             .execute(&mut *tx)
             .await?;
     }
@@ -199,11 +201,14 @@ async fn decide(
             }
         })
         .collect();
-    let candidates: Vec<(&Job, i64)> = jobs
+    let mut candidates: Vec<(&Job, i64)> = jobs
         .iter()
         .zip(&checked)
         .filter_map(|(j, c)| c.ok().map(|e| (j, e)))
         .collect();
+    // In one order everywhere: two processes inserting overlapping challenges in opposite
+    // orders would deadlock each other (anyone can mint challenges and send them twice).
+    candidates.sort_unstable_by_key(|(j, _)| j.challenge.0);
     let mut fresh = HashSet::new();
     let mut devices = HashMap::new();
     if !candidates.is_empty() {
@@ -255,13 +260,18 @@ async fn decide(
                 None => "not installed",
                 Some((true, _)) => "revoked",
                 Some((false, sealed)) => {
-                    let cv_bytes = kek.open(&cv_ctx(&j.id), sealed)?;
-                    let cv = imprint_core::ConversionValue::from_bytes(&cv_bytes)
-                        .map_err(|_| AppError::bug("stored conversion value invalid"))?;
-                    if j.response.verify(&cv, &j.id, &j.challenge).is_ok() {
-                        "ok"
-                    } else {
-                        "wrong response"
+                    // A value that does not open is this device's fault of the store (or a
+                    // process with another KEK): it fails this answer, not the batch.
+                    let cv = kek.open(&cv_ctx(&j.id), sealed).ok().and_then(|b| {
+                        imprint_core::ConversionValue::from_bytes(&b).ok()
+                    });
+                    match cv {
+                        None => {
+                            tracing::error!(apparatus_id = %j.id, "the stored conversion value does not open: wrong kek.key, or an altered database");
+                            "stored value does not open"
+                        }
+                        Some(cv) if j.response.verify(&cv, &j.id, &j.challenge).is_ok() => "ok",
+                        Some(_) => "wrong response",
                     }
                 }
             },

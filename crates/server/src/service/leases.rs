@@ -175,7 +175,30 @@ pub async fn expire_leases(state: &AppState, now: i64) -> Result<u64, AppError> 
                     let mut returned = 0i64;
                     for r in &open {
                         let id: String = r.try_get("apparatus_id")?;
-                        // Only an entry still issued goes back (a report may have won the race).
+                        // The entry's row first, locked on PostgreSQL: every writer of its
+                        // record (report, release, issue, remap) holds that lock, so what is
+                        // read next stays true until the commit. Then only a record still this
+                        // lease's and still open goes back: since the read above, the unit may
+                        // have been reported, or the record released and issued anew.
+                        let locked = sqlx::query(pick(
+                            tx,
+                            "SELECT state FROM auth_info WHERE apparatus_id = $1",
+                            "SELECT state FROM auth_info WHERE apparatus_id = $1 FOR UPDATE",
+                        ))
+                        .bind(id.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        let still = sqlx::query(
+                            "SELECT apparatus_id FROM factory_records \
+                             WHERE apparatus_id = $1 AND lease_id = $2 AND product_serial IS NULL",
+                        )
+                        .bind(id.as_str())
+                        .bind(lease_id.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if locked.is_none() || still.is_none() {
+                            continue;
+                        }
                         let back = sqlx::query(
                             "UPDATE auth_info SET state = $1, factory_id = NULL, product_code = NULL \
                              WHERE apparatus_id = $2 AND state = $3",

@@ -31,7 +31,8 @@ pub struct Report {
 }
 
 /// Records an installation: checks the receipt, then the rules, then writes table 704.
-/// Exactly once: the same report again succeeds with no change; a refused report is audited.
+/// Exactly once: the same report again succeeds with no change; a refused report is audited
+/// (a fault or an outage is no refusal, and is not).
 ///
 /// An accepted report also returns a fresh challenge for the station's closed-loop check: one
 /// round trip fewer per unit than asking `challenge` separately (docs/benchmarks.md, station
@@ -75,24 +76,27 @@ pub async fn report(
             }
             Ok((outcome, c))
         }
+        // A fault or an outage is not a refusal: the report may even have been recorded (a
+        // commit whose answer was lost), and the station sends it again.
+        Err(e) if e.code().status() >= 500 => Err(e),
         Err(e) => {
             Metrics::add(&state.metrics.refused, 1);
-            // The code only: never the error's text, which for a fault holds internal detail.
+            // The code only: never the error's text.
             let detail = json!({
                 "apparatus_id": r.apparatus_id.as_str(), "product_serial": r.product_serial.as_str(),
                 "factory": factory.as_str(), "station": r.station, "reason": e.code().as_str(),
             });
-            state
+            let audited = state
                 .store
                 .write(&(user, detail), |tx, (user, detail)| {
-                    Box::pin(audit::append(
-                        tx,
-                        &user.username,
-                        "report.refused",
-                        detail.clone(),
-                    ))
+                    Box::pin(audit::append(tx, &user.username, "report.refused", detail.clone()))
                 })
-                .await?;
+                .await;
+            // The station is told why its report was refused even when the refusal could not
+            // be written down; the log says that it was not.
+            if let Err(a) = audited {
+                tracing::error!(error = %a, "a refused report could not be audited");
+            }
             Err(e)
         }
     }

@@ -375,3 +375,63 @@ async fn sign_in(env: &Env, password: &str) -> StatusCode {
     let body = json!({"username": "admin", "password": password});
     env.call(Method::POST, "/api/v1/login", None, body).await.0
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_sign_ins_at_the_same_moment_all_count() {
+    let a = Arc::new(Env::new(0, 10).await);
+    let b = Arc::new(a.peer().await);
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let server = if n % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            sign_in(&server, "wrong-password").await
+        }));
+    }
+    for t in tasks {
+        let s = t.await.unwrap();
+        assert!(
+            s == StatusCode::UNAUTHORIZED || s == StatusCode::TOO_MANY_REQUESTS,
+            "{s}"
+        );
+    }
+    // Eight failures at once, five allowed: braked, however they interleaved.
+    assert_eq!(
+        sign_in(&a, "password-123").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_device_whose_stored_value_does_not_open_fails_alone_not_its_batch() {
+    let env = Arc::new(Env::new(4, 10).await);
+    let recs = env.issue(&env.tech, 2).await;
+    let mut devs = Vec::new();
+    for (n, rec) in recs.iter().enumerate() {
+        let mut dev = SimDevice::demo(20 + n as u32);
+        let (receipt, serial) = install(&mut dev, rec);
+        let id = rec["apparatus_id"].as_str().unwrap().to_string();
+        env.report(&env.tech, &id, &serial, &receipt).await;
+        devs.push((id, dev));
+    }
+    // The first device's sealed conversion value, damaged behind the server's back.
+    sqlx::query("UPDATE installed_devices SET conversion_sealed = $1 WHERE apparatus_id = $2")
+        .bind(vec![0u8; 60])
+        .bind(devs[0].0.as_str())
+        .execute(env.state.store.pool())
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        let mut tasks = Vec::new();
+        for (id, dev) in devs.iter_mut() {
+            let c = challenge(&env, id).await;
+            let r = answer(dev, c);
+            let (env, id) = (env.clone(), id.clone());
+            tasks.push(tokio::spawn(async move { verify(&env, &id, c, r).await }));
+        }
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        assert_eq!(results, vec![false, true]);
+    }
+}
