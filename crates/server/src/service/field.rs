@@ -262,9 +262,10 @@ async fn decide(
                 Some((false, sealed)) => {
                     // A value that does not open is this device's fault of the store (or a
                     // process with another KEK): it fails this answer, not the batch.
-                    let cv = kek.open(&cv_ctx(&j.id), sealed).ok().and_then(|b| {
-                        imprint_core::ConversionValue::from_bytes(&b).ok()
-                    });
+                    let cv = kek
+                        .open(&cv_ctx(&j.id), sealed)
+                        .ok()
+                        .and_then(|b| imprint_core::ConversionValue::from_bytes(&b).ok());
                     match cv {
                         None => {
                             tracing::error!(apparatus_id = %j.id, "the stored conversion value does not open: wrong kek.key, or an altered database");

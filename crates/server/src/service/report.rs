@@ -89,7 +89,12 @@ pub async fn report(
             let audited = state
                 .store
                 .write(&(user, detail), |tx, (user, detail)| {
-                    Box::pin(audit::append(tx, &user.username, "report.refused", detail.clone()))
+                    Box::pin(audit::append(
+                        tx,
+                        &user.username,
+                        "report.refused",
+                        detail.clone(),
+                    ))
                 })
                 .await;
             // The station is told why its report was refused even when the refusal could not

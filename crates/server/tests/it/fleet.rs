@@ -378,26 +378,50 @@ async fn sign_in(env: &Env, password: &str) -> StatusCode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_sign_ins_at_the_same_moment_all_count() {
+    use imprint_server::throttle::{Allowance, Throttle};
+    use sqlx::Row;
     let a = Arc::new(Env::new(0, 10).await);
     let b = Arc::new(a.peer().await);
+    // An allowance of an hour per failure: after n failures the key's time is n hours ahead,
+    // to the millisecond, if every failure counted.
+    let hour = std::time::Duration::from_secs(3600);
+    let brake = Throttle::new(
+        Allowance {
+            burst: std::num::NonZeroU32::new(1000).unwrap(),
+            every: hour,
+        },
+        Allowance {
+            burst: std::num::NonZeroU32::new(1000).unwrap(),
+            every: hour,
+        },
+    );
+    let start = imprint_server::now_millis();
     let mut tasks = Vec::new();
-    for n in 0..8 {
+    for n in 0..24 {
         let server = if n % 2 == 0 { a.clone() } else { b.clone() };
         tasks.push(tokio::spawn(async move {
-            sign_in(&server, "wrong-password").await
+            server
+                .state
+                .store
+                .write(&brake, |tx, brake| {
+                    Box::pin(brake.failed(tx, [7; 16], None, imprint_server::now_millis()))
+                })
+                .await
+                .unwrap();
         }));
     }
     for t in tasks {
-        let s = t.await.unwrap();
-        assert!(
-            s == StatusCode::UNAUTHORIZED || s == StatusCode::TOO_MANY_REQUESTS,
-            "{s}"
-        );
+        t.await.unwrap();
     }
-    // Eight failures at once, five allowed: braked, however they interleaved.
-    assert_eq!(
-        sign_in(&a, "password-123").await,
-        StatusCode::TOO_MANY_REQUESTS
+    let tat: i64 = sqlx::query("SELECT tat_ms FROM login_brakes WHERE brake_key LIKE 'name:%'")
+        .fetch_one(a.state.store.pool())
+        .await
+        .unwrap()
+        .get("tat_ms");
+    let hours = (tat - start) as f64 / 3_600_000.0;
+    assert!(
+        (24.0..24.01).contains(&hours),
+        "24 failures at once counted as {hours:.3} hours"
     );
 }
 
