@@ -23,7 +23,7 @@ pub use ids::{ApparatusId, ChipId, FactoryId, IdError, KeyId, ProductCode, Produ
 pub use lease::{Lease, LeaseError, LeaseRecord};
 pub use proto::{DeviceInfo, DeviceState, ErrorCode, ProtocolError, RecordStatus, Reply, Request};
 pub use receipt::{AuthResponse, Challenge, MacMismatch, Receipt, ReceiptInput, conversion_value};
-pub use seal::{Binding, OpenError, OpenedRecord, SealedRecord};
+pub use seal::{Binding, OpenError, OpenedRecord, SealKey, SealedRecord};
 pub use secret::{ConversionValue, PassPhrase, PreWriteKey};
 pub use tables::{
     AuthInfo, EntryState, FactoryRecord, InstallDecision, InstallReport, InstalledDevice,

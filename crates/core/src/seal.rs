@@ -80,6 +80,46 @@ impl Binding {
     }
 }
 
+/// A pre-write key that can seal a record: AES-256-GCM encryption in place under the key for
+/// `binding`, returning the tag. [`PreWriteKey`] does it in memory; a server whose keys are in
+/// a hardware security module does it in the token, so the key never leaves it.
+///
+/// `aad` is never empty (it holds the record's header and apparatus ID), which matters to
+/// tokens whose AES-GCM mishandles an empty AAD (SoftHSM2 before 2.7.0).
+pub trait SealKey {
+    /// Why the key could not encrypt (a token that does not answer).
+    type Error;
+    /// Encrypts `buf` in place with `nonce` and `aad`, returning the 16-byte tag.
+    fn encrypt(
+        &self,
+        binding: &Binding,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], Self::Error>;
+}
+
+impl SealKey for PreWriteKey {
+    type Error = core::convert::Infallible;
+
+    fn encrypt(
+        &self,
+        binding: &Binding,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], Self::Error> {
+        // AES-GCM encryption fails only for a message over 64 GiB; a record is at most 114
+        // bytes. A zero tag in its place would be a record that never opens, so this is a
+        // panic that names the invariant, never a substitute value.
+        #[allow(clippy::expect_used)]
+        let tag = cipher_for(self, binding)
+            .encrypt_inout_detached(&Nonce::from(*nonce), aad, buf.into())
+            .expect("AES-GCM seals any message under 64 GiB");
+        Ok(tag.into())
+    }
+}
+
 /// The opaque failure to open a sealed record: wrong key, tampered bytes, moved to another
 /// apparatus ID or key identifier, wrong chip. Deliberately carries no detail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +188,24 @@ impl SealedRecord {
         apparatus_id: &ApparatusId,
         pass_phrase: &PassPhrase,
     ) -> (SealedRecord, [u8; ISSUE_NONCE_LEN]) {
+        match Self::seal_with(rng, key, key_id, binding, apparatus_id, pass_phrase) {
+            Ok(sealed) => sealed,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Seals with a key that may live elsewhere (a hardware security module): this builds the
+    /// header, the AAD and the plaintext, draws both nonces from `rng`, and lets `key` do the
+    /// AES-256-GCM encryption. The bytes are the same as [`SealedRecord::seal_keeping_nonce`]'s
+    /// for the same key and randomness.
+    pub fn seal_with<K: SealKey + ?Sized, R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        key: &K,
+        key_id: KeyId,
+        binding: &Binding,
+        apparatus_id: &ApparatusId,
+        pass_phrase: &PassPhrase,
+    ) -> Result<(SealedRecord, [u8; ISSUE_NONCE_LEN]), K::Error> {
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
         let mut issue_nonce = [0u8; ISSUE_NONCE_LEN];
@@ -165,14 +223,7 @@ impl SealedRecord {
         put_short(&mut plain, pass_phrase.expose_secret());
         plain.extend_from_slice(&issue_nonce);
 
-        let cipher = cipher_for(key, binding);
-        // AES-GCM encryption fails only for a message over 64 GiB; ours is at most 114 bytes.
-        // A zero tag in its place would be a record that never opens, so this is a panic that
-        // names the invariant, never a substitute value.
-        #[allow(clippy::expect_used)]
-        let tag = cipher
-            .encrypt_inout_detached(&Nonce::from(nonce), &aad, plain.as_mut_slice().into())
-            .expect("AES-GCM seals any message under 64 GiB");
+        let tag = key.encrypt(binding, &nonce, &aad, plain.as_mut_slice())?;
         bytes.extend_from_slice(&plain);
         bytes.extend_from_slice(&tag);
         let record = SealedRecord {
@@ -180,7 +231,7 @@ impl SealedRecord {
             key_id,
             chip_bound: matches!(binding, Binding::Chip(_)),
         };
-        (record, issue_nonce)
+        Ok((record, issue_nonce))
     }
 
     /// Checks the header and length of a received blob. Does not decrypt.

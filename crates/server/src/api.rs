@@ -535,7 +535,7 @@ async fn challenge(
     State(state): State<AppState>,
     Body(b): Body<ChallengeRequest>,
 ) -> ApiResult<ChallengeAnswer> {
-    let c = service::challenge(&state.kek, b.apparatus_id);
+    let c = service::challenge(&state.custody, b.apparatus_id);
     Ok(Json(ChallengeAnswer {
         challenge: c,
         expires_in_ms: service::CHALLENGE_MILLIS as u64,

@@ -167,7 +167,7 @@ pub async fn login(
     password: &str,
     addr: Option<std::net::IpAddr>,
 ) -> Result<(SessionToken, User), AppError> {
-    let tag = state.kek.name_tag(username);
+    let tag = state.custody.name_tag(username);
     if let Err(retry_after_secs) = state
         .throttle
         .check(state.store.pool(), tag, addr, now_millis())

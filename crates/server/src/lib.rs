@@ -4,7 +4,8 @@
 //! - [`store`] the tables (700, 500, 702, 704, 708 and the rest) on SQLite or PostgreSQL: opening,
 //!   migrations, write transactions that the database serialises and that are retried when it
 //!   aborts one.
-//! - [`kek`] seals secrets at rest under the key-encryption key.
+//! - [`custody`] where the keys live (`kek.key`, or a PKCS#11 token through [`pkcs11`]) and
+//!   sealing of secrets at rest; [`kek`] the key file.
 //! - [`audit`] appends to and verifies the hash-chained audit log.
 //! - [`auth`] users, passwords (argon2), sessions and roles.
 //! - [`service`] the operations, by concern (keys, entries, factories, issue, report, field
@@ -15,9 +16,11 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod custody;
 pub mod error;
 pub mod kek;
 pub mod metrics;
+pub mod pkcs11;
 pub mod service;
 pub mod store;
 pub mod throttle;
@@ -32,8 +35,8 @@ pub use error::AppError;
 pub struct AppState {
     /// The database.
     pub store: store::Store,
-    /// The key-encryption key.
-    pub kek: Arc<kek::Kek>,
+    /// The keys: `kek.key` or a PKCS#11 token.
+    pub custody: Arc<custody::Custody>,
     /// Counters for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// The allowances of failed sign-ins per user name and address (the counts are in the
@@ -46,13 +49,13 @@ pub struct AppState {
 impl AppState {
     /// State over an open store. Starts the process's [`service::Verifier`], so it must be
     /// called inside a Tokio runtime.
-    pub fn new(store: store::Store, kek: kek::Kek) -> Self {
-        let kek = Arc::new(kek);
+    pub fn new(store: store::Store, custody: impl Into<custody::Custody>) -> Self {
+        let custody = Arc::new(custody.into());
         let metrics = Arc::new(metrics::Metrics::default());
         Self {
-            verifier: service::Verifier::start(store.clone(), kek.clone(), metrics.clone()),
+            verifier: service::Verifier::start(store.clone(), custody.clone(), metrics.clone()),
             store,
-            kek,
+            custody,
             metrics,
             throttle: throttle::Throttle::default(),
         }

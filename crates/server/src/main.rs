@@ -6,8 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use imprint_core::{FactoryId, KeyId, ProductCode};
+use imprint_server::custody::Custody;
+use imprint_server::kek::Kek;
+use imprint_server::pkcs11::Token;
 use imprint_server::store::Store;
-use imprint_server::{AppError, AppState, audit, auth, kek::Kek, service};
+use imprint_server::{AppError, AppState, audit, auth, service};
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +28,23 @@ struct Cli {
     /// key-encryption key stays in the data folder either way.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     database: Option<String>,
+    /// Keep the keys in a PKCS#11 token (an HSM) through this module, the vendor's library
+    /// (SoftHSM2's: /usr/lib/softhsm/libsofthsm2.so). Without it, kek.key in the data folder.
+    /// Chosen at `imprint init`; every later command must give the same.
+    #[arg(long, env = "IMPRINT_PKCS11_MODULE", global = true)]
+    pkcs11_module: Option<PathBuf>,
+    /// The token's label (the token is found by label, not by slot number).
+    #[arg(
+        long,
+        env = "IMPRINT_PKCS11_TOKEN",
+        global = true,
+        default_value = "imprint"
+    )]
+    pkcs11_token: String,
+    /// A file holding the token user's PIN. Without it, the PIN is read from the environment
+    /// variable IMPRINT_PKCS11_PIN. Never on the command line, where `ps` would show it.
+    #[arg(long, env = "IMPRINT_PKCS11_PIN_FILE", global = true)]
+    pkcs11_pin_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -151,10 +171,19 @@ enum AuditCmd {
 
 #[derive(Subcommand)]
 enum KeysCmd {
-    /// Adds a random pre-write key.
+    /// Adds a random pre-write key (made in the token with --pkcs11-module).
     Add {
         /// Key identifier.
         key_id: KeyId,
+    },
+    /// Imports a pre-write key from a file of 64 hex digits (a key ceremony's output). With
+    /// --pkcs11-module the key goes into the token, sensitive and unextractable from then on;
+    /// destroy the file afterwards.
+    Import {
+        /// Key identifier.
+        key_id: KeyId,
+        /// The file with the key's 64 hex digits.
+        file: PathBuf,
     },
     /// Lists key identifiers (never key material).
     List,
@@ -177,17 +206,72 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The store named by `--database`, or the SQLite file in the data folder.
-async fn open_store(dir: &Path, database: Option<&str>) -> Result<Store, AppError> {
-    match database {
-        Some(url) => Store::open(url).await,
-        None => Store::open_sqlite(&dir.join("imprint.db")).await,
+/// Where the server's data and keys are: the data folder, the database, the key custody.
+struct Site {
+    dir: PathBuf,
+    database: Option<String>,
+    token: Option<TokenArgs>,
+}
+
+/// `--pkcs11-module`, `--pkcs11-token` and where the PIN comes from.
+struct TokenArgs {
+    module: PathBuf,
+    label: String,
+    pin_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    fn pin(&self) -> Result<zeroize::Zeroizing<String>, AppError> {
+        let pin = match &self.pin_file {
+            Some(f) => std::fs::read_to_string(f).map_err(|e| {
+                AppError::Config(format!("cannot read the PIN file {}: {e}", f.display()))
+            })?,
+            None => std::env::var("IMPRINT_PKCS11_PIN").map_err(|_| {
+                AppError::Config(
+                    "the token's PIN is needed: --pkcs11-pin-file FILE or IMPRINT_PKCS11_PIN"
+                        .into(),
+                )
+            })?,
+        };
+        Ok(zeroize::Zeroizing::new(
+            pin.trim_end_matches(['\r', '\n']).to_string(),
+        ))
     }
 }
 
-async fn open(dir: &Path, database: Option<&str>) -> Result<AppState, AppError> {
-    let kek = Kek::load_file(&dir.join("kek.key"))?;
-    Ok(AppState::new(open_store(dir, database).await?, kek))
+impl Site {
+    /// The store named by `--database`, or the SQLite file in the data folder.
+    async fn store(&self) -> Result<Store, AppError> {
+        match &self.database {
+            Some(url) => Store::open(url).await,
+            None => Store::open_sqlite(&self.dir.join("imprint.db")).await,
+        }
+    }
+
+    /// The keys: made (`create`, for `imprint init`) or found, in kek.key or in the token.
+    fn custody(&self, create: bool) -> Result<Custody, AppError> {
+        let kek = self.dir.join("kek.key");
+        match (&self.token, create) {
+            (None, true) => Kek::create_file(&kek).map(Custody::from),
+            (None, false) => Kek::load_file(&kek).map(Custody::from),
+            (Some(t), _) => {
+                let token = Token::open(&t.module, &t.label, &t.pin()?)?;
+                if create {
+                    Custody::prepare_token(token)
+                } else {
+                    Custody::in_token(token)
+                }
+            }
+        }
+    }
+
+    /// The keys first: a folder without them is not touched (no database file is made).
+    async fn open(&self) -> Result<AppState, AppError> {
+        let custody = self.custody(false)?;
+        let store = self.store().await?;
+        custody.check(&store, false).await?;
+        Ok(AppState::new(store, custody))
+    }
 }
 
 fn random_password() -> String {
@@ -198,21 +282,21 @@ fn random_password() -> String {
 }
 
 async fn init(
-    dir: &Path,
-    database: Option<&str>,
+    site: &Site,
     admin: &str,
     password: Option<String>,
     tls_names: &[String],
 ) -> Result<AppState, AppError> {
+    let dir = site.dir.as_path();
     std::fs::create_dir_all(dir)
         .map_err(|e| AppError::Config(format!("cannot create {}: {e}", dir.display())))?;
-    if database.is_none() && dir.join("imprint.db").exists() {
+    if site.database.is_none() && dir.join("imprint.db").exists() {
         return Err(AppError::Config(format!(
             "{} already holds a database",
             dir.display()
         )));
     }
-    let store = open_store(dir, database).await?;
+    let store = site.store().await?;
     let users: i64 = sqlx::Row::try_get(
         &sqlx::query("SELECT COUNT(*) AS n FROM users")
             .fetch_one(store.pool())
@@ -224,9 +308,14 @@ async fn init(
             "the database already has users: it was initialised before".into(),
         ));
     }
-    let kek = Kek::create_file(&dir.join("kek.key"))?;
+    let custody = site.custody(true)?;
+    custody.check(&store, true).await?;
     imprint_server::tls::create_self_signed(dir, tls_names)?;
-    let state = AppState::new(store, kek);
+    let where_keys = match custody.token() {
+        Some(t) => format!("the keys are in the PKCS#11 token '{}'", t.label()),
+        None => "keep kek.key safe and apart from backups of imprint.db".into(),
+    };
+    let state = AppState::new(store, custody);
     let (password, shown) = match password {
         Some(p) => (p, false),
         None => (random_password(), true),
@@ -234,10 +323,7 @@ async fn init(
     let mut tx = state.store.begin().await?;
     auth::create_user(&mut tx, "cli", admin, &password, "admin", None).await?;
     tx.commit().await?;
-    println!(
-        "initialised {} (keep kek.key safe and apart from backups of imprint.db)",
-        dir.display()
-    );
+    println!("initialised {} ({where_keys})", dir.display());
     if shown {
         println!("admin user '{admin}', password (shown once): {password}");
     }
@@ -337,7 +423,12 @@ async fn demo(dir: &Path, entries: u64) -> Result<AppState, AppError> {
         "made by `imprint demo`; replaced by the next one\n",
     )
     .map_err(|e| AppError::Config(format!("cannot write {}: {e}", dir.display())))?;
-    let state = init(dir, None, "admin", Some("demo-admin-pass".into()), &[]).await?;
+    let site = Site {
+        dir: dir.to_path_buf(),
+        database: None,
+        token: None,
+    };
+    let state = init(&site, "admin", Some("demo-admin-pass".into()), &[]).await?;
     let who = "demo";
     for k in [1u32, 2] {
         let key_id = KeyId::new(k)?;
@@ -391,16 +482,23 @@ async fn run(cli: Cli) -> Result<(), AppError> {
         .data_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("imprint-demo"));
-    let dir = cli
-        .data_dir
-        .unwrap_or_else(|| PathBuf::from("imprint-data"));
-    let db = cli.database.as_deref();
+    let site = Site {
+        dir: cli
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("imprint-data")),
+        database: cli.database,
+        token: cli.pkcs11_module.map(|module| TokenArgs {
+            module,
+            label: cli.pkcs11_token,
+            pin_file: cli.pkcs11_pin_file,
+        }),
+    };
     match cli.command {
         Command::Init {
             admin,
             admin_password,
             tls_name,
-        } => init(&dir, db, &admin, admin_password, &tls_name)
+        } => init(&site, &admin, admin_password, &tls_name)
             .await
             .map(|_| ()),
         Command::Serve {
@@ -409,9 +507,9 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             portal,
         } => {
             serve(
-                open(&dir, db).await?,
+                site.open().await?,
                 listen,
-                tls.then_some(dir.as_path()),
+                tls.then_some(site.dir.as_path()),
                 portal.as_deref(),
             )
             .await
@@ -422,9 +520,9 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             no_serve,
             portal,
         } => {
-            if db.is_some() {
+            if site.database.is_some() || site.token.is_some() {
                 return Err(AppError::Config(
-                    "the demo runs on its own SQLite file in its folder; drop --database (and DATABASE_URL)".into(),
+                    "the demo runs on its own SQLite file and kek.key in its folder; drop --database and --pkcs11-module (and DATABASE_URL, IMPRINT_PKCS11_MODULE)".into(),
                 ));
             }
             let state = demo(&demo_dir, entries).await?;
@@ -435,10 +533,27 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             }
         }
         Command::Keys(KeysCmd::Add { key_id }) => {
-            service::add_key(&open(&dir, db).await?, "cli", key_id).await
+            service::add_key(&site.open().await?, "cli", key_id).await
+        }
+        Command::Keys(KeysCmd::Import { key_id, file }) => {
+            let text =
+                zeroize::Zeroizing::new(std::fs::read_to_string(&file).map_err(|e| {
+                    AppError::Config(format!("cannot read {}: {e}", file.display()))
+                })?);
+            let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+            hex::decode_to_slice(text.trim(), bytes.as_mut_slice()).map_err(|_| {
+                AppError::BadRequest(format!(
+                    "{} does not hold a pre-write key: 64 hex digits (32 bytes) expected",
+                    file.display()
+                ))
+            })?;
+            let key = imprint_core::PreWriteKey::from_array(*bytes);
+            service::add_key_bytes(&site.open().await?, "cli", key_id, key).await?;
+            println!("imported key {key_id}; destroy {} now", file.display());
+            Ok(())
         }
         Command::Keys(KeysCmd::List) => {
-            for k in service::list_keys(&open(&dir, db).await?).await? {
+            for k in service::list_keys(&site.open().await?).await? {
                 println!("{k}");
             }
             Ok(())
@@ -447,8 +562,7 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             product_code,
             key_id,
         } => {
-            let r =
-                service::map_product(&open(&dir, db).await?, "cli", product_code, key_id).await?;
+            let r = service::map_product(&site.open().await?, "cli", product_code, key_id).await?;
             println!(
                 "{product_code} -> key {} (was {:?}); {} outstanding records re-sealed",
                 r.new_key_id,
@@ -462,15 +576,14 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             count,
             prefix,
         } => {
-            let g =
-                service::generate(&open(&dir, db).await?, "cli", key_id, count, &prefix).await?;
+            let g = service::generate(&site.open().await?, "cli", key_id, count, &prefix).await?;
             println!("generated {} entries: {} .. {}", g.count, g.first, g.last);
             Ok(())
         }
         Command::Import { file } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| AppError::Config(format!("cannot read {}: {e}", file.display())))?;
-            match service::import_csv(&open(&dir, db).await?, "cli", &text).await? {
+            match service::import_csv(&site.open().await?, "cli", &text).await? {
                 Ok(n) => {
                     println!("imported {n} entries");
                     Ok(())
@@ -487,36 +600,24 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             }
         }
         Command::ExportInstalled => {
-            print!(
-                "{}",
-                service::export_installed(&open(&dir, db).await?).await?
-            );
+            print!("{}", service::export_installed(&site.open().await?).await?);
             Ok(())
         }
         Command::AddFactory { factory_id, name } => {
-            service::add_factory(&open(&dir, db).await?, "cli", factory_id, &name).await
+            service::add_factory(&site.open().await?, "cli", factory_id, &name).await
         }
         Command::Quota {
             factory_id,
             product_code,
             limit,
-        } => {
-            service::set_quota(
-                &open(&dir, db).await?,
-                "cli",
-                factory_id,
-                product_code,
-                limit,
-            )
-            .await
-        }
+        } => service::set_quota(&site.open().await?, "cli", factory_id, product_code, limit).await,
         Command::AddUser {
             username,
             role,
             factory,
             password,
         } => {
-            let state = open(&dir, db).await?;
+            let state = site.open().await?;
             let mut tx = state.store.begin().await?;
             auth::create_user(
                 &mut tx,
@@ -531,7 +632,7 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             Ok(())
         }
         Command::Audit(AuditCmd::Verify { checkpoint }) => {
-            let state = open(&dir, db).await?;
+            let state = site.open().await?;
             let cp = match &checkpoint {
                 Some(c) => {
                     let (s, h) = c

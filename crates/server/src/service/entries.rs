@@ -7,8 +7,8 @@ use serde_json::json;
 use sqlx::Row;
 
 use super::{Stage, key_exists, pass_ctx};
+use crate::custody::Custody;
 use crate::error::AppError;
-use crate::kek::Kek;
 use crate::store::{self, Conn};
 use crate::{AppState, audit};
 
@@ -40,7 +40,7 @@ async fn take_seq(conn: &mut Conn, n: u64) -> Result<i64, AppError> {
 /// would abort the transaction) and the missing row names it.
 async fn insert_entries(
     conn: &mut Conn,
-    kek: &Kek,
+    keys: &Custody,
     entries: &[(ApparatusId, PassPhrase, KeyId, i64)],
 ) -> Result<(), AppError> {
     for chunk in entries.chunks(CHUNK) {
@@ -53,7 +53,7 @@ async fn insert_entries(
         for (id, pass, key_id, seq) in chunk {
             q = q
                 .bind(id.as_str())
-                .bind(kek.seal(&pass_ctx(id), pass.expose_secret()))
+                .bind(keys.seal(&pass_ctx(id), pass.expose_secret())?)
                 .bind(i64::from(key_id.get()))
                 .bind(Stage::Unissued.as_str())
                 .bind(*seq);
@@ -123,7 +123,7 @@ pub async fn generate(
                             Ok((id_at(i)?, PassPhrase::generate(&mut rng), key_id, start + i))
                         })
                         .collect::<Result<Vec<_>, _>>()?;
-                    insert_entries(tx, &state.kek, &batch).await?;
+                    insert_entries(tx, &state.custody, &batch).await?;
                     done += n;
                 }
                 audit::append(
@@ -201,7 +201,7 @@ pub async fn import_csv(
                         .enumerate()
                         .map(|(i, (_, id, pass, key))| (*id, pass.clone(), *key, start + i as i64))
                         .collect();
-                    insert_entries(tx, &state.kek, &entries).await?;
+                    insert_entries(tx, &state.custody, &entries).await?;
                     audit::append(tx, actor, "authinfo.import", json!({ "count": count })).await?;
                     Ok(Ok(count))
                 })

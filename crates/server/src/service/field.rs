@@ -22,8 +22,8 @@ use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use super::cv_ctx;
+use crate::custody::Custody;
 use crate::error::AppError;
-use crate::kek::Kek;
 use crate::metrics::Metrics;
 use crate::store::{self, Store};
 use crate::{AppState, audit, now_millis};
@@ -35,17 +35,17 @@ pub const CHALLENGE_MILLIS: i64 = 60_000;
 const MAX_BATCH: usize = 512;
 
 /// Makes a challenge for `id`, valid for [`CHALLENGE_MILLIS`]. Nothing is stored.
-pub fn challenge(kek: &Kek, id: ApparatusId) -> Challenge {
-    challenge_until(kek, id, now_millis() + CHALLENGE_MILLIS)
+pub fn challenge(keys: &Custody, id: ApparatusId) -> Challenge {
+    challenge_until(keys, id, now_millis() + CHALLENGE_MILLIS)
 }
 
 /// A challenge for `id` that may be answered until `expires_ms` (Unix ms).
-pub fn challenge_until(kek: &Kek, id: ApparatusId, expires_ms: i64) -> Challenge {
+pub fn challenge_until(keys: &Custody, id: ApparatusId, expires_ms: i64) -> Challenge {
     use rand_core::Rng;
     let expires = expires_ms.to_be_bytes();
     let mut random = [0u8; 8];
     crate::rng().fill_bytes(&mut random);
-    let tag = kek.challenge_tag(&[b"imprint challenge v1", id.as_bytes(), &expires, &random]);
+    let tag = keys.challenge_tag(&[b"imprint challenge v1", id.as_bytes(), &expires, &random]);
     let mut c = [0u8; 32];
     for (dst, src) in c.iter_mut().zip(expires.iter().chain(&random).chain(&tag)) {
         *dst = *src;
@@ -55,11 +55,11 @@ pub fn challenge_until(kek: &Kek, id: ApparatusId, expires_ms: i64) -> Challenge
 
 /// Checks that `c` was made by a server with this KEK for `id` and has not expired: its
 /// expiry, or why not.
-fn check(kek: &Kek, id: &ApparatusId, c: &Challenge, now: i64) -> Result<i64, &'static str> {
+fn check(keys: &Custody, id: &ApparatusId, c: &Challenge, now: i64) -> Result<i64, &'static str> {
     use subtle::ConstantTimeEq;
     let (expires, rest) = c.0.split_at(8);
     let (random, tag) = rest.split_at(8);
-    let expected = kek.challenge_tag(&[b"imprint challenge v1", id.as_bytes(), expires, random]);
+    let expected = keys.challenge_tag(&[b"imprint challenge v1", id.as_bytes(), expires, random]);
     if !bool::from(expected.ct_eq(tag)) {
         return Err("unknown challenge");
     }
@@ -102,9 +102,9 @@ pub struct Verifier {
 impl Verifier {
     /// Starts the batching task, which ends when the last [`Verifier`] handle is dropped.
     /// Must be called inside a Tokio runtime.
-    pub fn start(store: Store, kek: Arc<Kek>, metrics: Arc<Metrics>) -> Verifier {
+    pub fn start(store: Store, keys: Arc<Custody>, metrics: Arc<Metrics>) -> Verifier {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(store, kek, metrics, rx));
+        tokio::spawn(run(store, keys, metrics, rx));
         Verifier { jobs }
     }
 
@@ -127,7 +127,7 @@ impl Verifier {
     }
 }
 
-async fn run(store: Store, kek: Arc<Kek>, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Job>) {
+async fn run(store: Store, keys: Arc<Custody>, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Job>) {
     let mut last_sweep = 0i64;
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
@@ -139,10 +139,10 @@ async fn run(store: Store, kek: Arc<Kek>, metrics: Arc<Metrics>, mut rx: mpsc::R
         }
         let now = now_millis();
         let sweep = now - last_sweep > CHALLENGE_MILLIS;
-        let ctx = (&kek, jobs.as_slice(), now, sweep);
+        let ctx = (&keys, jobs.as_slice(), now, sweep);
         let outcome = store
-            .write(&ctx, |tx, (kek, jobs, now, sweep)| {
-                Box::pin(decide(tx, kek, jobs, *now, *sweep))
+            .write(&ctx, |tx, (keys, jobs, now, sweep)| {
+                Box::pin(decide(tx, keys, jobs, *now, *sweep))
             })
             .await;
         match outcome {
@@ -175,7 +175,7 @@ async fn run(store: Store, kek: Arc<Kek>, metrics: Arc<Metrics>, mut rx: mpsc::R
 /// installed devices, audits every attempt.
 async fn decide(
     tx: &mut store::Conn,
-    kek: &Kek,
+    keys: &Custody,
     jobs: &[Job],
     now: i64,
     sweep: bool,
@@ -193,7 +193,7 @@ async fn decide(
     let checked: Vec<Result<i64, &'static str>> = jobs
         .iter()
         .map(|j| {
-            let expires = check(kek, &j.id, &j.challenge, now)?;
+            let expires = check(keys, &j.id, &j.challenge, now)?;
             if seen.insert(j.challenge.0) {
                 Ok(expires)
             } else {
@@ -262,7 +262,7 @@ async fn decide(
                 Some((false, sealed)) => {
                     // A value that does not open is this device's fault of the store (or a
                     // process with another KEK): it fails this answer, not the batch.
-                    let cv = kek
+                    let cv = keys
                         .open(&cv_ctx(&j.id), sealed)
                         .ok()
                         .and_then(|b| imprint_core::ConversionValue::from_bytes(&b).ok());

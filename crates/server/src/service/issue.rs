@@ -11,8 +11,8 @@ use sqlx::Row;
 use super::entries::CHUNK;
 use super::{Stage, key_id_of, load_key, nonce_ctx, open_pass, pick};
 use crate::auth::User;
+use crate::custody::Custody;
 use crate::error::AppError;
-use crate::kek::Kek;
 use crate::metrics::Metrics;
 use crate::store::{self, Conn};
 use crate::{AppState, audit, now_millis};
@@ -33,7 +33,7 @@ pub async fn issue(
         .store
         .write(&(state, user), |tx, (state, user)| {
             Box::pin(async move {
-                let out = issue_in(tx, &state.kek, &factory, product, count, None).await?;
+                let out = issue_in(tx, &state.custody, &factory, product, count, None).await?;
                 audit::append(
                     tx,
                     &user.username,
@@ -61,7 +61,7 @@ pub async fn issue(
 /// then raised by a conditional update that cannot pass the limit.
 pub(super) async fn issue_in(
     tx: &mut Conn,
-    kek: &Kek,
+    keys: &Custody,
     factory: &FactoryId,
     product: ProductCode,
     count: u64,
@@ -120,7 +120,7 @@ pub(super) async fn issue_in(
         .await?;
         for r in rows {
             let id = ApparatusId::new(&r.try_get::<String, _>("apparatus_id")?)?;
-            let pass = open_pass(kek, &id, &r.try_get::<Vec<u8>, _>("pass_sealed")?)?;
+            let pass = open_pass(keys, &id, &r.try_get::<Vec<u8>, _>("pass_sealed")?)?;
             candidates.push(AuthInfo {
                 apparatus_id: id,
                 pass_phrase: pass,
@@ -130,7 +130,7 @@ pub(super) async fn issue_in(
         }
     }
     let (key_id, picked) = plan_issue(&product, key, quota, count, candidates.iter())?;
-    let pre_write_key = load_key(&mut *tx, kek, key_id).await?;
+    let pre_write_key = load_key(&mut *tx, keys, key_id).await?;
     let mut rng = crate::rng();
     let now = now_millis();
     let mut out = Vec::with_capacity(picked.len());
@@ -138,7 +138,7 @@ pub(super) async fn issue_in(
         let sealed: Vec<(SealedRecord, [u8; 16])> = chunk
             .iter()
             .map(|e| {
-                SealedRecord::seal_keeping_nonce(
+                SealedRecord::seal_with(
                     &mut rng,
                     &pre_write_key,
                     key_id,
@@ -147,7 +147,7 @@ pub(super) async fn issue_in(
                     &e.pass_phrase,
                 )
             })
-            .collect();
+            .collect::<Result<_, AppError>>()?;
         let sql = format!(
             "UPDATE auth_info SET state = $1, factory_id = $2, product_code = $3 \
              WHERE state = $4 AND apparatus_id IN ({})",
@@ -182,7 +182,7 @@ pub(super) async fn issue_in(
                 .bind(product.as_str())
                 .bind(now)
                 .bind(lease_id)
-                .bind(kek.seal(&nonce_ctx(&e.apparatus_id), nonce));
+                .bind(keys.seal(&nonce_ctx(&e.apparatus_id), nonce)?);
         }
         ins.execute(&mut *tx).await?;
         for (e, (rec, _)) in chunk.iter().zip(sealed) {

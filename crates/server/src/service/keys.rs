@@ -12,19 +12,14 @@ use sqlx::Row;
 use super::{
     Stage, key_ctx, key_exists, key_id_of, load_key, nonce_ctx, open_pass, pick, product_key,
 };
+use crate::custody::StoredKey;
 use crate::error::AppError;
 use crate::{AppState, audit, now_millis};
 
 /// Adds a pre-write key (table 700) with fresh random bytes. The key never leaves the server
 /// except into devices' write modules through the maker's own provisioning of its model.
 pub async fn add_key(state: &AppState, actor: &str, key_id: KeyId) -> Result<(), AppError> {
-    add_key_bytes(
-        state,
-        actor,
-        key_id,
-        PreWriteKey::generate(&mut crate::rng()),
-    )
-    .await
+    put_key(state, actor, key_id, None).await
 }
 
 /// Adds a pre-write key with given bytes (import from the maker's key ceremony, demo keys).
@@ -34,26 +29,51 @@ pub async fn add_key_bytes(
     key_id: KeyId,
     key: PreWriteKey,
 ) -> Result<(), AppError> {
-    let sealed = state.kek.seal(&key_ctx(key_id), key.expose_secret());
-    state
+    put_key(state, actor, key_id, Some(key)).await
+}
+
+/// Makes the key in its custody, then writes its row; a row that cannot be written (the ID is
+/// taken) takes the key it was made for out of the token again.
+async fn put_key(
+    state: &AppState,
+    actor: &str,
+    key_id: KeyId,
+    key: Option<PreWriteKey>,
+) -> Result<(), AppError> {
+    let stored = state
+        .custody
+        .new_pre_write_key(key_id, &key_ctx(key_id), key)?;
+    let written = state
         .store
-        .write(&(actor, sealed), |tx, (actor, sealed)| {
+        .write(&(actor, &stored), |tx, (actor, stored)| {
             Box::pin(async move {
                 if key_exists(tx, key_id).await? {
                     return Err(TableError::DuplicateKeyId(key_id).into());
                 }
+                let (sealed, label): (&[u8], Option<&str>) = match stored {
+                    StoredKey::Sealed(b) => (b, None),
+                    StoredKey::Token(l) => (&[], Some(l)),
+                };
                 sqlx::query(
-                    "INSERT INTO pre_write_keys (key_id, key_sealed, created_ms) VALUES ($1, $2, $3)",
+                    "INSERT INTO pre_write_keys (key_id, key_sealed, token_label, created_ms) VALUES ($1, $2, $3, $4)",
                 )
                 .bind(i64::from(key_id.get()))
-                .bind(sealed.as_slice())
+                .bind(sealed)
+                .bind(label)
                 .bind(now_millis())
                 .execute(&mut *tx)
                 .await?;
-                audit::append(tx, actor, "key.add", json!({ "key_id": key_id.get() })).await
+                let held = if label.is_some() { "token" } else { "file" };
+                audit::append(tx, actor, "key.add", json!({ "key_id": key_id.get(), "held": held })).await
             })
         })
-        .await
+        .await;
+    if written.is_err()
+        && let Err(e) = state.custody.discard(&stored)
+    {
+        tracing::error!(key_id = key_id.get(), error = %e, "a pre-write key made for a row that was not written stays in the token");
+    }
+    written
 }
 
 /// The key identifiers in table 700.
@@ -97,7 +117,7 @@ pub async fn map_product(
                 let old = plan_remap(current, new_key, exists)?;
                 let mut resealed = 0u64;
                 if old.is_some() {
-                    let key = load_key(tx, &state.kek, new_key).await?;
+                    let key = load_key(tx, &state.custody, new_key).await?;
                     let rows = sqlx::query(pick(
                         tx,
                         "SELECT apparatus_id, pass_sealed FROM auth_info WHERE state = $1 AND product_code = $2",
@@ -111,15 +131,15 @@ pub async fn map_product(
                     for r in rows {
                         let id = ApparatusId::new(&r.try_get::<String, _>("apparatus_id")?)?;
                         let pass =
-                            open_pass(&state.kek, &id, &r.try_get::<Vec<u8>, _>("pass_sealed")?)?;
-                        let (sealed, nonce) = SealedRecord::seal_keeping_nonce(
+                            open_pass(&state.custody, &id, &r.try_get::<Vec<u8>, _>("pass_sealed")?)?;
+                        let (sealed, nonce) = SealedRecord::seal_with(
                             &mut rng,
                             &key,
                             new_key,
                             &Binding::Model,
                             &id,
                             &pass,
-                        );
+                        )?;
                         sqlx::query("UPDATE auth_info SET key_id = $1 WHERE apparatus_id = $2")
                             .bind(i64::from(new_key.get()))
                             .bind(id.as_str())
@@ -130,7 +150,7 @@ pub async fn map_product(
                         )
                         .bind(sealed.as_bytes())
                         .bind(i64::from(new_key.get()))
-                        .bind(state.kek.seal(&nonce_ctx(&id), &nonce))
+                        .bind(state.custody.seal(&nonce_ctx(&id), &nonce)?)
                         .bind(id.as_str())
                         .execute(&mut *tx)
                         .await?;

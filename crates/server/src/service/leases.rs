@@ -9,8 +9,8 @@ use sqlx::Row;
 use super::issue::issue_in;
 use super::{Stage, pick};
 use crate::auth::User;
+use crate::custody::Custody;
 use crate::error::AppError;
-use crate::kek::Kek;
 use crate::metrics::Metrics;
 use crate::store::Conn;
 use crate::{AppState, audit, now_millis};
@@ -19,15 +19,18 @@ use crate::{AppState, audit, now_millis};
 /// installed offline can still be reported; then they go back to the pool.
 pub const LEASE_GRACE_MILLIS: i64 = 24 * 60 * 60 * 1000;
 
-/// The server's lease signing key, made on first use. Two processes that both find none race
-/// to insert it; the loser's insert violates the key's uniqueness and its transaction runs
-/// again, finding the winner's.
-async fn signing_key(conn: &mut Conn, kek: &Kek) -> Result<ed25519_dalek::SigningKey, AppError> {
+/// The server's lease signing key in the database (file custody), made on first use. Two
+/// processes that both find none race to insert it; the loser's insert violates the key's
+/// uniqueness and its transaction runs again, finding the winner's.
+async fn stored_signing_key(
+    conn: &mut Conn,
+    keys: &Custody,
+) -> Result<ed25519_dalek::SigningKey, AppError> {
     let row = sqlx::query("SELECT key_sealed FROM server_keys WHERE name = 'lease-signing'")
         .fetch_optional(&mut *conn)
         .await?;
     let bytes = match row {
-        Some(r) => kek.open(
+        Some(r) => keys.open(
             "server/lease-signing",
             &r.try_get::<Vec<u8>, _>("key_sealed")?,
         )?,
@@ -36,7 +39,7 @@ async fn signing_key(conn: &mut Conn, kek: &Kek) -> Result<ed25519_dalek::Signin
             let mut b = zeroize::Zeroizing::new(vec![0u8; 32]);
             crate::rng().fill_bytes(&mut b);
             sqlx::query("INSERT INTO server_keys (name, key_sealed) VALUES ('lease-signing', $1)")
-                .bind(kek.seal("server/lease-signing", &b))
+                .bind(keys.seal("server/lease-signing", &b)?)
                 .execute(&mut *conn)
                 .await?;
             b
@@ -49,11 +52,33 @@ async fn signing_key(conn: &mut Conn, kek: &Kek) -> Result<ed25519_dalek::Signin
     Ok(ed25519_dalek::SigningKey::from_bytes(&arr))
 }
 
+/// Signs `msg` with the lease key: in the token (token custody) or in memory. Returns the
+/// public key and the signature.
+async fn sign(
+    conn: &mut Conn,
+    keys: &Custody,
+    msg: &[u8],
+) -> Result<([u8; 32], [u8; 64]), AppError> {
+    match keys.lease_in_token() {
+        Some((token, key, public)) => Ok((public, token.sign_ed25519(key, msg)?)),
+        None => {
+            use ed25519_dalek::Signer;
+            let key = stored_signing_key(conn, keys).await?;
+            Ok((key.verifying_key().to_bytes(), key.sign(msg).to_bytes()))
+        }
+    }
+}
+
 /// The public key stations verify leases with.
 pub async fn lease_public_key(state: &AppState) -> Result<[u8; 32], AppError> {
+    if let Some((_, _, public)) = state.custody.lease_in_token() {
+        return Ok(public);
+    }
     let key = state
         .store
-        .write(state, |tx, state| Box::pin(signing_key(tx, &state.kek)))
+        .write(state, |tx, state| {
+            Box::pin(stored_signing_key(tx, &state.custody))
+        })
         .await?;
     Ok(key.verifying_key().to_bytes())
 }
@@ -96,7 +121,7 @@ pub async fn lease(
                 .execute(&mut *tx)
                 .await?;
                 let records =
-                    issue_in(tx, &state.kek, &factory, product, count, Some(&id_hex)).await?;
+                    issue_in(tx, &state.custody, &factory, product, count, Some(&id_hex)).await?;
                 let core_lease = imprint_core::Lease {
                     lease_id,
                     factory,
@@ -111,8 +136,8 @@ pub async fn lease(
                         })
                         .collect(),
                 };
-                let key = signing_key(tx, &state.kek).await?;
-                let signature = core_lease.sign(&key);
+                let (public_key, signature) =
+                    sign(tx, &state.custody, &core_lease.signed_bytes()).await?;
                 audit::append(
                     tx,
                     &user.username,
@@ -130,7 +155,7 @@ pub async fn lease(
                     issued_at_ms: issued_at as u64,
                     not_after_ms: not_after as u64,
                     records,
-                    public_key: Bytes(key.verifying_key().to_bytes()),
+                    public_key: Bytes(public_key),
                     signature: Bytes(signature),
                 })
             })

@@ -30,11 +30,11 @@ pub use keys::{add_key, add_key_bytes, list_keys, list_products, map_product};
 pub use leases::{LEASE_GRACE_MILLIS, expire_leases, lease, lease_public_key};
 pub use report::{Report, csv_cell, export_installed, report};
 
-use imprint_core::{ApparatusId, KeyId, PassPhrase, PreWriteKey, ProductCode, TableError};
+use imprint_core::{ApparatusId, KeyId, PassPhrase, ProductCode, TableError};
 use sqlx::Row;
 
+use crate::custody::{Custody, RecordKey, StoredKey};
 use crate::error::AppError;
-use crate::kek::Kek;
 use crate::store::Conn;
 
 /// What each secret is sealed for at rest: the context binds a sealed value to its row, so a
@@ -93,20 +93,27 @@ fn key_id_of(v: i64) -> Result<KeyId, AppError> {
     .map_err(AppError::from)
 }
 
-async fn load_key(conn: &mut Conn, kek: &Kek, key_id: KeyId) -> Result<PreWriteKey, AppError> {
-    let row = sqlx::query("SELECT key_sealed FROM pre_write_keys WHERE key_id = $1")
+/// The pre-write key of a row of table 700, ready to seal: in memory (file custody) or a
+/// handle in the token.
+async fn load_key<'k>(
+    conn: &mut Conn,
+    keys: &'k Custody,
+    key_id: KeyId,
+) -> Result<RecordKey<'k>, AppError> {
+    let row = sqlx::query("SELECT key_sealed, token_label FROM pre_write_keys WHERE key_id = $1")
         .bind(i64::from(key_id.get()))
         .fetch_optional(&mut *conn)
         .await?
         .ok_or(AppError::Rule(TableError::UnknownKeyId(key_id)))?;
-    let sealed: Vec<u8> = row.try_get("key_sealed")?;
-    let bytes = kek.open(&key_ctx(key_id), &sealed)?;
-    PreWriteKey::from_bytes(&bytes)
-        .map_err(|_| AppError::bug("stored pre-write key has a wrong length"))
+    let stored = match row.try_get::<Option<String>, _>("token_label")? {
+        Some(label) => StoredKey::Token(label),
+        None => StoredKey::Sealed(row.try_get("key_sealed")?),
+    };
+    keys.record_key(key_id, &key_ctx(key_id), stored)
 }
 
-fn open_pass(kek: &Kek, id: &ApparatusId, sealed: &[u8]) -> Result<PassPhrase, AppError> {
-    let bytes = kek.open(&pass_ctx(id), sealed)?;
+fn open_pass(keys: &Custody, id: &ApparatusId, sealed: &[u8]) -> Result<PassPhrase, AppError> {
+    let bytes = keys.open(&pass_ctx(id), sealed)?;
     PassPhrase::from_bytes(&bytes).map_err(|_| AppError::bug("stored pass phrase is invalid"))
 }
 

@@ -11,8 +11,8 @@ use sqlx::Row;
 
 use super::{Stage, cv_ctx, key_id_of, load_key, nonce_ctx, open_pass, pick};
 use crate::auth::User;
+use crate::custody::{Custody, RecordKey};
 use crate::error::AppError;
-use crate::kek::Kek;
 use crate::metrics::Metrics;
 use crate::store::Conn;
 use crate::{AppState, audit, now_millis};
@@ -55,7 +55,7 @@ pub async fn report(
         .store
         .write(&(state, user, r), |tx, (state, user, r)| {
             Box::pin(async move {
-                let outcome = report_in(tx, &state.kek, user, &factory, r).await?;
+                let outcome = report_in(tx, &state.custody, user, &factory, r).await?;
                 let action = match outcome {
                     ReportStatus::Recorded => "report",
                     ReportStatus::AlreadyRecorded => "report.duplicate",
@@ -65,7 +65,7 @@ pub async fn report(
                     "factory": factory.as_str(), "station": r.station, "receipt": hex::encode(r.receipt.0),
                 }))
                 .await?;
-                Ok((outcome, super::field::challenge(&state.kek, r.apparatus_id)))
+                Ok((outcome, super::field::challenge(&state.custody, r.apparatus_id)))
             })
         })
         .await;
@@ -109,7 +109,7 @@ pub async fn report(
 
 async fn report_in(
     conn: &mut Conn,
-    kek: &Kek,
+    keys: &Custody,
     user: &User,
     factory: &FactoryId,
     r: &Report,
@@ -124,7 +124,7 @@ async fn report_in(
     .fetch_optional(&mut *conn)
     .await?
     .ok_or(TableError::UnknownApparatus(id))?;
-    let pass = open_pass(kek, &id, &entry.try_get::<Vec<u8>, _>("pass_sealed")?)?;
+    let pass = open_pass(keys, &id, &entry.try_get::<Vec<u8>, _>("pass_sealed")?)?;
     let cv = conversion_value(&id, &pass);
     // The receipt first: a report without a valid proof learns nothing about other units.
     let record = sqlx::query(
@@ -137,7 +137,7 @@ async fn report_in(
         let sealed = SealedRecord::parse(&rec.try_get::<Vec<u8>, _>("sealed")?)
             .map_err(|e| AppError::bug(format!("stored record of {id} unreadable: {e}")))?;
         let issue_nonce: [u8; 16] = match rec.try_get::<Option<Vec<u8>>, _>("nonce_sealed")? {
-            Some(n) => kek
+            Some(n) => keys
                 .open(&nonce_ctx(&id), &n)?
                 .as_slice()
                 .try_into()
@@ -146,7 +146,15 @@ async fn report_in(
                 })?,
             // Issued before the server kept nonces: open the record, as it did then.
             None => {
-                let key = load_key(conn, kek, key_id_of(rec.try_get("key_id")?)?).await?;
+                let key = match load_key(conn, keys, key_id_of(rec.try_get("key_id")?)?).await? {
+                    RecordKey::Memory(key) => key,
+                    // Token custody is newer than kept nonces: every record it issued has one.
+                    RecordKey::Token(..) => {
+                        return Err(AppError::bug(format!(
+                            "the record of {id} has no kept issue nonce, and its key is in the token"
+                        )));
+                    }
+                };
                 sealed
                     .open(&key, &id, None)
                     .map_err(|_| AppError::bug(format!("stored record of {id} does not open")))?
@@ -218,7 +226,7 @@ async fn report_in(
                  technician, station, receipt, installed_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(id.as_str())
-            .bind(kek.seal(&cv_ctx(&id), cv.expose_secret()))
+            .bind(keys.seal(&cv_ctx(&id), cv.expose_secret())?)
             .bind(r.product_serial.as_str())
             .bind(factory.as_str())
             .bind(user.username.as_str())

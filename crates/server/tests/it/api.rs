@@ -424,16 +424,19 @@ async fn secrets_are_sealed_at_rest_and_never_answered() {
         "pre-write key in clear in the database"
     );
     // A different key-encryption key cannot open them: a clear error, not garbage.
-    let (other, _) = imprint_server::kek::Kek::generate();
+    let other = imprint_server::custody::Custody::from(imprint_server::kek::Kek::generate().0);
     let row: (Vec<u8>,) =
         sqlx::query_as("SELECT pass_sealed FROM auth_info WHERE apparatus_id = 'AT-REST-1'")
             .fetch_one(env.state.store.pool())
             .await
             .unwrap();
     let err = other.open("702/AT-REST-1", &row.0).unwrap_err().to_string();
-    assert!(err.contains("wrong key file or altered database"));
+    assert!(
+        err.contains("other keys than those it was sealed under"),
+        "{err}"
+    );
     // Moved to another row: refused too.
-    assert!(env.state.kek.open("702/OTHER", &row.0).is_err());
+    assert!(env.state.custody.open("702/OTHER", &row.0).is_err());
 }
 
 #[tokio::test]

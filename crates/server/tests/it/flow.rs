@@ -622,7 +622,7 @@ async fn challenges_expire_and_installed_records_cannot_be_released() {
     assert!(v["message"].as_str().unwrap().contains("revoke it instead"));
     let apparatus = imprint_core::ApparatusId::new(id).unwrap();
     let c = imprint_server::service::field::challenge_until(
-        &env.state.kek,
+        &env.state.custody,
         apparatus,
         imprint_server::now_millis() - 1,
     );
@@ -632,7 +632,7 @@ async fn challenges_expire_and_installed_records_cannot_be_released() {
     );
     // A challenge made for another ID, or altered, does not check.
     let other = imprint_core::ApparatusId::new("IMP-9999999999").unwrap();
-    let c = imprint_server::service::field::challenge(&env.state.kek, other);
+    let c = imprint_server::service::field::challenge(&env.state.custody, other);
     assert!(
         !verify(&env, id, c, answer(&mut dev, c)).await,
         "made for another ID"

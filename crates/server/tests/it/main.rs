@@ -5,6 +5,10 @@
 //! The database is a fresh SQLite file per test; with `IMPRINT_TEST_DATABASE=postgres` it is a
 //! fresh database per test in the PostgreSQL cluster at `IMPRINT_TEST_POSTGRES` (`cargo xtask
 //! test` starts one and runs the suite both ways; `cargo xtask postgres` starts one by hand).
+//!
+//! The keys are in a fresh `kek.key`'s custody per test; with `IMPRINT_TEST_PKCS11=MODULE`
+//! (and `IMPRINT_TEST_PKCS11_TOKEN`, `IMPRINT_TEST_PKCS11_PIN`) they are in that PKCS#11 token,
+//! which `cargo xtask test` makes with SoftHSM2 and runs the suite on once more.
 
 #![allow(
     missing_docs,
@@ -32,6 +36,7 @@ use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use imprint_core::{ApparatusId, KeyId, ProductSerial, Reply, Request as DevRequest, SealedRecord};
 use imprint_device::sim::SimDevice;
+use imprint_server::custody::Custody;
 use imprint_server::store::Store;
 use imprint_server::{AppState, kek::Kek, service};
 use serde_json::{Value, json};
@@ -109,16 +114,58 @@ pub async fn database_url() -> Option<String> {
     }
 }
 
+/// The PKCS#11 module, token label and PIN of this run of the suite, if its keys are in a token.
+pub fn token_args() -> Option<(PathBuf, String, String)> {
+    let module = std::env::var_os("IMPRINT_TEST_PKCS11")?;
+    let label = std::env::var("IMPRINT_TEST_PKCS11_TOKEN").expect(
+        "IMPRINT_TEST_PKCS11 needs IMPRINT_TEST_PKCS11_TOKEN and IMPRINT_TEST_PKCS11_PIN \
+         (cargo xtask test sets all three)",
+    );
+    let pin = std::env::var("IMPRINT_TEST_PKCS11_PIN").expect("IMPRINT_TEST_PKCS11_PIN");
+    Some((PathBuf::from(module), label, pin))
+}
+
+/// Whether this run of the suite keeps its keys in a PKCS#11 token.
+pub fn on_token() -> bool {
+    token_args().is_some()
+}
+
+/// The keys of a test's server: the token of the run (prepared by the first test that opens
+/// it), or the file key `kek`.
+pub fn custody(kek: &[u8; 32]) -> Custody {
+    static PREPARED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let Some((module, label, pin)) = token_args() else {
+        return Custody::from(Kek::from_bytes(kek));
+    };
+    let mut prepared = PREPARED.lock().unwrap_or_else(|p| p.into_inner());
+    let token = imprint_server::pkcs11::Token::open(&module, &label, &pin).unwrap();
+    let custody = if *prepared
+        || token
+            .find(imprint_server::custody::LABEL_AT_REST)
+            .unwrap()
+            .is_some()
+    {
+        Custody::in_token(token).unwrap()
+    } else {
+        Custody::prepare_token(token).unwrap()
+    };
+    *prepared = true;
+    custody
+}
+
 impl Env {
     /// Keys 1 and 2 (the simulated devices' demo keys), CAM-X100 -> key 1, `entries` entries,
     /// factories fa (quota `quota`) and fb (quota 100), and one user per role.
     pub async fn new(entries: u64, quota: u64) -> Env {
         let dir = temp_dir("srv");
-        let (kek, kek_bytes) = Kek::generate();
+        let (_, kek_bytes) = Kek::generate();
         let db_url = database_url()
             .await
             .unwrap_or_else(|| imprint_server::store::sqlite_url(&dir.join("imprint.db")));
-        let state = AppState::new(Store::open(&db_url).await.unwrap(), kek);
+        let store = Store::open(&db_url).await.unwrap();
+        let keys = custody(&kek_bytes);
+        keys.check(&store, true).await.unwrap();
+        let state = AppState::new(store, keys);
         for k in [1, 2] {
             let id = KeyId::new(k).unwrap();
             service::add_key_bytes(&state, "test", id, imprint_device::sim::demo_key(id))
@@ -181,10 +228,7 @@ impl Env {
     /// own pool, router, throttle and metrics, and nothing shared in memory. The sessions are in
     /// the database, so the tokens work on it too.
     pub async fn peer(&self) -> Env {
-        let state = AppState::new(
-            Store::open(&self.db_url).await.unwrap(),
-            Kek::from_bytes(&self.kek),
-        );
+        let state = AppState::new(Store::open(&self.db_url).await.unwrap(), custody(&self.kek));
         Env {
             app: imprint_server::app(state.clone()),
             state,

@@ -26,7 +26,8 @@ async fn a_database_of_the_previous_schema_migrates_and_keeps_working() {
         .unwrap();
     }
     let file = dir.join("imprint.db");
-    let (kek, kek_bytes) = Kek::generate();
+    let (_, kek_bytes) = Kek::generate();
+    let kek = imprint_server::custody::Custody::from(Kek::from_bytes(&kek_bytes));
     {
         let pool = sqlx::SqlitePool::connect(&imprint_server::store::sqlite_url(&file))
             .await
@@ -40,7 +41,7 @@ async fn a_database_of_the_previous_schema_migrates_and_keeps_working() {
         // What the previous server wrote: key 1, product, factory, three entries, one issued.
         let k1 = KeyId::new(1).unwrap();
         sqlx::query("INSERT INTO pre_write_keys VALUES (1, ?, '1700000000000')")
-            .bind(kek.seal("700/1", demo_key(k1).expose_secret()))
+            .bind(kek.seal("700/1", demo_key(k1).expose_secret()).unwrap())
             .execute(&pool)
             .await
             .unwrap();
@@ -54,7 +55,10 @@ async fn a_database_of_the_previous_schema_migrates_and_keeps_working() {
             let issued = n == 1;
             sqlx::query("INSERT INTO auth_info VALUES (?, ?, 1, ?, ?, ?, ?)")
                 .bind(id.as_str())
-                .bind(kek.seal(&format!("702/{id}"), pass.expose_secret()))
+                .bind(
+                    kek.seal(&format!("702/{id}"), pass.expose_secret())
+                        .unwrap(),
+                )
                 .bind(if issued { "issued" } else { "unissued" })
                 .bind(issued.then_some("fa"))
                 .bind(issued.then_some("CAM-X100"))

@@ -256,7 +256,7 @@ struct Server {
 
 impl Server {
     async fn new(store: Store) -> Server {
-        let state = AppState::new(store, Kek::generate().0);
+        let state = AppState::new(store, crate::custody(&Kek::generate().1));
         for k in 1..=3 {
             let k = KeyId::new(k).unwrap();
             service::add_key_bytes(&state, "t", k, demo_key(k))

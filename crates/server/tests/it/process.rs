@@ -10,35 +10,118 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imprint");
 
-/// The binary with the test's database: `DATABASE_URL` on the PostgreSQL run, the data
-/// folder's SQLite file otherwise.
-fn bin(db: Option<&str>) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_remove("DATABASE_URL");
-    if let Some(url) = db {
-        cmd.env("DATABASE_URL", url);
+/// A data folder, its database and its keys, as the binary is given them: `DATABASE_URL` on
+/// the PostgreSQL run, the folder's SQLite file otherwise; on the token run of the suite, a
+/// fresh SoftHSM2 token of its own (every `imprint init` prepares one token).
+pub struct Site {
+    pub dir: std::path::PathBuf,
+    pub db: Option<String>,
+    token: Option<String>,
+}
+
+impl Site {
+    pub fn new(tag: &str, db: Option<String>) -> Site {
+        let dir = crate::temp_dir(tag);
+        let token = crate::token_args().map(|(_, _, pin)| {
+            let label = format!("t-{}", imprint_server::random_id());
+            let out = Command::new("softhsm2-util")
+                .args([
+                    "--init-token",
+                    "--free",
+                    "--label",
+                    &label,
+                    "--so-pin",
+                    "0000",
+                    "--pin",
+                    &pin,
+                ])
+                .output()
+                .expect("softhsm2-util (cargo xtask test installs SoftHSM2)");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            label
+        });
+        Site { dir, db, token }
     }
-    cmd
-}
 
-fn start(dir: &std::path::Path, db: Option<&str>, port: u16) -> Child {
-    let child = bin(db)
-        .args([
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+    /// The binary on this site.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--data-dir")
+            .arg(&self.dir)
+            .env_remove("DATABASE_URL")
+            .env_remove("IMPRINT_PKCS11_MODULE")
+            .env("IMPRINT_ADMIN_PASSWORD", "password-123")
+            .env("IMPRINT_USER_PASSWORD", "password-123");
+        if let Some(url) = &self.db {
+            cmd.env("DATABASE_URL", url);
+        }
+        if let (Some(label), Some((module, _, pin))) = (&self.token, crate::token_args()) {
+            cmd.env("IMPRINT_PKCS11_MODULE", module)
+                .env("IMPRINT_PKCS11_TOKEN", label)
+                .env("IMPRINT_PKCS11_PIN", pin);
+        }
+        cmd
+    }
+
+    /// Runs a command, which must succeed; its standard output.
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// `init`, demo key 1 (from a key file, as a key ceremony hands it over) for CAM-X100,
+    /// `entries` entries named `prefix`..., factory fa with a quota of `entries`, and the
+    /// technician "tech" of fa.
+    pub fn set_up(&self, entries: u64, prefix: &str) {
+        self.run(&["init"]);
+        let k1 = imprint_core::KeyId::new(1).unwrap();
+        let key_file = self.dir.join("key-1.hex");
+        std::fs::write(
+            &key_file,
+            hex::encode(imprint_device::sim::demo_key(k1).expose_secret()),
+        )
         .unwrap();
-    wait_listening(port);
-    child
+        self.run(&["keys", "import", "1", key_file.to_str().unwrap()]);
+        std::fs::remove_file(&key_file).unwrap();
+        self.run(&["map-product", crate::PRODUCT, "1"]);
+        let n = entries.to_string();
+        self.run(&[
+            "generate", "--key-id", "1", "--count", &n, "--prefix", prefix,
+        ]);
+        self.run(&["add-factory", "fa", "A"]);
+        self.run(&["quota", "fa", crate::PRODUCT, &n]);
+        self.run(&["add-user", "tech", "technician", "--factory", "fa"]);
+    }
+
+    /// `imprint serve` on `port`, once it listens.
+    pub fn start(&self, port: u16) -> Child {
+        let child = self
+            .cmd()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_listening(port);
+        child
+    }
 }
 
-/// Waits up to 20 s for something to listen on `port`.
+impl Drop for Site {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn wait_listening(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -94,83 +177,14 @@ fn free_port() -> u16 {
 
 #[test]
 fn sigkill_mid_batch_loses_and_doubles_nothing() {
-    let dir = crate::temp_dir("kill");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let db = rt.block_on(crate::database_url());
-    let db = db.as_deref();
-    // Set up with the CLI itself.
-    let cli = |args: &[&str]| {
-        let out = bin(db)
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(args)
-            .env("IMPRINT_ADMIN_PASSWORD", "password-123")
-            .env("IMPRINT_USER_PASSWORD", "password-123")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    cli(&["init"]);
-    cli(&["keys", "add", "7"]);
-    assert_eq!(cli(&["keys", "list"]).trim(), "7");
-    // The simulated devices hold demo key 1, which only the library can add (the CLI makes
-    // random keys), so the rest of the set-up goes through the service.
-    rt.block_on(async {
-        let store = match db {
-            Some(url) => imprint_server::store::Store::open(url).await.unwrap(),
-            None => imprint_server::store::Store::open_sqlite(&dir.join("imprint.db"))
-                .await
-                .unwrap(),
-        };
-        let state = imprint_server::AppState::new(
-            store,
-            imprint_server::kek::Kek::load_file(&dir.join("kek.key")).unwrap(),
-        );
-        let k1 = imprint_core::KeyId::new(1).unwrap();
-        imprint_server::service::add_key_bytes(
-            &state,
-            "test",
-            k1,
-            imprint_device::sim::demo_key(k1),
-        )
-        .await
-        .unwrap();
-        let p = imprint_core::ProductCode::new(crate::PRODUCT).unwrap();
-        imprint_server::service::map_product(&state, "test", p, k1)
-            .await
-            .unwrap();
-        imprint_server::service::generate(&state, "test", k1, 150, "K-")
-            .await
-            .unwrap();
-        let f = imprint_core::FactoryId::new("fa").unwrap();
-        imprint_server::service::add_factory(&state, "test", f, "A")
-            .await
-            .unwrap();
-        imprint_server::service::set_quota(&state, "test", f, p, 150)
-            .await
-            .unwrap();
-        let mut tx = state.store.begin().await.unwrap();
-        imprint_server::auth::create_user(
-            &mut tx,
-            "test",
-            "tech",
-            "password-123",
-            "technician",
-            Some("fa"),
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        state.store.close().await;
-    });
+    let site = Site::new("kill", rt.block_on(crate::database_url()));
+    site.set_up(150, "K-");
+    site.run(&["keys", "add", "7"]);
+    assert_eq!(site.run(&["keys", "list"]).trim(), "1\n7");
 
     let port = free_port();
-    let mut server = start(&dir, db, port);
+    let mut server = site.start(port);
     let login = |port| {
         http(
             port,
@@ -247,7 +261,7 @@ fn sigkill_mid_batch_loses_and_doubles_nothing() {
     );
 
     // Restart; everything acknowledged before the kill is there.
-    let mut server = start(&dir, db, port);
+    let mut server = site.start(port);
     let token = login(port);
     // Records still open for the factory, after checking the audit chain survived the kill.
     let open_records = |token: &str| -> usize {
@@ -296,7 +310,6 @@ fn sigkill_mid_batch_loses_and_doubles_nothing() {
     );
     server.kill().unwrap();
     server.wait().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -392,41 +405,27 @@ fn https_with_the_certificate_from_init_and_no_plain_http_off_loopback() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn imprint(dir: &std::path::Path, db: Option<&str>, args: &[&str]) -> std::process::Output {
-    bin(db)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env("IMPRINT_ADMIN_PASSWORD", "password-123")
-        .env("IMPRINT_USER_PASSWORD", "password-123")
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn the_cli_reports_bad_input_clearly() {
-    let dir = crate::temp_dir("cli");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let db = rt.block_on(crate::database_url());
-    let db = db.as_deref();
-    // No key file yet: a clear message, not a panic.
-    let out = imprint(&dir, db, &["keys", "list"]);
+    let site = Site::new("cli", rt.block_on(crate::database_url()));
+    let (dir, db) = (&site.dir, site.db.as_deref());
+    let imprint = |args: &[&str]| site.cmd().args(args).output().unwrap();
+    // No keys yet (no kek.key, or a token without Imprint's keys): a clear message.
+    let out = imprint(&["keys", "list"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("run `imprint init` first"));
-    assert!(imprint(&dir, db, &["init"]).status.success());
-    assert!(imprint(&dir, db, &["keys", "add", "3"]).status.success());
-    assert!(
-        imprint(&dir, db, &["map-product", "CAM-X100", "3"])
-            .status
-            .success()
-    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("imprint init"), "{err}");
+    assert!(imprint(&["init"]).status.success());
+    assert!(imprint(&["keys", "add", "3"]).status.success());
+    assert!(imprint(&["map-product", "CAM-X100", "3"]).status.success());
     let csv = dir.join("entries.csv");
     std::fs::write(
         &csv,
         "A-1,SECRET-pass-phrase-1,3\nA 2,SECRET-pass-phrase-2,3\nA-3,short,3\n",
     )
     .unwrap();
-    let out = imprint(&dir, db, &["import", csv.to_str().unwrap()]);
+    let out = imprint(&["import", csv.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -435,13 +434,13 @@ fn the_cli_reports_bad_input_clearly() {
     );
     assert!(!err.contains("SECRET-pass-phrase"), "{err}");
     std::fs::write(&csv, "A-1,SECRET-pass-phrase-1,3\n").unwrap();
-    let out = imprint(&dir, db, &["import", csv.to_str().unwrap()]);
+    let out = imprint(&["import", csv.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("imported 1"));
-    let out = imprint(&dir, db, &["generate", "--key-id", "3", "--count", "5"]);
+    let out = imprint(&["generate", "--key-id", "3", "--count", "5"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("generated 5 entries"));
-    let out = imprint(&dir, db, &["export-installed"]);
+    let out = imprint(&["export-installed"]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("apparatus_id,product_serial"));
-    let out = imprint(&dir, db, &["audit", "verify"]);
+    let out = imprint(&["audit", "verify"]);
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(stdout.contains("audit log intact"));
@@ -459,10 +458,9 @@ fn the_cli_reports_bad_input_clearly() {
             .unwrap();
         store.close().await;
     });
-    let out = imprint(&dir, db, &["audit", "verify"]);
+    let out = imprint(&["audit", "verify"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("entry 2 was altered"));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -538,7 +536,14 @@ fn demo_honours_its_data_dir_and_replaces_only_a_previous_demo() {
         b"the brand owner's data"
     );
     // A bad identifier on the command line is the user's error, named as such.
-    let out = imprint(&target, None, &["map-product", "BAD CODE", "1"]);
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&target)
+        .args(["map-product", "BAD CODE", "1"])
+        .env_remove("DATABASE_URL")
+        .env_remove("IMPRINT_PKCS11_MODULE")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -717,64 +722,15 @@ fn three_servers_on_postgresql_survive_a_sigkill_and_a_database_crash_mid_batch(
     const PER_ISSUE: usize = 2;
     let cluster = OwnCluster::start();
     let url = cluster.url();
-    let db = Some(url.as_str());
-    let dir = crate::temp_dir("fleet");
-    let cli = |args: &[&str]| {
-        let out = bin(db)
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(args)
-            .env("IMPRINT_ADMIN_PASSWORD", "password-123")
-            .env("IMPRINT_USER_PASSWORD", "password-123")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    cli(&["init"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let state = imprint_server::AppState::new(
-            imprint_server::store::Store::open(&url).await.unwrap(),
-            imprint_server::kek::Kek::load_file(&dir.join("kek.key")).unwrap(),
-        );
-        let k1 = imprint_core::KeyId::new(1).unwrap();
-        imprint_server::service::add_key_bytes(
-            &state,
-            "test",
-            k1,
-            imprint_device::sim::demo_key(k1),
-        )
-        .await
-        .unwrap();
-        let p = imprint_core::ProductCode::new(crate::PRODUCT).unwrap();
-        imprint_server::service::map_product(&state, "test", p, k1)
-            .await
-            .unwrap();
-        // Twice what the stations install: answers lost in a crash leave records open.
-        let total = (STATIONS * ROUNDS * PER_ISSUE * 2) as u64;
-        imprint_server::service::generate(&state, "test", k1, total, "F-")
-            .await
-            .unwrap();
-        let f = imprint_core::FactoryId::new("fa").unwrap();
-        imprint_server::service::add_factory(&state, "test", f, "A")
-            .await
-            .unwrap();
-        imprint_server::service::set_quota(&state, "test", f, p, total)
-            .await
-            .unwrap();
-        state.store.close().await;
-    });
-    cli(&["add-user", "tech", "technician", "--factory", "fa"]);
+    let site = Site::new("fleet", Some(url.clone()));
+    // Twice what the stations install: answers lost in a crash leave records open.
+    site.set_up((STATIONS * ROUNDS * PER_ISSUE * 2) as u64, "F-");
 
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let servers: Vec<std::sync::Mutex<Child>> = ports
         .iter()
-        .map(|&p| std::sync::Mutex::new(start(&dir, db, p)))
+        .map(|&p| std::sync::Mutex::new(site.start(p)))
         .collect();
     let (_, v) = http(
         ports[0],
@@ -855,7 +811,7 @@ fn three_servers_on_postgresql_survive_a_sigkill_and_a_database_crash_mid_batch(
             let mut s = servers[1].lock().unwrap();
             s.kill().unwrap();
             s.wait().unwrap();
-            *s = start(&dir, db, ports[1]);
+            *s = site.start(ports[1]);
         }
         // Then the database itself crashes, half way through, and comes back.
         wait_for(all / 2);
@@ -924,14 +880,13 @@ fn three_servers_on_postgresql_survive_a_sigkill_and_a_database_crash_mid_batch(
         store.close().await;
     });
     // One audit order, unbroken across the kill and the crash.
-    let out = cli(&["audit", "verify"]);
+    let out = site.run(&["audit", "verify"]);
     assert!(out.contains("audit log intact"), "{out}");
     for s in &servers {
         let mut s = s.lock().unwrap();
         s.kill().unwrap();
         s.wait().unwrap();
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

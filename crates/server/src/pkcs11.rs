@@ -1,0 +1,461 @@
+//! A PKCS#11 token (a hardware security module, or SoftHSM2 in tests) through `cryptoki`.
+//!
+//! Why a module of its own: this is the only place that speaks PKCS#11. What is kept in the
+//! token, and why, is [`crate::custody`]'s business; here are the token's operations on it:
+//! AES-256-GCM with the caller's nonce, HMAC-SHA256, Ed25519 signatures, and key generation and
+//! import with attributes that keep every key inside (`CKA_SENSITIVE`, not `CKA_EXTRACTABLE`).
+//!
+//! The token is found by its label (a token's slot number changes when it is initialised, and
+//! differs between machines). One `Pkcs11` context per module and process (a module may be
+//! initialised only once per process); sessions are pooled, one per operation in flight, and
+//! all share the one login, as PKCS#11 logs in an application, not a session.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as P11Error, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::object::{
+    Attribute, AttributeInfo, AttributeType, KeyType, ObjectClass, ObjectHandle,
+};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use zeroize::Zeroizing;
+
+use crate::error::AppError;
+
+/// The DER encoding of the curve edwards25519 (OID 1.3.101.112), as `CKA_EC_PARAMS` names it.
+const ED25519_PARAMS: [u8; 5] = [0x06, 0x03, 0x2b, 0x65, 0x70];
+
+/// What a key in the token may do; every key also gets `CKA_TOKEN`, `CKA_PRIVATE`,
+/// `CKA_SENSITIVE` and not `CKA_EXTRACTABLE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usage {
+    /// AES-256 that encrypts and decrypts (secrets at rest).
+    Cipher,
+    /// AES-256 that encrypts and derives (a pre-write key: seals records; derives chip keys).
+    PreWrite,
+    /// A 32-byte generic secret that signs with HMAC-SHA256.
+    Hmac,
+}
+
+/// A logged-in token.
+pub struct Token {
+    ctx: Pkcs11,
+    slot: Slot,
+    label: String,
+    pin: AuthPin,
+    sessions: Mutex<Vec<Session>>,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token").field("label", &self.label).finish()
+    }
+}
+
+/// The process's context for a module: initialised once, kept for the life of the process.
+fn context(module: &Path) -> Result<Pkcs11, AppError> {
+    static CONTEXTS: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+    let mut map = CONTEXTS
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| AppError::bug("the PKCS#11 context map was poisoned"))?;
+    if let Some(ctx) = map.get(module) {
+        return Ok(ctx.clone());
+    }
+    let ctx = Pkcs11::new(module).map_err(|e| {
+        AppError::Config(format!(
+            "cannot load the PKCS#11 module {}: {e} (is the HSM's library installed? SoftHSM2's is /usr/lib/softhsm/libsofthsm2.so)",
+            module.display()
+        ))
+    })?;
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .map_err(|e| {
+            AppError::Config(format!(
+                "the PKCS#11 module {} did not initialise: {e}",
+                module.display()
+            ))
+        })?;
+    map.insert(module.to_path_buf(), ctx.clone());
+    Ok(ctx)
+}
+
+/// Whether a token error means "not now" (the token or its link went away) rather than a
+/// fault: those answer 503 and the client tries again.
+fn transient(e: &P11Error) -> bool {
+    matches!(
+        e,
+        P11Error::Pkcs11(
+            RvError::DeviceError
+                | RvError::DeviceRemoved
+                | RvError::DeviceMemory
+                | RvError::TokenNotPresent
+                | RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::SessionCount
+                | RvError::UserNotLoggedIn,
+            _
+        )
+    )
+}
+
+impl Token {
+    /// Opens the token labelled `label` in `module` and logs in as its user with `pin`.
+    pub fn open(module: &Path, label: &str, pin: &str) -> Result<Token, AppError> {
+        let ctx = context(module)?;
+        let slots = ctx.get_slots_with_token().map_err(|e| {
+            AppError::Config(format!(
+                "cannot list the slots of {}: {e}",
+                module.display()
+            ))
+        })?;
+        let mut found = None;
+        let mut seen = Vec::new();
+        for slot in slots {
+            let info = ctx.get_token_info(slot).map_err(|e| {
+                AppError::Config(format!("cannot read a token of {}: {e}", module.display()))
+            })?;
+            if info.label() == label {
+                found = Some(slot);
+                break;
+            }
+            if !info.label().is_empty() {
+                seen.push(info.label().to_string());
+            }
+        }
+        let slot = found.ok_or_else(|| {
+            AppError::Config(format!(
+                "no token labelled '{label}' in {} (tokens seen: {})",
+                module.display(),
+                if seen.is_empty() {
+                    "none".to_string()
+                } else {
+                    seen.join(", ")
+                }
+            ))
+        })?;
+        let token = Token {
+            ctx,
+            slot,
+            label: label.to_string(),
+            pin: AuthPin::new(pin.into()),
+            sessions: Mutex::new(Vec::new()),
+        };
+        // Opening the first session logs in; a wrong PIN is a configuration error.
+        let session = token.new_session().map_err(|e| match e {
+            AppError::Unavailable(c) | AppError::Internal(c) => {
+                AppError::Config(format!("cannot log in to the token '{label}': {c}"))
+            }
+            other => other,
+        })?;
+        token.put_back(session);
+        Ok(token)
+    }
+
+    /// The token's label.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn fail(&self, what: &str, e: P11Error) -> AppError {
+        let cause = format!("the key token '{}' failed to {what}: {e}", self.label);
+        if transient(&e) {
+            AppError::Unavailable(cause.into())
+        } else {
+            AppError::Internal(cause.into())
+        }
+    }
+
+    fn new_session(&self) -> Result<Session, AppError> {
+        let s = self
+            .ctx
+            .open_rw_session(self.slot)
+            .map_err(|e| self.fail("open a session", e))?;
+        match s.login(UserType::User, Some(&self.pin)) {
+            Ok(()) | Err(P11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(s),
+            Err(e) => Err(self.fail("log in (check the PIN)", e)),
+        }
+    }
+
+    fn put_back(&self, s: Session) {
+        if let Ok(mut pool) = self.sessions.lock() {
+            pool.push(s);
+        }
+    }
+
+    /// Runs `op` on a pooled session. A session the token dropped (a restart of the HSM logs
+    /// every application out) is replaced and `op` runs once more on a fresh one.
+    fn with<T>(
+        &self,
+        what: &str,
+        op: impl Fn(&Session) -> Result<T, P11Error>,
+    ) -> Result<T, AppError> {
+        let pooled = self.sessions.lock().ok().and_then(|mut p| p.pop());
+        let session = match pooled {
+            Some(s) => s,
+            None => self.new_session()?,
+        };
+        match op(&session) {
+            Ok(v) => {
+                self.put_back(session);
+                Ok(v)
+            }
+            Err(e) if transient(&e) => {
+                drop(session);
+                let fresh = self.new_session()?;
+                let out = op(&fresh).map_err(|e| self.fail(what, e));
+                if out.is_ok() {
+                    self.put_back(fresh);
+                }
+                out
+            }
+            Err(e) => {
+                self.put_back(session);
+                Err(self.fail(what, e))
+            }
+        }
+    }
+
+    /// The secret key labelled `label`, if the token holds one.
+    pub fn find(&self, label: &str) -> Result<Option<ObjectHandle>, AppError> {
+        self.find_class(label, ObjectClass::SECRET_KEY)
+    }
+
+    fn find_class(
+        &self,
+        label: &str,
+        class: ObjectClass,
+    ) -> Result<Option<ObjectHandle>, AppError> {
+        let found = self.with("find a key", |s| {
+            s.find_objects(&[
+                Attribute::Class(class),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ])
+        })?;
+        match found.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(*one)),
+            _ => Err(AppError::bug(format!(
+                "the token '{}' holds {} keys labelled '{label}'",
+                self.label,
+                found.len()
+            ))),
+        }
+    }
+
+    fn template(label: &str, usage: Usage) -> Vec<Attribute> {
+        let mut t = vec![
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+        ];
+        match usage {
+            Usage::Cipher => t.extend([
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(true),
+            ]),
+            Usage::PreWrite => t.extend([
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(false),
+                Attribute::Derive(true),
+            ]),
+            Usage::Hmac => t.extend([
+                Attribute::KeyType(KeyType::GENERIC_SECRET),
+                Attribute::Sign(true),
+                Attribute::Verify(true),
+            ]),
+        }
+        t
+    }
+
+    /// Generates a 32-byte key in the token that never leaves it.
+    pub fn generate(&self, label: &str, usage: Usage) -> Result<ObjectHandle, AppError> {
+        let mut t = Self::template(label, usage);
+        t.push(Attribute::ValueLen(32.into()));
+        let mech = match usage {
+            Usage::Cipher | Usage::PreWrite => Mechanism::AesKeyGen,
+            Usage::Hmac => Mechanism::GenericSecretKeyGen,
+        };
+        self.with("generate a key", |s| s.generate_key(&mech, &t))
+    }
+
+    /// Imports a 32-byte key given in clear (a key ceremony's output, the demo's keys): once
+    /// in the token it is as sensitive and unextractable as a generated one.
+    pub fn import(
+        &self,
+        label: &str,
+        usage: Usage,
+        value: &[u8; 32],
+    ) -> Result<ObjectHandle, AppError> {
+        let mut t = Self::template(label, usage);
+        t.push(Attribute::Value(value.to_vec()));
+        let out = self.with("import a key", |s| s.create_object(&t));
+        // `t` held the key's value: wipe it.
+        for a in &mut t {
+            if let Attribute::Value(v) = a {
+                zeroize::Zeroize::zeroize(v);
+            }
+        }
+        out
+    }
+
+    /// Removes a key (one this process made for a row that was then not written).
+    pub fn destroy(&self, key: ObjectHandle) -> Result<(), AppError> {
+        self.with("destroy a key", |s| s.destroy_object(key))
+    }
+
+    /// Whether the token would give out the key's value (`CKA_VALUE`). For every key made
+    /// here the answer is no; a test asks.
+    pub fn reveals_value(&self, key: ObjectHandle) -> Result<bool, AppError> {
+        let info = self.with("read a key's attributes", |s| {
+            s.get_attribute_info(key, &[AttributeType::Value])
+        })?;
+        Ok(!matches!(
+            info.as_slice(),
+            [AttributeInfo::Sensitive | AttributeInfo::Unavailable | AttributeInfo::TypeInvalid]
+        ))
+    }
+
+    /// AES-256-GCM encryption in place; returns the tag. `aad` must not be empty: SoftHSM2
+    /// before 2.7.0 crashes on an empty AAD, so this refuses one rather than pass it on.
+    pub fn gcm_encrypt(
+        &self,
+        key: ObjectHandle,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; 16], AppError> {
+        if aad.is_empty() {
+            return Err(AppError::bug("AES-GCM in the token with an empty AAD"));
+        }
+        let out = Zeroizing::new(self.with("encrypt", |s| {
+            let mut iv = *nonce;
+            let params = GcmParams::new(&mut iv, aad, 128.into())?;
+            s.encrypt(&Mechanism::AesGcm(params), key, buf)
+        })?);
+        let (ct, tag) = out
+            .split_last_chunk::<16>()
+            .filter(|(ct, _)| ct.len() == buf.len())
+            .ok_or_else(|| AppError::bug("the token's AES-GCM output has a wrong length"))?;
+        buf.copy_from_slice(ct);
+        let tag = *tag;
+        Ok(tag)
+    }
+
+    /// AES-256-GCM decryption of `ciphertext | tag`; `None` if it does not authenticate.
+    pub fn gcm_decrypt(
+        &self,
+        key: ObjectHandle,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, AppError> {
+        if aad.is_empty() {
+            return Err(AppError::bug("AES-GCM in the token with an empty AAD"));
+        }
+        let out = self.with("decrypt", |s| {
+            let mut iv = *nonce;
+            let params = GcmParams::new(&mut iv, aad, 128.into())?;
+            match s.decrypt(&Mechanism::AesGcm(params), key, sealed) {
+                Ok(plain) => Ok(Some(Zeroizing::new(plain))),
+                Err(P11Error::Pkcs11(
+                    RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange,
+                    _,
+                )) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// HMAC-SHA256 of `data` under a [`Usage::Hmac`] key.
+    pub fn hmac(&self, key: ObjectHandle, data: &[u8]) -> Result<Zeroizing<[u8; 32]>, AppError> {
+        let mac = Zeroizing::new(self.with("compute an HMAC", |s| {
+            s.sign(&Mechanism::Sha256Hmac, key, data)
+        })?);
+        let mut out = Zeroizing::new([0u8; 32]);
+        if mac.len() != 32 {
+            return Err(AppError::bug("the token's HMAC-SHA256 is not 32 bytes"));
+        }
+        out.copy_from_slice(&mac);
+        Ok(out)
+    }
+
+    /// Generates an Ed25519 key pair labelled `label` (the private half signs, never leaves);
+    /// returns the private key's handle.
+    pub fn generate_ed25519(&self, label: &str) -> Result<ObjectHandle, AppError> {
+        let l = label.as_bytes().to_vec();
+        let public = [
+            Attribute::Token(true),
+            Attribute::Label(l.clone()),
+            Attribute::Verify(true),
+            Attribute::EcParams(ED25519_PARAMS.to_vec()),
+        ];
+        let private = [
+            Attribute::Token(true),
+            Attribute::Label(l),
+            Attribute::Private(true),
+            Attribute::Sign(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+        ];
+        let (_, key) = self.with("generate an Ed25519 key pair", |s| {
+            s.generate_key_pair(&Mechanism::EccEdwardsKeyPairGen, &public, &private)
+        })?;
+        Ok(key)
+    }
+
+    /// The private half of the Ed25519 pair labelled `label`.
+    pub fn find_ed25519(&self, label: &str) -> Result<Option<ObjectHandle>, AppError> {
+        self.find_class(label, ObjectClass::PRIVATE_KEY)
+    }
+
+    /// The 32-byte public key of the Ed25519 pair labelled `label`.
+    pub fn ed25519_public(&self, label: &str) -> Result<[u8; 32], AppError> {
+        let key = self
+            .find_class(label, ObjectClass::PUBLIC_KEY)?
+            .ok_or_else(|| AppError::bug(format!("the token has no public key '{label}'")))?;
+        let attrs = self.with("read a public key", |s| {
+            s.get_attributes(key, &[AttributeType::EcPoint])
+        })?;
+        // CKA_EC_POINT is the point as a DER OCTET STRING (04 20 | 32 bytes); some tokens give
+        // the 32 bytes bare. Either way the key is the last 32 bytes.
+        let point = match attrs.as_slice() {
+            [Attribute::EcPoint(p)] => match p.as_slice() {
+                [0x04, 0x20, rest @ ..] if rest.len() == 32 => <[u8; 32]>::try_from(rest).ok(),
+                bare => <[u8; 32]>::try_from(bare).ok(),
+            },
+            _ => None,
+        };
+        point.ok_or_else(|| {
+            AppError::bug(format!(
+                "the public key '{label}' in the token is not an Ed25519 point"
+            ))
+        })
+    }
+
+    /// An Ed25519 signature (pure Ed25519, RFC 8032) of `msg`.
+    pub fn sign_ed25519(&self, key: ObjectHandle, msg: &[u8]) -> Result<[u8; 64], AppError> {
+        let sig = self.with("sign", |s| {
+            s.sign(
+                &Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Ed25519)),
+                key,
+                msg,
+            )
+        })?;
+        sig.as_slice()
+            .try_into()
+            .map_err(|_| AppError::bug("the token's Ed25519 signature is not 64 bytes"))
+    }
+}
