@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as P11Error, RvError};
@@ -47,6 +47,10 @@ pub enum Usage {
 /// A logged-in token.
 pub struct Token {
     ctx: Pkcs11,
+    /// Held while a key is made or destroyed: SoftHSM2's file store loses a race between
+    /// two threads of one process writing token objects at once (seen: CKR_GENERAL_ERROR
+    /// from one of two concurrent C_CreateObject). Keys are made rarely; nothing else waits.
+    writing: Arc<Mutex<()>>,
     slot: Slot,
     label: String,
     pin: AuthPin,
@@ -59,9 +63,12 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// A module's context and its lock for writing token objects.
+type Context = (Pkcs11, Arc<Mutex<()>>);
+
 /// The process's context for a module: initialised once, kept for the life of the process.
-fn context(module: &Path) -> Result<Pkcs11, AppError> {
-    static CONTEXTS: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+fn context(module: &Path) -> Result<Context, AppError> {
+    static CONTEXTS: OnceLock<Mutex<HashMap<PathBuf, Context>>> = OnceLock::new();
     let mut map = CONTEXTS
         .get_or_init(Default::default)
         .lock()
@@ -82,8 +89,9 @@ fn context(module: &Path) -> Result<Pkcs11, AppError> {
                 module.display()
             ))
         })?;
-    map.insert(module.to_path_buf(), ctx.clone());
-    Ok(ctx)
+    let entry = (ctx, Arc::new(Mutex::new(())));
+    map.insert(module.to_path_buf(), entry.clone());
+    Ok(entry)
 }
 
 /// Whether a token error means "not now" (the token or its link went away) rather than a
@@ -108,7 +116,7 @@ fn transient(e: &P11Error) -> bool {
 impl Token {
     /// Opens the token labelled `label` in `module` and logs in as its user with `pin`.
     pub fn open(module: &Path, label: &str, pin: &str) -> Result<Token, AppError> {
-        let ctx = context(module)?;
+        let (ctx, writing) = context(module)?;
         let slots = ctx.get_slots_with_token().map_err(|e| {
             AppError::Config(format!(
                 "cannot list the slots of {}: {e}",
@@ -142,6 +150,7 @@ impl Token {
         })?;
         let token = Token {
             ctx,
+            writing,
             slot,
             label: label.to_string(),
             pin: AuthPin::new(pin.into()),
@@ -181,6 +190,12 @@ impl Token {
             Ok(()) | Err(P11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(s),
             Err(e) => Err(self.fail("log in (check the PIN)", e)),
         }
+    }
+
+    fn write_lock(&self) -> Result<std::sync::MutexGuard<'_, ()>, AppError> {
+        self.writing
+            .lock()
+            .map_err(|_| AppError::bug("the token's write lock was poisoned"))
     }
 
     fn put_back(&self, s: Session) {
@@ -287,6 +302,7 @@ impl Token {
             Usage::Cipher | Usage::PreWrite => Mechanism::AesKeyGen,
             Usage::Hmac => Mechanism::GenericSecretKeyGen,
         };
+        let _writing = self.write_lock()?;
         self.with("generate a key", |s| s.generate_key(&mech, &t))
     }
 
@@ -300,7 +316,10 @@ impl Token {
     ) -> Result<ObjectHandle, AppError> {
         let mut t = Self::template(label, usage);
         t.push(Attribute::Value(value.to_vec()));
-        let out = self.with("import a key", |s| s.create_object(&t));
+        let out = {
+            let _writing = self.write_lock()?;
+            self.with("import a key", |s| s.create_object(&t))
+        };
         // `t` held the key's value: wipe it.
         for a in &mut t {
             if let Attribute::Value(v) = a {
@@ -312,6 +331,7 @@ impl Token {
 
     /// Removes a key (one this process made for a row that was then not written).
     pub fn destroy(&self, key: ObjectHandle) -> Result<(), AppError> {
+        let _writing = self.write_lock()?;
         self.with("destroy a key", |s| s.destroy_object(key))
     }
 
@@ -354,6 +374,7 @@ impl Token {
     }
 
     /// AES-256-GCM decryption of `ciphertext | tag`; `None` if it does not authenticate.
+    /// Same rule for `aad` as [`Token::gcm_encrypt`].
     pub fn gcm_decrypt(
         &self,
         key: ObjectHandle,
@@ -369,8 +390,13 @@ impl Token {
             let params = GcmParams::new(&mut iv, aad, 128.into())?;
             match s.decrypt(&Mechanism::AesGcm(params), key, sealed) {
                 Ok(plain) => Ok(Some(Zeroizing::new(plain))),
+                // A tag that does not check: CKR_ENCRYPTED_DATA_INVALID by the standard;
+                // SoftHSM2 answers CKR_GENERAL_ERROR for it, so that reads as "does not open"
+                // too (the caller's message then names the value, not the token).
                 Err(P11Error::Pkcs11(
-                    RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange,
+                    RvError::EncryptedDataInvalid
+                    | RvError::EncryptedDataLenRange
+                    | RvError::GeneralError,
                     _,
                 )) => Ok(None),
                 Err(e) => Err(e),
@@ -410,6 +436,7 @@ impl Token {
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
         ];
+        let _writing = self.write_lock()?;
         let (_, key) = self.with("generate an Ed25519 key pair", |s| {
             s.generate_key_pair(&Mechanism::EccEdwardsKeyPairGen, &public, &private)
         })?;

@@ -363,7 +363,7 @@ async fn csv_import_is_all_or_nothing_with_line_numbers() {
 /// Everything the database holds, as bytes to search: the SQLite file itself (after a
 /// checkpoint moves the WAL into it), or on PostgreSQL every table's rows as text with binary
 /// columns decoded from their hex form.
-async fn stored_bytes(env: &Env) -> Vec<u8> {
+pub async fn stored_bytes(env: &Env) -> Vec<u8> {
     use sqlx::Row;
     let pool = env.state.store.pool();
     if !crate::on_postgres() {

@@ -23,6 +23,7 @@ mod api;
 mod audit;
 mod fleet;
 mod flow;
+mod hsm;
 mod migrate;
 mod model;
 mod process;

@@ -1,0 +1,172 @@
+//! Keys in a PKCS#11 token (SoftHSM2 on the token run of the suite, `IMPRINT_TEST_PKCS11`):
+//! the token never gives a key out, the database and the data folder hold none, and a server
+//! started with other keys than its database's stops with a message.
+
+use imprint_server::custody::{LABEL_AT_REST, LABEL_TAGS};
+use sqlx::Row;
+
+use crate::Env;
+use crate::process::Site;
+
+fn skip_without_token() -> bool {
+    if !crate::on_token() {
+        eprintln!("runs on the token run of the suite (IMPRINT_TEST_PKCS11)");
+        return true;
+    }
+    false
+}
+
+#[tokio::test]
+async fn no_key_in_the_token_gives_out_its_value_and_the_rows_hold_only_labels() {
+    if skip_without_token() {
+        return;
+    }
+    let env = Env::new(3, 10).await;
+    let custody = &env.state.custody;
+    let token = custody.token().expect("token custody on the token run");
+    let rows = sqlx::query("SELECT key_id, key_sealed, token_label FROM pre_write_keys")
+        .fetch_all(env.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let mut handles = Vec::new();
+    for r in &rows {
+        let sealed: Vec<u8> = r.get("key_sealed");
+        assert!(sealed.is_empty(), "a token key's row holds no key bytes");
+        let label: String = r.get("token_label");
+        handles.push((
+            label.clone(),
+            token.find(&label).unwrap().expect("in the token"),
+        ));
+    }
+    for label in [LABEL_AT_REST, LABEL_TAGS] {
+        handles.push((label.to_string(), token.find(label).unwrap().unwrap()));
+    }
+    let (_, lease, _) = custody.lease_in_token().unwrap();
+    handles.push(("lease".into(), lease));
+    for (label, h) in handles {
+        assert!(
+            !token.reveals_value(h).unwrap(),
+            "the token gave out the value (CKA_VALUE) of {label}"
+        );
+    }
+    // A record sealed in the token opens on a device of the model (the demo key's device).
+    let recs = env.issue(&env.tech, 1).await;
+    let mut dev = imprint_device::sim::SimDevice::demo(1);
+    let (receipt, serial) = crate::install(&mut dev, &recs[0]);
+    let out = env
+        .report(
+            &env.tech,
+            recs[0]["apparatus_id"].as_str().unwrap(),
+            &serial,
+            &receipt,
+        )
+        .await;
+    assert_eq!(out.1["status"], "recorded", "{:?}", out);
+    assert!(!env.dir.join("kek.key").exists());
+}
+
+#[tokio::test]
+async fn an_empty_aad_is_refused_before_it_reaches_the_token() {
+    if skip_without_token() {
+        return;
+    }
+    let env = Env::new(0, 10).await;
+    let token = env.state.custody.token().unwrap();
+    let key = token.find(LABEL_AT_REST).unwrap().unwrap();
+    let mut buf = *b"sixteen bytes!!!";
+    // SoftHSM2 2.6.1 crashes the process on an empty AAD: reaching this line is the test.
+    let err = token.gcm_encrypt(key, &[7; 12], b"", &mut buf).unwrap_err();
+    assert!(err.to_string().contains("empty AAD"), "{err}");
+    assert!(token.gcm_decrypt(key, &[7; 12], b"", &[0; 32]).is_err());
+    // With an AAD it works, and a tampered tag does not open.
+    let tag = token.gcm_encrypt(key, &[7; 12], b"ctx", &mut buf).unwrap();
+    let mut sealed = buf.to_vec();
+    sealed.extend_from_slice(&tag);
+    let plain = token.gcm_decrypt(key, &[7; 12], b"ctx", &sealed).unwrap();
+    assert_eq!(plain.unwrap().as_slice(), b"sixteen bytes!!!");
+    *sealed.last_mut().unwrap() ^= 1;
+    assert!(
+        token
+            .gcm_decrypt(key, &[7; 12], b"ctx", &sealed)
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn a_copied_data_folder_of_a_token_server_reveals_no_key_and_no_pass_phrase() {
+    if skip_without_token() || crate::on_postgres() {
+        return;
+    }
+    let site = Site::new("hsm-folder", None);
+    site.set_up(20, "H-");
+    let csv = site.dir.join("entries.csv");
+    std::fs::write(&csv, "H-CSV-1,HSM-SECRET-PASS-PHRASE-1,1\n").unwrap();
+    site.run(&["import", csv.to_str().unwrap()]);
+    std::fs::remove_file(&csv).unwrap();
+    site.run(&["keys", "add", "2"]);
+    // The whole folder, as a backup or a thief would take it.
+    let mut bytes = Vec::new();
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(&site.dir).unwrap() {
+        let e = e.unwrap();
+        names.push(e.file_name().to_string_lossy().to_string());
+        bytes.extend(std::fs::read(e.path()).unwrap());
+    }
+    assert!(!names.iter().any(|n| n == "kek.key"), "{names:?}");
+    assert!(
+        bytes.windows(7).any(|w| w == b"H-CSV-1"),
+        "the folder holds the database"
+    );
+    let key1 = imprint_device::sim::demo_key(imprint_core::KeyId::new(1).unwrap());
+    assert!(
+        !bytes.windows(32).any(|w| w == key1.expose_secret()),
+        "a key in the folder"
+    );
+    let pass = b"HSM-SECRET-PASS-PHRASE-1";
+    assert!(
+        !bytes.windows(pass.len()).any(|w| w == pass),
+        "a pass phrase in the folder"
+    );
+    // The copy without the token: no server starts on it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imprint"))
+        .arg("--data-dir")
+        .arg(&site.dir)
+        .args(["keys", "list"])
+        .env_remove("IMPRINT_PKCS11_MODULE")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn a_server_started_with_other_keys_than_its_database_stops_with_a_message() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let site = Site::new("custody", rt.block_on(crate::database_url()));
+    site.run(&["init"]);
+    let err = |cmd: &mut std::process::Command| {
+        let out = cmd.args(["keys", "list"]).output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    if crate::on_token() {
+        // A token database started with a kek.key (one made for the occasion).
+        std::fs::write(site.dir.join("kek.key"), hex::encode([9u8; 32]) + "\n").unwrap();
+        let e = err(site.cmd().env_remove("IMPRINT_PKCS11_MODULE"));
+        assert!(
+            e.contains("keeps its keys in the PKCS#11 token") && e.contains("kek.key"),
+            "{e}"
+        );
+    } else {
+        // Another kek.key than the one the database was made with.
+        std::fs::remove_file(site.dir.join("kek.key")).unwrap();
+        std::fs::write(site.dir.join("kek.key"), hex::encode([9u8; 32]) + "\n").unwrap();
+        let e = err(&mut site.cmd());
+        assert!(
+            e.contains("not the ones this database was initialised with"),
+            "{e}"
+        );
+    }
+}
