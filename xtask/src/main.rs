@@ -16,6 +16,7 @@
 //!   stops it on Ctrl-C or the end of stdin: for running the PostgreSQL tests by hand.
 
 mod postgres;
+mod softhsm;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -129,6 +130,8 @@ fn test() -> Result {
     // Lives until the PostgreSQL step is done, or test() returns whatever happens; dropping it
     // stops the server.
     let pg = std::cell::RefCell::new(None::<postgres::Cluster>);
+    // SoftHSM2's module and this run's token folder, removed when test() returns.
+    let hsm = std::cell::RefCell::new(None::<softhsm::Tokens>);
     let pg_env = || {
         pg.borrow()
             .as_ref()
@@ -143,6 +146,7 @@ fn test() -> Result {
             *chrome.borrow_mut() = Some(tools::ensure_chromedriver()?);
             let bin = postgres::ensure_postgres()?;
             *pg.borrow_mut() = Some(postgres::Cluster::start(&bin)?);
+            *hsm.borrow_mut() = Some(softhsm::Tokens::new(&softhsm::ensure_softhsm()?)?);
             Ok(())
         }),
         ("tidy: docs and vectors", &tidy),
@@ -210,6 +214,20 @@ fn test() -> Result {
             run
         }),
         (
+            "server tests with the keys in a SoftHSM2 token (PKCS#11)",
+            &|| {
+                let tokens = hsm.borrow();
+                let tokens = tokens
+                    .as_ref()
+                    .ok_or_else(|| Failure("SoftHSM2 was not set up".into()))?;
+                let pin = tokens.init("imprint-suite")?;
+                cargo_env(
+                    &["test", "-p", "imprint-server", "--test", "it"],
+                    &tokens.test_env("imprint-suite", &pin),
+                )
+            },
+        ),
+        (
             "build core and the write module for thumbv7em-none-eabihf and wasm32",
             &|| {
                 for target in [tools::THUMB, tools::WASM] {
@@ -260,8 +278,18 @@ fn test() -> Result {
         (
             "end to end: real server, real portal in headless Chromium, simulated units",
             &|| {
+                // The server of the end-to-end test keeps its keys in a token of its own.
+                let tokens = hsm.borrow();
+                let tokens = tokens
+                    .as_ref()
+                    .ok_or_else(|| Failure("SoftHSM2 was not set up".into()))?;
+                let pin = tokens.init("imprint-e2e")?;
                 let driver = chrome.borrow().clone().unwrap_or_default();
-                end_to_end(&root().join("target/portal"), &driver)
+                end_to_end(
+                    &root().join("target/portal"),
+                    &driver,
+                    &tokens.server_env("imprint-e2e", &pin),
+                )
             },
         ),
         ("fuzz targets: build and smoke-run", &fuzz_smoke),
@@ -531,14 +559,15 @@ fn trunk_check() -> Result {
         .env("PATH", &path)
         .current_dir(root()))?;
     let driver = tools::ensure_chromedriver()?;
-    end_to_end(&root().join("target/trunk-dist"), &driver)
+    end_to_end(&root().join("target/trunk-dist"), &driver, &[])
 }
 
 /// The end-to-end test (`tests/e2e/tests/station.rs`) against the debug server and the portal
 /// built into `portal`.
-fn end_to_end(portal: &Path, driver: &Path) -> Result {
+fn end_to_end(portal: &Path, driver: &Path, envs: &[(String, String)]) -> Result {
     cargo(&["build", "-p", "imprint-server", "--bin", "imprint"])?;
     sh(Command::new(tools::cargo_bin())
+        .envs(envs.iter().map(|(k, v)| (k, v)))
         .args([
             "test",
             "-p",

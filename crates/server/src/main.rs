@@ -78,7 +78,8 @@ enum Command {
     },
     /// A fresh demo in the data folder (default `imprint-demo`; a previous demo there is
     /// replaced, any other folder refused): demo keys matching the simulated devices, product
-    /// CAM-X100, two factories with quotas, entries, logins; then serves.
+    /// CAM-X100, two factories with quotas, entries, logins; then serves. With --pkcs11-module
+    /// the keys go into that token, which must hold no Imprint keys yet.
     Demo {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -414,7 +415,8 @@ fn clear_demo_dir(dir: &Path) -> Result<(), AppError> {
         .map_err(|e| AppError::Config(format!("cannot replace {}: {e}", dir.display())))
 }
 
-async fn demo(dir: &Path, entries: u64) -> Result<AppState, AppError> {
+async fn demo(site: Site, entries: u64) -> Result<AppState, AppError> {
+    let dir = site.dir.as_path();
     clear_demo_dir(dir)?;
     std::fs::create_dir_all(dir)
         .map_err(|e| AppError::Config(format!("cannot create {}: {e}", dir.display())))?;
@@ -423,11 +425,6 @@ async fn demo(dir: &Path, entries: u64) -> Result<AppState, AppError> {
         "made by `imprint demo`; replaced by the next one\n",
     )
     .map_err(|e| AppError::Config(format!("cannot write {}: {e}", dir.display())))?;
-    let site = Site {
-        dir: dir.to_path_buf(),
-        database: None,
-        token: None,
-    };
     let state = init(&site, "admin", Some("demo-admin-pass".into()), &[]).await?;
     let who = "demo";
     for k in [1u32, 2] {
@@ -520,12 +517,16 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             no_serve,
             portal,
         } => {
-            if site.database.is_some() || site.token.is_some() {
+            if site.database.is_some() {
                 return Err(AppError::Config(
-                    "the demo runs on its own SQLite file and kek.key in its folder; drop --database and --pkcs11-module (and DATABASE_URL, IMPRINT_PKCS11_MODULE)".into(),
+                    "the demo runs on its own SQLite file in its folder; drop --database (and DATABASE_URL)".into(),
                 ));
             }
-            let state = demo(&demo_dir, entries).await?;
+            let site = Site {
+                dir: demo_dir,
+                ..site
+            };
+            let state = demo(site, entries).await?;
             if no_serve {
                 Ok(())
             } else {

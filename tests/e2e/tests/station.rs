@@ -366,10 +366,32 @@ async fn twenty_units_through_the_real_portal_with_faults() {
 }
 
 /// The pass phrases of the installed units, read from the stopped server's database and opened
-/// with its KEK file (table 702 seals each under the context "702/<apparatus ID>").
+/// with its keys (table 702 seals each under the context "702/<apparatus ID>"): the token's
+/// when `cargo xtask test` gave the server one (IMPRINT_PKCS11_MODULE), else its KEK file.
 async fn installed_pass_phrases(data: &std::path::Path) -> Vec<(String, String)> {
     use sqlx::Row;
-    let kek = imprint_server::kek::Kek::load_file(&data.join("kek.key")).unwrap();
+    let kek = match std::env::var_os("IMPRINT_PKCS11_MODULE") {
+        Some(module) => {
+            assert!(
+                !data.join("kek.key").exists(),
+                "a server with its keys in a token wrote a key file"
+            );
+            let token = imprint_server::pkcs11::Token::open(
+                std::path::Path::new(&module),
+                &env("IMPRINT_PKCS11_TOKEN"),
+                &env("IMPRINT_PKCS11_PIN"),
+            )
+            .unwrap();
+            println!(
+                "the server's keys were in the PKCS#11 token '{}'",
+                token.label()
+            );
+            imprint_server::custody::Custody::in_token(token).unwrap()
+        }
+        None => imprint_server::kek::Kek::load_file(&data.join("kek.key"))
+            .unwrap()
+            .into(),
+    };
     let pool = imprint_server::store::Store::open_sqlite(&data.join("imprint.db"))
         .await
         .unwrap();
