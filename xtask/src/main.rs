@@ -636,6 +636,16 @@ fn bench() -> Result {
     let cluster = postgres::Cluster::start(&postgres::ensure_postgres()?)?;
     cargo_env(&fleet, &[("DATABASE_URL".into(), cluster.url())])?;
     drop(cluster);
+    // Keys in a SoftHSM2 token against keys in memory.
+    let tokens = softhsm::Tokens::new(&softhsm::ensure_softhsm()?)?;
+    let pin = tokens.init("imprint-bench")?;
+    let envs: Vec<(String, String)> = tokens
+        .test_env("imprint-bench", &pin)
+        .into_iter()
+        .map(|(k, v)| (k.replace("IMPRINT_TEST_", "IMPRINT_BENCH_"), v))
+        .collect();
+    cargo_env(&["bench", "-p", "imprint-server", "--bench", "hsm"], &envs)?;
+    drop(tokens);
     cargo(&["bench", "-p", "imprint-core", "--bench", "seal"])?;
     if Command::new("openssl").arg("version").output().is_err() {
         return Err(Failure(
