@@ -34,6 +34,8 @@ pub const LABEL_AT_REST: &str = "imprint/at-rest";
 pub const LABEL_TAGS: &str = "imprint/tags";
 /// The token's label of the lease signing key pair.
 pub const LABEL_LEASE: &str = "imprint/lease-signing";
+/// The token's label of the RSA key pair pre-write keys are imported under.
+pub const LABEL_IMPORT: &str = "imprint/import";
 
 const NAME_TAG_INFO: &[u8] = b"imprint name tag key v1";
 const CHALLENGE_INFO: &[u8] = b"imprint challenge key v1";
@@ -78,6 +80,17 @@ impl From<Kek> for Custody {
             challenge_key: Zeroizing::new(hmac_sha256(bytes, &[CHALLENGE_INFO])),
         }
     }
+}
+
+/// Where a new pre-write key comes from.
+pub enum KeySource {
+    /// Drawn fresh (in the token, with token custody).
+    Generate,
+    /// Given in clear: a key ceremony's output, the demo's keys.
+    Clear(PreWriteKey),
+    /// Encrypted by the brand owner to the token's import key ([`Custody::import_key_pem`]):
+    /// RSA-OAEP with SHA-1 and MGF1-SHA-1 of the key's 32 bytes.
+    Wrapped(Vec<u8>),
 }
 
 /// A pre-write key as its row in table 700 holds it.
@@ -273,32 +286,74 @@ impl Custody {
         }
     }
 
-    /// A new pre-write key for table 700: `value` imports one (a key ceremony's, the demo's),
-    /// `None` generates one. With file custody the row holds it sealed; with a token, the key
-    /// is made in the token under a label of its own (the ID and a random suffix, so two
-    /// servers adding one ID at once never share an object) and the row holds the label.
+    /// A new pre-write key for table 700, from `source`. With file custody the row holds it
+    /// sealed; with a token, the key is made in the token under a label of its own (the ID
+    /// and a random suffix, so two servers adding one ID at once never share an object) and
+    /// the row holds the label.
     pub fn new_pre_write_key(
         &self,
         key_id: KeyId,
         context: &str,
-        value: Option<PreWriteKey>,
+        source: KeySource,
     ) -> Result<StoredKey, AppError> {
         match &self.held {
             Held::File(_) => {
-                let key = value.unwrap_or_else(|| PreWriteKey::generate(&mut crate::rng()));
+                let key = match source {
+                    KeySource::Generate => PreWriteKey::generate(&mut crate::rng()),
+                    KeySource::Clear(k) => k,
+                    KeySource::Wrapped(_) => {
+                        return Err(AppError::BadRequest(
+                            "a wrapped key is imported into a PKCS#11 token; this server keeps its keys in kek.key (import the key in clear instead)".into(),
+                        ));
+                    }
+                };
                 Ok(StoredKey::Sealed(self.seal(context, key.expose_secret())?))
             }
             Held::Token { token, .. } => {
                 let mut suffix = [0u8; 4];
                 crate::rng().fill_bytes(&mut suffix);
                 let label = format!("imprint/700/{key_id}/{}", hex::encode(suffix));
-                match value {
-                    Some(k) => token.import(&label, Usage::PreWrite, k.expose_secret())?,
-                    None => token.generate(&label, Usage::PreWrite)?,
-                };
+                match source {
+                    KeySource::Generate => {
+                        token.generate(&label, Usage::PreWrite)?;
+                    }
+                    KeySource::Clear(k) => {
+                        token.import(&label, Usage::PreWrite, k.expose_secret())?;
+                    }
+                    KeySource::Wrapped(w) => {
+                        let unwrapping = token.find_private(LABEL_IMPORT)?.ok_or_else(|| {
+                            AppError::BadRequest(
+                                "the token has no import key yet: run `imprint keys import-key` and wrap the key to the public key it prints".into(),
+                            )
+                        })?;
+                        token
+                            .unwrap_key(unwrapping, &w, &label, Usage::PreWrite)?
+                            .ok_or_else(|| {
+                                AppError::BadRequest(
+                                    "the token could not unwrap the key: it must be 32 bytes encrypted with RSA-OAEP (SHA-1, MGF1-SHA-1) to the public key of `imprint keys import-key` on this token".into(),
+                                )
+                            })?;
+                    }
+                }
                 Ok(StoredKey::Token(label))
             }
         }
+    }
+
+    /// The public key (PEM, SubjectPublicKeyInfo) a brand owner encrypts a pre-write key to,
+    /// so that it enters the token without ever being in clear on this server. Made in the
+    /// token on first use (RSA-3072; the private half only unwraps).
+    pub fn import_key_pem(&self) -> Result<String, AppError> {
+        let Held::Token { token, .. } = &self.held else {
+            return Err(AppError::Config(
+                "an import key is a token's: this server keeps its keys in kek.key (start it with --pkcs11-module)".into(),
+            ));
+        };
+        if token.find_private(LABEL_IMPORT)?.is_none() {
+            token.generate_rsa_unwrap(LABEL_IMPORT)?;
+        }
+        let (n, e) = token.rsa_public(LABEL_IMPORT)?;
+        Ok(rsa_spki_pem(&n, &e))
     }
 
     /// Removes a pre-write key made by [`Custody::new_pre_write_key`] whose row was then not
@@ -422,6 +477,31 @@ impl Custody {
             _ => Err(AppError::bug("the custody check in server_keys is half written")),
         }
     }
+}
+
+/// An RSA public key as PEM `PUBLIC KEY` (SubjectPublicKeyInfo, RFC 5280 and RFC 8017's
+/// `RSAPublicKey`), which `openssl pkeyutl -pubin` reads.
+fn rsa_spki_pem(n: &[u8], e: &[u8]) -> String {
+    let rsa = yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_bigint_bytes(n, true);
+            w.next().write_bigint_bytes(e, true);
+        })
+    });
+    let spki = yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_sequence(|w| {
+                // rsaEncryption, with its NULL parameters.
+                w.next()
+                    .write_oid(&yasna::models::ObjectIdentifier::from_slice(&[
+                        1, 2, 840, 113549, 1, 1, 1,
+                    ]));
+                w.next().write_null();
+            });
+            w.next().write_bitvec_bytes(&rsa, rsa.len() * 8);
+        })
+    });
+    pem::encode(&pem::Pem::new("PUBLIC KEY", spki))
 }
 
 fn explain(mode: &str) -> String {

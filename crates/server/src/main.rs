@@ -177,15 +177,23 @@ enum KeysCmd {
         /// Key identifier.
         key_id: KeyId,
     },
-    /// Imports a pre-write key from a file of 64 hex digits (a key ceremony's output). With
-    /// --pkcs11-module the key goes into the token, sensitive and unextractable from then on;
-    /// destroy the file afterwards.
+    /// Imports a pre-write key from a file of 64 hex digits (a key ceremony's output), or with
+    /// --wrapped from the file of it encrypted to the token's import key. With --pkcs11-module
+    /// the key goes into the token, sensitive and unextractable from then on; destroy the file
+    /// afterwards.
     Import {
         /// Key identifier.
         key_id: KeyId,
-        /// The file with the key's 64 hex digits.
+        /// The file with the key's 64 hex digits, or with --wrapped its RSA-OAEP ciphertext.
         file: PathBuf,
+        /// The file holds the key encrypted to `imprint keys import-key`'s public key
+        /// (RSA-OAEP, SHA-1, MGF1-SHA-1), as bytes: it is unwrapped inside the token.
+        #[arg(long)]
+        wrapped: bool,
     },
+    /// Prints the token's import public key (PEM), made on first use: a brand owner encrypts
+    /// an existing pre-write key to it so that the key is never in clear on the server.
+    ImportKey,
     /// Lists key identifiers (never key material).
     List,
 }
@@ -536,7 +544,26 @@ async fn run(cli: Cli) -> Result<(), AppError> {
         Command::Keys(KeysCmd::Add { key_id }) => {
             service::add_key(&site.open().await?, "cli", key_id).await
         }
-        Command::Keys(KeysCmd::Import { key_id, file }) => {
+        Command::Keys(KeysCmd::ImportKey) => {
+            print!("{}", site.open().await?.custody.import_key_pem()?);
+            Ok(())
+        }
+        Command::Keys(KeysCmd::Import {
+            key_id,
+            file,
+            wrapped: true,
+        }) => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| AppError::Config(format!("cannot read {}: {e}", file.display())))?;
+            service::add_key_wrapped(&site.open().await?, "cli", key_id, bytes).await?;
+            println!("imported key {key_id} into the token");
+            Ok(())
+        }
+        Command::Keys(KeysCmd::Import {
+            key_id,
+            file,
+            wrapped: false,
+        }) => {
             let text =
                 zeroize::Zeroizing::new(std::fs::read_to_string(&file).map_err(|e| {
                     AppError::Config(format!("cannot read {}: {e}", file.display()))

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as P11Error, RvError};
-use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
+use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::object::{
@@ -416,6 +417,95 @@ impl Token {
         }
         out.copy_from_slice(&mac);
         Ok(out)
+    }
+
+    /// Generates the RSA-3072 key pair labelled `label` that keys are imported under: the
+    /// public half encrypts (a brand owner wraps a key with it, outside); the private half can
+    /// only unwrap, into the token. Returns the private key's handle.
+    pub fn generate_rsa_unwrap(&self, label: &str) -> Result<ObjectHandle, AppError> {
+        let l = label.as_bytes().to_vec();
+        let public = [
+            Attribute::Token(true),
+            Attribute::Label(l.clone()),
+            Attribute::Encrypt(true),
+            Attribute::Wrap(false),
+            Attribute::Verify(false),
+            Attribute::ModulusBits(3072.into()),
+            Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+        ];
+        let private = [
+            Attribute::Token(true),
+            Attribute::Label(l),
+            Attribute::Private(true),
+            Attribute::Unwrap(true),
+            Attribute::Decrypt(false),
+            Attribute::Sign(false),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+        ];
+        let _writing = self.write_lock()?;
+        let (_, key) = self.with("generate an RSA key pair", |s| {
+            s.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
+        })?;
+        Ok(key)
+    }
+
+    /// The private half of the key pair labelled `label`.
+    pub fn find_private(&self, label: &str) -> Result<Option<ObjectHandle>, AppError> {
+        self.find_class(label, ObjectClass::PRIVATE_KEY)
+    }
+
+    /// The modulus and public exponent (big-endian) of the RSA public key labelled `label`.
+    pub fn rsa_public(&self, label: &str) -> Result<(Vec<u8>, Vec<u8>), AppError> {
+        let key = self
+            .find_class(label, ObjectClass::PUBLIC_KEY)?
+            .ok_or_else(|| AppError::bug(format!("the token has no public key '{label}'")))?;
+        let attrs = self.with("read a public key", |s| {
+            s.get_attributes(key, &[AttributeType::Modulus, AttributeType::PublicExponent])
+        })?;
+        match attrs.as_slice() {
+            [Attribute::Modulus(n), Attribute::PublicExponent(e)] => Ok((n.clone(), e.clone())),
+            _ => Err(AppError::bug(format!(
+                "the public key '{label}' in the token is not an RSA key"
+            ))),
+        }
+    }
+
+    /// Unwraps a 32-byte key encrypted with RSA-OAEP (SHA-1, MGF1-SHA-1) to the public half
+    /// of `unwrapping` into the token, labelled `label`, as sensitive and unextractable as a
+    /// generated one. `None` if the token cannot unwrap it (another public key, a damaged
+    /// file, not 32 bytes inside).
+    pub fn unwrap_key(
+        &self,
+        unwrapping: ObjectHandle,
+        wrapped: &[u8],
+        label: &str,
+        usage: Usage,
+    ) -> Result<Option<ObjectHandle>, AppError> {
+        let mut t = Self::template(label, usage);
+        t.push(Attribute::ValueLen(32.into()));
+        let params = PkcsOaepParams::new(
+            MechanismType::SHA1,
+            PkcsMgfType::MGF1_SHA1,
+            PkcsOaepSource::empty(),
+        );
+        let _writing = self.write_lock()?;
+        self.with("unwrap a key", |s| {
+            match s.unwrap_key(&Mechanism::RsaPkcsOaep(params), unwrapping, wrapped, &t) {
+                Ok(k) => Ok(Some(k)),
+                Err(P11Error::Pkcs11(
+                    RvError::WrappedKeyInvalid
+                    | RvError::WrappedKeyLenRange
+                    | RvError::EncryptedDataInvalid
+                    | RvError::EncryptedDataLenRange
+                    | RvError::TemplateInconsistent
+                    | RvError::AttributeValueInvalid
+                    | RvError::GeneralError,
+                    _,
+                )) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
     }
 
     /// Generates an Ed25519 key pair labelled `label` (the private half signs, never leaves);

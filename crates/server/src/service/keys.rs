@@ -12,14 +12,14 @@ use sqlx::Row;
 use super::{
     Stage, key_ctx, key_exists, key_id_of, load_key, nonce_ctx, open_pass, pick, product_key,
 };
-use crate::custody::StoredKey;
+use crate::custody::{KeySource, StoredKey};
 use crate::error::AppError;
 use crate::{AppState, audit, now_millis};
 
 /// Adds a pre-write key (table 700) with fresh random bytes. The key never leaves the server
 /// except into devices' write modules through the maker's own provisioning of its model.
 pub async fn add_key(state: &AppState, actor: &str, key_id: KeyId) -> Result<(), AppError> {
-    put_key(state, actor, key_id, None).await
+    put_key(state, actor, key_id, KeySource::Generate).await
 }
 
 /// Adds a pre-write key with given bytes (import from the maker's key ceremony, demo keys).
@@ -29,7 +29,19 @@ pub async fn add_key_bytes(
     key_id: KeyId,
     key: PreWriteKey,
 ) -> Result<(), AppError> {
-    put_key(state, actor, key_id, Some(key)).await
+    put_key(state, actor, key_id, KeySource::Clear(key)).await
+}
+
+/// Adds a pre-write key the brand owner encrypted to the token's import key
+/// ([`crate::custody::Custody::import_key_pem`]): it is unwrapped inside the token and never
+/// in clear on this server.
+pub async fn add_key_wrapped(
+    state: &AppState,
+    actor: &str,
+    key_id: KeyId,
+    wrapped: Vec<u8>,
+) -> Result<(), AppError> {
+    put_key(state, actor, key_id, KeySource::Wrapped(wrapped)).await
 }
 
 /// Makes the key in its custody, then writes its row; a row that cannot be written (the ID is
@@ -38,11 +50,11 @@ async fn put_key(
     state: &AppState,
     actor: &str,
     key_id: KeyId,
-    key: Option<PreWriteKey>,
+    source: KeySource,
 ) -> Result<(), AppError> {
     let stored = state
         .custody
-        .new_pre_write_key(key_id, &key_ctx(key_id), key)?;
+        .new_pre_write_key(key_id, &key_ctx(key_id), source)?;
     let written = state
         .store
         .write(&(actor, &stored), |tx, (actor, stored)| {

@@ -106,6 +106,20 @@ fn a_copied_data_folder_of_a_token_server_reveals_no_key_and_no_pass_phrase() {
     site.run(&["import", csv.to_str().unwrap()]);
     std::fs::remove_file(&csv).unwrap();
     site.run(&["keys", "add", "2"]);
+    // A wrapped key that is not one: refused with what to do, nothing added.
+    let junk = site.dir.join("junk.wrapped");
+    std::fs::write(&junk, [0x42u8; 384]).unwrap();
+    let out = site
+        .cmd()
+        .args(["keys", "import", "3", "--wrapped"])
+        .arg(&junk)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("could not unwrap") && e.contains("RSA-OAEP"), "{e}");
+    std::fs::remove_file(&junk).unwrap();
+    assert_eq!(site.run(&["keys", "list"]).trim(), "1\n2");
     // The whole folder, as a backup or a thief would take it.
     let mut bytes = Vec::new();
     let mut names = Vec::new();
@@ -160,6 +174,14 @@ fn a_server_started_with_other_keys_than_its_database_stops_with_a_message() {
             "{e}"
         );
     } else {
+        // A wrapped import needs a token.
+        std::fs::write(site.dir.join("w"), [1u8; 384]).unwrap();
+        let out = site.cmd().args(["keys", "import", "5", "--wrapped", "w"]).current_dir(&site.dir).output().unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && e.contains("PKCS#11 token"), "{e}");
+        let out = site.cmd().args(["keys", "import-key"]).output().unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && e.contains("an import key is a token's"), "{e}");
         // Another kek.key than the one the database was made with.
         std::fs::remove_file(site.dir.join("kek.key")).unwrap();
         std::fs::write(site.dir.join("kek.key"), hex::encode([9u8; 32]) + "\n").unwrap();

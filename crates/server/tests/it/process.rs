@@ -78,20 +78,21 @@ impl Site {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
-    /// `init`, demo key 1 (from a key file, as a key ceremony hands it over) for CAM-X100,
-    /// `entries` entries named `prefix`..., factory fa with a quota of `entries`, and the
-    /// technician "tech" of fa.
+    /// `init`, demo key 1 for CAM-X100 (on the token run wrapped with `openssl` to the token's
+    /// import key, as docs/server.md tells a brand owner; otherwise from a file of hex, as a
+    /// key ceremony hands it over), `entries` entries named `prefix`..., factory fa with a
+    /// quota of `entries`, and the technician "tech" of fa.
     pub fn set_up(&self, entries: u64, prefix: &str) {
         self.run(&["init"]);
-        let k1 = imprint_core::KeyId::new(1).unwrap();
-        let key_file = self.dir.join("key-1.hex");
-        std::fs::write(
-            &key_file,
-            hex::encode(imprint_device::sim::demo_key(k1).expose_secret()),
-        )
-        .unwrap();
-        self.run(&["keys", "import", "1", key_file.to_str().unwrap()]);
-        std::fs::remove_file(&key_file).unwrap();
+        let key = imprint_device::sim::demo_key(imprint_core::KeyId::new(1).unwrap());
+        if self.token.is_some() {
+            self.import_wrapped("1", key.expose_secret()).unwrap();
+        } else {
+            let key_file = self.dir.join("key-1.hex");
+            std::fs::write(&key_file, hex::encode(key.expose_secret())).unwrap();
+            self.run(&["keys", "import", "1", key_file.to_str().unwrap()]);
+            std::fs::remove_file(&key_file).unwrap();
+        }
         self.run(&["map-product", crate::PRODUCT, "1"]);
         let n = entries.to_string();
         self.run(&[
@@ -100,6 +101,46 @@ impl Site {
         self.run(&["add-factory", "fa", "A"]);
         self.run(&["quota", "fa", crate::PRODUCT, &n]);
         self.run(&["add-user", "tech", "technician", "--factory", "fa"]);
+    }
+
+    /// Wraps `key` with `openssl pkeyutl` to the token's import key, as docs/server.md
+    /// ("Keys in an HSM") tells a brand owner, and imports it as key `id`; the command's error
+    /// output if it fails.
+    pub fn import_wrapped(&self, id: &str, key: &[u8]) -> Result<(), String> {
+        let pem = self.dir.join("import.pem");
+        std::fs::write(&pem, self.run(&["keys", "import-key"])).unwrap();
+        let (plain, wrapped) = (self.dir.join("key.bin"), self.dir.join("key.wrapped"));
+        std::fs::write(&plain, key).unwrap();
+        let out = Command::new("openssl")
+            .args(["pkeyutl", "-encrypt", "-pubin", "-inkey"])
+            .arg(&pem)
+            .args([
+                "-pkeyopt",
+                "rsa_padding_mode:oaep",
+                "-pkeyopt",
+                "rsa_oaep_md:sha1",
+                "-pkeyopt",
+                "rsa_mgf1_md:sha1",
+                "-in",
+            ])
+            .arg(&plain)
+            .arg("-out")
+            .arg(&wrapped)
+            .output()
+            .expect("the openssl command");
+        std::fs::remove_file(&plain).unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = self
+            .cmd()
+            .args(["keys", "import", id, "--wrapped"])
+            .arg(&wrapped)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).to_string())
+        }
     }
 
     /// `imprint serve` on `port`, once it listens.
