@@ -88,6 +88,10 @@ fn tamper(name: &str, base: &Value, sealed: Vec<u8>, claimed_id: &str, reason: &
     t
 }
 
+/// The format v1 chip-bound vector as the v1 sealer made it (key byte 0x40, key 7, chip
+/// 0011223344556677889900AA, IMP-0000000043, nonce 33.., issue nonce 44..).
+const LEGACY_V1_CHIP: &str = "010100000007333333333333333333333333365937cec7d58f190f49f024266746e5f1ad32747fc48f1118ebc45f3bf21b92f28eeb6c17436453fcca717193c95e70b3c7d7dead15f68ed40f2187d52275edcb70a72b35bbd5924ffb05fe21dd4729";
+
 fn sealed_records() -> Value {
     let cases = [
         SealCase {
@@ -121,7 +125,7 @@ fn sealed_records() -> Value {
             issue_nonce: [0x5A; 16],
         },
         SealCase {
-            name: "chip-bound",
+            name: "chip-bound (format v2)",
             key_byte: 0x40,
             key_id: 7,
             chip: Some("0011223344556677889900AA"),
@@ -214,19 +218,70 @@ fn sealed_records() -> Value {
     );
     wrong_chip["chip_id"] = json!("0011223344556677889900AB");
     tampered.push(wrong_chip);
+    let mut as_v1 = sealed_all[3].as_bytes().to_vec();
+    as_v1[0] = 1;
+    tampered.push(tamper(
+        "chip-bound v2 record relabelled format v1",
+        &valid[3],
+        as_v1,
+        "IMP-0000000043",
+        "the version is associated data and selects the v1 (HKDF) chip key",
+    ));
+    let mut padded_chip = tamper(
+        "chip-bound record opened by the chip ID with a zero byte added",
+        &valid[3],
+        sealed_all[3].as_bytes().to_vec(),
+        "IMP-0000000043",
+        "the chip ID's length enters the v2 derivation",
+    );
+    padded_chip["chip_id"] = json!("0011223344556677889900AA00");
+    tampered.push(padded_chip);
 
     let malformed = json!([
         {"name": "empty", "sealed": "", "error": "truncated"},
-        {"name": "format version 2", "sealed": h(&{let mut x = b.clone(); x[0] = 2; x}), "error": "unknown version"},
+        {"name": "format version 3", "sealed": h(&{let mut x = b.clone(); x[0] = 3; x}), "error": "unknown version"},
+        {"name": "format version 2 with the model binding (v2 is chip-bound only)", "sealed": h(&{let mut x = b.clone(); x[0] = 2; x}), "error": "unknown binding"},
         {"name": "binding 7", "sealed": h(&{let mut x = b.clone(); x[1] = 7; x}), "error": "unknown binding"},
         {"name": "key identifier 0", "sealed": h(&{let mut x = b.clone(); x[2..6].fill(0); x}), "error": "invalid key identifier"},
         {"name": "shorter than the smallest record", "sealed": h(&b[..68]), "error": "truncated"},
         {"name": "longer than the largest record", "sealed": h(&[b.clone(), vec![0; 149 - b.len()]].concat()), "error": "too long"},
     ]);
+    // A chip-bound record of format v1, as servers sealed them before v2 (HKDF chip key): no
+    // longer sealed, still opened. Its bytes are kept as they were made.
+    let legacy = json!([{
+        "name": "chip-bound, format v1 (HKDF chip key)",
+        "pre_write_key": h(key(0x40).expose_secret()),
+        "key_id": 7,
+        "chip_id": "0011223344556677889900AA",
+        "apparatus_id": "IMP-0000000043",
+        "pass_phrase": "Z0Y1X2W3V4T5S6R7Q8P9N0M1K2J3H4G5",
+        "issue_nonce": h(&[0x44; 16]),
+        "sealed": LEGACY_V1_CHIP,
+    }]);
+    let chip_keys: Vec<Value> = [
+        ("0011223344556677889900AA", 0x40u8),
+        ("01", 0x00),
+        ("0100", 0x00),
+        ("FFEEDDCCBBAA99887766554433221100", 0x80),
+    ]
+    .iter()
+    .map(|(chip, kb)| {
+        let c = ChipId::from_hex(chip).unwrap();
+        json!({
+            "pre_write_key": h(key(*kb).expose_secret()),
+            "chip_id": chip,
+            "v2_data": h(&imprint_core::seal::chip_v2_data(&c)),
+            "v1_key": h(imprint_core::seal::chip_bound_key(&key(*kb), &c).expose_secret()),
+            "v2_key": h(imprint_core::seal::chip_bound_key_v2(&key(*kb), &c).expose_secret()),
+        })
+    })
+    .collect();
     json!({
-        "description": "Imprint sealed record, format v1 (docs/protocol.md). 'valid': sealing pre_write_key/key_id/apparatus_id/pass_phrase with a random source that returns nonce then issue_nonce gives exactly 'sealed'; opening it gives the inputs back; 'digest' is SHA-256 of 'sealed'. 'tamper': parses, but opening with pre_write_key for the clear apparatus_id (and chip_id, if any) must fail. 'malformed': header or length check must refuse it before any decryption.",
+        "description": "Imprint sealed record, formats v1 and v2 (docs/protocol.md). 'valid': sealing pre_write_key/key_id/apparatus_id/pass_phrase (bound to chip_id if given: format v2) with a random source that returns nonce then issue_nonce gives exactly 'sealed'; opening it gives the inputs back; 'digest' is SHA-256 of 'sealed'. 'legacy': a format v1 chip-bound record, no longer sealed: opening it gives the inputs back. 'chip_keys': the chip-bound keys of both formats (v1 HKDF, v2 AES-256-CBC of v2_data with IV 0). 'tamper': parses, but opening with pre_write_key for the clear apparatus_id (and chip_id, if any) must fail. 'malformed': header or length check must refuse it before any decryption.",
         "how_made": "cargo run -p imprint-core --example make_vectors (pre-write keys are byte ramps; all inputs are listed)",
         "valid": valid,
+        "legacy": legacy,
+        "chip_keys": chip_keys,
         "tamper": tampered,
         "malformed": malformed,
     })

@@ -1,9 +1,15 @@
-//! The sealed record: the encrypted blob of table 708, format v1 (byte layout in
+//! The sealed record: the encrypted blob of table 708, formats v1 and v2 (byte layout in
 //! `docs/protocol.md`).
+//!
+//! v1 is every model-bound record, and chip-bound records whose chip key is HKDF of the
+//! pre-write key (which an HSM cannot compute); v2 is a chip-bound record whose chip key is
+//! AES-CBC encryption of the chip ID under the pre-write key ([`chip_bound_key_v2`]), which a
+//! PKCS#11 token derives inside itself (`CKM_AES_CBC_ENCRYPT_DATA`). New chip-bound records are
+//! v2; v1 chip-bound records still open.
 //!
 //! ```text
 //! offset  size  field
-//! 0       1     format version = 0x01
+//! 0       1     format version = 0x01, or 0x02 (chip-bound only)
 //! 1       1     binding: 0x00 model key, 0x01 chip-bound key
 //! 2       4     key identifier, u32 big-endian
 //! 6       12    AES-GCM nonce (fresh random per seal)
@@ -24,6 +30,8 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::aes::Aes256;
+use aes_gcm::aes::cipher::BlockCipherEncrypt;
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use hkdf::Hkdf;
 use rand_core::CryptoRng;
@@ -35,8 +43,10 @@ use crate::codec::{DecodeError, Reader, put_short};
 use crate::ids::{ApparatusId, ChipId, KeyId};
 use crate::secret::{PassPhrase, PreWriteKey};
 
-/// The only format version this code writes and reads.
+/// Format v1: model-bound records, and chip-bound ones with an HKDF chip key.
 pub const FORMAT_V1: u8 = 0x01;
+/// Format v2: chip-bound records with a chip key a PKCS#11 token can derive.
+pub const FORMAT_V2: u8 = 0x02;
 /// Header length: version, binding, key identifier.
 pub const HEADER_LEN: usize = 6;
 /// AES-GCM nonce length.
@@ -58,8 +68,10 @@ pub const MAX_SEALED_LEN: usize = HEADER_LEN
     + ISSUE_NONCE_LEN
     + TAG_LEN;
 
-/// HKDF info prefix for chip-bound keys; the chip ID follows it.
+/// HKDF info prefix for chip-bound keys of format v1; the chip ID follows it.
 const CHIP_BOUND_INFO: &[u8] = b"imprint/v1/chip-bound";
+/// The label in the second block of a v2 chip key's derivation; the chip ID's length follows.
+const CHIP_V2_LABEL: &[u8; 15] = b"imprint/v2/chip";
 
 /// Which key a record is sealed under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,10 +90,18 @@ impl Binding {
             Binding::Chip(_) => 0x01,
         }
     }
+
+    /// The format a new record of this binding is sealed in: v1 for the model, v2 for a chip.
+    pub fn format(&self) -> u8 {
+        match self {
+            Binding::Model => FORMAT_V1,
+            Binding::Chip(_) => FORMAT_V2,
+        }
+    }
 }
 
 /// A pre-write key that can seal a record: AES-256-GCM encryption in place under the key for
-/// `binding`, returning the tag. [`PreWriteKey`] does it in memory; a server whose keys are in
+/// `binding` (the pre-write key itself, or for a chip the v2 chip key), returning the tag. [`PreWriteKey`] does it in memory; a server whose keys are in
 /// a hardware security module does it in the token, so the key never leaves it.
 ///
 /// `aad` is never empty (it holds the record's header and apparatus ID), which matters to
@@ -113,7 +133,7 @@ impl SealKey for PreWriteKey {
         // bytes. A zero tag in its place would be a record that never opens, so this is a
         // panic that names the invariant, never a substitute value.
         #[allow(clippy::expect_used)]
-        let tag = cipher_for(self, binding)
+        let tag = cipher_for(self, binding.format(), binding)
             .encrypt_inout_detached(&Nonce::from(*nonce), aad, buf.into())
             .expect("AES-GCM seals any message under 64 GiB");
         Ok(tag.into())
@@ -152,6 +172,7 @@ pub struct SealedRecord {
     bytes: Vec<u8>,
     key_id: KeyId,
     chip_bound: bool,
+    format: u8,
 }
 
 impl fmt::Debug for SealedRecord {
@@ -212,7 +233,7 @@ impl SealedRecord {
         rng.fill_bytes(&mut issue_nonce);
 
         let mut bytes = Vec::with_capacity(MAX_SEALED_LEN);
-        bytes.push(FORMAT_V1);
+        bytes.push(binding.format());
         bytes.push(binding.code());
         bytes.extend_from_slice(&key_id.to_be_bytes());
         let aad = aad(&bytes, apparatus_id);
@@ -230,6 +251,7 @@ impl SealedRecord {
             bytes,
             key_id,
             chip_bound: matches!(binding, Binding::Chip(_)),
+            format: binding.format(),
         };
         Ok((record, issue_nonce))
     }
@@ -238,14 +260,15 @@ impl SealedRecord {
     pub fn parse(bytes: &[u8]) -> Result<SealedRecord, DecodeError> {
         let mut r = Reader::new(bytes);
         let version = r.u8("sealed record version")?;
-        if version != FORMAT_V1 {
+        if version != FORMAT_V1 && version != FORMAT_V2 {
             return Err(DecodeError::Unknown {
                 what: "sealed record version",
                 value: u32::from(version),
             });
         }
         let binding = r.u8("sealed record binding")?;
-        if binding > 1 {
+        // v2 exists for chip-bound records only: a model-bound record has one encoding, v1.
+        if binding > 1 || (version == FORMAT_V2 && binding != 1) {
             return Err(DecodeError::Unknown {
                 what: "sealed record binding",
                 value: u32::from(binding),
@@ -268,6 +291,7 @@ impl SealedRecord {
             bytes: bytes.to_vec(),
             key_id,
             chip_bound: binding == 1,
+            format: version,
         })
     }
 
@@ -284,6 +308,11 @@ impl SealedRecord {
     /// Whether the record is bound to one chip.
     pub fn is_chip_bound(&self) -> bool {
         self.chip_bound
+    }
+
+    /// The format version from the header: [`FORMAT_V1`] or [`FORMAT_V2`].
+    pub fn format(&self) -> u8 {
+        self.format
     }
 
     /// SHA-256 of the whole blob: names the record in receipts and in "do you hold record X?".
@@ -313,7 +342,7 @@ impl SealedRecord {
         let tag = Tag::try_from(tag).map_err(|_| OpenError)?;
 
         let mut plain = Zeroizing::new(ct.to_vec());
-        cipher_for(key, &binding)
+        cipher_for(key, self.format, &binding)
             .decrypt_inout_detached(
                 &Nonce::from(nonce),
                 &aad(header, apparatus_id),
@@ -349,16 +378,71 @@ fn aad(header: &[u8], apparatus_id: &ApparatusId) -> Vec<u8> {
     aad
 }
 
-/// The AES-256-GCM instance for a binding: the pre-write key itself, or
-/// HKDF-SHA256(ikm = pre-write key, salt = none, info = "imprint/v1/chip-bound" || chip ID).
-fn cipher_for(key: &PreWriteKey, binding: &Binding) -> Aes256Gcm {
+/// The AES-256-GCM instance for a binding in a format: the pre-write key itself, or the chip
+/// key of that format ([`chip_bound_key`] for v1, [`chip_bound_key_v2`] for v2).
+fn cipher_for(key: &PreWriteKey, format: u8, binding: &Binding) -> Aes256Gcm {
     match binding {
         Binding::Model => aes(key.expose_secret()),
-        Binding::Chip(chip) => aes(chip_bound_key(key, chip).expose_secret()),
+        Binding::Chip(chip) if format == FORMAT_V1 => aes(chip_bound_key(key, chip).expose_secret()),
+        Binding::Chip(chip) => aes(chip_bound_key_v2(key, chip).expose_secret()),
     }
 }
 
-/// The key a chip-bound record is sealed under (public so the server can derive it too).
+/// The key a v2 chip-bound record is sealed under:
+/// `AES-256-CBC(key = pre-write key, IV = 0, B1 || B2)`, two blocks, no padding, where
+/// `B1` is the chip ID's bytes padded with zeros to 16 and `B2` is `"imprint/v2/chip"` (15
+/// bytes) followed by the chip ID's length. So `C1 = AES(B1)`, `C2 = AES(C1 ^ B2)`, and the key
+/// is `C1 || C2`: both halves depend on the chip, and no two chip IDs share a key. A PKCS#11
+/// token computes the same inside itself with `CKM_AES_CBC_ENCRYPT_DATA` (IV 0, data
+/// `B1 || B2`, `CKA_VALUE_LEN` 32), so the pre-write key never leaves it.
+pub fn chip_bound_key_v2(key: &PreWriteKey, chip: &ChipId) -> PreWriteKey {
+    let (b1, b2) = chip_v2_blocks(chip);
+    let cipher = <Aes256 as aes_gcm::aes::cipher::KeyInit>::new(&(*key.expose_secret()).into());
+    let mut c1 = aes_gcm::aes::Block::from(b1);
+    cipher.encrypt_block(&mut c1);
+    let mut c2 = c1.clone();
+    for (x, y) in c2.iter_mut().zip(b2) {
+        *x ^= y;
+    }
+    cipher.encrypt_block(&mut c2);
+    let mut out = Zeroizing::new([0u8; 32]);
+    for (o, b) in out.iter_mut().zip(c1.iter().chain(c2.iter())) {
+        *o = *b;
+    }
+    PreWriteKey::from_array(*out)
+}
+
+/// The two blocks a v2 chip key is derived from (`B1`, `B2` of [`chip_bound_key_v2`]).
+fn chip_v2_blocks(chip: &ChipId) -> ([u8; 16], [u8; 16]) {
+    let id = chip.as_bytes();
+    let mut b1 = [0u8; 16];
+    for (o, b) in b1.iter_mut().zip(id) {
+        *o = *b;
+    }
+    let mut b2 = [0u8; 16];
+    for (o, b) in b2.iter_mut().zip(CHIP_V2_LABEL) {
+        *o = *b;
+    }
+    if let Some(last) = b2.last_mut() {
+        // ChipId holds 1..=16 bytes, so its length fits a byte.
+        *last = id.len() as u8;
+    }
+    (b1, b2)
+}
+
+/// `B1 || B2` of [`chip_bound_key_v2`]: the data a server gives a token's
+/// `CKM_AES_CBC_ENCRYPT_DATA` (with IV 0) to derive the same key inside the token.
+pub fn chip_v2_data(chip: &ChipId) -> [u8; 32] {
+    let (b1, b2) = chip_v2_blocks(chip);
+    let mut d = [0u8; 32];
+    for (o, b) in d.iter_mut().zip(b1.iter().chain(b2.iter())) {
+        *o = *b;
+    }
+    d
+}
+
+/// The key a v1 chip-bound record is sealed under:
+/// `HKDF-SHA256(ikm = pre-write key, salt = none, info = "imprint/v1/chip-bound" || chip ID)`.
 pub fn chip_bound_key(key: &PreWriteKey, chip: &ChipId) -> PreWriteKey {
     let mut okm = Zeroizing::new([0u8; 32]);
     let hk = Hkdf::<Sha256>::new(None, key.expose_secret());

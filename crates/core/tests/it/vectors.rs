@@ -139,6 +139,33 @@ fn sealed_record_vectors_seal_and_open() {
 }
 
 #[wasm_bindgen_test(unsupported = test)]
+fn legacy_v1_chip_records_open_and_chip_keys_derive() {
+    let v = load(SEALED);
+    let legacy = list(&v, "legacy");
+    assert!(!legacy.is_empty());
+    for c in legacy {
+        let key = PreWriteKey::from_bytes(&hex(s(c, "pre_write_key"))).unwrap();
+        let id = ApparatusId::new(s(c, "apparatus_id")).unwrap();
+        let rec = SealedRecord::parse(&hex(s(c, "sealed"))).unwrap();
+        assert_eq!(rec.format(), imprint_core::seal::FORMAT_V1);
+        let opened = rec.open(&key, &id, chip(c).as_ref()).unwrap();
+        assert_eq!(opened.pass_phrase.expose_secret(), s(c, "pass_phrase").as_bytes());
+        assert_eq!(hex::encode(opened.issue_nonce), s(c, "issue_nonce"));
+    }
+    let keys = list(&v, "chip_keys");
+    assert!(keys.len() >= 3);
+    for c in keys {
+        let key = PreWriteKey::from_bytes(&hex(s(c, "pre_write_key"))).unwrap();
+        let chip = chip(c).unwrap();
+        assert_eq!(hex::encode(imprint_core::seal::chip_v2_data(&chip)), s(c, "v2_data"));
+        let v1 = imprint_core::seal::chip_bound_key(&key, &chip);
+        let v2 = imprint_core::seal::chip_bound_key_v2(&key, &chip);
+        assert_eq!(hex::encode(v1.expose_secret()), s(c, "v1_key"));
+        assert_eq!(hex::encode(v2.expose_secret()), s(c, "v2_key"));
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
 fn sealed_record_vectors_tamper_and_malformed() {
     let v = load(SEALED);
     for c in list(&v, "tamper") {
