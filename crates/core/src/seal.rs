@@ -383,7 +383,9 @@ fn aad(header: &[u8], apparatus_id: &ApparatusId) -> Vec<u8> {
 fn cipher_for(key: &PreWriteKey, format: u8, binding: &Binding) -> Aes256Gcm {
     match binding {
         Binding::Model => aes(key.expose_secret()),
-        Binding::Chip(chip) if format == FORMAT_V1 => aes(chip_bound_key(key, chip).expose_secret()),
+        Binding::Chip(chip) if format == FORMAT_V1 => {
+            aes(chip_bound_key(key, chip).expose_secret())
+        }
         Binding::Chip(chip) => aes(chip_bound_key_v2(key, chip).expose_secret()),
     }
 }
@@ -400,7 +402,7 @@ pub fn chip_bound_key_v2(key: &PreWriteKey, chip: &ChipId) -> PreWriteKey {
     let cipher = <Aes256 as aes_gcm::aes::cipher::KeyInit>::new(&(*key.expose_secret()).into());
     let mut c1 = aes_gcm::aes::Block::from(b1);
     cipher.encrypt_block(&mut c1);
-    let mut c2 = c1.clone();
+    let mut c2 = c1;
     for (x, y) in c2.iter_mut().zip(b2) {
         *x ^= y;
     }

@@ -21,7 +21,6 @@
 )]
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -159,9 +158,14 @@ async fn main() {
     // 2. Issuing N records with each custody, in the same run.
     let (g_file, i_file) = issue_run(Custody::from(Kek::generate().0), n).await;
     let (g_tok, i_tok) = issue_run(Custody::prepare_token(token).unwrap(), n).await;
-    println!("\n| issuing {n} records | generate 702 | issue 708 in requests of 10,000 | end to end |");
+    println!(
+        "\n| issuing {n} records | generate 702 | issue 708 in requests of 10,000 | end to end |"
+    );
     println!("| --- | --- | --- | --- |");
-    for (name, g, i) in [("keys in kek.key", g_file, i_file), ("keys in the token", g_tok, i_tok)] {
+    for (name, g, i) in [
+        ("keys in kek.key", g_file, i_file),
+        ("keys in the token", g_tok, i_tok),
+    ] {
         println!(
             "| {name} | {:.2} s ({:.0}/s) | {:.2} s ({:.0}/s) | {:.0}/s |",
             g.as_secs_f64(),

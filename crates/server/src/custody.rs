@@ -89,8 +89,14 @@ pub enum KeySource {
     /// Given in clear: a key ceremony's output, the demo's keys.
     Clear(PreWriteKey),
     /// Encrypted by the brand owner to the token's import key ([`Custody::import_key_pem`]):
-    /// RSA-OAEP with SHA-1 and MGF1-SHA-1 of the key's 32 bytes.
-    Wrapped(Vec<u8>),
+    /// RSA-OAEP with SHA-1 and MGF1-SHA-1 of the key's 32 bytes, with the key's check value
+    /// ([`crate::pkcs11::Token::check_value`]).
+    Wrapped {
+        /// The RSA-OAEP ciphertext.
+        wrapped: Vec<u8>,
+        /// The first 3 bytes of AES-256-ECB of sixteen 0x01 bytes under the key.
+        check: [u8; 3],
+    },
 }
 
 /// A pre-write key as its row in table 700 holds it.
@@ -127,11 +133,14 @@ impl SealKey for RecordKey<'_> {
             },
             RecordKey::Token(token, key) => match binding {
                 Binding::Model => token.gcm_encrypt(*key, nonce, aad, buf),
-                // Format v1 derives chip keys with HKDF, which tokens lack; no route issues
-                // chip-bound records yet, and none will be sealed in a token under v1.
-                Binding::Chip(_) => Err(AppError::bug(
-                    "a chip-bound record cannot be sealed in the token under format v1",
-                )),
+                // Format v2: the chip key is derived inside the token.
+                Binding::Chip(chip) => token.gcm_encrypt_derived(
+                    *key,
+                    &imprint_core::seal::chip_v2_data(chip),
+                    nonce,
+                    aad,
+                    buf,
+                ),
             },
         }
     }
@@ -301,7 +310,7 @@ impl Custody {
                 let key = match source {
                     KeySource::Generate => PreWriteKey::generate(&mut crate::rng()),
                     KeySource::Clear(k) => k,
-                    KeySource::Wrapped(_) => {
+                    KeySource::Wrapped { .. } => {
                         return Err(AppError::BadRequest(
                             "a wrapped key is imported into a PKCS#11 token; this server keeps its keys in kek.key (import the key in clear instead)".into(),
                         ));
@@ -320,17 +329,17 @@ impl Custody {
                     KeySource::Clear(k) => {
                         token.import(&label, Usage::PreWrite, k.expose_secret())?;
                     }
-                    KeySource::Wrapped(w) => {
+                    KeySource::Wrapped { wrapped, check } => {
                         let unwrapping = token.find_private(LABEL_IMPORT)?.ok_or_else(|| {
                             AppError::BadRequest(
                                 "the token has no import key yet: run `imprint keys import-key` and wrap the key to the public key it prints".into(),
                             )
                         })?;
                         token
-                            .unwrap_key(unwrapping, &w, &label, Usage::PreWrite)?
+                            .unwrap_key(unwrapping, &wrapped, check, &label, Usage::PreWrite)?
                             .ok_or_else(|| {
                                 AppError::BadRequest(
-                                    "the token could not unwrap the key: it must be 32 bytes encrypted with RSA-OAEP (SHA-1, MGF1-SHA-1) to the public key of `imprint keys import-key` on this token".into(),
+                                    "the token could not unwrap the key, or its check value differs: it must be the key's 32 bytes encrypted with RSA-OAEP (SHA-1, MGF1-SHA-1) to the public key of `imprint keys import-key` on this token, and --check its check value; nothing was added".into(),
                                 )
                             })?;
                     }

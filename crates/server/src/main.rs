@@ -188,8 +188,13 @@ enum KeysCmd {
         file: PathBuf,
         /// The file holds the key encrypted to `imprint keys import-key`'s public key
         /// (RSA-OAEP, SHA-1, MGF1-SHA-1), as bytes: it is unwrapped inside the token.
-        #[arg(long)]
+        #[arg(long, requires = "check")]
         wrapped: bool,
+        /// With --wrapped: the key's check value, 6 hex digits (the first 3 bytes of
+        /// AES-256-ECB of sixteen 0x01 bytes under the key); a key that does not match is
+        /// refused.
+        #[arg(long)]
+        check: Option<String>,
     },
     /// Prints the token's import public key (PEM), made on first use: a brand owner encrypts
     /// an existing pre-write key to it so that the key is never in clear on the server.
@@ -552,10 +557,15 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             key_id,
             file,
             wrapped: true,
+            check,
         }) => {
+            let mut kcv = [0u8; 3];
+            hex::decode_to_slice(check.unwrap_or_default().trim(), &mut kcv).map_err(|_| {
+                AppError::BadRequest("--check: the key check value is 6 hex digits".into())
+            })?;
             let bytes = std::fs::read(&file)
                 .map_err(|e| AppError::Config(format!("cannot read {}: {e}", file.display())))?;
-            service::add_key_wrapped(&site.open().await?, "cli", key_id, bytes).await?;
+            service::add_key_wrapped(&site.open().await?, "cli", key_id, bytes, kcv).await?;
             println!("imported key {key_id} into the token");
             Ok(())
         }
@@ -563,6 +573,7 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             key_id,
             file,
             wrapped: false,
+            ..
         }) => {
             let text =
                 zeroize::Zeroizing::new(std::fs::read_to_string(&file).map_err(|e| {

@@ -16,10 +16,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as P11Error, RvError};
-use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
-use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::mechanism::ekdf::AesCbcDeriveParams;
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
+use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{
     Attribute, AttributeInfo, AttributeType, KeyType, ObjectClass, ObjectHandle,
 };
@@ -374,6 +375,49 @@ impl Token {
         Ok(tag)
     }
 
+    /// AES-256-GCM encryption in place under a key derived inside the token from `base` by
+    /// `CKM_AES_CBC_ENCRYPT_DATA` (IV 0) of `data`: a chip-bound record's key of format v2
+    /// (`imprint_core::seal::chip_bound_key_v2`). The derived key is a session object, sensitive
+    /// and unextractable, made, used and destroyed on one session.
+    pub fn gcm_encrypt_derived(
+        &self,
+        base: ObjectHandle,
+        data: &[u8; 32],
+        nonce: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; 16], AppError> {
+        if aad.is_empty() {
+            return Err(AppError::bug("AES-GCM in the token with an empty AAD"));
+        }
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::ValueLen(32.into()),
+            Attribute::Token(false),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Encrypt(true),
+        ];
+        let out = Zeroizing::new(self.with("seal under a derived chip key", |s| {
+            let derive = Mechanism::AesCbcEncryptData(AesCbcDeriveParams::new([0; 16], data));
+            let chip_key = s.derive_key(&derive, base, &template)?;
+            let mut iv = *nonce;
+            let sealed = GcmParams::new(&mut iv, aad, 128.into())
+                .and_then(|p| s.encrypt(&Mechanism::AesGcm(p), chip_key, buf));
+            let gone = s.destroy_object(chip_key);
+            let sealed = sealed?;
+            gone?;
+            Ok(sealed)
+        })?);
+        let (ct, tag) = out
+            .split_last_chunk::<16>()
+            .filter(|(ct, _)| ct.len() == buf.len())
+            .ok_or_else(|| AppError::bug("the token's AES-GCM output has a wrong length"))?;
+        buf.copy_from_slice(ct);
+        Ok(*tag)
+    }
+
     /// AES-256-GCM decryption of `ciphertext | tag`; `None` if it does not authenticate.
     /// Same rule for `aad` as [`Token::gcm_encrypt`].
     pub fn gcm_decrypt(
@@ -461,7 +505,10 @@ impl Token {
             .find_class(label, ObjectClass::PUBLIC_KEY)?
             .ok_or_else(|| AppError::bug(format!("the token has no public key '{label}'")))?;
         let attrs = self.with("read a public key", |s| {
-            s.get_attributes(key, &[AttributeType::Modulus, AttributeType::PublicExponent])
+            s.get_attributes(
+                key,
+                &[AttributeType::Modulus, AttributeType::PublicExponent],
+            )
         })?;
         match attrs.as_slice() {
             [Attribute::Modulus(n), Attribute::PublicExponent(e)] => Ok((n.clone(), e.clone())),
@@ -473,24 +520,28 @@ impl Token {
 
     /// Unwraps a 32-byte key encrypted with RSA-OAEP (SHA-1, MGF1-SHA-1) to the public half
     /// of `unwrapping` into the token, labelled `label`, as sensitive and unextractable as a
-    /// generated one. `None` if the token cannot unwrap it (another public key, a damaged
-    /// file, not 32 bytes inside).
+    /// generated one. The key's check value ([`Token::check_value`]) must be `check`: the
+    /// token cannot say how long an unwrapped key is (SoftHSM2 reports 0), and a 16-byte key
+    /// would unwrap as AES-128, so the check value is what proves the right 32 bytes arrived.
+    /// `None` (and nothing kept) if the token cannot unwrap it or the check value differs.
     pub fn unwrap_key(
         &self,
         unwrapping: ObjectHandle,
         wrapped: &[u8],
+        check: [u8; 3],
         label: &str,
         usage: Usage,
     ) -> Result<Option<ObjectHandle>, AppError> {
-        let mut t = Self::template(label, usage);
-        t.push(Attribute::ValueLen(32.into()));
+        // No CKA_VALUE_LEN: an unwrapped key's length is what was wrapped (SoftHSM2 refuses
+        // the attribute as read-only).
+        let t = Self::template(label, usage);
         let params = PkcsOaepParams::new(
             MechanismType::SHA1,
             PkcsMgfType::MGF1_SHA1,
             PkcsOaepSource::empty(),
         );
         let _writing = self.write_lock()?;
-        self.with("unwrap a key", |s| {
+        let key = self.with("unwrap a key", |s| {
             match s.unwrap_key(&Mechanism::RsaPkcsOaep(params), unwrapping, wrapped, &t) {
                 Ok(k) => Ok(Some(k)),
                 Err(P11Error::Pkcs11(
@@ -505,7 +556,29 @@ impl Token {
                 )) => Ok(None),
                 Err(e) => Err(e),
             }
-        })
+        })?;
+        let Some(key) = key else { return Ok(None) };
+        let matches = self
+            .check_value(key)
+            .map(|kcv| bool::from(subtle::ConstantTimeEq::ct_eq(&kcv[..], &check[..])));
+        if !matches.unwrap_or(false) {
+            self.with("destroy a key", |s| s.destroy_object(key))?;
+            return Ok(None);
+        }
+        Ok(Some(key))
+    }
+
+    /// The key's check value: the first 3 bytes of AES-256-ECB of sixteen 0x01 bytes under
+    /// it. (Not of zeros, the usual block: AES of zeros is AES-GCM's hash key H, which these
+    /// keys use.) The brand owner computes the same with `openssl enc -aes-256-ecb -nopad`.
+    pub fn check_value(&self, key: ObjectHandle) -> Result<[u8; 3], AppError> {
+        let out = self.with("compute a key check value", |s| {
+            s.encrypt(&Mechanism::AesEcb, key, &[0x01; 16])
+        })?;
+        match out.first_chunk::<3>() {
+            Some(kcv) if out.len() == 16 => Ok(*kcv),
+            _ => Err(AppError::bug("the token's AES-ECB output is not one block")),
+        }
     }
 
     /// Generates an Ed25519 key pair labelled `label` (the private half signs, never leaves);

@@ -149,7 +149,10 @@ fn legacy_v1_chip_records_open_and_chip_keys_derive() {
         let rec = SealedRecord::parse(&hex(s(c, "sealed"))).unwrap();
         assert_eq!(rec.format(), imprint_core::seal::FORMAT_V1);
         let opened = rec.open(&key, &id, chip(c).as_ref()).unwrap();
-        assert_eq!(opened.pass_phrase.expose_secret(), s(c, "pass_phrase").as_bytes());
+        assert_eq!(
+            opened.pass_phrase.expose_secret(),
+            s(c, "pass_phrase").as_bytes()
+        );
         assert_eq!(hex::encode(opened.issue_nonce), s(c, "issue_nonce"));
     }
     let keys = list(&v, "chip_keys");
@@ -157,7 +160,10 @@ fn legacy_v1_chip_records_open_and_chip_keys_derive() {
     for c in keys {
         let key = PreWriteKey::from_bytes(&hex(s(c, "pre_write_key"))).unwrap();
         let chip = chip(c).unwrap();
-        assert_eq!(hex::encode(imprint_core::seal::chip_v2_data(&chip)), s(c, "v2_data"));
+        assert_eq!(
+            hex::encode(imprint_core::seal::chip_v2_data(&chip)),
+            s(c, "v2_data")
+        );
         let v1 = imprint_core::seal::chip_bound_key(&key, &chip);
         let v2 = imprint_core::seal::chip_bound_key_v2(&key, &chip);
         assert_eq!(hex::encode(v1.expose_secret()), s(c, "v1_key"));

@@ -40,8 +40,9 @@ pub async fn add_key_wrapped(
     actor: &str,
     key_id: KeyId,
     wrapped: Vec<u8>,
+    check: [u8; 3],
 ) -> Result<(), AppError> {
-    put_key(state, actor, key_id, KeySource::Wrapped(wrapped)).await
+    put_key(state, actor, key_id, KeySource::Wrapped { wrapped, check }).await
 }
 
 /// Makes the key in its custody, then writes its row; a row that cannot be written (the ID is

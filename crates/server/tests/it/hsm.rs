@@ -113,12 +113,21 @@ fn a_copied_data_folder_of_a_token_server_reveals_no_key_and_no_pass_phrase() {
         .cmd()
         .args(["keys", "import", "3", "--wrapped"])
         .arg(&junk)
+        .args(["--check", "000000"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let e = String::from_utf8_lossy(&out.stderr);
-    assert!(e.contains("could not unwrap") && e.contains("RSA-OAEP"), "{e}");
+    assert!(
+        e.contains("could not unwrap") && e.contains("RSA-OAEP"),
+        "{e}"
+    );
     std::fs::remove_file(&junk).unwrap();
+    // A real wrapped key with a wrong check value: refused too, and not left in the token.
+    let e = site
+        .import_wrapped_checked("3", &[0x33u8; 32], Some("abcdef"))
+        .unwrap_err();
+    assert!(e.contains("check value differs"), "{e}");
     assert_eq!(site.run(&["keys", "list"]).trim(), "1\n2");
     // The whole folder, as a backup or a thief would take it.
     let mut bytes = Vec::new();
@@ -176,12 +185,20 @@ fn a_server_started_with_other_keys_than_its_database_stops_with_a_message() {
     } else {
         // A wrapped import needs a token.
         std::fs::write(site.dir.join("w"), [1u8; 384]).unwrap();
-        let out = site.cmd().args(["keys", "import", "5", "--wrapped", "w"]).current_dir(&site.dir).output().unwrap();
+        let out = site
+            .cmd()
+            .args(["keys", "import", "5", "--wrapped", "w", "--check", "000000"])
+            .current_dir(&site.dir)
+            .output()
+            .unwrap();
         let e = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && e.contains("PKCS#11 token"), "{e}");
         let out = site.cmd().args(["keys", "import-key"]).output().unwrap();
         let e = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && e.contains("an import key is a token's"), "{e}");
+        assert!(
+            !out.status.success() && e.contains("an import key is a token's"),
+            "{e}"
+        );
         // Another kek.key than the one the database was made with.
         std::fs::remove_file(site.dir.join("kek.key")).unwrap();
         std::fs::write(site.dir.join("kek.key"), hex::encode([9u8; 32]) + "\n").unwrap();
@@ -191,4 +208,45 @@ fn a_server_started_with_other_keys_than_its_database_stops_with_a_message() {
             "{e}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_chip_bound_record_sealed_in_the_token_opens_on_its_chip_only() {
+    use imprint_core::{ApparatusId, Binding, ChipId, KeyId, PassPhrase, SealedRecord};
+    use imprint_server::custody::StoredKey;
+    if skip_without_token() {
+        return;
+    }
+    let env = Env::new(0, 10).await;
+    let k1 = KeyId::new(1).unwrap();
+    let label: String = sqlx::query("SELECT token_label FROM pre_write_keys WHERE key_id = 1")
+        .fetch_one(env.state.store.pool())
+        .await
+        .unwrap()
+        .get("token_label");
+    let in_token = env
+        .state
+        .custody
+        .record_key(k1, "700/1", StoredKey::Token(label))
+        .unwrap();
+    let key = imprint_device::sim::demo_key(k1);
+    let id = ApparatusId::new("IMP-CHIP-1").unwrap();
+    let pass = PassPhrase::generate(&mut imprint_server::rng());
+    let chip = ChipId::from_hex("00112233445566778899AABB").unwrap();
+    let other = ChipId::from_hex("00112233445566778899AABC").unwrap();
+    // The same randomness in the token and in memory gives the same bytes: the token derives
+    // exactly core's v2 chip key.
+    use rand_chacha::rand_core::SeedableRng;
+    let mut rng = rand_chacha::ChaCha20Rng::from_seed([7; 32]);
+    let (sealed, _) =
+        SealedRecord::seal_with(&mut rng, &in_token, k1, &Binding::Chip(chip), &id, &pass).unwrap();
+    let mut rng = rand_chacha::ChaCha20Rng::from_seed([7; 32]);
+    let (same, _) =
+        SealedRecord::seal_keeping_nonce(&mut rng, &key, k1, &Binding::Chip(chip), &id, &pass);
+    assert_eq!(sealed.as_bytes(), same.as_bytes());
+    assert_eq!(sealed.format(), imprint_core::seal::FORMAT_V2);
+    let opened = sealed.open(&key, &id, Some(&chip)).unwrap();
+    assert_eq!(opened.pass_phrase.expose_secret(), pass.expose_secret());
+    assert!(sealed.open(&key, &id, Some(&other)).is_err());
+    assert!(sealed.open(&key, &id, None).is_err());
 }

@@ -107,33 +107,70 @@ impl Site {
     /// ("Keys in an HSM") tells a brand owner, and imports it as key `id`; the command's error
     /// output if it fails.
     pub fn import_wrapped(&self, id: &str, key: &[u8]) -> Result<(), String> {
-        let pem = self.dir.join("import.pem");
-        std::fs::write(&pem, self.run(&["keys", "import-key"])).unwrap();
-        let (plain, wrapped) = (self.dir.join("key.bin"), self.dir.join("key.wrapped"));
-        std::fs::write(&plain, key).unwrap();
-        let out = Command::new("openssl")
-            .args(["pkeyutl", "-encrypt", "-pubin", "-inkey"])
-            .arg(&pem)
-            .args([
-                "-pkeyopt",
-                "rsa_padding_mode:oaep",
-                "-pkeyopt",
-                "rsa_oaep_md:sha1",
-                "-pkeyopt",
-                "rsa_mgf1_md:sha1",
-                "-in",
-            ])
-            .arg(&plain)
-            .arg("-out")
-            .arg(&wrapped)
-            .output()
-            .expect("the openssl command");
-        std::fs::remove_file(&plain).unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        self.import_wrapped_checked(id, key, None)
+    }
+
+    /// [`Site::import_wrapped`], giving `check` as the check value instead of the key's own.
+    pub fn import_wrapped_checked(
+        &self,
+        id: &str,
+        key: &[u8],
+        check: Option<&str>,
+    ) -> Result<(), String> {
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&self.dir)
+                .output()
+                .expect("the openssl command");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        };
+        std::fs::write(
+            self.dir.join("import.pem"),
+            self.run(&["keys", "import-key"]),
+        )
+        .unwrap();
+        std::fs::write(self.dir.join("key.bin"), key).unwrap();
+        openssl(&[
+            "pkeyutl",
+            "-encrypt",
+            "-pubin",
+            "-inkey",
+            "import.pem",
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-pkeyopt",
+            "rsa_oaep_md:sha1",
+            "-pkeyopt",
+            "rsa_mgf1_md:sha1",
+            "-in",
+            "key.bin",
+            "-out",
+            "key.wrapped",
+        ]);
+        // The check value, as docs/server.md computes it.
+        std::fs::write(self.dir.join("ones.bin"), [0x01u8; 16]).unwrap();
+        let block = openssl(&[
+            "enc",
+            "-aes-256-ecb",
+            "-nopad",
+            "-K",
+            &hex::encode(key),
+            "-in",
+            "ones.bin",
+        ]);
+        std::fs::remove_file(self.dir.join("key.bin")).unwrap();
+        let check = check.map_or_else(|| hex::encode(&block[..3]), str::to_string);
         let out = self
             .cmd()
             .args(["keys", "import", id, "--wrapped"])
-            .arg(&wrapped)
+            .arg(self.dir.join("key.wrapped"))
+            .args(["--check", &check])
             .output()
             .unwrap();
         if out.status.success() {
