@@ -8,7 +8,7 @@
 use core::fmt;
 
 use imprint_core::{
-    ApparatusId, AuthResponse, Challenge, FactoryId, KeyId, ProductCode, ProductSerial, Receipt,
+    ApparatusId, AuthResponse, Challenge, ChipId, FactoryId, KeyId, ProductCode, ProductSerial, Receipt,
     SealedRecord,
 };
 use serde::{Deserialize, Serialize};
@@ -163,6 +163,10 @@ pub struct Product {
     /// Its current key identifier.
     #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::KeyIdNumber))]
     pub key_id: KeyId,
+    /// Whether its records are bound to one chip each (issued one at a time, for a named
+    /// chip; never in a lease).
+    #[serde(default)]
+    pub chip_bound: bool,
 }
 
 /// `GET /products`.
@@ -180,6 +184,10 @@ pub struct MapProductRequest {
     /// The key identifier to map the product code to.
     #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::KeyIdNumber))]
     pub key_id: KeyId,
+    /// For a new product: whether its records are bound to one chip each (default false).
+    /// Fixed when the product is first mapped; a remap that gives another value is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chip_bound: Option<bool>,
 }
 
 /// The outcome of mapping a product code.
@@ -384,9 +392,15 @@ pub struct IssueRequest {
     /// The product code.
     #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ProductCodeText))]
     pub product_code: ProductCode,
-    /// How many records: 1 to 10000, and within the factory's quota.
+    /// How many records: 1 to 10000, and within the factory's quota; 1 with `chip_id`.
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10_000))]
     pub count: u64,
+    /// For a chip-bound product: the chip ID of the unit the record is for (its GetInfo
+    /// reply's). The record is sealed under a key of that chip alone (format 0x02) and opens in
+    /// no other unit. Required for a chip-bound product, refused for any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::ChipIdHex>))]
+    pub chip_id: Option<ChipId>,
 }
 
 /// A row of table 708 as a factory receives it.

@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use imprint_core::seal::{MAX_SEALED_LEN, MIN_SEALED_LEN};
-use imprint_core::{ApparatusId, FactoryId, ProductCode, ProductSerial};
+use imprint_core::{ApparatusId, ChipId, FactoryId, ProductCode, ProductSerial};
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, PathsBuilder,
 };
@@ -105,6 +105,20 @@ schema_type!(
         .minimum(Some(1))
         .maximum(Some(u32::MAX))
         .description(Some("key identifier: a whole number from 1 to 4294967295"))
+        .into()
+);
+schema_type!(
+    /// A chip ID in the document.
+    ChipIdHex,
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(2))
+        .max_length(Some(2 * ChipId::MAX_LEN))
+        .pattern(Some(format!("^([0-9a-fA-F]{{2}}){{1,{}}}$", ChipId::MAX_LEN)))
+        .description(Some(format!(
+            "chip ID: 1 to {} bytes as hex (the unit's unique ID, as its GetInfo reply gives it)",
+            ChipId::MAX_LEN
+        )))
         .into()
 );
 schema_type!(
@@ -233,6 +247,7 @@ fn components() -> ComponentsBuilder {
     add::<ProductSerialText>(&mut list);
     add::<FactoryIdText>(&mut list);
     add::<KeyIdNumber>(&mut list);
+    add::<ChipIdHex>(&mut list);
     add::<SealedRecordHex>(&mut list);
     add::<Hex16>(&mut list);
     add::<Hex32>(&mut list);

@@ -131,6 +131,7 @@ impl<T: Transport> Client<T> {
             .call(&IssueRequest {
                 product_code,
                 count,
+                chip_id: None,
             })
             .await?;
         Ok(out.records.into_iter().map(Record::from).collect())

@@ -215,7 +215,7 @@ async fn set_up(
         .await
         .unwrap();
     let p = ProductCode::new("CAM-X100").unwrap();
-    service::map_product(&state, "bench", p, k1).await.unwrap();
+    service::map_product(&state, "bench", p, k1, None).await.unwrap();
     service::generate(&state, "bench", k1, n, "FLEET-")
         .await
         .unwrap();
@@ -244,7 +244,7 @@ async fn set_up(
     let mut unit = 0u32;
     while left > 0 {
         let take = left.min(10_000);
-        for rec in service::issue(&state, &tech, p, take).await.unwrap() {
+        for rec in service::issue(&state, &tech, p, take, None).await.unwrap() {
             let mut dev = SimDevice::demo(unit);
             unit += 1;
             dev.transfer_out(

@@ -41,7 +41,7 @@ async fn fresh(tag: &str, quota: u64) -> (AppState, std::path::PathBuf) {
         .await
         .unwrap();
     let p = ProductCode::new("CAM-X100").unwrap();
-    service::map_product(&state, "bench", p, k1).await.unwrap();
+    service::map_product(&state, "bench", p, k1, None).await.unwrap();
     let f = FactoryId::new("fa").unwrap();
     service::add_factory(&state, "bench", f, "A").await.unwrap();
     service::set_quota(&state, "bench", f, p, quota)
@@ -94,7 +94,7 @@ async fn main() {
     let mut issued = 0;
     while issued < n {
         let batch = (n - issued).min(10_000);
-        issued += service::issue(&state, &tech(), product, batch)
+        issued += service::issue(&state, &tech(), product, batch, None)
             .await
             .unwrap()
             .len() as u64;
@@ -235,7 +235,7 @@ async fn main() {
     service::generate(&state, "bench", KeyId::new(1).unwrap(), total, "R-")
         .await
         .unwrap();
-    let recs = service::issue(&state, &tech(), product, total)
+    let recs = service::issue(&state, &tech(), product, total, None)
         .await
         .unwrap();
     let mut jobs = Vec::new();

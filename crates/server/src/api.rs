@@ -305,7 +305,7 @@ async fn map_product(
     Body(b): Body<MapProductRequest>,
 ) -> ApiResult<Remapped> {
     Ok(Json(
-        service::map_product(&state, &user.username, code, b.key_id).await?,
+        service::map_product(&state, &user.username, code, b.key_id, b.chip_bound).await?,
     ))
 }
 
@@ -475,7 +475,7 @@ async fn issue(
     user: User,
     Body(b): Body<IssueRequest>,
 ) -> ApiResult<RecordList> {
-    let records = service::issue(&state, &user, b.product_code, b.count).await?;
+    let records = service::issue(&state, &user, b.product_code, b.count, b.chip_id).await?;
     Ok(Json(RecordList { records }))
 }
 

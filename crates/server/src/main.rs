@@ -103,6 +103,10 @@ enum Command {
         product_code: ProductCode,
         /// Key identifier.
         key_id: KeyId,
+        /// A new product's records are each bound to one chip (sealed for the unit's chip ID,
+        /// one at a time, never leased). Fixed when the product is first mapped.
+        #[arg(long)]
+        chip_bound: bool,
     },
     /// Table 702: generate entries.
     Generate {
@@ -445,7 +449,7 @@ async fn demo(site: Site, entries: u64) -> Result<AppState, AppError> {
         service::add_key_bytes(&state, who, key_id, imprint_device::sim::demo_key(key_id)).await?;
     }
     let product = ProductCode::new(imprint_device::sim::DEMO_PRODUCT)?;
-    service::map_product(&state, who, product, KeyId::new(1)?).await?;
+    service::map_product(&state, who, product, KeyId::new(1)?, None).await?;
     service::generate(&state, who, KeyId::new(1)?, entries, "IMP-").await?;
     for (f, name, quota) in [
         ("acme-sz", "ACME Shenzhen", 1000u64),
@@ -600,8 +604,16 @@ async fn run(cli: Cli) -> Result<(), AppError> {
         Command::MapProduct {
             product_code,
             key_id,
+            chip_bound,
         } => {
-            let r = service::map_product(&site.open().await?, "cli", product_code, key_id).await?;
+            let state = site.open().await?;
+            let known = service::list_products(&state)
+                .await?
+                .iter()
+                .any(|p| p.product_code == product_code);
+            // A remap without the flag keeps the binding; the flag on a remap must match it.
+            let binding = (chip_bound || !known).then_some(chip_bound);
+            let r = service::map_product(&state, "cli", product_code, key_id, binding).await?;
             println!(
                 "{product_code} -> key {} (was {:?}); {} outstanding records re-sealed",
                 r.new_key_id,

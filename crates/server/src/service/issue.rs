@@ -3,7 +3,8 @@
 use imprint_api::Record;
 use imprint_core::tables::{EntryState, plan_issue};
 use imprint_core::{
-    ApparatusId, AuthInfo, Binding, FactoryId, ProductCode, Quota, SealedRecord, TableError,
+    ApparatusId, AuthInfo, Binding, ChipId, FactoryId, ProductCode, Quota, SealedRecord,
+    TableError,
 };
 use serde_json::json;
 use sqlx::Row;
@@ -21,11 +22,14 @@ use crate::{AppState, audit, now_millis};
 pub(super) const MAX_ISSUE: u64 = 10_000;
 
 /// Issues `count` sealed records of `product` to the technician's factory, within its quota.
+///
+/// `chip`: for a chip-bound product, the chip of the one unit the record is for.
 pub async fn issue(
     state: &AppState,
     user: &User,
     product: ProductCode,
     count: u64,
+    chip: Option<ChipId>,
 ) -> Result<Vec<Record>, AppError> {
     let factory = user.factory()?;
     super::leases::expire_leases(state, now_millis()).await?;
@@ -33,7 +37,8 @@ pub async fn issue(
         .store
         .write(&(state, user), |tx, (state, user)| {
             Box::pin(async move {
-                let out = issue_in(tx, &state.custody, &factory, product, count, None).await?;
+                let out =
+                    issue_in(tx, &state.custody, &factory, product, count, None, chip).await?;
                 audit::append(
                     tx,
                     &user.username,
@@ -66,6 +71,7 @@ pub(super) async fn issue_in(
     product: ProductCode,
     count: u64,
     lease_id: Option<&str>,
+    chip: Option<ChipId>,
 ) -> Result<Vec<Record>, AppError> {
     if count > MAX_ISSUE {
         return Err(AppError::BadRequest(
@@ -75,16 +81,23 @@ pub(super) async fn issue_in(
     // The product's row is read `FOR SHARE` on PostgreSQL: a remap (which locks it `FOR
     // UPDATE`) waits for issues under way and then re-seals what they issued, and an issue that
     // comes after a remap reads the new key. Issues of one product do not wait for each other.
-    let key = sqlx::query(pick(
+    let row = sqlx::query(pick(
         tx,
-        "SELECT key_id FROM product_codes WHERE product_code = $1",
-        "SELECT key_id FROM product_codes WHERE product_code = $1 FOR SHARE",
+        "SELECT key_id, chip_bound FROM product_codes WHERE product_code = $1",
+        "SELECT key_id, chip_bound FROM product_codes WHERE product_code = $1 FOR SHARE",
     ))
     .bind(product.as_str())
     .fetch_optional(&mut *tx)
-    .await?
-    .map(|r| key_id_of(r.try_get("key_id")?))
-    .transpose()?;
+    .await?;
+    let key = row
+        .as_ref()
+        .map(|r| key_id_of(r.try_get("key_id")?))
+        .transpose()?;
+    let chip_bound = match &row {
+        Some(r) => r.try_get::<i64, _>("chip_bound")? == 1,
+        None => false,
+    };
+    let binding = binding_for(product, chip_bound, chip, count, lease_id.is_some())?;
     let quota = sqlx::query(pick(
         tx,
         "SELECT quota_limit, used FROM quotas WHERE factory_id = $1 AND product_code = $2",
@@ -142,7 +155,7 @@ pub(super) async fn issue_in(
                     &mut rng,
                     &pre_write_key,
                     key_id,
-                    &Binding::Model,
+                    &binding,
                     &e.apparatus_id,
                     &e.pass_phrase,
                 )
@@ -169,8 +182,8 @@ pub(super) async fn issue_in(
             )));
         }
         let sql = format!(
-            "INSERT INTO factory_records (apparatus_id, sealed, key_id, factory_id, product_code, issued_ms, lease_id, nonce_sealed) VALUES {}",
-            store::values(chunk.len(), 8)
+            "INSERT INTO factory_records (apparatus_id, sealed, key_id, factory_id, product_code, issued_ms, lease_id, nonce_sealed, chip_id) VALUES {}",
+            store::values(chunk.len(), 9)
         );
         let mut ins = sqlx::query(store::bulk(tx, sql));
         for (e, (rec, nonce)) in chunk.iter().zip(&sealed) {
@@ -182,7 +195,8 @@ pub(super) async fn issue_in(
                 .bind(product.as_str())
                 .bind(now)
                 .bind(lease_id)
-                .bind(keys.seal(&nonce_ctx(&e.apparatus_id), nonce)?);
+                .bind(keys.seal(&nonce_ctx(&e.apparatus_id), nonce)?)
+                .bind(chip.map(|c| c.to_string()));
         }
         ins.execute(&mut *tx).await?;
         for (e, (rec, _)) in chunk.iter().zip(sealed) {
@@ -210,6 +224,34 @@ pub(super) async fn issue_in(
         ));
     }
     Ok(out)
+}
+
+/// The binding of the records of one issue, or why there is none: a chip-bound product's
+/// records are sealed one at a time for a named chip, online only; any other product's for the
+/// model.
+fn binding_for(
+    product: ProductCode,
+    chip_bound: bool,
+    chip: Option<ChipId>,
+    count: u64,
+    leased: bool,
+) -> Result<Binding, AppError> {
+    match (chip_bound, chip) {
+        (true, Some(_)) if count != 1 => Err(AppError::BadRequest(format!(
+            "product {product} is chip-bound: ask for one record per unit (count 1) with its chip_id"
+        ))),
+        (true, Some(c)) => Ok(Binding::Chip(c)),
+        (true, None) if leased => Err(AppError::BadRequest(format!(
+            "product {product} is chip-bound: each record is sealed for one unit's chip, which a lease cannot know; fetch its records online, one per unit"
+        ))),
+        (true, None) => Err(AppError::BadRequest(format!(
+            "product {product} is chip-bound: ask for one record per unit, with the unit's chip_id"
+        ))),
+        (false, Some(_)) => Err(AppError::BadRequest(format!(
+            "product {product} is not chip-bound: ask without a chip_id"
+        ))),
+        (false, None) => Ok(Binding::Model),
+    }
 }
 
 /// A count read from the database, which is never negative.

@@ -4,7 +4,7 @@ use imprint_api::Product;
 use imprint_api::Remapped;
 use imprint_core::tables::plan_remap;
 use imprint_core::{
-    ApparatusId, Binding, KeyId, PreWriteKey, ProductCode, SealedRecord, TableError,
+    ApparatusId, Binding, ChipId, KeyId, PreWriteKey, ProductCode, SealedRecord, TableError,
 };
 use serde_json::json;
 use sqlx::Row;
@@ -102,11 +102,15 @@ pub async fn list_keys(state: &AppState) -> Result<Vec<KeyId>, AppError> {
 /// Maps a product code to a key identifier (table 500). On a remap, records issued for the
 /// product but not installed are sealed again under the new key, so the factory's next
 /// download opens on new-key devices; entries move to the new key identifier.
+///
+/// `chip_bound`: for a new product, whether its records are bound to one chip each (default
+/// no); for a mapped one it must be `None` or what it is.
 pub async fn map_product(
     state: &AppState,
     actor: &str,
     code: ProductCode,
     new_key: KeyId,
+    chip_bound: Option<bool>,
 ) -> Result<Remapped, AppError> {
     state
         .store
@@ -116,16 +120,29 @@ pub async fn map_product(
                 // take turns, and the issued entries read below stay this product's.
                 let current = match sqlx::query(pick(
                     tx,
-                    "SELECT key_id FROM product_codes WHERE product_code = $1",
-                    "SELECT key_id FROM product_codes WHERE product_code = $1 FOR UPDATE",
+                    "SELECT key_id, chip_bound FROM product_codes WHERE product_code = $1",
+                    "SELECT key_id, chip_bound FROM product_codes WHERE product_code = $1 FOR UPDATE",
                 ))
                 .bind(code.as_str())
                 .fetch_optional(&mut *tx)
                 .await?
                 {
-                    Some(r) => Some(key_id_of(r.try_get("key_id")?)?),
+                    Some(r) => Some((
+                        key_id_of(r.try_get("key_id")?)?,
+                        r.try_get::<i64, _>("chip_bound")? == 1,
+                    )),
                     None => None,
                 };
+                if let (Some((_, is)), Some(asked)) = (current, chip_bound)
+                    && is != asked
+                {
+                    return Err(AppError::Conflict(format!(
+                        "product {code} is {}: a product's binding is fixed when it is first mapped",
+                        if is { "chip-bound" } else { "model-bound" }
+                    )));
+                }
+                let bound = current.map_or(chip_bound.unwrap_or(false), |(_, is)| is);
+                let current = current.map(|(k, _)| k);
                 let exists = key_exists(tx, new_key).await?;
                 let old = plan_remap(current, new_key, exists)?;
                 let mut resealed = 0u64;
@@ -133,8 +150,8 @@ pub async fn map_product(
                     let key = load_key(tx, &state.custody, new_key).await?;
                     let rows = sqlx::query(pick(
                         tx,
-                        "SELECT apparatus_id, pass_sealed FROM auth_info WHERE state = $1 AND product_code = $2",
-                        "SELECT apparatus_id, pass_sealed FROM auth_info WHERE state = $1 AND product_code = $2 FOR UPDATE",
+                        "SELECT a.apparatus_id, a.pass_sealed, f.chip_id FROM auth_info a JOIN factory_records f ON f.apparatus_id = a.apparatus_id WHERE a.state = $1 AND a.product_code = $2",
+                        "SELECT a.apparatus_id, a.pass_sealed, f.chip_id FROM auth_info a JOIN factory_records f ON f.apparatus_id = a.apparatus_id WHERE a.state = $1 AND a.product_code = $2 FOR UPDATE",
                     ))
                     .bind(Stage::Issued.as_str())
                     .bind(code.as_str())
@@ -145,11 +162,18 @@ pub async fn map_product(
                         let id = ApparatusId::new(&r.try_get::<String, _>("apparatus_id")?)?;
                         let pass =
                             open_pass(&state.custody, &id, &r.try_get::<Vec<u8>, _>("pass_sealed")?)?;
+                        // A chip-bound record is sealed again for the chip it was issued for.
+                        let binding = match r.try_get::<Option<String>, _>("chip_id")? {
+                            Some(hex) => Binding::Chip(ChipId::from_hex(&hex).map_err(|e| {
+                                AppError::bug(format!("stored chip ID of {id} unreadable: {e}"))
+                            })?),
+                            None => Binding::Model,
+                        };
                         let (sealed, nonce) = SealedRecord::seal_with(
                             &mut rng,
                             &key,
                             new_key,
-                            &Binding::Model,
+                            &binding,
                             &id,
                             &pass,
                         )?;
@@ -178,9 +202,10 @@ pub async fn map_product(
                     if product_key(tx, &code).await?.is_some() {
                         return Err(AppError::bug("a product appeared during its own mapping"));
                     }
-                    sqlx::query("INSERT INTO product_codes (product_code, key_id) VALUES ($1, $2)")
+                    sqlx::query("INSERT INTO product_codes (product_code, key_id, chip_bound) VALUES ($1, $2, $3)")
                         .bind(code.as_str())
                         .bind(i64::from(new_key.get()))
+                        .bind(i64::from(bound))
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -193,7 +218,7 @@ pub async fn map_product(
                     tx,
                     actor,
                     "product.map",
-                    json!({ "product_code": code.as_str(), "old_key_id": out.old_key_id.map(KeyId::get), "new_key_id": new_key.get(), "resealed": resealed }),
+                    json!({ "product_code": code.as_str(), "old_key_id": out.old_key_id.map(KeyId::get), "new_key_id": new_key.get(), "resealed": resealed, "chip_bound": bound }),
                 )
                 .await?;
                 Ok(out)
@@ -204,7 +229,9 @@ pub async fn map_product(
 
 /// Product codes and their key identifiers.
 pub async fn list_products(state: &AppState) -> Result<Vec<Product>, AppError> {
-    let rows = sqlx::query("SELECT product_code, key_id FROM product_codes ORDER BY product_code")
+    let rows = sqlx::query(
+        "SELECT product_code, key_id, chip_bound FROM product_codes ORDER BY product_code",
+    )
         .fetch_all(state.store.pool())
         .await?;
     rows.iter()
@@ -212,6 +239,7 @@ pub async fn list_products(state: &AppState) -> Result<Vec<Product>, AppError> {
             Ok(Product {
                 product_code: ProductCode::new(&r.try_get::<String, _>("product_code")?)?,
                 key_id: key_id_of(r.try_get("key_id")?)?,
+                chip_bound: r.try_get::<i64, _>("chip_bound")? == 1,
             })
         })
         .collect()

@@ -121,7 +121,7 @@ pub async fn lease(
                 .execute(&mut *tx)
                 .await?;
                 let records =
-                    issue_in(tx, &state.custody, &factory, product, count, Some(&id_hex)).await?;
+                    issue_in(tx, &state.custody, &factory, product, count, Some(&id_hex), None).await?;
                 let core_lease = imprint_core::Lease {
                     lease_id,
                     factory,

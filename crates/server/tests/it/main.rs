@@ -21,6 +21,7 @@
 
 mod api;
 mod audit;
+mod chip;
 mod fleet;
 mod flow;
 mod hsm;
@@ -174,7 +175,7 @@ impl Env {
                 .unwrap();
         }
         let product = imprint_core::ProductCode::new(PRODUCT).unwrap();
-        service::map_product(&state, "test", product, KeyId::new(1).unwrap())
+        service::map_product(&state, "test", product, KeyId::new(1).unwrap(), None)
             .await
             .unwrap();
         if entries > 0 {

@@ -145,6 +145,7 @@ async fn a_database_of_the_previous_schema_migrates_and_keeps_working() {
         &tech,
         imprint_core::ProductCode::new(crate::PRODUCT).unwrap(),
         2,
+        None,
     )
     .await
     .unwrap();

@@ -263,7 +263,7 @@ impl Server {
                 .await
                 .unwrap();
         }
-        service::map_product(&state, "t", product(), KeyId::new(1).unwrap())
+        service::map_product(&state, "t", product(), KeyId::new(1).unwrap(), None)
             .await
             .unwrap();
         service::generate(&state, "t", KeyId::new(1).unwrap(), ENTRIES.into(), "IMP-")
@@ -293,7 +293,7 @@ impl Server {
         let refused = |e: AppError| Outcome::Refused(e.code());
         match *op {
             Op::Issue { factory, count } => {
-                match service::issue(st, &tech(factory), product(), count).await {
+                match service::issue(st, &tech(factory), product(), count, None).await {
                     Ok(recs) => Outcome::Issued(recs.iter().map(|r| r.apparatus_id).collect()),
                     Err(e) => refused(e),
                 }
@@ -338,7 +338,7 @@ impl Server {
                 }
             }
             Op::Remap { key } => {
-                match service::map_product(st, "t", product(), KeyId::new(key).unwrap()).await {
+                match service::map_product(st, "t", product(), KeyId::new(key).unwrap(), None).await {
                     Ok(_) => Outcome::Done,
                     Err(e) => refused(e),
                 }
