@@ -8,8 +8,8 @@
 use core::fmt;
 
 use imprint_core::{
-    ApparatusId, AuthResponse, Challenge, ChipId, FactoryId, KeyId, ProductCode, ProductSerial, Receipt,
-    SealedRecord,
+    ApparatusId, AuthResponse, Challenge, ChipId, FactoryId, KeyId, ProductCode, ProductSerial,
+    Receipt, SealedRecord,
 };
 use serde::{Deserialize, Serialize};
 

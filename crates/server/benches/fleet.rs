@@ -215,7 +215,9 @@ async fn set_up(
         .await
         .unwrap();
     let p = ProductCode::new("CAM-X100").unwrap();
-    service::map_product(&state, "bench", p, k1, None).await.unwrap();
+    service::map_product(&state, "bench", p, k1, None)
+        .await
+        .unwrap();
     service::generate(&state, "bench", k1, n, "FLEET-")
         .await
         .unwrap();

@@ -96,7 +96,9 @@ async fn issue_run(custody: Custody, n: u64) -> (Duration, Duration) {
         .await
         .unwrap();
     let p = ProductCode::new("CAM-X100").unwrap();
-    service::map_product(&state, "bench", p, k1, None).await.unwrap();
+    service::map_product(&state, "bench", p, k1, None)
+        .await
+        .unwrap();
     let f = FactoryId::new("fa").unwrap();
     service::add_factory(&state, "bench", f, "A").await.unwrap();
     service::set_quota(&state, "bench", f, p, n).await.unwrap();
@@ -114,7 +116,10 @@ async fn issue_run(custody: Custody, n: u64) -> (Duration, Duration) {
     let mut issued = 0;
     while issued < n {
         let batch = (n - issued).min(10_000);
-        issued += service::issue(&state, &tech, p, batch, None).await.unwrap().len() as u64;
+        issued += service::issue(&state, &tech, p, batch, None)
+            .await
+            .unwrap()
+            .len() as u64;
     }
     let issuing = t.elapsed();
     state.store.close().await;

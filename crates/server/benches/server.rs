@@ -41,7 +41,9 @@ async fn fresh(tag: &str, quota: u64) -> (AppState, std::path::PathBuf) {
         .await
         .unwrap();
     let p = ProductCode::new("CAM-X100").unwrap();
-    service::map_product(&state, "bench", p, k1, None).await.unwrap();
+    service::map_product(&state, "bench", p, k1, None)
+        .await
+        .unwrap();
     let f = FactoryId::new("fa").unwrap();
     service::add_factory(&state, "bench", f, "A").await.unwrap();
     service::set_quota(&state, "bench", f, p, quota)

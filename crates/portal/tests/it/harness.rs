@@ -138,7 +138,9 @@ impl InProcess {
             .await
             .unwrap();
         let p = ProductCode::new("CAM-X100").unwrap();
-        service::map_product(&state, "t", p, k1, None).await.unwrap();
+        service::map_product(&state, "t", p, k1, None)
+            .await
+            .unwrap();
         service::generate(&state, "t", k1, entries, "IMP-")
             .await
             .unwrap();

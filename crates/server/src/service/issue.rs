@@ -3,8 +3,7 @@
 use imprint_api::Record;
 use imprint_core::tables::{EntryState, plan_issue};
 use imprint_core::{
-    ApparatusId, AuthInfo, Binding, ChipId, FactoryId, ProductCode, Quota, SealedRecord,
-    TableError,
+    ApparatusId, AuthInfo, Binding, ChipId, FactoryId, ProductCode, Quota, SealedRecord, TableError,
 };
 use serde_json::json;
 use sqlx::Row;

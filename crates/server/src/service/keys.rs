@@ -232,8 +232,8 @@ pub async fn list_products(state: &AppState) -> Result<Vec<Product>, AppError> {
     let rows = sqlx::query(
         "SELECT product_code, key_id, chip_bound FROM product_codes ORDER BY product_code",
     )
-        .fetch_all(state.store.pool())
-        .await?;
+    .fetch_all(state.store.pool())
+    .await?;
     rows.iter()
         .map(|r| {
             Ok(Product {

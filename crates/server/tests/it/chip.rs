@@ -59,26 +59,47 @@ async fn a_chip_bound_record_installs_in_its_unit_only() {
     let env = Env::new(20, 10).await;
     chip_bound_product(&env).await;
     let (s, v) = env
-        .call(Method::GET, "/api/v1/products", Some(&env.admin), json!(null))
+        .call(
+            Method::GET,
+            "/api/v1/products",
+            Some(&env.admin),
+            json!(null),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     let listed: Vec<(String, bool)> = v["products"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["product_code"].as_str().unwrap().to_string(), p["chip_bound"].as_bool().unwrap()))
+        .map(|p| {
+            (
+                p["product_code"].as_str().unwrap().to_string(),
+                p["chip_bound"].as_bool().unwrap(),
+            )
+        })
         .collect();
     assert!(listed.contains(&(CHIPPED.to_string(), true)), "{listed:?}");
-    assert!(listed.contains(&(crate::PRODUCT.to_string(), false)), "{listed:?}");
+    assert!(
+        listed.contains(&(crate::PRODUCT.to_string(), false)),
+        "{listed:?}"
+    );
 
     let mut unit = SimDevice::demo(7);
     let mut other = SimDevice::demo(8);
     let chip = unit.usb_serial();
-    let (s, v) = issue_for(&env, json!({"product_code": CHIPPED, "count": 1, "chip_id": chip})).await;
+    let (s, v) = issue_for(
+        &env,
+        json!({"product_code": CHIPPED, "count": 1, "chip_id": chip}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let rec = v["records"][0].clone();
     let bytes = hex::decode(rec["sealed"].as_str().unwrap()).unwrap();
-    assert_eq!((bytes[0], bytes[1]), (0x02, 0x01), "format 0x02, chip-bound");
+    assert_eq!(
+        (bytes[0], bytes[1]),
+        (0x02, 0x01),
+        "format 0x02, chip-bound"
+    );
     // Another unit of the same model cannot open it.
     assert!(
         matches!(install_reply(&mut other, &rec), Reply::Error(_)),
@@ -87,9 +108,18 @@ async fn a_chip_bound_record_installs_in_its_unit_only() {
     // Its own unit installs it, and the report is recorded.
     let (receipt, serial) = crate::install(&mut unit, &rec);
     let (s, v) = env
-        .report(&env.tech, rec["apparatus_id"].as_str().unwrap(), &serial, &receipt)
+        .report(
+            &env.tech,
+            rec["apparatus_id"].as_str().unwrap(),
+            &serial,
+            &receipt,
+        )
         .await;
-    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("recorded")), "{v}");
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("recorded")),
+        "{v}"
+    );
 }
 
 #[tokio::test]
@@ -98,10 +128,22 @@ async fn chip_bound_issues_are_one_per_named_chip_and_never_leased() {
     chip_bound_product(&env).await;
     let chip = SimDevice::demo(3).usb_serial();
     for (body, says) in [
-        (json!({"product_code": CHIPPED, "count": 1}), "with the unit's chip_id"),
-        (json!({"product_code": CHIPPED, "count": 2, "chip_id": chip}), "one record per unit"),
-        (json!({"product_code": crate::PRODUCT, "count": 1, "chip_id": chip}), "not chip-bound"),
-        (json!({"product_code": CHIPPED, "count": 1, "chip_id": "XYZ"}), "chip ID"),
+        (
+            json!({"product_code": CHIPPED, "count": 1}),
+            "with the unit's chip_id",
+        ),
+        (
+            json!({"product_code": CHIPPED, "count": 2, "chip_id": chip}),
+            "one record per unit",
+        ),
+        (
+            json!({"product_code": crate::PRODUCT, "count": 1, "chip_id": chip}),
+            "not chip-bound",
+        ),
+        (
+            json!({"product_code": CHIPPED, "count": 1, "chip_id": "XYZ"}),
+            "chip ID",
+        ),
     ] {
         let (s, v) = issue_for(&env, body.clone()).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
@@ -116,9 +158,19 @@ async fn chip_bound_issues_are_one_per_named_chip_and_never_leased() {
         )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    assert!(v["message"].as_str().unwrap().contains("a lease cannot know"), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("a lease cannot know"),
+        "{v}"
+    );
     // Nothing was issued by the refusals: the quota is untouched.
-    let (s, v) = issue_for(&env, json!({"product_code": CHIPPED, "count": 1, "chip_id": chip})).await;
+    let (s, v) = issue_for(
+        &env,
+        json!({"product_code": CHIPPED, "count": 1, "chip_id": chip}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let used: i64 = sqlx::Row::get(
         &sqlx::query("SELECT used FROM quotas WHERE factory_id = 'fa' AND product_code = $1")
@@ -155,7 +207,10 @@ async fn a_remap_seals_an_outstanding_chip_bound_record_again_for_the_same_chip(
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let id = v["records"][0]["apparatus_id"].as_str().unwrap().to_string();
+    let id = v["records"][0]["apparatus_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (s, v) = env
         .call(
             Method::PUT,
@@ -164,7 +219,11 @@ async fn a_remap_seals_an_outstanding_chip_bound_record_again_for_the_same_chip(
             json!({"key_id": 2}),
         )
         .await;
-    assert_eq!((s, v["resealed"].as_u64()), (StatusCode::OK, Some(1)), "{v}");
+    assert_eq!(
+        (s, v["resealed"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{v}"
+    );
     let (_, v) = env
         .call(Method::GET, "/api/v1/records", Some(&env.tech), json!(null))
         .await;
@@ -176,9 +235,17 @@ async fn a_remap_seals_an_outstanding_chip_bound_record_again_for_the_same_chip(
         .unwrap()
         .clone();
     let bytes = hex::decode(rec["sealed"].as_str().unwrap()).unwrap();
-    assert_eq!(&bytes[..6], &[0x02, 0x01, 0, 0, 0, 2], "v2, chip-bound, key 2");
+    assert_eq!(
+        &bytes[..6],
+        &[0x02, 0x01, 0, 0, 0, 2],
+        "v2, chip-bound, key 2"
+    );
     assert!(matches!(install_reply(&mut other, &rec), Reply::Error(_)));
     let (receipt, serial) = crate::install(&mut unit, &rec);
     let (s, v) = env.report(&env.tech, &id, &serial, &receipt).await;
-    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("recorded")), "{v}");
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("recorded")),
+        "{v}"
+    );
 }

@@ -338,7 +338,8 @@ impl Server {
                 }
             }
             Op::Remap { key } => {
-                match service::map_product(st, "t", product(), KeyId::new(key).unwrap(), None).await {
+                match service::map_product(st, "t", product(), KeyId::new(key).unwrap(), None).await
+                {
                     Ok(_) => Outcome::Done,
                     Err(e) => refused(e),
                 }
