@@ -394,7 +394,9 @@ fn cipher_for(key: &PreWriteKey, format: u8, binding: &Binding) -> Aes256Gcm {
 /// `AES-256-CBC(key = pre-write key, IV = 0, B1 || B2)`, two blocks, no padding, where
 /// `B1` is the chip ID's bytes padded with zeros to 16 and `B2` is `"imprint/v2/chip"` (15
 /// bytes) followed by the chip ID's length. So `C1 = AES(B1)`, `C2 = AES(C1 ^ B2)`, and the key
-/// is `C1 || C2`: both halves depend on the chip, and no two chip IDs share a key. A PKCS#11
+/// is `C1 || C2`. No two chip IDs share a key (the length is in `B2`), though IDs that differ
+/// only by trailing zero bytes share `C1`; `B1` is not separated from GCM's own blocks, so a
+/// chip key must stay inside the device and the token (docs/protocol.md, "Key"). A PKCS#11
 /// token computes the same inside itself with `CKM_AES_CBC_ENCRYPT_DATA` (IV 0, data
 /// `B1 || B2`, `CKA_VALUE_LEN` 32), so the pre-write key never leaves it.
 pub fn chip_bound_key_v2(key: &PreWriteKey, chip: &ChipId) -> PreWriteKey {

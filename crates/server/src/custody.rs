@@ -90,7 +90,7 @@ pub enum KeySource {
     Clear(PreWriteKey),
     /// Encrypted by the brand owner to the token's import key ([`Custody::import_key_pem`]):
     /// RSA-OAEP with SHA-1 and MGF1-SHA-1 of the key's 32 bytes, with the key's check value
-    /// ([`crate::pkcs11::Token::check_value`]).
+    /// (docs/server.md, "Keys in an HSM"; checked by [`crate::pkcs11::Token::unwrap_key`]).
     Wrapped {
         /// The RSA-OAEP ciphertext.
         wrapped: Vec<u8>,
@@ -427,6 +427,20 @@ impl Custody {
     /// message instead of failing every request. A database from before the check was kept
     /// is file custody: its check is written on the first start.
     pub async fn check(&self, store: &Store, fresh: bool) -> Result<(), AppError> {
+        // Twice at most: a database without the rows gets them, then they are read back, so
+        // that of two processes writing them at once the one whose rows lost is checked too.
+        for _ in 0..2 {
+            if self.check_once(store, fresh).await? {
+                return Ok(());
+            }
+        }
+        Err(AppError::bug(
+            "the custody check rows were written but are not there",
+        ))
+    }
+
+    /// Checks the rows; `false` if there were none and they have just been written.
+    async fn check_once(&self, store: &Store, fresh: bool) -> Result<bool, AppError> {
         use sqlx::Row;
         let rows = sqlx::query(
             "SELECT name, key_sealed FROM server_keys WHERE name IN ('custody', 'custody-check')",
@@ -456,7 +470,7 @@ impl Custody {
                     )));
                 }
                 match self.open(CHECK_CTX, &sealed) {
-                    Ok(v) if v.as_slice() == CHECK_VALUE => Ok(()),
+                    Ok(v) if v.as_slice() == CHECK_VALUE => Ok(true),
                     _ => Err(AppError::Config(format!(
                         "the keys given ({}) are not the ones this database was initialised with ({}): wrong kek.key or wrong token",
                         explain(&here),
@@ -478,7 +492,7 @@ impl Custody {
                         .await?;
                 }
                 tx.commit().await?;
-                Ok(())
+                Ok(false)
             }
             (None, None) => Err(AppError::Config(
                 "this database was made with kek.key (file custody); moving it into a token is not supported: start without --pkcs11-module".into(),

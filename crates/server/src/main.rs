@@ -240,7 +240,7 @@ struct TokenArgs {
 
 impl TokenArgs {
     fn pin(&self) -> Result<zeroize::Zeroizing<String>, AppError> {
-        let pin = match &self.pin_file {
+        let pin = zeroize::Zeroizing::new(match &self.pin_file {
             Some(f) => std::fs::read_to_string(f).map_err(|e| {
                 AppError::Config(format!("cannot read the PIN file {}: {e}", f.display()))
             })?,
@@ -250,7 +250,7 @@ impl TokenArgs {
                         .into(),
                 )
             })?,
-        };
+        });
         Ok(zeroize::Zeroizing::new(
             pin.trim_end_matches(['\r', '\n']).to_string(),
         ))

@@ -262,10 +262,14 @@ async fn decide(
                 Some((false, sealed)) => {
                     // A value that does not open is this device's fault of the store (or a
                     // process with another KEK): it fails this answer, not the batch.
-                    let cv = keys
-                        .open(&cv_ctx(&j.id), sealed)
-                        .ok()
-                        .and_then(|b| imprint_core::ConversionValue::from_bytes(&b).ok());
+                    // A token that does not answer is not the device's fault: the batch fails
+                    // (503) and its challenges stay unused.
+                    let opened = match keys.open(&cv_ctx(&j.id), sealed) {
+                        Err(e @ AppError::Unavailable(_)) => return Err(e),
+                        other => other.ok(),
+                    };
+                    let cv =
+                        opened.and_then(|b| imprint_core::ConversionValue::from_bytes(&b).ok());
                     match cv {
                         None => {
                             tracing::error!(apparatus_id = %j.id, "the stored conversion value does not open: wrong kek.key, or an altered database");

@@ -81,7 +81,9 @@ async fn put_key(
             })
         })
         .await;
-    if written.is_err()
+    // Only when the row surely was not written: after another error (a commit whose answer
+    // was lost) the row may hold the label, and the key must stay.
+    if matches!(written, Err(AppError::Rule(TableError::DuplicateKeyId(_))))
         && let Err(e) = state.custody.discard(&stored)
     {
         tracing::error!(key_id = key_id.get(), error = %e, "a pre-write key made for a row that was not written stays in the token");

@@ -3,7 +3,7 @@
 //! again for the same chip.
 
 use axum::http::{Method, StatusCode};
-use imprint_core::{ApparatusId, Reply, Request as DevRequest, SealedRecord};
+use imprint_core::Reply;
 use imprint_device::sim::SimDevice;
 use serde_json::{Value, json};
 
@@ -37,21 +37,6 @@ async fn chip_bound_product(env: &Env) {
 async fn issue_for(env: &Env, body: Value) -> (StatusCode, Value) {
     env.call(Method::POST, "/api/v1/issue", Some(&env.tech), body)
         .await
-}
-
-fn install_reply(dev: &mut SimDevice, record: &Value) -> Reply {
-    let id = ApparatusId::new(record["apparatus_id"].as_str().unwrap()).unwrap();
-    let sealed =
-        SealedRecord::parse(&hex::decode(record["sealed"].as_str().unwrap()).unwrap()).unwrap();
-    dev.transfer_out(
-        &DevRequest::Install {
-            apparatus_id: id,
-            record: sealed,
-        }
-        .encode(1),
-    )
-    .unwrap();
-    Reply::decode(&dev.transfer_in(1024).unwrap()).unwrap().1
 }
 
 #[tokio::test]
@@ -102,7 +87,7 @@ async fn a_chip_bound_record_installs_in_its_unit_only() {
     );
     // Another unit of the same model cannot open it.
     assert!(
-        matches!(install_reply(&mut other, &rec), Reply::Error(_)),
+        matches!(crate::install_reply(&mut other, &rec), Reply::Error(_)),
         "a chip-bound record opened in another unit"
     );
     // Its own unit installs it, and the report is recorded.
@@ -240,7 +225,10 @@ async fn a_remap_seals_an_outstanding_chip_bound_record_again_for_the_same_chip(
         &[0x02, 0x01, 0, 0, 0, 2],
         "v2, chip-bound, key 2"
     );
-    assert!(matches!(install_reply(&mut other, &rec), Reply::Error(_)));
+    assert!(matches!(
+        crate::install_reply(&mut other, &rec),
+        Reply::Error(_)
+    ));
     let (receipt, serial) = crate::install(&mut unit, &rec);
     let (s, v) = env.report(&env.tech, &id, &serial, &receipt).await;
     assert_eq!(

@@ -44,10 +44,18 @@ async fn no_key_in_the_token_gives_out_its_value_and_the_rows_hold_only_labels()
     }
     let (_, lease, _) = custody.lease_in_token().unwrap();
     handles.push(("lease".into(), lease));
-    for (label, h) in handles {
+    for (label, h) in &handles {
         assert!(
-            !token.reveals_value(h).unwrap(),
+            !token.reveals_value(*h).unwrap(),
             "the token gave out the value (CKA_VALUE) of {label}"
+        );
+    }
+    // Nor may an AES key be used with AES-ECB, which would give GCM's keystream and a v2 chip
+    // key in clear (CKA_ALLOWED_MECHANISMS).
+    for (label, h) in handles.iter().take(3) {
+        assert!(
+            !token.allows_ecb(*h).unwrap(),
+            "{label} encrypts with AES-ECB"
         );
     }
     // A record sealed in the token opens on a device of the model (the demo key's device).
@@ -249,4 +257,62 @@ async fn a_chip_bound_record_sealed_in_the_token_opens_on_its_chip_only() {
     assert_eq!(opened.pass_phrase.expose_secret(), pass.expose_secret());
     assert!(sealed.open(&key, &id, Some(&other)).is_err());
     assert!(sealed.open(&key, &id, None).is_err());
+}
+
+#[tokio::test]
+async fn a_wrapped_key_with_a_wrong_check_value_leaves_nothing_in_the_token() {
+    if skip_without_token() {
+        return;
+    }
+    let env = Env::new(0, 10).await;
+    let token = env.state.custody.token().unwrap();
+    let dir = &env.dir;
+    std::fs::write(
+        dir.join("import.pem"),
+        env.state.custody.import_key_pem().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("key.bin"), [0x77u8; 32]).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "pkeyutl",
+            "-encrypt",
+            "-pubin",
+            "-inkey",
+            "import.pem",
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-pkeyopt",
+            "rsa_oaep_md:sha1",
+            "-pkeyopt",
+            "rsa_mgf1_md:sha1",
+            "-in",
+            "key.bin",
+            "-out",
+            "key.wrapped",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wrapped = std::fs::read(dir.join("key.wrapped")).unwrap();
+    let id = imprint_core::KeyId::new(77).unwrap();
+    let err =
+        imprint_server::service::add_key_wrapped(&env.state, "t", id, wrapped, [0xAB, 0xCD, 0xEF])
+            .await
+            .unwrap_err();
+    assert!(err.to_string().contains("check value differs"), "{err}");
+    let left = token.secret_key_labels().unwrap();
+    assert!(
+        !left.iter().any(|l| l.starts_with("imprint/700/77/")),
+        "a refused key stayed in the token: {left:?}"
+    );
+    assert!(
+        left.iter().any(|l| l == LABEL_AT_REST),
+        "the listing lists: {left:?}"
+    );
 }

@@ -357,6 +357,18 @@ impl Env {
 /// Installs a 708 record (as JSON from the API) into a simulated device, as the portal would;
 /// returns the receipt hex and the unit's serial.
 pub fn install(dev: &mut SimDevice, record: &Value) -> (String, String) {
+    let receipt = match install_reply(dev, record) {
+        Reply::Installed(receipt) => receipt,
+        other => panic!("device refused: {other:?}"),
+    };
+    (
+        hex::encode(receipt.0),
+        dev.config().product_serial.to_string(),
+    )
+}
+
+/// The unit's reply to installing `record` (a record as the API answers it).
+pub fn install_reply(dev: &mut SimDevice, record: &Value) -> Reply {
     let id = ApparatusId::new(record["apparatus_id"].as_str().unwrap()).unwrap();
     let sealed =
         SealedRecord::parse(&hex::decode(record["sealed"].as_str().unwrap()).unwrap()).unwrap();
@@ -369,14 +381,7 @@ pub fn install(dev: &mut SimDevice, record: &Value) -> (String, String) {
     )
     .unwrap();
     let bytes = dev.transfer_in(1024).unwrap();
-    let (_, reply) = Reply::decode(&bytes).unwrap();
-    let Reply::Installed(receipt) = reply else {
-        panic!("device refused: {reply:?}")
-    };
-    (
-        hex::encode(receipt.0),
-        dev.config().product_serial.to_string(),
-    )
+    Reply::decode(&bytes).unwrap().1
 }
 
 pub fn serial(s: &str) -> ProductSerial {
