@@ -178,7 +178,7 @@ impl Custody {
     }
 
     /// Makes the server's keys in a token (`imprint init`): the key for secrets at rest, the
-    /// tag key and the lease signing pair. Refuses a token that already holds any of them, so
+    /// tag key, the lease signing pair and the import pair. Refuses a token that already holds any of them, so
     /// one token's keys never serve two installations by accident.
     pub fn prepare_token(token: Token) -> Result<Custody, AppError> {
         for label in [LABEL_AT_REST, LABEL_TAGS] {
@@ -198,6 +198,10 @@ impl Custody {
         token.generate(LABEL_AT_REST, Usage::Cipher)?;
         token.generate(LABEL_TAGS, Usage::Hmac)?;
         token.generate_ed25519(LABEL_LEASE)?;
+        // Made here, once, rather than on first use: two first uses at once would make two.
+        if token.find_private(LABEL_IMPORT)?.is_none() {
+            token.generate_rsa_unwrap(LABEL_IMPORT)?;
+        }
         Custody::in_token(token)
     }
 
@@ -351,7 +355,7 @@ impl Custody {
 
     /// The public key (PEM, SubjectPublicKeyInfo) a brand owner encrypts a pre-write key to,
     /// so that it enters the token without ever being in clear on this server. Made in the
-    /// token on first use (RSA-3072; the private half only unwraps).
+    /// token by [`Custody::prepare_token`] (RSA-3072; the private half only unwraps).
     pub fn import_key_pem(&self) -> Result<String, AppError> {
         let Held::Token { token, .. } = &self.held else {
             return Err(AppError::Config(
@@ -359,7 +363,10 @@ impl Custody {
             ));
         };
         if token.find_private(LABEL_IMPORT)?.is_none() {
-            token.generate_rsa_unwrap(LABEL_IMPORT)?;
+            return Err(AppError::Config(format!(
+                "the token '{}' has no import key ({LABEL_IMPORT}): it is made by `imprint init`; a token prepared before it was: make the pair {LABEL_IMPORT} (RSA-3072, private half unwrap only) with the HSM's tools",
+                token.label()
+            )));
         }
         let (n, e) = token.rsa_public(LABEL_IMPORT)?;
         Ok(rsa_spki_pem(&n, &e))

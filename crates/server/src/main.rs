@@ -200,8 +200,9 @@ enum KeysCmd {
         #[arg(long)]
         check: Option<String>,
     },
-    /// Prints the token's import public key (PEM), made on first use: a brand owner encrypts
-    /// an existing pre-write key to it so that the key is never in clear on the server.
+    /// Prints the token's import public key (PEM), made by `imprint init`: a brand owner
+    /// encrypts an existing pre-write key to it so that the key is never in clear on the
+    /// server.
     ImportKey,
     /// Lists key identifiers (never key material).
     List,
