@@ -151,8 +151,17 @@ impl Store {
                 match self.begin().await {
                     Ok(mut tx) => match body(&mut tx, ctx).await {
                         Ok(value) => tx.commit().await.map(|()| value).map_err(AppError::from),
-                        // Dropping the transaction rolls it back.
-                        Err(e) => Err(e),
+                        // Rolled back before the answer, not by dropping the transaction: sqlx
+                        // only queues the ROLLBACK of a dropped one until its connection is
+                        // next used, and until then its row locks stay. A refused release
+                        // kept the entry it had locked, and an issue on another connection,
+                        // which skips locked rows, found the pool empty (seen on PostgreSQL).
+                        Err(e) => {
+                            if let Err(r) = tx.rollback().await {
+                                tracing::warn!(error = %r, "a failed transaction did not roll back cleanly");
+                            }
+                            Err(e)
+                        }
                     },
                     // `BEGIN IMMEDIATE` itself meets SQLite's busy when another process writes.
                     Err(e) => Err(e),
