@@ -362,7 +362,7 @@ fn fuzz(target: Option<&str>, seconds: Option<&str>) -> Result {
 
 fn run() -> Result {
     eprintln!(
-        "Imprint demo: the management server with a fresh database in ./imprint-demo (demo keys that\nthe simulated devices hold, product CAM-X100, two factories, 3000 entries), serving the\nportal on http://127.0.0.1:8080.\n"
+        "Imprint demo: the management server with a fresh database in ./imprint-demo (demo keys that\nthe simulated devices hold, products CAM-X100 and the chip-bound CAM-C200, two factories, 3000 entries each), serving the\nportal on http://127.0.0.1:8080.\n"
     );
     tools::ensure_targets()?;
     tools::ensure_wasm_bindgen()?;

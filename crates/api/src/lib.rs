@@ -262,9 +262,9 @@ impl Op {
             Op::ListProducts => route(
                 Get,
                 "/products",
-                READERS,
+                SIGNED_IN,
                 None,
-                "Table 500: product codes and key identifiers",
+                "Table 500: product codes, key identifiers and whether each is chip-bound (a station reads it at sign-in)",
             ),
             Op::MapProduct => route(
                 Put,

@@ -13,7 +13,7 @@ use core::fmt;
 
 use imprint_core::{
     ApparatusId, ChipId, DeviceState, KeyId, PassPhrase, PreWriteKey, ProductCode, ProductSerial,
-    Receipt,
+    Receipt, Reply,
 };
 use sha2::{Digest, Sha256};
 
@@ -192,6 +192,10 @@ pub enum Fault {
     TruncatedReplies,
     /// Replies come this many milliseconds late (honoured by the browser wrapper).
     Slow(u32),
+    /// The unit answers GetInfo with another unit's chip ID (its own with the last byte
+    /// changed), as a cloned or counterfeit unit would: a chip-bound record fetched for the
+    /// chip it claims does not open in the chip it is.
+    ClaimsOtherChip,
 }
 
 /// A USB-level failure, as WebUSB would report it.
@@ -231,6 +235,10 @@ pub fn demo_key(key_id: KeyId) -> PreWriteKey {
 /// The demo model's product code.
 pub const DEMO_PRODUCT: &str = "CAM-X100";
 
+/// The demo's chip-bound model: its records are each sealed for one unit's chip. Its units
+/// hold key identifier 2.
+pub const DEMO_CHIP_PRODUCT: &str = "CAM-C200";
+
 impl SimDevice {
     /// A blank unit with the given built-in configuration.
     pub fn new(config: DeviceConfig) -> Self {
@@ -252,6 +260,12 @@ impl SimDevice {
     /// Unit number `n` of the demo model (key identifier 1, serial `SIM-n`).
     pub fn demo(n: u32) -> Self {
         Self::new(demo_config(n, DEMO_PRODUCT, &[1]))
+    }
+
+    /// Unit number `n` of the demo's chip-bound model ([`DEMO_CHIP_PRODUCT`], key identifier
+    /// 2): every unit has a chip ID of its own, and a record sealed for one opens in no other.
+    pub fn demo_chip_bound(n: u32) -> Self {
+        Self::new(demo_config(n, DEMO_CHIP_PRODUCT, &[2]))
     }
 
     /// A unit of another model, holding only key identifier 99: the portal must refuse it.
@@ -367,6 +381,7 @@ impl SimDevice {
             let bytes = match self.fault {
                 Fault::GarbageReplies => self.garbage(r.len()),
                 Fault::TruncatedReplies => r.get(..r.len() / 2).unwrap_or(&[]).to_vec(),
+                Fault::ClaimsOtherChip => claim_other_chip(r),
                 _ => r,
             };
             self.outbox.extend(bytes);
@@ -394,6 +409,27 @@ impl SimDevice {
                 (self.noise & 0xFF) as u8 | 0x80
             })
             .collect()
+    }
+}
+
+/// A GetInfo reply rewritten to name another chip (the last byte of the real one flipped);
+/// any other reply as it was.
+fn claim_other_chip(reply: Vec<u8>) -> Vec<u8> {
+    match Reply::decode(&reply) {
+        Ok((seq, Reply::Info(mut info))) => {
+            let mut chip = info.chip_id.as_bytes().to_vec();
+            if let Some(last) = chip.last_mut() {
+                *last ^= 0xFF;
+            }
+            match ChipId::from_bytes(&chip) {
+                Ok(other) => {
+                    info.chip_id = other;
+                    Reply::Info(info).encode(seq)
+                }
+                Err(_) => reply,
+            }
+        }
+        _ => reply,
     }
 }
 

@@ -431,6 +431,7 @@ fn fault_from(name: &str, arg: u32) -> Option<Fault> {
         "garbage" => Fault::GarbageReplies,
         "truncated" => Fault::TruncatedReplies,
         "slow" => Fault::Slow(arg),
+        "claims-other-chip" => Fault::ClaimsOtherChip,
         _ => return None,
     })
 }
@@ -448,6 +449,7 @@ fn fault_name(fault: Fault) -> (&'static str, u32) {
         Fault::GarbageReplies => ("garbage", 0),
         Fault::TruncatedReplies => ("truncated", 0),
         Fault::Slow(ms) => ("slow", ms),
+        Fault::ClaimsOtherChip => ("claims-other-chip", 0),
     }
 }
 
@@ -461,6 +463,11 @@ fn config_of(kind: &str, n: u32) -> Option<crate::DeviceConfig> {
         "demo" | "provisioned" | "locked" => {
             Some(crate::sim::demo_config(n, crate::sim::DEMO_PRODUCT, &[1]))
         }
+        "chip-bound" => Some(crate::sim::demo_config(
+            n,
+            crate::sim::DEMO_CHIP_PRODUCT,
+            &[2],
+        )),
         "wrong-model" => Some(crate::sim::demo_config(n, "OTHER-MODEL", &[99])),
         _ => None,
     }
@@ -561,11 +568,13 @@ impl SimUsb {
         self.bus.borrow_mut().grant_all = on;
     }
 
-    /// Plugs in a new unit. `kind`: "demo", "wrong-model", "provisioned", "locked". Returns
+    /// Plugs in a new unit. `kind`: "demo", "chip-bound" (a unit of the demo's chip-bound
+    /// model), "wrong-model", "provisioned", "locked". Returns
     /// its index for `unplug`/`replug`; fires `connect`.
     pub fn plug(&self, kind: &str, n: u32) -> Result<u32, JsValue> {
         let dev = match kind {
             "demo" => SimDevice::demo(n),
+            "chip-bound" => SimDevice::demo_chip_bound(n),
             "wrong-model" => SimDevice::wrong_model(n),
             "provisioned" => SimDevice::already_provisioned(n, "EARLIER-ID", false),
             "locked" => SimDevice::already_provisioned(n, "EARLIER-ID", true),

@@ -5,10 +5,12 @@
 
 use imprint_api::{
     ChallengeRequest, Endpoint, ErrorBody, ErrorCode, IssueRequest, LeaseAnswer, LeaseKey,
-    LeaseRequest, LoginAnswer, LoginRequest, Logout, Media, Method, Records, ReportRequest,
-    SessionToken, VerifyRequest,
+    LeaseRequest, ListProducts, LoginAnswer, LoginRequest, Logout, Media, Method, Records,
+    ReportRequest, SessionToken, VerifyRequest,
 };
-use imprint_core::{ApparatusId, AuthResponse, Challenge, ProductCode, ProductSerial, Receipt};
+use imprint_core::{
+    ApparatusId, AuthResponse, Challenge, ChipId, ProductCode, ProductSerial, Receipt,
+};
 
 use crate::error::ServerError;
 use crate::state::journal::Record;
@@ -137,6 +139,11 @@ impl<T: Transport> Client<T> {
         Ok(out.records.into_iter().map(Record::from).collect())
     }
 
+    /// The products (table 500), to learn at sign-in whether the line's product is chip-bound.
+    pub async fn products(&self) -> Result<Vec<imprint_api::Product>, ServerError> {
+        Ok(self.call(&ListProducts).await?.products)
+    }
+
     /// The server's lease signing key, to pin while online.
     pub async fn lease_key(&self) -> Result<[u8; 32], ServerError> {
         Ok(self.call(&LeaseKey).await?.public_key.0)
@@ -170,6 +177,33 @@ impl<T: Transport> Client<T> {
 }
 
 impl<T: Transport> Server for Client<T> {
+    async fn issue_for_chip(
+        &self,
+        product_code: ProductCode,
+        chip: &ChipId,
+    ) -> Result<Record, ServerError> {
+        let out = self
+            .call(&IssueRequest {
+                product_code,
+                count: 1,
+                chip_id: Some(*chip),
+            })
+            .await?;
+        match <[imprint_api::Record; 1]>::try_from(out.records) {
+            Ok([r]) => Ok(Record {
+                chip: Some(*chip),
+                ..Record::from(r)
+            }),
+            Err(records) => Err(ServerError::Unintelligible {
+                status: 200,
+                detail: format!(
+                    "it sent {} records for one chip-bound unit, not one",
+                    records.len()
+                ),
+            }),
+        }
+    }
+
     async fn report(
         &self,
         apparatus_id: &ApparatusId,

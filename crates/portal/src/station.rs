@@ -10,8 +10,8 @@
 
 use imprint_api::ReportStatus;
 use imprint_core::{
-    ApparatusId, AuthResponse, Challenge, DeviceInfo, DeviceState, FrameError, KeyId, ProductCode,
-    ProductSerial, ProtocolError, Receipt, RecordStatus, Reply, Request,
+    ApparatusId, AuthResponse, Challenge, ChipId, DeviceInfo, DeviceState, ErrorCode, FrameError,
+    KeyId, ProductCode, ProductSerial, ProtocolError, Receipt, RecordStatus, Reply, Request,
 };
 
 use std::cell::RefCell;
@@ -33,6 +33,13 @@ pub trait Link {
 /// The server calls the station needs during the flow.
 #[allow(async_fn_in_trait)]
 pub trait Server {
+    /// Fetches the one record of a chip-bound product for the unit whose chip is `chip`
+    /// (sealed for that chip alone: it opens in no other unit).
+    async fn issue_for_chip(
+        &self,
+        product_code: ProductCode,
+        chip: &ChipId,
+    ) -> Result<Record, ServerError>;
     /// Reports an installation.
     async fn report(
         &self,
@@ -158,6 +165,9 @@ fn journal_fail(phase: Phase, e: JournalError) -> Failure {
 pub struct Setup {
     /// The product code of the line.
     pub product_code: ProductCode,
+    /// Whether the product is chip-bound (the server's table 500 says so): then each unit's
+    /// record is fetched for its chip when it is plugged in, online only.
+    pub chip_bound: bool,
     /// Whether to run the closed-loop check (needs the server online).
     pub closed_loop: bool,
     /// The time now (Unix ms), for lease deadlines.
@@ -202,7 +212,9 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
     obs.phase(Phase::Record);
     // Resume: does the journal already bind a record to this unit?
     let mut resumed = false;
-    let record = match journal.borrow().open_for_unit(&unit).cloned() {
+    // Bound first: a `match` on the borrow would hold it through the arms, which may write.
+    let open = journal.borrow().open_for_unit(&unit).cloned();
+    let record = match open {
         Some(entry) => {
             resumed = true;
             obs.log(format!(
@@ -239,16 +251,20 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
                 }
             }
             let keys: Vec<KeyId> = info.key_ids.to_vec();
-            match journal
-                .borrow()
-                .next_for(&setup.product_code, &keys, setup.now_ms)
-            {
-                Some(r) => r.clone(),
-                None => {
-                    return Err(fail(
-                        Phase::Record,
-                        Diagnosis::no_records(setup.product_code.as_str(), &keys),
-                    ));
+            if setup.chip_bound {
+                record_for_chip(server, journal, setup, obs, &info, &keys).await?
+            } else {
+                match journal
+                    .borrow()
+                    .next_for(&setup.product_code, &keys, setup.now_ms)
+                {
+                    Some(r) => r.clone(),
+                    None => {
+                        return Err(fail(
+                            Phase::Record,
+                            Diagnosis::no_records(setup.product_code.as_str(), &keys),
+                        ));
+                    }
                 }
             }
         }
@@ -363,6 +379,52 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
     })
 }
 
+/// The record of a chip-bound product for this unit: one fetched for its chip earlier and not
+/// written (its install was refused, or the unit was pulled before it), else a new one from the
+/// server, journaled before it is used.
+async fn record_for_chip<S: Server, O: Observer>(
+    server: &S,
+    journal: &RefCell<Journal>,
+    setup: &Setup,
+    obs: &mut O,
+    info: &DeviceInfo,
+    keys: &[KeyId],
+) -> Result<Record, Failure> {
+    let chip = &info.chip_id;
+    if let Some(r) = journal
+        .borrow()
+        .next_for_chip(&setup.product_code, keys, chip)
+    {
+        obs.log(format!(
+            "using {} again: fetched earlier for chip {chip}",
+            r.apparatus_id
+        ));
+        return Ok(r.clone());
+    }
+    let mut record = server
+        .issue_for_chip(setup.product_code, chip)
+        .await
+        .map_err(|e| fail(Phase::Record, Diagnosis::chip_record_failed(&e)))?;
+    if !keys.contains(&record.key_id) {
+        // Kept for its chip all the same: a unit reporting this chip may come back with the key.
+        record.chip = Some(*chip);
+        journal.borrow_mut().add_records([record.clone()]);
+        obs.save(&journal.borrow());
+        return Err(fail(
+            Phase::Record,
+            Diagnosis::no_records(setup.product_code.as_str(), keys),
+        ));
+    }
+    record.chip = Some(*chip);
+    journal.borrow_mut().add_records([record.clone()]);
+    obs.save(&journal.borrow());
+    obs.log(format!(
+        "fetched {} for chip {chip} (chip-bound {})",
+        record.apparatus_id, setup.product_code
+    ));
+    Ok(record)
+}
+
 fn step_name(s: &Step) -> &'static str {
     match s {
         Step::Pool => "pool",
@@ -434,13 +496,22 @@ async fn install<L: Link, O: Observer>(
     match link.call(&req).await {
         Ok(Reply::Installed(receipt)) => settle(journal, obs, aid, unit, serial, receipt),
         Ok(Reply::Error(code)) => {
-            // The unit refused and stored nothing: the record is free for the next unit.
+            // The unit refused and stored nothing: the record is free for the next unit (a
+            // chip-bound one only for a unit reporting the same chip).
             journal
                 .borrow_mut()
                 .back_to_pool(aid)
                 .map_err(|e| journal_fail(Phase::Install, e))?;
             obs.save(&journal.borrow());
-            Err(fail(Phase::Install, Diagnosis::from_device(code)))
+            Err(fail(
+                Phase::Install,
+                match (&record.chip, code) {
+                    (Some(chip), ErrorCode::OpenFailed) => {
+                        Diagnosis::not_its_chip(&chip.to_string())
+                    }
+                    _ => Diagnosis::from_device(code),
+                },
+            ))
         }
         Ok(other) => Err(fail(Phase::Install, Diagnosis::unexpected(&other))),
         // Outcome unknown: the journal keeps the record bound to this unit until it is asked.

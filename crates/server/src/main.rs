@@ -77,8 +77,9 @@ enum Command {
         portal: Option<PathBuf>,
     },
     /// A fresh demo in the data folder (default `imprint-demo`; a previous demo there is
-    /// replaced, any other folder refused): demo keys matching the simulated devices, product
-    /// CAM-X100, two factories with quotas, entries, logins; then serves. With --pkcs11-module
+    /// replaced, any other folder refused): demo keys matching the simulated devices, products
+    /// CAM-X100 and the chip-bound CAM-C200, two factories with quotas, entries, logins; then
+    /// serves. With --pkcs11-module
     /// the keys go into that token, which must hold no Imprint keys yet.
     Demo {
         /// Address to listen on.
@@ -452,6 +453,10 @@ async fn demo(site: Site, entries: u64) -> Result<AppState, AppError> {
     let product = ProductCode::new(imprint_device::sim::DEMO_PRODUCT)?;
     service::map_product(&state, who, product, KeyId::new(1)?, None).await?;
     service::generate(&state, who, KeyId::new(1)?, entries, "IMP-").await?;
+    // The chip-bound model: each record is sealed for one unit's chip, fetched as it is plugged.
+    let chip_product = ProductCode::new(imprint_device::sim::DEMO_CHIP_PRODUCT)?;
+    service::map_product(&state, who, chip_product, KeyId::new(2)?, Some(true)).await?;
+    service::generate(&state, who, KeyId::new(2)?, entries, "IMPC-").await?;
     for (f, name, quota) in [
         ("acme-sz", "ACME Shenzhen", 1000u64),
         ("contoso-pl", "Contoso Poland", 200),
@@ -459,6 +464,7 @@ async fn demo(site: Site, entries: u64) -> Result<AppState, AppError> {
         let factory = FactoryId::new(f)?;
         service::add_factory(&state, who, factory, name).await?;
         service::set_quota(&state, who, factory, product, quota).await?;
+        service::set_quota(&state, who, factory, chip_product, quota).await?;
     }
     let mut tx = state.store.begin().await?;
     auth::create_user(
@@ -482,10 +488,12 @@ async fn demo(site: Site, entries: u64) -> Result<AppState, AppError> {
     auth::create_user(&mut tx, who, "auditor", "demo-audit-pass", "auditor", None).await?;
     tx.commit().await?;
     println!(
-        "demo data in {}: keys 1 and 2 (the simulated devices' demo keys), product {product} -> key 1,",
+        "demo data in {}: keys 1 and 2 (the simulated devices' demo keys), product {product} -> key 1, chip-bound product {chip_product} -> key 2,",
         dir.display()
     );
-    println!("{entries} entries, factories acme-sz (quota 1000) and contoso-pl (quota 200).");
+    println!(
+        "{entries} entries of each key, factories acme-sz (quota 1000 of each product) and contoso-pl (quota 200)."
+    );
     println!(
         "logins: admin / demo-admin-pass, tech-ana / demo-tech-pass (acme-sz), tech-ben / demo-tech-pass (contoso-pl), auditor / demo-audit-pass"
     );

@@ -306,12 +306,26 @@ impl Drop for Browser {
 impl Browser {
     /// Signs in on the portal at `url` as the demo technician, at station `station`.
     pub async fn sign_in(&self, url: &str, station: &str, within: Duration) -> Result<()> {
+        self.sign_in_for(url, station, None, within).await
+    }
+
+    /// [`Browser::sign_in`] for the line of `product` (else the product the form remembers).
+    pub async fn sign_in_for(
+        &self,
+        url: &str,
+        station: &str,
+        product: Option<&str>,
+        within: Duration,
+    ) -> Result<()> {
         self.goto(url).await?;
         self.wait_for("document.getElementById('user')", within)
             .await?;
         self.fill("#user", "tech-ana").await?;
         self.fill("#pass", "demo-tech-pass").await?;
         self.fill("#station", station).await?;
+        if let Some(p) = product {
+            self.fill("#product", p).await?;
+        }
         self.click("#signin").await?;
         self.wait_for("document.getElementById('fetch')", within)
             .await

@@ -2,7 +2,9 @@
 //! the real server, with faults: cables pulled mid-write, a power cut, a unit answering
 //! garbage, the server killed and restarted mid-batch, and the page reloaded mid-batch.
 //! Afterwards the server's tables must show each of the twenty installed exactly once, with
-//! a verified receipt and the technician's name. Screenshots go to docs/screenshots/.
+//! a verified receipt and the technician's name; then a chip-bound line (records fetched per
+//! unit for its chip; a unit reporting another chip's ID set aside). Screenshots go to
+//! docs/screenshots/.
 
 #![allow(
     missing_docs,
@@ -246,6 +248,49 @@ async fn twenty_units_through_the_real_portal_with_faults() {
     .await
     .unwrap();
 
+    // A chip-bound line: each unit's record is fetched for the chip it reports as it is plugged
+    // in; a unit that reports another unit's chip ID cannot open the record fetched for it.
+    b.sign_in_for(&url, "line-2-station-1", Some("CAM-C200"), WAIT)
+        .await
+        .unwrap();
+    b.wait_for(
+        "document.getElementById('pool').innerText.includes('chip-bound')",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    let disabled = b
+        .js("return [document.getElementById('fetch').disabled, document.getElementById('lease').disabled]")
+        .await
+        .unwrap();
+    assert_eq!(
+        disabled,
+        serde_json::json!([true, true]),
+        "no pool, no lease for a chip-bound product"
+    );
+    b.click("#training").await.unwrap();
+    b.wait_for("document.getElementById('sim-clone')", WAIT)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        b.click("#sim-demo").await.unwrap();
+    }
+    b.click("#sim-clone").await.unwrap();
+    b.wait_for("document.querySelectorAll('.tile.ok').length === 3 && document.querySelectorAll('.tile.bad').length === 1 && document.querySelectorAll('.tile.working').length === 0", WAIT).await.unwrap();
+    let bad = b
+        .js("return document.querySelector('.tile.bad').innerText")
+        .await
+        .unwrap();
+    assert!(
+        bad.as_str()
+            .unwrap()
+            .contains("Record does not open in this unit"),
+        "{bad}"
+    );
+    b.screenshot(&shots.join("station-chip-bound.png"))
+        .await
+        .unwrap();
+
     // Cycle time per unit as the station measured it (plug-in to done), good units only.
     let times = b.cycle_times().await.unwrap();
     let p = |q: f64| quantile(&times, q);
@@ -281,13 +326,20 @@ async fn twenty_units_through_the_real_portal_with_faults() {
         .skip(1)
         .map(|l| l.split(',').collect())
         .collect();
-    assert_eq!(rows.len(), 20, "{csv}");
+    assert_eq!(rows.len(), 23, "{csv}");
     let ids: HashSet<&str> = rows.iter().map(|r| r[0]).collect();
     let serials: HashSet<&str> = rows.iter().map(|r| r[1]).collect();
-    assert_eq!((ids.len(), serials.len()), (20, 20));
+    assert_eq!((ids.len(), serials.len()), (23, 23));
+    let (chip, model): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r[0].starts_with("IMPC-"));
+    assert_eq!((model.len(), chip.len()), (20, 3), "{csv}");
     assert!(
-        rows.iter()
+        model
+            .iter()
             .all(|r| r[3] == "tech-ana" && r[4] == "line-1-station-3" && r[5].len() == 64)
+    );
+    assert!(
+        chip.iter()
+            .all(|r| r[3] == "tech-ana" && r[4] == "line-2-station-1" && r[5].len() == 64)
     );
     let (s, text) = api
         .send(
@@ -354,7 +406,7 @@ async fn twenty_units_through_the_real_portal_with_faults() {
     b.close().await.unwrap();
     drop(server);
     let secrets = installed_pass_phrases(&work.join("imprint-demo")).await;
-    assert_eq!(secrets.len(), 20);
+    assert_eq!(secrets.len(), 23);
     for (id, pass) in &secrets {
         assert!(pass.len() >= 16);
         assert!(

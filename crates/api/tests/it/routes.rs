@@ -38,8 +38,13 @@ fn roles_are_as_documented_in_docs_server_md() {
             "{op:?}"
         );
     }
+    // Technicians read the products too: a station learns at sign-in whether its product is
+    // chip-bound.
+    assert_eq!(
+        Op::ListProducts.route().access,
+        Access::Roles(&[Role::Admin, Role::Technician, Role::Auditor])
+    );
     for op in [
-        Op::ListProducts,
         Op::ExportInstalled,
         Op::ReadAudit,
         Op::VerifyAudit,

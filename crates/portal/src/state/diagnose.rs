@@ -254,6 +254,35 @@ impl Diagnosis {
         }
     }
 
+    /// A chip-bound unit's record could not be fetched. Offline is not "carry on": there is no
+    /// record to write until the server answers.
+    pub fn chip_record_failed(e: &ServerError) -> Diagnosis {
+        match e {
+            ServerError::Offline(why) => d(
+                "Server needed for this unit",
+                format!(
+                    "This product is chip-bound: each unit's record is sealed for its chip and fetched from the server when it is plugged in ({why})."
+                ),
+                "Check the network, then click Retry. Units of chip-bound products cannot be written offline (no lease).",
+                Severity::Station,
+            ),
+            other => Diagnosis::from_server(other),
+        }
+    }
+
+    /// A record fetched for the chip the unit reported does not open in it: the unit is not the
+    /// chip it says it is (a cloned or counterfeit chip ID), or the record was altered.
+    pub fn not_its_chip(chip: &str) -> Diagnosis {
+        d(
+            "Record does not open in this unit",
+            format!(
+                "The record was sealed for chip {chip}, the chip this unit reported, and the unit cannot open it: the unit is not that chip (a cloned or counterfeit chip ID), or the record was altered."
+            ),
+            "Set the unit aside and tell the operator: do not plug it in again on this line.",
+            Severity::SetAside,
+        )
+    }
+
     /// The closed-loop check failed.
     pub fn check_failed() -> Diagnosis {
         d(

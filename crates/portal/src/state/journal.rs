@@ -6,7 +6,7 @@
 //! before doing anything else. A record whose install was sent is never given to another unit
 //! until its own unit has been asked: that is what makes writes exactly-once.
 
-use imprint_core::{ApparatusId, KeyId, ProductCode, ProductSerial, Receipt, SealedRecord};
+use imprint_core::{ApparatusId, ChipId, KeyId, ProductCode, ProductSerial, Receipt, SealedRecord};
 use serde::{Deserialize, Serialize};
 
 /// A table-708 record as the station keeps it: the server's [`imprint_api::Record`], typed
@@ -26,6 +26,18 @@ pub struct Record {
     /// For records of an offline lease: no install after this instant (Unix ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after_ms: Option<u64>,
+    /// For a chip-bound record: the chip it was fetched for, the only unit it opens in. Such a
+    /// record is never offered to another unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chip: Option<ChipId>,
+}
+
+impl Record {
+    /// Whether the record may go only to one chip: fetched for one, or sealed chip-bound (a
+    /// chip-bound record whose chip the station does not know goes to no unit at all).
+    pub fn is_for_one_chip(&self) -> bool {
+        self.chip.is_some() || self.sealed.is_chip_bound()
+    }
 }
 
 impl From<imprint_api::Record> for Record {
@@ -36,6 +48,7 @@ impl From<imprint_api::Record> for Record {
             sealed: r.sealed,
             product_code: r.product_code,
             not_after_ms: None,
+            chip: None,
         }
     }
 }
@@ -197,7 +210,8 @@ impl Journal {
     }
 
     /// The next record from the pool a unit holding `key_ids` can open.
-    /// Records of an expired lease are never picked.
+    /// Records of an expired lease are never picked, nor chip-bound ones (they are for one
+    /// unit each: [`Journal::next_for_chip`]).
     pub fn next_for(
         &self,
         product_code: &ProductCode,
@@ -208,6 +222,7 @@ impl Journal {
             .iter()
             .find(|e| {
                 e.step == Step::Pool
+                    && !e.record.is_for_one_chip()
                     && e.record.product_code == *product_code
                     && key_ids.contains(&e.record.key_id)
                     && e.record.not_after_ms.is_none_or(|t| now_ms <= t)
@@ -215,9 +230,33 @@ impl Journal {
             .map(|e| &e.record)
     }
 
-    /// Records still in the pool.
+    /// A record in the pool fetched for `chip` earlier (its install was refused, or its unit
+    /// was unplugged before the install was sent) that the unit can open: used again rather
+    /// than fetching another, which would take one more from the factory's quota.
+    pub fn next_for_chip(
+        &self,
+        product_code: &ProductCode,
+        key_ids: &[KeyId],
+        chip: &ChipId,
+    ) -> Option<&Record> {
+        self.entries
+            .iter()
+            .find(|e| {
+                e.step == Step::Pool
+                    && e.record.chip.as_ref() == Some(chip)
+                    && e.record.product_code == *product_code
+                    && key_ids.contains(&e.record.key_id)
+            })
+            .map(|e| &e.record)
+    }
+
+    /// Records still in the pool that any unit may take (chip-bound ones are each for one
+    /// unit, and not counted).
     pub fn pool_size(&self) -> usize {
-        self.entries.iter().filter(|e| e.step == Step::Pool).count()
+        self.entries
+            .iter()
+            .filter(|e| e.step == Step::Pool && !e.record.is_for_one_chip())
+            .count()
     }
 
     /// Records whose install was sent but whose outcome is not known: their units must be

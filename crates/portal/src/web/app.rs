@@ -30,6 +30,9 @@ struct Session {
     server: HttpServer,
     user: UserInfo,
     product: ProductCode,
+    /// Whether the product is chip-bound (table 500, read at sign-in): each unit's record is
+    /// then fetched for its chip as it is plugged in, and there is no pool, fetch or lease.
+    chip_bound: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -189,6 +192,7 @@ fn start_unit(ctx: Ctx, device: JsValue) {
         let started = js_sys::Date::now();
         let setup = Setup {
             product_code: session.product,
+            chip_bound: session.chip_bound,
             closed_loop: true,
             now_ms: now_ms(),
         };
@@ -369,17 +373,37 @@ fn Login(session: RwSignal<Option<Session>>) -> impl IntoView {
             };
             match crate::client::login(&Fetch, &user.get_untracked(), &pass.get_untracked()).await {
                 Ok(answer) if answer.user.role == Role::Technician => {
-                    storage::set("imprint.station", &station.get_untracked());
-                    storage::set("imprint.product", code.as_str());
-                    session.set(Some(Session {
-                        server: Client {
-                            transport: Fetch,
-                            token: answer.token,
-                            station: station.get_untracked(),
-                        },
-                        user: answer.user,
-                        product: code,
-                    }));
+                    let server = Client {
+                        transport: Fetch,
+                        token: answer.token,
+                        station: station.get_untracked(),
+                    };
+                    // The product must be one the server knows, and how it is configured
+                    // decides the flow: a chip-bound product's records are fetched per unit.
+                    let known = match server.products().await {
+                        Ok(list) => list
+                            .iter()
+                            .find(|p| p.product_code == code)
+                            .map(|p| p.chip_bound)
+                            .ok_or_else(|| format!("Product code {code} is not configured on the server: check the work order, or ask the operator to map it.")),
+                        Err(e) => Err(Diagnosis::from_server(&e).detail),
+                    };
+                    match known {
+                        Ok(chip_bound) => {
+                            storage::set("imprint.station", &station.get_untracked());
+                            storage::set("imprint.product", code.as_str());
+                            session.set(Some(Session {
+                                server,
+                                user: answer.user,
+                                product: code,
+                                chip_bound,
+                            }));
+                        }
+                        Err(why) => {
+                            let _ = server.logout().await;
+                            error.set(Some(why));
+                        }
+                    }
                 }
                 Ok(_) => error.set(Some(
                     "Only technicians run a station. Admins and auditors use the API.".into(),
@@ -539,6 +563,10 @@ fn Figures(ctx: Ctx) -> impl IntoView {
 #[component]
 fn Station(ctx: Ctx) -> impl IntoView {
     let fetch_busy = RwSignal::new(false);
+    let chip_bound = move || {
+        ctx.session
+            .with(|s| s.as_ref().is_some_and(|s| s.chip_bound))
+    };
     let support = usb::navigator_usb().is_some();
     let secure = web_sys::window()
         .map(|w| w.is_secure_context())
@@ -610,6 +638,17 @@ fn Station(ctx: Ctx) -> impl IntoView {
     let training_on = RwSignal::new(false);
     let plug = move |kind: &'static str| {
         let n = (js_sys::Math::random() * 1e6) as u32;
+        // A good unit is of the line's model: the chip-bound one when the product is.
+        let kind = match kind {
+            "demo"
+                if ctx
+                    .session
+                    .with_untracked(|s| s.as_ref().is_some_and(|s| s.chip_bound)) =>
+            {
+                "chip-bound"
+            }
+            other => other,
+        };
         ctx.training.with_value(|b| {
             if let Some(bus) = b
                 && let Ok(i) = bus.plug(kind, n)
@@ -671,12 +710,12 @@ fn Station(ctx: Ctx) -> impl IntoView {
         <header class="top">
             <h1>"Imprint station"</h1>
             <span class="who">{move || ctx.session.get().map(|s| format!("{} · {} · {} · {}", s.user.username, s.user.factory.map(|f| f.to_string()).unwrap_or_default(), s.server.station, s.product)).unwrap_or_default()}</span>
-            <span class="pool" id="pool">{move || format!("{} records ready", ctx.pool.get())}</span>
+            <span class="pool" id="pool">{move || if chip_bound() { "chip-bound: each unit's record is fetched as it is plugged in".to_string() } else { format!("{} records ready", ctx.pool.get()) }}</span>
             <Show when=move || { ctx.pending.get() > 0 }>
                 <span class="pending" id="pending">{move || format!("{} report(s) pending: kept on this station, sent when the server answers", ctx.pending.get())}</span>
             </Show>
-            <button id="fetch" on:click=fetch disabled=move || fetch_busy.get()>"Fetch 10 records"</button>
-            <button id="lease" on:click=take_lease disabled=move || fetch_busy.get() title="20 signed records usable for 8 hours without the server">"Take offline lease"</button>
+            <button id="fetch" on:click=fetch disabled=move || fetch_busy.get() || chip_bound() title=move || if chip_bound() { "not for a chip-bound product: each unit's record is fetched for its chip" } else { "10 records for the next units" }>"Fetch 10 records"</button>
+            <button id="lease" on:click=take_lease disabled=move || fetch_busy.get() || chip_bound() title=move || if chip_bound() { "not for a chip-bound product: its records need the server, one per unit" } else { "20 signed records usable for 8 hours without the server" }>"Take offline lease"</button>
             <button id="connect" class="primary" on:click=connect disabled=!support>"Connect unit"</button>
             <button id="training" on:click=start_training disabled=move || training_loading.get() || training_on.get()>"Training mode"</button>
             <button id="download" on:click=download>"Download log"</button>
@@ -696,6 +735,9 @@ fn Station(ctx: Ctx) -> impl IntoView {
                 <button id="sim-slow" on:click=sim("demo", "slow", 800)>"Slow unit"</button>
                 <button id="sim-wrong" on:click=sim("wrong-model", "none", 0)>"Wrong model"</button>
                 <button id="sim-locked" on:click=sim("locked", "none", 0)>"Already locked"</button>
+                <Show when=chip_bound>
+                    <button id="sim-clone" on:click=sim("demo", "claims-other-chip", 0) title="reports another unit's chip ID, as a cloned or counterfeit unit would">"Cloned chip ID"</button>
+                </Show>
             </section>
         </Show>
         <div class="layout">

@@ -87,6 +87,7 @@ async fn reconciling_against_garbage_says_so_and_loses_nothing() {
         let cell = std::cell::RefCell::new(std::mem::take(&mut journal));
         let setup = imprint_portal::station::Setup {
             product_code: ProductCode::new("CAM-X100").unwrap(),
+            chip_bound: false,
             closed_loop: true,
             now_ms: 0,
         };

@@ -13,6 +13,7 @@ use crate::harness::{InProcess, Recorder, SimLink};
 fn setup() -> Setup {
     Setup {
         product_code: imprint_core::ProductCode::new("CAM-X100").unwrap(),
+        chip_bound: false,
         closed_loop: true,
         now_ms: 0,
     }

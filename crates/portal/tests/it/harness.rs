@@ -149,6 +149,21 @@ impl InProcess {
         service::set_quota(&state, "t", f, p, entries)
             .await
             .unwrap();
+        // The chip-bound model, as in `imprint demo`: its units hold key 2.
+        let k2 = KeyId::new(2).unwrap();
+        service::add_key_bytes(&state, "t", k2, imprint_device::sim::demo_key(k2))
+            .await
+            .unwrap();
+        let c = ProductCode::new(imprint_device::sim::DEMO_CHIP_PRODUCT).unwrap();
+        service::map_product(&state, "t", c, k2, Some(true))
+            .await
+            .unwrap();
+        service::generate(&state, "t", k2, entries, "IMPC-")
+            .await
+            .unwrap();
+        service::set_quota(&state, "t", f, c, entries)
+            .await
+            .unwrap();
         let mut tx = state.store.begin().await.unwrap();
         imprint_server::auth::create_user(
             &mut tx,
@@ -217,6 +232,14 @@ impl InProcess {
 
 /// The flow's server is the portal's own client over the in-process server.
 impl Server for InProcess {
+    async fn issue_for_chip(
+        &self,
+        product_code: imprint_core::ProductCode,
+        chip: &imprint_core::ChipId,
+    ) -> Result<imprint_portal::state::journal::Record, ServerError> {
+        self.client().issue_for_chip(product_code, chip).await
+    }
+
     async fn report(
         &self,
         apparatus_id: &ApparatusId,

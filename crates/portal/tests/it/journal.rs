@@ -32,6 +32,7 @@ pub fn rec(name: &str, key: u32) -> Record {
         sealed: SealedRecord::parse(&bytes).unwrap(),
         product_code: cam(),
         not_after_ms: None,
+        chip: None,
     }
 }
 
