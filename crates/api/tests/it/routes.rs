@@ -44,11 +44,7 @@ fn roles_are_as_documented_in_docs_server_md() {
         Op::ListProducts.route().access,
         Access::Roles(&[Role::Admin, Role::Technician, Role::Auditor])
     );
-    for op in [
-        Op::ExportInstalled,
-        Op::ReadAudit,
-        Op::VerifyAudit,
-    ] {
+    for op in [Op::ExportInstalled, Op::ReadAudit, Op::VerifyAudit] {
         assert_eq!(
             op.route().access,
             Access::Roles(&[Role::Admin, Role::Auditor]),
