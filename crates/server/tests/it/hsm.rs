@@ -316,3 +316,62 @@ async fn a_wrapped_key_with_a_wrong_check_value_leaves_nothing_in_the_token() {
         "the listing lists: {left:?}"
     );
 }
+
+/// Issues one record, installs it in demo unit `n` and reports it: the whole path through the
+/// token (opening the pass phrase, sealing the record and its nonce, checking the receipt).
+async fn provision_one(env: &Env, n: u32) {
+    let recs = env.issue(&env.tech, 1).await;
+    let mut dev = imprint_device::sim::SimDevice::demo(n);
+    let (receipt, serial) = crate::install(&mut dev, &recs[0]);
+    let out = env
+        .report(
+            &env.tech,
+            recs[0]["apparatus_id"].as_str().unwrap(),
+            &serial,
+            &receipt,
+        )
+        .await;
+    assert_eq!(out.1["status"], "recorded", "{out:?}");
+}
+
+#[tokio::test]
+async fn keys_work_through_session_copies_as_locked_down_as_the_originals_and_survive_losing_them()
+{
+    if skip_without_token() {
+        return;
+    }
+    let env = Env::new(3, 10).await;
+    let token = env.state.custody.token().expect("token custody");
+    provision_one(&env, 1).await;
+    let label: String = sqlx::query("SELECT token_label FROM pre_write_keys WHERE key_id = 1")
+        .fetch_one(env.state.store.pool())
+        .await
+        .unwrap()
+        .get("token_label");
+    let at_rest = token.find(LABEL_AT_REST).unwrap().unwrap();
+    let pre_write = token.find(&label).unwrap().unwrap();
+    for (what, key) in [("at-rest", at_rest), ("pre-write", pre_write)] {
+        let copy = token
+            .session_copy(key)
+            .unwrap_or_else(|| panic!("the {what} key has no session copy"));
+        assert_ne!(copy, key);
+        assert!(
+            !token.reveals_value(copy).unwrap(),
+            "the {what} key's copy gives out its value"
+        );
+        assert!(
+            !token.allows_ecb(copy).unwrap(),
+            "the {what} key's copy encrypts with AES-ECB"
+        );
+    }
+    // A copy destroyed behind the server's back: the operation runs on the token object, and
+    // fresh copies are made.
+    let copy = token.session_copy(at_rest).unwrap();
+    token.destroy(copy).unwrap();
+    provision_one(&env, 2).await;
+    assert!(token.session_copy(at_rest).is_some());
+    // Every copy gone with the session that made them (as after a restart of the token).
+    token.close_copy_keeper();
+    provision_one(&env, 3).await;
+    assert!(token.session_copy(pre_write).is_some());
+}
