@@ -401,23 +401,23 @@ async fn record_for_chip<S: Server, O: Observer>(
         ));
         return Ok(r.clone());
     }
-    let mut record = server
-        .issue_for_chip(setup.product_code, chip)
-        .await
-        .map_err(|e| fail(Phase::Record, Diagnosis::chip_record_failed(&e)))?;
+    let record = Record {
+        chip: Some(*chip),
+        ..server
+            .issue_for_chip(setup.product_code, chip)
+            .await
+            .map_err(|e| fail(Phase::Record, Diagnosis::chip_record_failed(&e)))?
+    };
+    // Journaled before anything else, even when the unit lacks its key: the record is issued
+    // to this station for this chip, and a unit reporting the chip may come back with the key.
+    journal.borrow_mut().add_records([record.clone()]);
+    obs.save(&journal.borrow());
     if !keys.contains(&record.key_id) {
-        // Kept for its chip all the same: a unit reporting this chip may come back with the key.
-        record.chip = Some(*chip);
-        journal.borrow_mut().add_records([record.clone()]);
-        obs.save(&journal.borrow());
         return Err(fail(
             Phase::Record,
             Diagnosis::no_records(setup.product_code.as_str(), keys),
         ));
     }
-    record.chip = Some(*chip);
-    journal.borrow_mut().add_records([record.clone()]);
-    obs.save(&journal.borrow());
     obs.log(format!(
         "fetched {} for chip {chip} (chip-bound {})",
         record.apparatus_id, setup.product_code
