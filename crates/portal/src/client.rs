@@ -170,6 +170,19 @@ impl<T: Transport> Client<T> {
         Ok(out.records.into_iter().map(Record::from).collect())
     }
 
+    /// Returns a record that was issued and never installed to the server's pool (a record
+    /// this station will not use: signing out and handing the records back).
+    pub async fn release(&self, apparatus_id: ApparatusId) -> Result<(), ServerError> {
+        self.call(&imprint_api::ReleaseRequest { apparatus_id })
+            .await
+            .map(|_| ())
+    }
+
+    /// Who the session is for: a session kept over a page reload is checked with this.
+    pub async fn me(&self) -> Result<imprint_api::UserInfo, ServerError> {
+        Ok(self.call(&imprint_api::Me).await?.user)
+    }
+
     /// Ends the session on the server.
     pub async fn logout(&self) -> Result<(), ServerError> {
         self.call(&Logout).await.map(|_| ())

@@ -278,6 +278,13 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
         .map(|e| e.step.clone())
         .unwrap_or(Step::Pool);
     let product_serial = match step {
+        // Final: the server will not take this unit's report from this station.
+        Step::Refused { code, message, .. } => {
+            return Err(fail(
+                Phase::Report,
+                Diagnosis::report_refused(code, &message),
+            ));
+        }
         Step::Installed { product_serial, .. }
         | Step::Reported { product_serial, .. }
         | Step::Verified { product_serial, .. } => product_serial,
@@ -312,6 +319,20 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
                     .reported(&record.apparatus_id)
                     .map_err(|e| journal_fail(Phase::Report, e))?;
                 obs.save(&journal.borrow());
+            }
+            Err(ServerError::Refused { code, message }) if refuses_for_good(code) => {
+                journal
+                    .borrow_mut()
+                    .report_refused(&id, code, message.clone())
+                    .map_err(|e| journal_fail(Phase::Report, e))?;
+                obs.save(&journal.borrow());
+                obs.log(format!(
+                    "server refused the report of {id} for good: {message}"
+                ));
+                return Err(fail(
+                    Phase::Report,
+                    Diagnosis::report_refused(code, &message),
+                ));
             }
             Err(e) => return Err(fail(Phase::Report, Diagnosis::from_server(&e))),
         }
@@ -431,6 +452,7 @@ fn step_name(s: &Step) -> &'static str {
         Step::InstallSent { .. } => "install sent",
         Step::Installed { .. } => "installed",
         Step::Reported { .. } => "reported",
+        Step::Refused { .. } => "report refused",
         Step::Verified { .. } => "verified",
     }
 }
@@ -543,6 +565,40 @@ pub fn garbage(e: &ProtocolError) -> LinkError {
     })
 }
 
+/// Whether a refused report is refused for good: the server judged the report itself (its
+/// record, unit or receipt), and sending it again gets the same answer. Every other refusal
+/// (a session to renew, a server fault, a busy database) leaves the report pending. Exhaustive,
+/// so that a new code is decided here.
+pub fn refuses_for_good(code: imprint_api::ErrorCode) -> bool {
+    use imprint_api::ErrorCode as C;
+    match code {
+        C::NotYourRecord
+        | C::NotIssued
+        | C::AlreadyInstalled
+        | C::SerialTaken
+        | C::BadReceipt
+        | C::UnknownApparatus => true,
+        C::BadRequest
+        | C::BadCsv
+        | C::Unauthorized
+        | C::TooManyAttempts
+        | C::Forbidden
+        | C::NotFound
+        | C::MethodNotAllowed
+        | C::Conflict
+        | C::Internal
+        | C::Unavailable
+        | C::NothingRequested
+        | C::UnknownKeyId
+        | C::UnknownProduct
+        | C::OverQuota
+        | C::NotEnoughEntries
+        | C::SameKey
+        | C::DuplicateKeyId
+        | C::DuplicateApparatusId => false,
+    }
+}
+
 /// What a reconcile pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reconciled {
@@ -550,8 +606,12 @@ pub struct Reconciled {
     pub recorded: usize,
     /// Installations still not recorded.
     pub pending: usize,
-    /// Reports the server refused in this pass, with its code and message.
+    /// Reports the server refused for good in this pass ([`refuses_for_good`]), with its code
+    /// and message: the journal now has them as [`Step::Refused`], and they are not sent again.
     pub refused: Vec<(ApparatusId, ServerError)>,
+    /// The server refused for a reason that is not the report's (the session ended, a fault):
+    /// the pass stopped and the reports stay pending. Why, for the page.
+    pub held: Option<ServerError>,
     /// The server answered something the station does not understand (or the station could
     /// not write the request): the pass stopped, and this says what. It is neither offline nor
     /// a refusal.
@@ -589,8 +649,22 @@ pub async fn reconcile<S: Server>(server: &S, journal: &RefCell<Journal>) -> Rec
                 out.unintelligible = Some(e);
                 break;
             }
-            // Refused: stays pending and visible; the operator must look at it.
-            Err(e @ ServerError::Refused { .. }) => out.refused.push((*id, e)),
+            // Refused for good: final, shown as refused and never sent again.
+            Err(ServerError::Refused { code, message }) if refuses_for_good(code) => {
+                if journal
+                    .borrow_mut()
+                    .report_refused(id, code, message.clone())
+                    .is_ok()
+                {
+                    out.refused
+                        .push((*id, ServerError::Refused { code, message }));
+                }
+            }
+            // Refused for another reason (sign in again, a fault): all of them stay pending.
+            Err(e @ ServerError::Refused { .. }) => {
+                out.held = Some(e);
+                break;
+            }
         }
     }
     out.pending = journal.borrow().unreported().count();

@@ -42,6 +42,33 @@ fn d(title: &str, detail: impl Into<String>, fix: &str, severity: Severity) -> D
     }
 }
 
+/// What to do about a refusal, by its code.
+fn refusal_fix(code: ServerCode) -> &'static str {
+    match code {
+        ServerCode::BadReceipt => {
+            "The server does not accept this unit's proof: set the unit aside and tell the operator."
+        }
+        ServerCode::SerialTaken | ServerCode::AlreadyInstalled => {
+            "This unit or identity is already on record: set the unit aside and tell the operator."
+        }
+        ServerCode::OverQuota => "The factory's quota is used up: ask the operator.",
+        ServerCode::NotEnoughEntries => {
+            "The server has no more identities for this product: ask the operator to generate or import more."
+        }
+        ServerCode::NotYourRecord => {
+            "This record belongs to another factory: set the unit aside and tell the operator."
+        }
+        ServerCode::Unauthorized => "Sign in again.",
+        ServerCode::TooManyAttempts => {
+            "Too many wrong passwords: wait the time shown, then sign in with the right one."
+        }
+        ServerCode::Internal => {
+            "The server failed: tell the operator the incident ID in the message (it is in the server's log)."
+        }
+        _ => "Download the log and tell the operator.",
+    }
+}
+
 impl Diagnosis {
     /// The browser has no WebUSB (Safari, Firefox) or the page is not a secure context.
     pub fn no_webusb(secure_context: bool) -> Diagnosis {
@@ -193,6 +220,42 @@ impl Diagnosis {
         )
     }
 
+    /// The server refused this unit's report for good: the unit holds an identity the server
+    /// will not accept from this station. Final: counted apart from pending reports.
+    pub fn report_refused(code: ServerCode, message: &str) -> Diagnosis {
+        d(
+            "Report refused",
+            format!("The server refused this unit's report for good ({code}): {message}"),
+            refusal_fix(code),
+            Severity::SetAside,
+        )
+    }
+
+    /// The unit is bound to a record of another factory's journal on this station: written,
+    /// or possibly written, by a technician of that factory. Another factory's record would
+    /// never be accepted from this one, and writing one of ours over it is not possible.
+    pub fn other_factory(factory: &str, finished: bool) -> Diagnosis {
+        if finished {
+            d(
+                "Unit of another factory",
+                format!("This unit was provisioned at this station for {factory}."),
+                "Set it aside for them: it is finished and needs nothing from this factory.",
+                Severity::SetAside,
+            )
+        } else {
+            d(
+                "Unit of another factory",
+                format!(
+                    "This unit is mid-way for {factory}: it holds, or may hold, one of their records."
+                ),
+                &format!(
+                    "Set it aside for {factory}: a technician of {factory} signs in here and plugs it in to finish it."
+                ),
+                Severity::SetAside,
+            )
+        }
+    }
+
     /// The station has no record for this unit.
     pub fn no_records(product: &str, keys: &[KeyId]) -> Diagnosis {
         let keys: Vec<u32> = keys.iter().map(|k| k.get()).collect();
@@ -214,29 +277,7 @@ impl Diagnosis {
                 Severity::Station,
             ),
             ServerError::Refused { code, message } => {
-                let fix = match code {
-                    ServerCode::BadReceipt => {
-                        "The server does not accept this unit's proof: set the unit aside and tell the operator."
-                    }
-                    ServerCode::SerialTaken | ServerCode::AlreadyInstalled => {
-                        "This unit or identity is already on record: set the unit aside and tell the operator."
-                    }
-                    ServerCode::OverQuota => "The factory's quota is used up: ask the operator.",
-                    ServerCode::NotEnoughEntries => {
-                        "The server has no more identities for this product: ask the operator to generate or import more."
-                    }
-                    ServerCode::NotYourRecord => {
-                        "This record belongs to another factory: set the unit aside and tell the operator."
-                    }
-                    ServerCode::Unauthorized => "Sign in again.",
-                    ServerCode::TooManyAttempts => {
-                        "Too many wrong passwords: wait the time shown, then sign in with the right one."
-                    }
-                    ServerCode::Internal => {
-                        "The server failed: tell the operator the incident ID in the message (it is in the server's log)."
-                    }
-                    _ => "Download the log and tell the operator.",
-                };
+                let fix = refusal_fix(*code);
                 d(
                     "The server refused",
                     message.clone(),

@@ -6,7 +6,10 @@
 //! before doing anything else. A record whose install was sent is never given to another unit
 //! until its own unit has been asked: that is what makes writes exactly-once.
 
-use imprint_core::{ApparatusId, ChipId, KeyId, ProductCode, ProductSerial, Receipt, SealedRecord};
+use imprint_api::ErrorCode;
+use imprint_core::{
+    ApparatusId, ChipId, FactoryId, KeyId, ProductCode, ProductSerial, Receipt, SealedRecord,
+};
 use serde::{Deserialize, Serialize};
 
 /// A table-708 record as the station keeps it: the server's [`imprint_api::Record`], typed
@@ -86,6 +89,22 @@ pub enum Step {
         /// The receipt.
         receipt: Receipt,
     },
+    /// The server refused the report for good (a bad receipt, a record of another factory, a
+    /// unit or identity already on record): final. The unit holds the identity, the server
+    /// will never accept it from this station, so it is neither retried nor counted as
+    /// pending; the receipt is kept for the operator.
+    Refused {
+        /// The unit.
+        unit: String,
+        /// The unit's product serial.
+        product_serial: ProductSerial,
+        /// The receipt the server refused.
+        receipt: Receipt,
+        /// What the server refused with.
+        code: ErrorCode,
+        /// The server's message.
+        message: String,
+    },
     /// The unit answered a fresh server challenge with its new secret: done.
     Verified {
         /// The unit.
@@ -103,6 +122,7 @@ impl Step {
             Step::InstallSent { unit }
             | Step::Installed { unit, .. }
             | Step::Reported { unit, .. }
+            | Step::Refused { unit, .. }
             | Step::Verified { unit, .. } => Some(unit),
         }
     }
@@ -158,14 +178,50 @@ impl std::error::Error for JournalError {}
 /// already provisioned.
 pub const KEEP_VERIFIED: usize = 20;
 
-/// The journal of one station.
+/// The journal of one factory at one station.
+///
+/// Why per factory: the server issues records to a factory and accepts a report of one only
+/// from a technician of that factory. On a PC shared by two factories, a record of one written
+/// into a unit by the other is refused forever, and the unit holds an identity that is never
+/// accepted. So each factory has its own journal (stored under a key of its own); technicians
+/// of one factory share it, so that a shift carries on where the last one stopped.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Journal {
+    /// The factory whose records these are. `None` only in a journal stored before journals
+    /// were kept per factory (see [`Journal::adopt`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factory: Option<FactoryId>,
     /// Entries in the order they were fetched.
     pub entries: Vec<Entry>,
 }
 
 impl Journal {
+    /// An empty journal of `factory`.
+    pub fn of(factory: FactoryId) -> Journal {
+        Journal {
+            factory: Some(factory),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Takes over from a journal stored before journals were kept per factory the entries
+    /// that are this factory's: those whose record the server lists among the factory's open
+    /// records (`is_ours`, from `GET /records`: issued to it and not installed, which covers
+    /// every record in the pool, sent or written but not reported). Finished entries (reported,
+    /// verified) are dropped from `old`: the server has them. What is left in `old` is another
+    /// factory's, for its next sign-in. Returns how many entries moved.
+    pub fn adopt(&mut self, old: &mut Journal, is_ours: impl Fn(&ApparatusId) -> bool) -> usize {
+        old.entries
+            .retain(|e| !matches!(e.step, Step::Reported { .. } | Step::Verified { .. }));
+        let (ours, theirs): (Vec<Entry>, Vec<Entry>) =
+            std::mem::take(&mut old.entries).into_iter().partition(|e| {
+                is_ours(&e.record.apparatus_id) && self.get(&e.record.apparatus_id).is_none()
+            });
+        old.entries = theirs;
+        let n = ours.len();
+        self.entries.extend(ours);
+        n
+    }
     /// Adds records fetched from the server (ignoring ones already known).
     pub fn add_records(&mut self, records: impl IntoIterator<Item = Record>) -> usize {
         let mut added = 0;
@@ -259,6 +315,29 @@ impl Journal {
             .count()
     }
 
+    /// Records in the pool, for any unit or fetched for one chip, that no unit holds: what the
+    /// station can hand back to the server.
+    pub fn unused(&self) -> impl Iterator<Item = &Record> {
+        self.entries
+            .iter()
+            .filter(|e| e.step == Step::Pool)
+            .map(|e| &e.record)
+    }
+
+    /// Forgets a pool record the server took back (`POST /release`). Only a pool record: one
+    /// whose install was sent may be in its unit.
+    pub fn released(&mut self, id: &ApparatusId) -> Result<(), JournalError> {
+        let e = self.entry_mut(id)?;
+        if e.step != Step::Pool {
+            return Err(JournalError::WrongStep {
+                apparatus_id: *id,
+                expected: "pool",
+            });
+        }
+        self.entries.retain(|e| e.record.apparatus_id != *id);
+        Ok(())
+    }
+
     /// Records whose install was sent but whose outcome is not known: their units must be
     /// asked before anything else happens to them.
     pub fn in_doubt(&self) -> impl Iterator<Item = &Entry> {
@@ -272,6 +351,23 @@ impl Journal {
         self.entries
             .iter()
             .filter(|e| matches!(e.step, Step::Installed { .. }))
+    }
+
+    /// Reports the server refused for good.
+    pub fn refused(&self) -> impl Iterator<Item = &Entry> {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e.step, Step::Refused { .. }))
+    }
+
+    /// Units this journal knows of that are not finished: bound to a record whose install was
+    /// sent, or written and not yet checked (refused ones included: they are this factory's to
+    /// deal with).
+    pub fn units_mid_way(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().filter_map(|e| match &e.step {
+            Step::Pool | Step::Verified { .. } => None,
+            other => other.unit(),
+        })
     }
 
     fn change(
@@ -346,6 +442,35 @@ impl Journal {
             unit,
             product_serial,
             receipt,
+        };
+        Ok(())
+    }
+
+    /// The server refused the report for good: the entry is final (see [`Step::Refused`]).
+    pub fn report_refused(
+        &mut self,
+        id: &ApparatusId,
+        code: ErrorCode,
+        message: String,
+    ) -> Result<(), JournalError> {
+        let e = self.entry_mut(id)?;
+        let Step::Installed {
+            unit,
+            product_serial,
+            receipt,
+        } = e.step.clone()
+        else {
+            return Err(JournalError::WrongStep {
+                apparatus_id: *id,
+                expected: "installed",
+            });
+        };
+        e.step = Step::Refused {
+            unit,
+            product_serial,
+            receipt,
+            code,
+            message,
         };
         Ok(())
     }

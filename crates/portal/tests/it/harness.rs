@@ -176,6 +176,24 @@ impl InProcess {
         .await
         .unwrap();
         tx.commit().await.unwrap();
+        // A second factory and its technician, for a PC shared by two factories.
+        let fb = FactoryId::new("fb").unwrap();
+        service::add_factory(&state, "t", fb, "B").await.unwrap();
+        service::set_quota(&state, "t", fb, p, entries)
+            .await
+            .unwrap();
+        let mut tx = state.store.begin().await.unwrap();
+        imprint_server::auth::create_user(
+            &mut tx,
+            "t",
+            "ben",
+            "password-456",
+            "technician",
+            Some("fb"),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
         let app = imprint_server::app(state.clone());
         let mut s = InProcess {
             state,
@@ -191,6 +209,15 @@ impl InProcess {
             .unwrap();
         s.token = answer.token;
         s
+    }
+
+    /// Signs in as another technician (ana of factory `fa` is signed in to start with; ben,
+    /// password `password-456`, is of factory `fb`): the client speaks for that one from now on.
+    pub async fn sign_in_as(&mut self, user: &str, password: &str) {
+        self.token = imprint_portal::client::login(&*self, user, password)
+            .await
+            .unwrap()
+            .token;
     }
 
     /// The portal's client over this server, as the page holds it after sign-in.

@@ -128,16 +128,22 @@ fn a_refused_unit_gives_its_record_back() {
 pub fn every_step() -> Journal {
     let mut leased = rec("A-POOL", 1);
     leased.not_after_ms = Some(1_767_225_600_000);
-    let mut j = Journal::default();
+    let mut j = Journal::of(imprint_core::FactoryId::new("acme-sz").unwrap());
     j.add_records([
         leased,
         rec("B-SENT", 1),
         rec("C-INST", 2),
         rec("D-REPT", 1),
+        rec("F-REFU", 1),
         rec("E-VERI", 1),
     ]);
     j.install_sent(&id("B-SENT"), "u-1").unwrap();
-    for (name, unit) in [("C-INST", "u-2"), ("D-REPT", "u-3"), ("E-VERI", "u-4")] {
+    for (name, unit) in [
+        ("C-INST", "u-2"),
+        ("D-REPT", "u-3"),
+        ("F-REFU", "u-5"),
+        ("E-VERI", "u-4"),
+    ] {
         j.install_sent(&id(name), unit).unwrap();
         j.installed(
             &id(name),
@@ -148,6 +154,12 @@ pub fn every_step() -> Journal {
         .unwrap();
     }
     j.reported(&id("D-REPT")).unwrap();
+    j.report_refused(
+        &id("F-REFU"),
+        imprint_api::ErrorCode::BadReceipt,
+        "the receipt does not prove that a device opened F-REFU".into(),
+    )
+    .unwrap();
     j.reported(&id("E-VERI")).unwrap();
     j.verified(&id("E-VERI")).unwrap();
     j
@@ -178,6 +190,18 @@ fn the_journal_survives_storage_and_a_damaged_store_is_reported() {
     let bad_receipt = text.replacen(&"ab".repeat(32), "ab12", 1);
     let err = Journal::from_json(&bad_receipt).unwrap_err();
     assert!(err.contains("64 hex digits"), "{err}");
+}
+
+/// Regenerates `tests/vectors/journal.json` from [`every_step`] (run with `--ignored` after
+/// a deliberate change of the stored form, and bump the storage key).
+#[test]
+#[ignore = "writes the vector file"]
+fn write_the_vector_file() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/journal.json");
+    let mut file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    file["text"] = every_step().to_json().unwrap().into();
+    std::fs::write(path, serde_json::to_string_pretty(&file).unwrap() + "\n").unwrap();
 }
 
 #[test]

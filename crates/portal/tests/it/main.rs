@@ -27,5 +27,7 @@ mod flow;
 mod harness;
 #[cfg(not(target_arch = "wasm32"))]
 mod journal;
+#[cfg(not(target_arch = "wasm32"))]
+mod shift;
 #[cfg(target_arch = "wasm32")]
 mod webusb;
