@@ -585,6 +585,9 @@ fn end_to_end(portal: &Path, driver: &Path, envs: &[(String, String)]) -> Result
 
 /// Builds the portal into `target/portal`: cargo for wasm32, then [`package`].
 fn portal() -> Result<PathBuf> {
+    // `cargo xtask portal` alone on a fresh machine: the target and the bindgen it needs.
+    tools::ensure_targets()?;
+    tools::ensure_wasm_bindgen()?;
     let out = root().join("target/portal");
     // Two builds, not one: built together, imprint-device's `web` feature (training's) would
     // be unified into the portal's build, and its wasm-bindgen exports kept in the portal.

@@ -268,6 +268,13 @@ impl SimDevice {
         Self::new(demo_config(n, DEMO_CHIP_PRODUCT, &[2]))
     }
 
+    /// A demo unit with the product serial of unit `n` (`SIM-n`) but a chip of its own, as a
+    /// unit with a duplicated serial label would be: its record installs, and the server
+    /// refuses its report if unit `n` is on record already (one identity per product serial).
+    pub fn duplicate_serial(n: u32) -> Self {
+        Self::new(duplicate_serial_config(n))
+    }
+
     /// A unit of another model, holding only key identifier 99: the portal must refuse it.
     pub fn wrong_model(n: u32) -> Self {
         Self::new(demo_config(n, "OTHER-MODEL", &[99]))
@@ -431,6 +438,20 @@ fn claim_other_chip(reply: Vec<u8>) -> Vec<u8> {
         }
         _ => reply,
     }
+}
+
+/// The configuration of [`SimDevice::duplicate_serial`]: demo unit `n`'s, with bytes 4 to 7
+/// of the chip ID `DUPL` instead of zeros.
+pub fn duplicate_serial_config(n: u32) -> DeviceConfig {
+    let mut config = demo_config(n, DEMO_PRODUCT, &[1]);
+    let mut chip = config.chip_id.as_bytes().to_vec();
+    if let Some(mid) = chip.get_mut(4..8) {
+        mid.copy_from_slice(b"DUPL");
+    }
+    if let Ok(c) = ChipId::from_bytes(&chip) {
+        config.chip_id = c;
+    }
+    config
 }
 
 /// The built-in configuration of demo unit `n`.

@@ -469,6 +469,7 @@ fn config_of(kind: &str, n: u32) -> Option<crate::DeviceConfig> {
             &[2],
         )),
         "wrong-model" => Some(crate::sim::demo_config(n, "OTHER-MODEL", &[99])),
+        "duplicate-serial" => Some(crate::sim::duplicate_serial_config(n)),
         _ => None,
     }
 }
@@ -569,13 +570,15 @@ impl SimUsb {
     }
 
     /// Plugs in a new unit. `kind`: "demo", "chip-bound" (a unit of the demo's chip-bound
-    /// model), "wrong-model", "provisioned", "locked". Returns
+    /// model), "wrong-model", "duplicate-serial" (the product serial of demo unit `n`, a chip
+    /// of its own), "provisioned", "locked". Returns
     /// its index for `unplug`/`replug`; fires `connect`.
     pub fn plug(&self, kind: &str, n: u32) -> Result<u32, JsValue> {
         let dev = match kind {
             "demo" => SimDevice::demo(n),
             "chip-bound" => SimDevice::demo_chip_bound(n),
             "wrong-model" => SimDevice::wrong_model(n),
+            "duplicate-serial" => SimDevice::duplicate_serial(n),
             "provisioned" => SimDevice::already_provisioned(n, "EARLIER-ID", false),
             "locked" => SimDevice::already_provisioned(n, "EARLIER-ID", true),
             other => {

@@ -317,10 +317,35 @@ impl Browser {
         product: Option<&str>,
         within: Duration,
     ) -> Result<()> {
+        self.sign_in_as(url, "tech-ana", station, product, within)
+            .await
+    }
+
+    /// Signs in as the demo technician `user` (password `demo-tech-pass`) at `station`, for
+    /// `product` (else the product the form remembers). A session the tab kept is signed out
+    /// first, keeping its factory's records on the station.
+    pub async fn sign_in_as(
+        &self,
+        url: &str,
+        user: &str,
+        station: &str,
+        product: Option<&str>,
+        within: Duration,
+    ) -> Result<()> {
         self.goto(url).await?;
-        self.wait_for("document.getElementById('user')", within)
-            .await?;
-        self.fill("#user", "tech-ana").await?;
+        self.wait_for(
+            "document.getElementById('user') || document.getElementById('sign-out')",
+            within,
+        )
+        .await?;
+        if self
+            .js("return !!document.getElementById('sign-out')")
+            .await?
+            == Value::Bool(true)
+        {
+            self.sign_out(within).await?;
+        }
+        self.fill("#user", user).await?;
         self.fill("#pass", "demo-tech-pass").await?;
         self.fill("#station", station).await?;
         if let Some(p) = product {
@@ -328,6 +353,27 @@ impl Browser {
         }
         self.click("#signin").await?;
         self.wait_for("document.getElementById('fetch')", within)
+            .await
+            .map(|_| ())
+    }
+
+    /// Signs out of the station; when it says what becomes of units mid-way and unused
+    /// records, keeps them on the station for the factory.
+    pub async fn sign_out(&self, within: Duration) -> Result<()> {
+        self.click("#sign-out").await?;
+        self.wait_for(
+            "document.getElementById('user') || document.getElementById('sign-out-keep')",
+            within,
+        )
+        .await?;
+        if self
+            .js("return !!document.getElementById('sign-out-keep')")
+            .await?
+            == Value::Bool(true)
+        {
+            self.click("#sign-out-keep").await?;
+        }
+        self.wait_for("document.getElementById('user')", within)
             .await
             .map(|_| ())
     }

@@ -15,9 +15,10 @@ use wasm_bindgen::prelude::Closure;
 use crate::state::analytics::{Outcome, keep_recent, line};
 use crate::state::diagnose::{Diagnosis, Severity};
 use crate::state::journal::Journal;
-use crate::station::{Observer, Phase, Setup, provision};
-use imprint_api::{Role, UserInfo};
-use imprint_core::{ApparatusId, ProductCode};
+use crate::station::{Observer, Phase, ServerError, Setup, provision};
+use imprint_api::{Role, SessionToken, UserInfo};
+use imprint_core::{ApparatusId, FactoryId, ProductCode};
+use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
 use crate::web::api::{Fetch, HttpServer};
@@ -29,10 +30,62 @@ use crate::web::usb::{self, WebUsbLink};
 struct Session {
     server: HttpServer,
     user: UserInfo,
+    /// The technician's factory: whose journal, records and lease the station works with.
+    factory: FactoryId,
     product: ProductCode,
     /// Whether the product is chip-bound (table 500, read at sign-in): each unit's record is
     /// then fetched for its chip as it is plugged in, and there is no pool, fetch or lease.
     chip_bound: bool,
+    /// When the server's session ends (Unix ms): a kept session is not used after it.
+    expires_ms: u64,
+}
+
+/// How long a session lasts on the server (`LoginAnswer`: "valid for 12 hours").
+const SESSION_MS: u64 = 12 * 3_600_000;
+
+/// A session as kept in this tab's sessionStorage over a reload.
+#[derive(Serialize, Deserialize)]
+struct KeptSession {
+    token: SessionToken,
+    station: String,
+    user: UserInfo,
+    product: ProductCode,
+    chip_bound: bool,
+    expires_ms: u64,
+}
+
+impl Session {
+    fn keep(&self) {
+        let kept = KeptSession {
+            token: self.server.token.clone(),
+            station: self.server.station.clone(),
+            user: self.user.clone(),
+            product: self.product,
+            chip_bound: self.chip_bound,
+            expires_ms: self.expires_ms,
+        };
+        if let Ok(text) = crate::json::to_string(&kept) {
+            storage::keep_session(Some(&text));
+        }
+    }
+
+    /// The session kept in this tab, if there is one, it reads, and it has not expired.
+    fn kept() -> Option<Session> {
+        let k: KeptSession = crate::json::from_str(&storage::kept_session()?).ok()?;
+        let factory = k.user.factory?;
+        (now_ms() < k.expires_ms).then_some(Session {
+            server: Client {
+                transport: Fetch,
+                token: k.token,
+                station: k.station,
+            },
+            user: k.user,
+            factory,
+            product: k.product,
+            chip_bound: k.chip_bound,
+            expires_ms: k.expires_ms,
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -62,9 +115,28 @@ struct Ctx {
     outcomes: RwSignal<Vec<Outcome>>,
     pool: RwSignal<usize>,
     pending: RwSignal<usize>,
+    /// Reports the server refused for good (final; not pending).
+    refused: RwSignal<usize>,
+    /// Why pending reports are not being sent, when the server refused for a reason that is
+    /// not the report's (the session ended): what to do.
+    held: RwSignal<Option<String>>,
+    /// The signed-in factory's journal (an empty one of no factory when signed out).
     journal: StoredValue<Rc<RefCell<Journal>>, LocalStorage>,
+    /// The factory's journal did not read: the station stops and shows it.
+    damaged: RwSignal<Option<storage::Damaged>>,
+    /// Counts sign-ins: a loop of an earlier session sees it changed and stops.
+    epoch: StoredValue<u32, LocalStorage>,
+    /// The log changed since it was last stored.
+    log_dirty: StoredValue<bool, LocalStorage>,
+    /// The `navigator.usb` the connect/disconnect listeners are on (once each).
+    listening: StoredValue<Option<JsValue>, LocalStorage>,
+    /// A line for the sign-in page (why the technician is back there).
+    notice: RwSignal<Option<String>>,
     devices: StoredValue<HashMap<String, JsValue>, LocalStorage>,
     training: StoredValue<Option<crate::web::training::SimBus>, LocalStorage>,
+    /// Training mode: its module is on its way (loading), or its units can be plugged (on).
+    training_loading: RwSignal<bool>,
+    training_on: RwSignal<bool>,
     sim_index: StoredValue<HashMap<String, u32>, LocalStorage>,
     hidden: RwSignal<bool>,
 }
@@ -114,10 +186,24 @@ impl Ctx {
         let stamped = format!("{} {line}", clock());
         self.log.update(|l| {
             l.push(stamped);
-            if l.len() > 2000 {
+            if l.len() > storage::LOG_LINES + 500 {
                 l.drain(..500);
             }
         });
+        self.log_dirty.set_value(true);
+    }
+
+    /// Stores the factory's log if it changed.
+    fn save_log(&self) {
+        if !self.log_dirty.get_value() {
+            return;
+        }
+        if let Some(s) = self.session.get_untracked() {
+            self.log_dirty.set_value(false);
+            if let Err(e) = storage::save_log(&s.factory, &self.log.get_untracked()) {
+                web_sys::console::warn_1(&JsValue::from_str(&e));
+            }
+        }
     }
 
     fn set_tile(&self, unit: &str, f: impl FnOnce(&mut Tile)) {
@@ -137,11 +223,13 @@ impl Ctx {
     }
 
     fn refresh_pool(&self) {
-        let (n, p) = self
-            .journal
-            .with_value(|j| (j.borrow().pool_size(), j.borrow().unreported().count()));
+        let (n, p, r) = self.journal.with_value(|j| {
+            let j = j.borrow();
+            (j.pool_size(), j.unreported().count(), j.refused().count())
+        });
         self.pool.set(n);
         self.pending.set(p);
+        self.refused.set(r);
     }
 }
 
@@ -184,6 +272,22 @@ fn start_unit(ctx: Ctx, device: JsValue) {
     ctx.devices.update_value(|d| {
         d.insert(unit.clone(), device.clone());
     });
+    // A unit another factory's journal on this station knows (written, or maybe written, by
+    // one of its technicians) is theirs: nothing of this factory goes near it.
+    let ours = ctx
+        .journal
+        .with_value(|j| j.borrow().for_unit(&unit).is_some());
+    if !ours
+        && let Some((factory, finished)) = storage::unit_of_another_factory(&unit, &session.factory)
+    {
+        let d = Diagnosis::other_factory(&factory, finished);
+        ctx.say(format!("unit {unit}: {}: {} {}", d.title, d.detail, d.fix));
+        ctx.set_tile(&unit, |t| {
+            t.phase = Phase::Info;
+            t.status = Status::Failed(d);
+        });
+        return;
+    }
     ctx.set_tile(&unit, |t| {
         t.status = Status::Working;
         t.phase = Phase::Info;
@@ -287,29 +391,62 @@ fn take_off_line(ctx: Ctx, unit: &str) {
 
 /// While signed in, reports every few seconds the installations the server has not recorded
 /// yet (written while it was unreachable), and keeps the pending count on screen.
-async fn reconciler(ctx: Ctx) {
+/// Also stores the log every second while it changes. Stops when the session it was started
+/// for ends.
+async fn reconciler(ctx: Ctx, epoch: u32) {
+    let mut tick = 0u32;
     loop {
-        usb::sleep(5_000).await;
+        usb::sleep(1_000).await;
+        if ctx.epoch.get_value() != epoch {
+            return;
+        }
+        ctx.save_log();
+        tick += 1;
         let Some(session) = ctx.session.get_untracked() else {
             return;
         };
-        if ctx.pending.get_untracked() == 0 {
+        if !tick.is_multiple_of(5) || ctx.pending.get_untracked() == 0 {
             continue;
         }
         let journal = ctx.journal.get_value();
         let r = crate::station::reconcile(&session.server, &journal).await;
+        if ctx.epoch.get_value() != epoch {
+            return;
+        }
+        if (r.recorded > 0 || !r.refused.is_empty())
+            && let Err(e) = storage::save_journal(&journal.borrow())
+        {
+            ctx.say(format!("could not save the journal: {e}"));
+        }
         if r.recorded > 0 {
-            if let Err(e) = storage::save_journal(&journal.borrow()) {
-                ctx.say(format!("could not save the journal: {e}"));
-            }
             ctx.say(format!(
                 "server back: {} pending report(s) recorded, {} left",
                 r.recorded, r.pending
             ));
         }
-        for (id, e) in &r.refused {
+        ctx.held.set(r.held.as_ref().map(|e| {
             let d = Diagnosis::from_server(e);
-            ctx.say(format!("report of {id} refused: {} {}", d.detail, d.fix));
+            format!("{} {}", d.detail, d.fix)
+        }));
+        for (id, e) in &r.refused {
+            let ServerError::Refused { code, message } = e else {
+                continue;
+            };
+            let d = Diagnosis::report_refused(*code, message);
+            ctx.say(format!(
+                "report of {id} refused for good: {} {}",
+                d.detail, d.fix
+            ));
+            let unit = journal
+                .borrow()
+                .get(id)
+                .and_then(|e| e.step.unit().map(str::to_string));
+            if let Some(unit) = unit {
+                ctx.set_tile(&unit, |t| {
+                    t.phase = Phase::Report;
+                    t.status = Status::Failed(d.clone());
+                });
+            }
         }
         if let Some(e) = &r.unintelligible {
             let d = Diagnosis::from_server(e);
@@ -324,6 +461,14 @@ fn listen(ctx: Ctx) {
     let Some(usb) = usb::navigator_usb() else {
         return;
     };
+    // Once per `navigator.usb` (training mode puts its own in place).
+    if ctx
+        .listening
+        .with_value(|l| l.as_ref().is_some_and(|l| js_sys::Object::is(l, &usb)))
+    {
+        return;
+    }
+    ctx.listening.set_value(Some(usb.clone()));
     let on_connect = Closure::<dyn Fn(JsValue)>::new(move |e: JsValue| {
         let device = js_sys::Reflect::get(&e, &"device".into()).unwrap_or(JsValue::UNDEFINED);
         ctx.say(format!("unit {} plugged in", usb::serial_of(&device)));
@@ -349,8 +494,174 @@ fn listen(ctx: Ctx) {
     on_disconnect.forget();
 }
 
+/// Starts the station for a session (a sign-in, or a session kept over a reload): the
+/// factory's own journal and log, its in-doubt units, the journal of an earlier version taken
+/// over by the server's word, and training mode if it was on in this tab.
+fn enter(ctx: Ctx, session: Session) {
+    let journal = match storage::load_journal(&session.factory) {
+        Ok(j) => j,
+        Err(damaged) => {
+            web_sys::console::error_1(&JsValue::from_str(&damaged.message));
+            session.keep();
+            ctx.damaged.set(Some(damaged));
+            return;
+        }
+    };
+    ctx.epoch.update_value(|e| *e += 1);
+    ctx.journal.set_value(Rc::new(RefCell::new(journal)));
+    ctx.log.set(storage::load_log(&session.factory));
+    ctx.log_dirty.set_value(false);
+    ctx.tiles.set(Vec::new());
+    ctx.held.set(None);
+    ctx.say(format!(
+        "signed in: {} of {} at {}, product {}",
+        session.user.username, session.factory, session.server.station, session.product
+    ));
+    let in_doubt = ctx
+        .journal
+        .with_value(|j| j.borrow().units_mid_way().count());
+    if in_doubt > 0 {
+        ctx.say(format!("{in_doubt} unit(s) of {} were mid-way when the station last stopped: plug those units in again to finish them", session.factory));
+    }
+    ctx.refresh_pool();
+    session.keep();
+    ctx.session.set(Some(session.clone()));
+    if storage::training_was_on() && !ctx.training_on.get_untracked() {
+        start_training(ctx);
+    }
+    if let Some(old) = storage::load_unowned_journal() {
+        spawn_local(adopt_unowned(ctx, session, old));
+    }
+}
+
+/// Takes over from the station's journal of an earlier version (one for every factory) the
+/// entries that the server lists as this factory's open records; the rest wait for their
+/// factories.
+async fn adopt_unowned(ctx: Ctx, session: Session, old: Result<Journal, storage::Damaged>) {
+    let mut old = match old {
+        Ok(j) => j,
+        Err(d) => {
+            ctx.say(format!("the station's journal of an earlier version does not read ({}): it is kept as it is; tell the operator", d.message));
+            return;
+        }
+    };
+    let open: std::collections::HashSet<ApparatusId> = match session.server.open_records().await {
+        Ok(records) => records.into_iter().map(|r| r.apparatus_id).collect(),
+        Err(e) => {
+            ctx.say(format!(
+                "the journal of an earlier version is kept for later: {}",
+                Diagnosis::from_server(&e).detail
+            ));
+            return;
+        }
+    };
+    let journal = ctx.journal.get_value();
+    let n = journal.borrow_mut().adopt(&mut old, |id| open.contains(id));
+    if let Err(e) = storage::save_journal(&journal.borrow()) {
+        ctx.say(format!("could not save the journal: {e}"));
+        return;
+    }
+    if let Err(e) = storage::save_unowned_journal(&old) {
+        ctx.say(format!(
+            "could not save the journal of an earlier version: {e}"
+        ));
+    }
+    if n > 0 {
+        ctx.say(format!(
+            "took over {n} record(s) of {} from the station's journal of an earlier version; {} left for other factories",
+            session.factory,
+            old.entries.len()
+        ));
+    }
+    ctx.refresh_pool();
+}
+
+/// Signs out: hands the unused records back first if asked, stores the log, ends the session
+/// on the server and forgets it in this tab. The factory's journal stays, with what is
+/// mid-way, for its next sign-in.
+async fn leave(ctx: Ctx, hand_back: bool) {
+    let Some(session) = ctx.session.get_untracked() else {
+        return;
+    };
+    let journal = ctx.journal.get_value();
+    if hand_back {
+        let unused: Vec<ApparatusId> = journal.borrow().unused().map(|r| r.apparatus_id).collect();
+        let mut back = 0;
+        for id in unused {
+            match session.server.release(id).await {
+                Ok(()) => {
+                    let _ = journal.borrow_mut().released(&id);
+                    back += 1;
+                }
+                Err(e) => {
+                    ctx.say(format!(
+                        "{id} kept: the server did not take it back ({})",
+                        Diagnosis::from_server(&e).detail
+                    ));
+                }
+            }
+        }
+        if let Err(e) = storage::save_journal(&journal.borrow()) {
+            ctx.say(format!("could not save the journal: {e}"));
+        }
+        ctx.say(format!("{back} unused record(s) handed back to the server"));
+    }
+    ctx.say(format!("signed out: {}", session.user.username));
+    let _ = session.server.logout().await;
+    signed_out(ctx);
+}
+
+/// Back to the sign-in page: the factory's log stored, its session forgotten in this tab,
+/// nothing of its journal, tiles or log left on screen for the next technician.
+fn signed_out(ctx: Ctx) {
+    ctx.save_log();
+    storage::keep_session(None);
+    ctx.epoch.update_value(|e| *e += 1);
+    ctx.tiles.set(Vec::new());
+    ctx.log.set(Vec::new());
+    ctx.journal
+        .set_value(Rc::new(RefCell::new(Journal::default())));
+    ctx.refresh_pool();
+    ctx.session.set(None);
+}
+
+/// Turns training mode on: loads its module, puts its simulated units in place of USB, and
+/// brings back the units still plugged in from before a reload.
+fn start_training(ctx: Ctx) {
+    ctx.training_loading.set(true);
+    spawn_local(async move {
+        match crate::web::training::start().await {
+            Ok(bus) => {
+                ctx.training.set_value(Some(bus.clone()));
+                ctx.training_on.set(true);
+                storage::keep_training_on();
+                listen(ctx);
+                ctx.say(
+                    "training mode: simulated units replace USB; nothing here touches hardware"
+                        .into(),
+                );
+                // Units still plugged in from before a reload come back and resume.
+                let n = bus.restore().unwrap_or(0);
+                for i in 0..n {
+                    let serial = usb::serial_of(&bus.device(i));
+                    ctx.sim_index.update_value(|m| {
+                        m.insert(serial, i);
+                    });
+                }
+                if n > 0 {
+                    ctx.say(format!(
+                        "training: {n} simulated unit(s) still plugged in from before the reload"
+                    ));
+                }
+            }
+            Err(e) => ctx.say(e),
+        }
+        ctx.training_loading.set(false);
+    });
+}
+
 #[component]
-fn Login(session: RwSignal<Option<Session>>) -> impl IntoView {
+fn Login(ctx: Ctx) -> impl IntoView {
     let user = RwSignal::new(String::new());
     let pass = RwSignal::new(String::new());
     let station =
@@ -388,16 +699,27 @@ fn Login(session: RwSignal<Option<Session>>) -> impl IntoView {
                             .ok_or_else(|| format!("Product code {code} is not configured on the server: check the work order, or ask the operator to map it.")),
                         Err(e) => Err(Diagnosis::from_server(&e).detail),
                     };
+                    let known = known.and_then(|c| {
+                        answer.user.factory.map(|f| (c, f)).ok_or_else(|| {
+                            "This technician is bound to no factory: ask the operator.".to_string()
+                        })
+                    });
                     match known {
-                        Ok(chip_bound) => {
+                        Ok((chip_bound, factory)) => {
                             storage::set("imprint.station", &station.get_untracked());
                             storage::set("imprint.product", code.as_str());
-                            session.set(Some(Session {
-                                server,
-                                user: answer.user,
-                                product: code,
-                                chip_bound,
-                            }));
+                            ctx.notice.set(None);
+                            enter(
+                                ctx,
+                                Session {
+                                    server,
+                                    user: answer.user,
+                                    factory,
+                                    product: code,
+                                    chip_bound,
+                                    expires_ms: now_ms() + SESSION_MS,
+                                },
+                            );
                         }
                         Err(why) => {
                             let _ = server.logout().await;
@@ -424,6 +746,9 @@ fn Login(session: RwSignal<Option<Session>>) -> impl IntoView {
                 <button id="signin" type="submit" disabled=move || busy.get()>"Sign in"</button>
                 <Show when=move || error.get().is_some()>
                     <p class="error">{move || error.get().unwrap_or_default()}</p>
+                </Show>
+                <Show when=move || ctx.notice.get().is_some()>
+                    <p class="notice" id="notice">{move || ctx.notice.get().unwrap_or_default()}</p>
                 </Show>
             </form>
         </main>
@@ -632,12 +957,24 @@ fn Station(ctx: Ctx) -> impl IntoView {
             }
         });
     };
-    // Loading: the training module is on its way (the button is disabled); on: its units
-    // can be plugged (the training buttons show only then).
-    let training_loading = RwSignal::new(false);
-    let training_on = RwSignal::new(false);
+    // The number of the last good unit plugged: a unit with a duplicated serial label takes it.
+    let last_good = StoredValue::new_local(None::<u32>);
     let plug = move |kind: &'static str| {
-        let n = (js_sys::Math::random() * 1e6) as u32;
+        let n = match kind {
+            "duplicate-serial" => match last_good.get_value() {
+                Some(n) => n,
+                None => {
+                    ctx.say(
+                        "training: plug a good unit first; the duplicate takes its serial".into(),
+                    );
+                    return;
+                }
+            },
+            _ => (js_sys::Math::random() * 1e6) as u32,
+        };
+        if kind == "demo" {
+            last_good.set_value(Some(n));
+        }
         // A good unit is of the line's model: the chip-bound one when the product is.
         let kind = match kind {
             "demo"
@@ -660,35 +997,8 @@ fn Station(ctx: Ctx) -> impl IntoView {
             }
         });
     };
-    let start_training = move |_| {
-        training_loading.set(true);
-        spawn_local(async move {
-            match crate::web::training::start().await {
-                Ok(bus) => {
-                    ctx.training.set_value(Some(bus.clone()));
-                    training_on.set(true);
-                    listen(ctx);
-                    ctx.say(
-                        "training mode: simulated units replace USB; nothing here touches hardware"
-                            .into(),
-                    );
-                    // Units still plugged in from before a reload come back and resume.
-                    let n = bus.restore().unwrap_or(0);
-                    for i in 0..n {
-                        let serial = usb::serial_of(&bus.device(i));
-                        ctx.sim_index.update_value(|m| {
-                            m.insert(serial, i);
-                        });
-                    }
-                    if n > 0 {
-                        ctx.say(format!("training: {n} simulated unit(s) still plugged in from before the reload"));
-                    }
-                }
-                Err(e) => ctx.say(e),
-            }
-            training_loading.set(false);
-        });
-    };
+    let training_on = ctx.training_on;
+    let training_loading = ctx.training_loading;
     let sim = move |kind: &'static str, fault: &'static str, arg: u32| {
         move |_| {
             plug(kind);
@@ -705,22 +1015,80 @@ fn Station(ctx: Ctx) -> impl IntoView {
         }
     };
     let download = move |_| storage::download_log(&ctx.log.get_untracked().join("\n"));
-    let sign_out = move |_| ctx.session.set(None);
+    // Signing out with units mid-way or records unused first says what becomes of them.
+    let signing_out = RwSignal::new(false);
+    let leaving = move |hand_back: bool| {
+        move |_| {
+            signing_out.set(false);
+            spawn_local(leave(ctx, hand_back));
+        }
+    };
+    let sign_out = move |_| {
+        let (mid, unused) = ctx.journal.with_value(|j| {
+            let j = j.borrow();
+            (j.units_mid_way().count(), j.unused().count())
+        });
+        let working = ctx
+            .tiles
+            .with_untracked(|t| t.iter().any(|t| t.status == Status::Working));
+        if working || mid > 0 || unused > 0 {
+            signing_out.set(true);
+        } else {
+            spawn_local(leave(ctx, false));
+        }
+    };
+    let factory = move || {
+        ctx.session
+            .with(|s| s.as_ref().map(|s| s.factory.to_string()))
+            .unwrap_or_default()
+    };
     view! {
         <header class="top">
             <h1>"Imprint station"</h1>
             <span class="who">{move || ctx.session.get().map(|s| format!("{} · {} · {} · {}", s.user.username, s.user.factory.map(|f| f.to_string()).unwrap_or_default(), s.server.station, s.product)).unwrap_or_default()}</span>
             <span class="pool" id="pool">{move || if chip_bound() { "chip-bound: each unit's record is fetched as it is plugged in".to_string() } else { format!("{} records ready", ctx.pool.get()) }}</span>
             <Show when=move || { ctx.pending.get() > 0 }>
-                <span class="pending" id="pending">{move || format!("{} report(s) pending: kept on this station, sent when the server answers", ctx.pending.get())}</span>
+                <span class="pending" id="pending">{move || match ctx.held.get() {
+                    None => format!("{} report(s) pending: kept on this station, sent when the server answers", ctx.pending.get()),
+                    Some(why) => format!("{} report(s) pending, kept on this station and not sent: {why}", ctx.pending.get()),
+                }}</span>
+            </Show>
+            <Show when=move || { ctx.refused.get() > 0 }>
+                <span class="refused" id="refused" title="the server will not accept these units' reports: set them aside for the operator">{move || format!("{} report(s) refused: units set aside, see the red tiles and the log", ctx.refused.get())}</span>
             </Show>
             <button id="fetch" on:click=fetch disabled=move || fetch_busy.get() || chip_bound() title=move || if chip_bound() { "not for a chip-bound product: each unit's record is fetched for its chip" } else { "10 records for the next units" }>"Fetch 10 records"</button>
             <button id="lease" on:click=take_lease disabled=move || fetch_busy.get() || chip_bound() title=move || if chip_bound() { "not for a chip-bound product: its records need the server, one per unit" } else { "20 signed records usable for 8 hours without the server" }>"Take offline lease"</button>
             <button id="connect" class="primary" on:click=connect disabled=!support>"Connect unit"</button>
-            <button id="training" on:click=start_training disabled=move || training_loading.get() || training_on.get()>"Training mode"</button>
+            <button id="training" on:click=move |_| start_training(ctx) disabled=move || training_loading.get() || training_on.get()>"Training mode"</button>
             <button id="download" on:click=download>"Download log"</button>
-            <button on:click=sign_out>"Sign out"</button>
+            <button id="sign-out" on:click=sign_out>"Sign out"</button>
         </header>
+        <Show when=move || signing_out.get()>
+            <section class="banner warn sign-out" id="sign-out-panel">
+                {move || {
+                    let (mid, unused) = ctx.journal.with_value(|j| {
+                        let j = j.borrow();
+                        (j.units_mid_way().count(), j.unused().count())
+                    });
+                    let working = ctx.tiles.with(|t| t.iter().filter(|t| t.status == Status::Working).count());
+                    let f = factory();
+                    if working > 0 {
+                        view! {
+                            <p><b>{format!("{working} unit(s) are being written right now.")}</b>" Wait until they finish, then sign out."</p>
+                            <button on:click=move |_| signing_out.set(false)>"Stay signed in"</button>
+                        }.into_any()
+                    } else {
+                        view! {
+                            {(mid > 0).then(|| view! { <p id="sign-out-mid"><b>{format!("{mid} unit(s) of {f} are mid-way.")}</b>{format!(" Their records stay on this station with {f}: a technician of {f} signs in here and plugs them in to finish them. A technician of another factory who plugs one in is told to set it aside.")}</p> })}
+                            {(unused > 0).then(|| view! { <p id="sign-out-unused"><b>{format!("{unused} unused record(s) of {f}.")}</b>{format!(" They stay on this station for {f}'s next sign-in, or can be handed back to the server now if {f} will not use this station again.")}</p> })}
+                            <button id="sign-out-keep" class="primary" on:click=leaving(false)>"Sign out"</button>
+                            {(unused > 0).then(|| view! { <button id="sign-out-release" on:click=leaving(true)>{format!("Hand back {unused} record(s) and sign out")}</button> })}
+                            <button on:click=move |_| signing_out.set(false)>"Stay signed in"</button>
+                        }.into_any()
+                    }
+                }}
+            </section>
+        </Show>
         {(!support).then(|| { let d = Diagnosis::no_webusb(secure); view! { <p class="banner bad" id="no-webusb"><b>{d.title}</b>" "{d.detail}" "{d.fix}</p> } })}
         <Show when=move || ctx.hidden.get()>
             <p class="banner warn">"This tab is hidden: browsers slow hidden tabs down, which slows the line. Keep the station in front."</p>
@@ -735,6 +1103,9 @@ fn Station(ctx: Ctx) -> impl IntoView {
                 <button id="sim-slow" on:click=sim("demo", "slow", 800)>"Slow unit"</button>
                 <button id="sim-wrong" on:click=sim("wrong-model", "none", 0)>"Wrong model"</button>
                 <button id="sim-locked" on:click=sim("locked", "none", 0)>"Already locked"</button>
+                <Show when=move || !chip_bound()>
+                    <button id="sim-duplicate" on:click=sim("duplicate-serial", "none", 0) title="the serial label of the last good unit on another chip: the server refuses its report">"Duplicate serial label"</button>
+                </Show>
                 <Show when=chip_bound>
                     <button id="sim-clone" on:click=sim("demo", "claims-other-chip", 0) title="reports another unit's chip ID, as a cloned or counterfeit unit would">"Cloned chip ID"</button>
                 </Show>
@@ -766,8 +1137,8 @@ fn DamagedJournal(damaged: storage::Damaged) -> impl IntoView {
     let text = damaged.text.clone();
     let download = move |_| storage::download(&text, "imprint-damaged-journal.json");
     let result = RwSignal::new(None::<String>);
-    let text2 = damaged.text.clone();
-    let set_aside = move |_| match storage::set_damaged_journal_aside(&text2) {
+    let kept = damaged.clone();
+    let set_aside = move |_| match storage::set_damaged_journal_aside(&kept) {
         Ok(key) => {
             result.set(Some(format!(
                 "kept as {key}; reloading with an empty journal"
@@ -794,34 +1165,30 @@ fn DamagedJournal(damaged: storage::Damaged) -> impl IntoView {
 /// The whole page.
 #[component]
 pub fn App() -> impl IntoView {
-    let journal = match storage::load_journal() {
-        Ok(j) => j,
-        Err(damaged) => {
-            web_sys::console::error_1(&JsValue::from_str(&damaged.message));
-            return view! { <DamagedJournal damaged=damaged/> }.into_any();
-        }
-    };
     let ctx = Ctx {
         session: RwSignal::new(None),
         tiles: RwSignal::new(Vec::new()),
         log: RwSignal::new(Vec::new()),
         outcomes: RwSignal::new(storage::load_outcomes()),
-        pool: RwSignal::new(journal.pool_size()),
-        pending: RwSignal::new(journal.unreported().count()),
-        journal: StoredValue::new_local(Rc::new(RefCell::new(journal))),
+        pool: RwSignal::new(0),
+        pending: RwSignal::new(0),
+        refused: RwSignal::new(0),
+        held: RwSignal::new(None),
+        journal: StoredValue::new_local(Rc::new(RefCell::new(Journal::default()))),
+        damaged: RwSignal::new(None),
+        epoch: StoredValue::new_local(0),
+        log_dirty: StoredValue::new_local(false),
+        listening: StoredValue::new_local(None),
+        notice: RwSignal::new(None),
         devices: StoredValue::new_local(HashMap::new()),
         training: StoredValue::new_local(None),
+        training_loading: RwSignal::new(false),
+        training_on: RwSignal::new(false),
         sim_index: StoredValue::new_local(HashMap::new()),
         hidden: RwSignal::new(false),
     };
-    let in_doubt = ctx
-        .journal
-        .with_value(|j| j.borrow().in_doubt().count() + j.borrow().unreported().count());
-    if in_doubt > 0 {
-        ctx.say(format!("{in_doubt} record(s) were mid-way when the station last stopped: plug those units in again to finish them"));
-    }
-    // Hidden tabs are throttled: warn.
     if let Some(doc) = web_sys::window().and_then(|w| w.document()) {
+        // Hidden tabs are throttled: warn.
         let d2 = doc.clone();
         let on_vis = Closure::<dyn Fn()>::new(move || {
             ctx.hidden
@@ -831,11 +1198,17 @@ pub fn App() -> impl IntoView {
             .add_event_listener_with_callback("visibilitychange", on_vis.as_ref().unchecked_ref());
         on_vis.forget();
     }
+    if let Some(w) = web_sys::window() {
+        // The log's last lines reach storage before the page goes (reload, closed tab).
+        let on_hide = Closure::<dyn Fn()>::new(move || ctx.save_log());
+        let _ = w.add_event_listener_with_callback("pagehide", on_hide.as_ref().unchecked_ref());
+        on_hide.forget();
+    }
     // Signed in: pick up units granted before (after a reload) and listen for new ones.
     Effect::new(move |_| {
         if let Some(session) = ctx.session.get() {
             listen(ctx);
-            spawn_local(reconciler(ctx));
+            spawn_local(reconciler(ctx, ctx.epoch.get_value()));
             spawn_local(async move {
                 match session.server.lease_key().await.map(hex::encode) {
                     Ok(key) => match storage::get(LEASE_KEY) {
@@ -857,10 +1230,31 @@ pub fn App() -> impl IntoView {
             });
         }
     });
+    // A session kept in this tab over a reload carries on, checked with the server: one it
+    // ended sends the technician back to sign in; an unreachable server keeps it (the station
+    // works offline on a lease).
+    match Session::kept() {
+        Some(session) => {
+            let server = session.server.clone();
+            enter(ctx, session);
+            spawn_local(async move {
+                if let Err(ServerError::Refused {
+                    code: imprint_api::ErrorCode::Unauthorized,
+                    ..
+                }) = server.me().await
+                {
+                    ctx.notice.set(Some("Your session ended on the server: sign in again. Nothing on this station was lost.".into()));
+                    signed_out(ctx);
+                }
+            });
+        }
+        None => storage::keep_session(None),
+    }
     view! {
-        <Show when=move || ctx.session.get().is_some() fallback=move || view! { <Login session=ctx.session/> }>
-            <Station ctx=ctx/>
+        <Show when=move || ctx.damaged.get().is_none() fallback=move || view! { <DamagedJournal damaged=ctx.damaged.get().unwrap_or_else(|| storage::Damaged { message: String::new(), key: String::new(), text: String::new() })/> }>
+            <Show when=move || ctx.session.get().is_some() fallback=move || view! { <Login ctx=ctx/> }>
+                <Station ctx=ctx/>
+            </Show>
         </Show>
     }
-    .into_any()
 }

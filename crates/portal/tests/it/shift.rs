@@ -229,3 +229,24 @@ async fn unused_records_are_handed_back_and_mid_way_ones_kept() {
     assert_eq!(journal.pool_size(), 0);
     assert_eq!(open(&server).await.len(), 1, "the server has two back");
 }
+
+/// A unit with a duplicated serial label: its record installs, the server refuses the report
+/// (one identity per product serial), and the refusal is final.
+#[tokio::test]
+async fn a_duplicated_serial_label_is_refused_for_good() {
+    let server = InProcess::new(5).await;
+    let mut journal = Journal::of(fa());
+    server.fetch(&mut journal, 3).await;
+    let mut first = SimDevice::demo(7);
+    run(&mut first, &server, &mut journal).await.unwrap();
+    let mut dup = SimDevice::duplicate_serial(7);
+    assert_ne!(first.usb_serial(), dup.usb_serial(), "a chip of its own");
+    let f = run(&mut dup, &server, &mut journal).await.unwrap_err();
+    assert_eq!(f.diagnosis.title, "Report refused");
+    assert!(f.diagnosis.detail.contains("serial_taken"), "{f:?}");
+    assert_eq!(
+        (journal.unreported().count(), journal.refused().count()),
+        (0, 1)
+    );
+    assert_eq!(server.installed().await.len(), 1);
+}
