@@ -368,22 +368,23 @@ fn run() -> Result {
     tools::ensure_wasm_bindgen()?;
     let dir = portal()?;
     let dir = dir.to_string_lossy().to_string();
+    // The release server builds for a minute or two the first time: cargo shows its progress
+    // (no -q), and the address is printed once there is something to open.
     eprintln!(
-        "\nOpen http://127.0.0.1:8080, sign in as tech-ana / demo-tech-pass, click \"Training mode\"\nand plug simulated units (or real ones). Ctrl-C stops the server.\n"
+        "\nBuilding the server (release: about 90 s on two cores the first time, seconds after)..."
     );
     cargo(&[
-        "run",
+        "build",
         "--release",
-        "-q",
         "-p",
         "imprint-server",
         "--bin",
         "imprint",
-        "--",
-        "demo",
-        "--portal",
-        &dir,
-    ])
+    ])?;
+    eprintln!(
+        "\nOpen http://127.0.0.1:8080, sign in as tech-ana / demo-tech-pass, click \"Training mode\"\nand plug simulated units (or real ones). Ctrl-C stops the server.\n"
+    );
+    sh(Command::new(root().join("target/release/imprint")).args(["demo", "--portal", &dir]))
 }
 
 /// Runs a wasm module through the portal's pipeline into `out`: wasm-bindgen (`--target web`),

@@ -70,7 +70,10 @@ pub struct Reported {
 }
 
 /// Where the unit's tile is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Reading the unit.
     Info,
@@ -120,6 +123,8 @@ impl Phase {
 pub trait Observer {
     /// A phase began.
     fn phase(&mut self, phase: Phase);
+    /// The unit's info was read (its product serial names the unit's tile).
+    fn unit_info(&mut self, _info: &DeviceInfo) {}
     /// A line for the log (never a secret: there are none here).
     fn log(&mut self, line: String);
     /// The journal changed: persist it now.
@@ -194,14 +199,15 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
         Reply::Info(info) => info,
         other => return Err(fail(Phase::Info, Diagnosis::unexpected(&other))),
     };
+    obs.unit_info(&info);
     obs.log(format!(
-        "unit {unit}: {} serial {} firmware {}.{}.{}, keys {:?}, {}",
+        "unit {unit}: {} serial {} firmware {}.{}.{}, {}, {}",
         info.product_code,
         info.product_serial,
         info.firmware_version[0],
         info.firmware_version[1],
         info.firmware_version[2],
-        info.key_ids.iter().map(|k| k.get()).collect::<Vec<_>>(),
+        crate::state::diagnose::key_list(&info.key_ids),
         match &info.state {
             DeviceState::Blank => "blank".to_string(),
             DeviceState::Provisioned(id) => format!("holds {id}"),
@@ -560,7 +566,9 @@ fn settle<O: Observer>(
 /// Maps a reply decode failure to a [`LinkError`].
 pub fn garbage(e: &ProtocolError) -> LinkError {
     LinkError::Garbage(match e {
-        ProtocolError::Frame(FrameError::BadMagic) => "not an Imprint frame".into(),
+        ProtocolError::Frame(FrameError::BadMagic) => {
+            "its answer does not start as the Imprint protocol does: another firmware, or another program on the port".into()
+        }
         other => other.to_string(),
     })
 }

@@ -215,9 +215,17 @@ impl Browser {
 
     /// Clicks the first element matching `css`.
     pub async fn click(&self, css: &str) -> Result<()> {
-        self.find(css)
-            .await?
-            .click()
+        let e = self.find(css).await?;
+        // To the middle of the window first, as a person scrolls to what they click: WebDriver
+        // scrolls it to the top edge, under the station's pinned header.
+        self.client
+            .execute(
+                "arguments[0].scrollIntoView({block: 'center'})",
+                vec![serde_json::to_value(&e).map_err(err)?],
+            )
+            .await
+            .map_err(|e| HarnessError(format!("scroll to {css}: {e}")))?;
+        e.click()
             .await
             .map_err(|e| HarnessError(format!("click {css}: {e}")))
     }
@@ -265,6 +273,20 @@ impl Browser {
             .screenshot()
             .await
             .map_err(|e| HarnessError(format!("screenshot: {e}")))?;
+        std::fs::write(path, png).map_err(err)
+    }
+
+    /// Saves a PNG of the first element matching `css` alone.
+    pub async fn screenshot_of(&self, css: &str, path: &std::path::Path) -> Result<()> {
+        let e = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .map_err(|e| HarnessError(format!("{css}: {e}")))?;
+        let png = e
+            .screenshot()
+            .await
+            .map_err(|e| HarnessError(format!("screenshot of {css}: {e}")))?;
         std::fs::write(path, png).map_err(err)
     }
 

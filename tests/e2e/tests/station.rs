@@ -84,6 +84,9 @@ async fn twenty_units_through_the_real_portal_with_faults() {
         .unwrap();
     println!("portal first contentful paint: {fcp} ms (loopback, headless Chromium)");
     sign_in(&b, &url).await;
+    // No record yet: fetching is what to do first, and the page says so.
+    assert_eq!(count(&b, "#fetch-first").await, 1);
+    assert_eq!(count(&b, "#fetch.primary").await, 1);
     b.click("#fetch").await.unwrap();
     b.wait_for(
         "document.getElementById('pool').innerText.startsWith('10 ')",
@@ -111,7 +114,7 @@ async fn twenty_units_through_the_real_portal_with_faults() {
     b.click("#sim-unplug").await.unwrap();
     b.click("#sim-power").await.unwrap();
     b.click("#sim-garbage").await.unwrap();
-    b.wait_for("document.querySelectorAll('.tile.ok').length === 8 && document.querySelectorAll('.tile.working').length === 0", WAIT).await.unwrap();
+    b.wait_for("document.querySelectorAll('.tile.ok, .done-row.ok').length === 8 && document.querySelectorAll('.tile.working').length === 0", WAIT).await.unwrap();
     assert_eq!(
         count(&b, ".tile.retry").await,
         3,
@@ -126,10 +129,28 @@ async fn twenty_units_through_the_real_portal_with_faults() {
         .await
         .unwrap();
     // Plug them back: each resumes (asks the unit, then writes or takes its receipt).
-    click_all(&b, ".tile.retry button.plug").await;
-    b.wait_for("document.querySelectorAll('.tile.ok').length === 11", WAIT)
+    assert_eq!(count(&b, "#fetch-first").await, 0);
+    // Tiles lead with the unit's product serial; a green tile offers no button, a red one
+    // (set aside) none either.
+    let label = b
+        .js("return document.querySelector('.tile .label').innerText")
         .await
         .unwrap();
+    assert!(label.as_str().unwrap().starts_with("SIM-"), "{label}");
+    assert_eq!(count(&b, ".tile.ok button").await, 0);
+    assert_eq!(count(&b, ".tile.bad button:not(.set-aside)").await, 0);
+    // The red unit is set aside: its tile goes to the done list, red.
+    b.click(".tile.bad button.set-aside").await.unwrap();
+    b.wait_for("document.querySelectorAll('.done-row.bad').length === 1 && document.querySelectorAll('.tile.bad').length === 0", WAIT)
+        .await
+        .unwrap();
+    click_all(&b, ".tile.retry button.plug").await;
+    b.wait_for(
+        "document.querySelectorAll('.tile.ok, .done-row.ok').length === 11",
+        WAIT,
+    )
+    .await
+    .unwrap();
 
     // Batch 2: the server dies mid-batch. Units are written, their receipts kept.
     server.0.kill().unwrap();
@@ -230,9 +251,12 @@ async fn twenty_units_through_the_real_portal_with_faults() {
     .await
     .unwrap();
     b.click("#sim-demo").await.unwrap();
-    b.wait_for("document.querySelectorAll('.tile.ok').length === 1", WAIT)
-        .await
-        .unwrap();
+    b.wait_for(
+        "document.querySelectorAll('.tile.ok, .done-row.ok').length === 1",
+        WAIT,
+    )
+    .await
+    .unwrap();
     // He signs out handing his nine unused records back to the server.
     b.click("#sign-out").await.unwrap();
     b.wait_for("document.getElementById('sign-out-release')", WAIT)
@@ -253,9 +277,12 @@ async fn twenty_units_through_the_real_portal_with_faults() {
     );
     // Ana again: her three units resume where they were and pass the closed-loop check.
     sign_in(&b, &url).await;
-    b.wait_for("document.querySelectorAll('.tile.ok').length === 3", WAIT)
-        .await
-        .unwrap();
+    b.wait_for(
+        "document.querySelectorAll('.tile.ok, .done-row.ok').length === 3",
+        WAIT,
+    )
+    .await
+    .unwrap();
 
     // The page reloads mid-batch, while a unit is mid-install: a slow unit has taken the
     // install (its flash holds the record) but its answer is still on the way.
@@ -289,9 +316,13 @@ async fn twenty_units_through_the_real_portal_with_faults() {
         "the log from before the reload is kept: {kept}"
     );
     // The unit answers "I already hold it" and the station finishes it without a second write.
-    b.wait_for("document.querySelectorAll('.tile.ok').length === 1", WAIT)
-        .await
-        .unwrap();
+    // The bench came back too: the three units finished before the reload, and this one.
+    b.wait_for(
+        "document.querySelectorAll('.tile.ok, .done-row.ok').length === 4",
+        WAIT,
+    )
+    .await
+    .unwrap();
     let log = b
         .js("return document.getElementById('log').innerText")
         .await
@@ -304,7 +335,7 @@ async fn twenty_units_through_the_real_portal_with_faults() {
         b.click("#sim-demo").await.unwrap();
     }
     b.click("#sim-wrong").await.unwrap();
-    b.wait_for("document.querySelectorAll('.tile.ok').length === 6 && document.querySelectorAll('.tile.working').length === 0", WAIT).await.unwrap();
+    b.wait_for("document.querySelectorAll('.tile.ok, .done-row.ok').length === 9 && document.querySelectorAll('.tile.working').length === 0", WAIT).await.unwrap();
     b.wait_for(
         "document.getElementById('pool').innerText.startsWith('0 ')",
         WAIT,
@@ -312,6 +343,29 @@ async fn twenty_units_through_the_real_portal_with_faults() {
     .await
     .unwrap();
     b.screenshot(&shots.join("station.png")).await.unwrap();
+    // The line's figures: a chart per measure over the shift, with axes, the clock and a
+    // legend; retries counted by their kind (pulled cables, a power cut, the reload).
+    let figures = b
+        .js("const u = document.getElementById('chart-units'); return [u.querySelectorAll('path').length, u.querySelectorAll('text.tick').length, u.querySelector('.legend').innerText, document.getElementById('retries-by-kind').innerText]")
+        .await
+        .unwrap();
+    assert!(figures[0].as_u64().unwrap() >= 1, "{figures}");
+    assert!(
+        figures[1].as_u64().unwrap() >= 6,
+        "ticks on both axes: {figures}"
+    );
+    assert!(
+        figures[2].as_str().unwrap().contains("line-1-station-3"),
+        "{figures}"
+    );
+    let kinds = figures[3].as_str().unwrap();
+    assert!(
+        kinds.contains("cable pulled or power lost") && kinds.contains("page reloaded"),
+        "{kinds}"
+    );
+    b.screenshot_of(".figures", &shots.join("station-figures.png"))
+        .await
+        .unwrap();
     let page = b
         .js("return document.body.innerText")
         .await
@@ -335,13 +389,32 @@ async fn twenty_units_through_the_real_portal_with_faults() {
     )
     .await
     .unwrap();
+    let badge = b
+        .js("return document.getElementById('lease-badge').innerText")
+        .await
+        .unwrap();
+    assert!(
+        badge
+            .as_str()
+            .unwrap()
+            .starts_with("offline lease: 20 left, until "),
+        "{badge}"
+    );
+    let log = b
+        .js("return document.getElementById('log').innerText")
+        .await
+        .unwrap();
+    assert!(log.as_str().unwrap().contains("(8 h)"), "{log}");
 
     // A unit with a duplicated serial label: written, and its report refused for good by the
     // server (one identity per product serial). Shown as refused, not as pending.
     b.click("#sim-demo").await.unwrap();
-    b.wait_for("document.querySelectorAll('.tile.ok').length === 7", WAIT)
-        .await
-        .unwrap();
+    b.wait_for(
+        "document.querySelectorAll('.tile.ok, .done-row.ok').length === 10",
+        WAIT,
+    )
+    .await
+    .unwrap();
     b.click("#sim-duplicate").await.unwrap();
     b.wait_for(
         "(document.getElementById('refused') || {innerText: ''}).innerText.startsWith('1 ')",
@@ -394,7 +467,7 @@ async fn twenty_units_through_the_real_portal_with_faults() {
         b.click("#sim-demo").await.unwrap();
     }
     b.click("#sim-clone").await.unwrap();
-    b.wait_for("document.querySelectorAll('.tile.ok').length === 3 && document.querySelectorAll('.tile.bad').length === 1 && document.querySelectorAll('.tile.working').length === 0", WAIT).await.unwrap();
+    b.wait_for("document.querySelectorAll('.tile.ok, .done-row.ok').length === 3 && document.querySelectorAll('.tile.bad').length === 1 && document.querySelectorAll('.tile.working').length === 0", WAIT).await.unwrap();
     let bad = b
         .js("return document.querySelector('.tile.bad').innerText")
         .await

@@ -7,10 +7,13 @@
 use imprint_api::ErrorCode as ServerCode;
 use imprint_core::{ErrorCode, KeyId, Reply};
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{LinkError, ServerError};
 
 /// How bad it is, for the colour of the tile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Fix it and carry on (replug, retry).
     Retry,
@@ -20,8 +23,57 @@ pub enum Severity {
     Station,
 }
 
+/// What kind of trouble a unit met, for the line's figures: every recovery is counted by its
+/// kind, so that a line engineer sees fixture and cable trouble (many pulled cables) apart from
+/// supply trouble (no record) or the network (server down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// The cable was pulled or the unit lost power (WebUSB cannot tell them apart).
+    Unplugged,
+    /// The unit did not answer in time.
+    NoAnswer,
+    /// The unit answered with bytes that are not the protocol.
+    Garbage,
+    /// No record for the unit: none on the station, or the server needed for a chip-bound one.
+    NoRecord,
+    /// The server could not be reached.
+    ServerDown,
+    /// The page was reloaded, or a technician signed in again, with the unit mid-way: not a
+    /// diagnosis, counted when a unit resumes from the journal with no trouble seen before.
+    Reload,
+    /// Anything else: the browser, a refusal of the server, the unit's own error codes.
+    Other,
+}
+
+impl Cause {
+    /// Every kind, in the order the figures list them.
+    pub const ALL: [Cause; 7] = [
+        Cause::Unplugged,
+        Cause::NoAnswer,
+        Cause::Garbage,
+        Cause::NoRecord,
+        Cause::ServerDown,
+        Cause::Reload,
+        Cause::Other,
+    ];
+
+    /// How the figures name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Cause::Unplugged => "cable pulled or power lost",
+            Cause::NoAnswer => "no answer",
+            Cause::Garbage => "garbage answer",
+            Cause::NoRecord => "no record",
+            Cause::ServerDown => "server down",
+            Cause::Reload => "page reloaded or signed in again",
+            Cause::Other => "other",
+        }
+    }
+}
+
 /// A failure as the technician sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnosis {
     /// Short title on the tile.
     pub title: String,
@@ -31,6 +83,8 @@ pub struct Diagnosis {
     pub fix: String,
     /// How bad.
     pub severity: Severity,
+    /// What kind of trouble, for the figures.
+    pub cause: Cause,
 }
 
 fn d(title: &str, detail: impl Into<String>, fix: &str, severity: Severity) -> Diagnosis {
@@ -39,6 +93,24 @@ fn d(title: &str, detail: impl Into<String>, fix: &str, severity: Severity) -> D
         detail: detail.into(),
         fix: fix.into(),
         severity,
+        cause: Cause::Other,
+    }
+}
+
+impl Diagnosis {
+    fn because(mut self, cause: Cause) -> Diagnosis {
+        self.cause = cause;
+        self
+    }
+}
+
+/// "key 1", "keys 1, 2", "no keys": for the log and the tiles.
+pub fn key_list(keys: &[KeyId]) -> String {
+    let ids: Vec<String> = keys.iter().map(|k| k.get().to_string()).collect();
+    match ids.len() {
+        0 => "no keys".into(),
+        1 => format!("key {}", ids.join("")),
+        _ => format!("keys {}", ids.join(", ")),
     }
 }
 
@@ -97,19 +169,22 @@ impl Diagnosis {
                 "The cable was pulled or the unit lost power during the step.",
                 "Plug the unit back in: the station asks it what it holds and carries on. Nothing is lost.",
                 Severity::Retry,
-            ),
+            )
+            .because(Cause::Unplugged),
             LinkError::Timeout => d(
                 "The unit does not answer",
                 "No reply in time. A hidden or minimised tab can also slow the station down.",
                 "Keep this tab in front, then unplug and replug the unit. If it keeps happening, set the unit aside.",
                 Severity::Retry,
-            ),
+            )
+            .because(Cause::NoAnswer),
             LinkError::Garbage(what) => d(
                 "The unit answers with garbage",
                 format!("Its answer is not valid: {what}."),
                 "Try another cable or USB port; if it persists the unit has the wrong firmware: set it aside.",
                 Severity::SetAside,
-            ),
+            )
+            .because(Cause::Garbage),
             LinkError::Browser { name, message } => Diagnosis::from_browser(name, message),
         }
     }
@@ -204,7 +279,9 @@ impl Diagnosis {
     pub fn wrong_model(expected: &str, found: &str) -> Diagnosis {
         d(
             "Wrong model",
-            format!("This station is set up for {expected}; the unit is a {found}."),
+            format!(
+                "This station is set up for {expected}; the unit reports product code {found}."
+            ),
             "Set the unit aside for the right line, or change the station's product code.",
             Severity::SetAside,
         )
@@ -258,13 +335,16 @@ impl Diagnosis {
 
     /// The station has no record for this unit.
     pub fn no_records(product: &str, keys: &[KeyId]) -> Diagnosis {
-        let keys: Vec<u32> = keys.iter().map(|k| k.get()).collect();
         d(
             "No record for this unit",
-            format!("The station holds no record of {product} under key(s) {keys:?}."),
+            format!(
+                "The station holds no record of {product} for this unit ({}).",
+                key_list(keys)
+            ),
             "Fetch more records (or take a lease); if the unit's keys differ from the line's, it is of another key generation.",
             Severity::Station,
         )
+        .because(Cause::NoRecord)
     }
 
     /// A server failure.
@@ -275,7 +355,8 @@ impl Diagnosis {
                 why.clone(),
                 "The unit is written and its receipt is kept: it will be reported when the server is back. Carry on with a lease, or check the network.",
                 Severity::Station,
-            ),
+            )
+            .because(Cause::ServerDown),
             ServerError::Refused { code, message } => {
                 let fix = refusal_fix(*code);
                 d(
@@ -306,7 +387,8 @@ impl Diagnosis {
                 ),
                 "Check the network, then click Retry. Units of chip-bound products cannot be written offline (no lease).",
                 Severity::Station,
-            ),
+            )
+            .because(Cause::NoRecord),
             other => Diagnosis::from_server(other),
         }
     }

@@ -338,6 +338,22 @@ impl Journal {
         Ok(())
     }
 
+    /// The offline lease records still usable at `now_ms`: how many, and until when (the
+    /// earliest deadline among them), for the header's badge. `None` without any.
+    pub fn lease_left(&self, now_ms: u64) -> Option<(usize, u64)> {
+        let deadlines = self
+            .entries
+            .iter()
+            .filter_map(|e| match e.record.not_after_ms {
+                Some(t) if e.step == Step::Pool && now_ms <= t => Some(t),
+                _ => None,
+            });
+        deadlines.fold(None, |acc, t| match acc {
+            None => Some((1, t)),
+            Some((n, first)) => Some((n + 1, first.min(t))),
+        })
+    }
+
     /// Records whose install was sent but whose outcome is not known: their units must be
     /// asked before anything else happens to them.
     pub fn in_doubt(&self) -> impl Iterator<Item = &Entry> {

@@ -1,11 +1,15 @@
 //! The station's pure state: no browser, tested natively.
 //!
+//! - [`bench`]: the tiles, what each leads with and which buttons its state offers.
+//! - [`chart`]: the figures' line charts as SVG text.
 //! - [`journal`]: every record and how far it got, persisted before each irreversible step.
 //! - [`diagnose`]: every failure mapped to a title, a detail and a fix.
 //! - [`analytics`]: units per hour, first-pass yield, retries.
 //! - [`lease`]: offline leases checked against the server's pinned key.
 
 pub mod analytics;
+pub mod bench;
+pub mod chart;
 pub mod diagnose;
 pub mod journal;
 pub mod lease;

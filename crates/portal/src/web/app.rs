@@ -12,7 +12,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::JsValue;
 use wasm_bindgen::prelude::Closure;
 
-use crate::state::analytics::{Outcome, keep_recent, line};
+use crate::state::analytics::{Outcome, SHIFT_MS, axis, keep_recent, line, shift};
+use crate::state::bench::{Action, Status, Tile};
+use crate::state::chart::LineChart;
 use crate::state::diagnose::{Diagnosis, Severity};
 use crate::state::journal::Journal;
 use crate::station::{Observer, Phase, ServerError, Setup, provision};
@@ -88,24 +90,6 @@ impl Session {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
-enum Status {
-    Working,
-    Done {
-        apparatus_id: ApparatusId,
-        resumed: bool,
-    },
-    Failed(Diagnosis),
-    Unplugged,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-struct Tile {
-    unit: String,
-    phase: Phase,
-    status: Status,
-}
-
 /// Everything the station's parts share. Copy handles only, so closures can take it freely.
 #[derive(Clone, Copy)]
 struct Ctx {
@@ -128,6 +112,10 @@ struct Ctx {
     epoch: StoredValue<u32, LocalStorage>,
     /// The log changed since it was last stored.
     log_dirty: StoredValue<bool, LocalStorage>,
+    /// The tiles changed since they were last stored.
+    bench_dirty: StoredValue<bool, LocalStorage>,
+    /// The time, once a second: green tiles fold into the done list by it.
+    now: RwSignal<u64>,
     /// The `navigator.usb` the connect/disconnect listeners are on (once each).
     listening: StoredValue<Option<JsValue>, LocalStorage>,
     /// A line for the sign-in page (why the technician is back there).
@@ -158,7 +146,18 @@ fn now_ms() -> u64 {
 }
 
 fn clock() -> String {
-    let d = js_sys::Date::new_0();
+    clock_at(now_ms())
+}
+
+/// The time of day of `ms` (Unix ms), local, HH:MM.
+fn clock_hm(ms: u64) -> String {
+    let d = js_sys::Date::new(&JsValue::from_f64(ms as f64));
+    format!("{:02}:{:02}", d.get_hours(), d.get_minutes())
+}
+
+/// The time of day of `ms` (Unix ms), local, HH:MM:SS.
+fn clock_at(ms: u64) -> String {
+    let d = js_sys::Date::new(&JsValue::from_f64(ms as f64));
     format!(
         "{:02}:{:02}:{:02}",
         d.get_hours(),
@@ -211,15 +210,24 @@ impl Ctx {
             if let Some(t) = tiles.iter_mut().find(|t| t.unit == unit) {
                 f(t);
             } else {
-                let mut t = Tile {
-                    unit: unit.to_string(),
-                    phase: Phase::Info,
-                    status: Status::Working,
-                };
+                let mut t = Tile::new(unit);
                 f(&mut t);
                 tiles.push(t);
             }
+            crate::state::bench::keep_recent(tiles, now_ms());
         });
+        self.bench_dirty.set_value(true);
+    }
+
+    /// Stores the bench (this tab) if it changed.
+    fn save_bench(&self) {
+        if !self.bench_dirty.get_value() {
+            return;
+        }
+        if let Some(s) = self.session.get_untracked() {
+            self.bench_dirty.set_value(false);
+            storage::save_bench(&s.factory, &self.tiles.get_untracked());
+        }
     }
 
     fn refresh_pool(&self) {
@@ -242,6 +250,10 @@ struct TileObserver {
 impl Observer for TileObserver {
     fn phase(&mut self, phase: Phase) {
         self.ctx.set_tile(&self.unit, |t| t.phase = phase);
+    }
+    fn unit_info(&mut self, info: &imprint_core::DeviceInfo) {
+        let serial = info.product_serial;
+        self.ctx.set_tile(&self.unit, |t| t.label = Some(serial));
     }
     fn log(&mut self, line: String) {
         self.ctx.say(line);
@@ -282,16 +294,15 @@ fn start_unit(ctx: Ctx, device: JsValue) {
     {
         let d = Diagnosis::other_factory(&factory, finished);
         ctx.say(format!("unit {unit}: {}: {} {}", d.title, d.detail, d.fix));
-        ctx.set_tile(&unit, |t| {
-            t.phase = Phase::Info;
-            t.status = Status::Failed(d);
-        });
+        ctx.set_tile(&unit, |t| t.stopped(Phase::Info, d));
         return;
     }
-    ctx.set_tile(&unit, |t| {
-        t.status = Status::Working;
-        t.phase = Phase::Info;
+    // A unit finished earlier and plugged in again is shown again, not counted again.
+    let was_done = ctx.tiles.with_untracked(|t| {
+        t.iter()
+            .any(|t| t.unit == unit && matches!(t.status, Status::Done { .. }))
     });
+    ctx.set_tile(&unit, Tile::start);
     spawn_local(async move {
         let started = js_sys::Date::now();
         let setup = Setup {
@@ -320,12 +331,13 @@ fn start_unit(ctx: Ctx, device: JsValue) {
             .borrow()
             .for_unit(&unit)
             .map_or(1, |e| e.attempts.max(1));
-        let outcome = |ok| Outcome {
+        let outcome = |ok, recoveries| Outcome {
             at_ms: now_ms(),
             station: session.server.station.clone(),
             technician: session.user.username.clone(),
             ok,
             attempts,
+            recoveries,
             duration_ms: (js_sys::Date::now() - started).max(0.0) as u64,
         };
         match result {
@@ -336,17 +348,16 @@ fn start_unit(ctx: Ctx, device: JsValue) {
                     s.product_serial,
                     if s.resumed { " (resumed)" } else { "" }
                 ));
+                let mut recoveries = Vec::new();
                 ctx.set_tile(&unit, |t| {
-                    t.phase = Phase::Done;
-                    t.status = Status::Done {
-                        apparatus_id: s.apparatus_id,
-                        resumed: s.resumed,
-                    };
+                    recoveries = t.done(s.apparatus_id, s.resumed, now_ms());
                 });
-                ctx.outcomes.update(|o| {
-                    o.push(outcome(true));
-                    keep_recent(o, now_ms());
-                });
+                if !was_done {
+                    ctx.outcomes.update(|o| {
+                        o.push(outcome(true, recoveries));
+                        keep_recent(o, now_ms());
+                    });
+                }
                 take_off_line(ctx, &unit);
             }
             Err(f) => {
@@ -354,18 +365,14 @@ fn start_unit(ctx: Ctx, device: JsValue) {
                     "unit {unit}: {} ({:?}): {}",
                     f.diagnosis.title, f.phase, f.diagnosis.detail
                 ));
-                let unplugged = f.diagnosis.title == "Unit disconnected";
+                let mut recoveries = Vec::new();
                 ctx.set_tile(&unit, |t| {
-                    t.phase = f.phase;
-                    t.status = if unplugged {
-                        Status::Unplugged
-                    } else {
-                        Status::Failed(f.diagnosis.clone())
-                    };
+                    t.stopped(f.phase, f.diagnosis.clone());
+                    recoveries = t.recoveries.clone();
                 });
                 if f.diagnosis.severity == Severity::SetAside {
                     ctx.outcomes.update(|o| {
-                        o.push(outcome(false));
+                        o.push(outcome(false, recoveries));
                         keep_recent(o, now_ms());
                     });
                     take_off_line(ctx, &unit);
@@ -401,6 +408,8 @@ async fn reconciler(ctx: Ctx, epoch: u32) {
             return;
         }
         ctx.save_log();
+        ctx.save_bench();
+        ctx.now.set(now_ms());
         tick += 1;
         let Some(session) = ctx.session.get_untracked() else {
             return;
@@ -478,11 +487,12 @@ fn listen(ctx: Ctx) {
         let device = js_sys::Reflect::get(&e, &"device".into()).unwrap_or(JsValue::UNDEFINED);
         let unit = usb::serial_of(&device);
         ctx.say(format!("unit {unit} unplugged"));
-        ctx.set_tile(&unit, |t| {
-            if t.status == Status::Working {
-                t.status = Status::Unplugged;
-            }
-        });
+        if ctx
+            .tiles
+            .with_untracked(|t| t.iter().any(|t| t.unit == unit))
+        {
+            ctx.set_tile(&unit, Tile::unplugged);
+        }
     });
     if let Ok(add) = js_sys::Reflect::get(&usb, &"addEventListener".into())
         .and_then(|f| f.dyn_into::<js_sys::Function>())
@@ -511,7 +521,14 @@ fn enter(ctx: Ctx, session: Session) {
     ctx.journal.set_value(Rc::new(RefCell::new(journal)));
     ctx.log.set(storage::load_log(&session.factory));
     ctx.log_dirty.set_value(false);
-    ctx.tiles.set(Vec::new());
+    // The bench as this tab left it (a reload, a sign-in again): units mid-way wait to be
+    // plugged in again, and that counts as a recovery.
+    let mut tiles = storage::load_bench(&session.factory);
+    for t in &mut tiles {
+        t.restored();
+    }
+    ctx.tiles.set(tiles);
+    ctx.bench_dirty.set_value(true);
     ctx.held.set(None);
     ctx.say(format!(
         "signed in: {} of {} at {}, product {}",
@@ -615,6 +632,11 @@ async fn leave(ctx: Ctx, hand_back: bool) {
 /// nothing of its journal, tiles or log left on screen for the next technician.
 fn signed_out(ctx: Ctx) {
     ctx.save_log();
+    // The shift ends: the next sign-in of the factory finds the units left mid-way, not the
+    // finished ones (those are on the server and in the log).
+    ctx.tiles.update(|t| t.retain(Tile::is_mid_way));
+    ctx.bench_dirty.set_value(true);
+    ctx.save_bench();
     storage::keep_session(None);
     ctx.epoch.update_value(|e| *e += 1);
     ctx.tiles.set(Vec::new());
@@ -805,47 +827,69 @@ fn TileView(tile: Tile, ctx: Ctx) -> impl IntoView {
         })
         .collect_view();
     let is_training = ctx.training.with_value(Option::is_some);
-    let can_retry = !matches!(tile.status, Status::Done { .. } | Status::Working);
-    let retry_unit = unit.clone();
-    let pull_unit = unit.clone();
-    let plug_unit = unit.clone();
+    let title = tile.title();
+    // The USB serial under the product serial, on one line (cut with an ellipsis, in full on
+    // hover), once the label is known; before that it is the title.
+    let usb = tile.label.is_some().then(|| unit.clone());
+    let buttons = tile
+        .actions(is_training)
+        .into_iter()
+        .map(|a| {
+            let u = unit.clone();
+            match a {
+                Action::Retry => view! {
+                    <button class="retry" on:click=move |_| {
+                        if let Some(dev) = ctx.devices.with_value(|d| d.get(&u).cloned()) { start_unit(ctx, dev) }
+                    }>"Retry"</button>
+                }
+                .into_any(),
+                Action::PullCable => view! {
+                    <button class="pull" on:click=move |_| {
+                        if let Some(i) = ctx.sim_index.with_value(|m| m.get(&u).copied()) {
+                            ctx.training.with_value(|b| if let Some(b) = b { let _ = b.unplug(i); });
+                        }
+                    }>"Pull cable"</button>
+                }
+                .into_any(),
+                Action::PlugBack => view! {
+                    <button class="plug" on:click=move |_| {
+                        if let Some(i) = ctx.sim_index.with_value(|m| m.get(&u).copied()) {
+                            ctx.training.with_value(|b| if let Some(b) = b { let _ = b.replug(i); });
+                        }
+                    }>"Plug back"</button>
+                }
+                .into_any(),
+                Action::SetAside => view! {
+                    <button class="set-aside" title="the unit is set aside: move its tile to the done list" on:click=move |_| {
+                        ctx.set_tile(&u, |t| t.finished_at_ms = Some(now_ms()));
+                    }>"Set aside ✓"</button>
+                }
+                .into_any(),
+            }
+        })
+        .collect_view();
     view! {
         <section class=class data-unit=unit.clone()>
-            <header><span class="icon">{icon}</span><span class="unit">"Unit "{unit.clone()}</span></header>
+            <header><span class="icon">{icon}</span><span class="unit"><b class="label">{title}</b>{usb.map(|u| view! { <span class="usb" title=u.clone()>{u.clone()}</span> })}</span></header>
             <p class="headline">{headline}</p>
             <div class="bar"><div class="fill" style=format!("width:{percent}%")></div></div>
             <div class="steps">{steps}</div>
             {failed.map(|d| view! { <p class="detail">{d.detail}</p><p class="fix">"What to do: "{d.fix}</p> })}
-            <footer>
-                <Show when=move || can_retry>
-                    <button class="retry" on:click={
-                        let u = retry_unit.clone();
-                        move |_| {
-                            if let Some(dev) = ctx.devices.with_value(|d| d.get(&u).cloned()) { start_unit(ctx, dev) }
-                        }
-                    }>"Retry"</button>
-                </Show>
-                <Show when=move || is_training>
-                    <button class="pull" on:click={
-                        let u = pull_unit.clone();
-                        move |_| {
-                            if let Some(i) = ctx.sim_index.with_value(|m| m.get(&u).copied()) {
-                                ctx.training.with_value(|b| if let Some(b) = b { let _ = b.unplug(i); });
-                            }
-                        }
-                    }>"Pull cable"</button>
-                    <button class="plug" on:click={
-                        let u = plug_unit.clone();
-                        move |_| {
-                            if let Some(i) = ctx.sim_index.with_value(|m| m.get(&u).copied()) {
-                                ctx.training.with_value(|b| if let Some(b) = b { let _ = b.replug(i); });
-                            }
-                        }
-                    }>"Plug back"</button>
-                </Show>
-            </footer>
+            <footer>{buttons}</footer>
         </section>
     }
+}
+
+/// Finished units, newest first, one line each (`bench::done_list`): green ones a few seconds
+/// after they finish, red ones once set aside.
+#[component]
+fn DoneList(ctx: Ctx) -> impl IntoView {
+    let html = move || {
+        let now = ctx.now.get();
+        ctx.tiles
+            .with(|t| crate::state::bench::done_list(t, now, clock_hm))
+    };
+    view! { <div inner_html=html></div> }
 }
 
 #[component]
@@ -856,19 +900,47 @@ fn Figures(ctx: Ctx) -> impl IntoView {
             <h2>"Line, last hour"</h2>
             {move || {
                 let l = figures();
-                let max = l.histogram.iter().copied().max().unwrap_or(0).max(1);
-                let bars = l.histogram.iter().enumerate().map(|(i, n)| {
-                    let h = 50 * n / max;
-                    view! { <rect x=(i * 20 + 2).to_string() y=(55 - h).to_string() width="16" height=h.to_string() rx="2"></rect> }
-                }).collect_view();
+                let outcomes = ctx.outcomes.get();
+                let now = ctx.now.get();
+                let units = shift(&outcomes, now, SHIFT_MS, 10 * 60_000);
+                let hourly = shift(&outcomes, now, SHIFT_MS, 3_600_000);
+                let units_max = units.units.values().flatten().copied().max().unwrap_or(0);
+                let (units_top, units_step) = axis(units_max);
+                let units_series: Vec<(String, Vec<Option<u32>>)> = units
+                    .units
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.iter().map(|n| Some(*n)).collect()))
+                    .collect();
+                let units_chart = LineChart {
+                    title: "Units per 10 minutes, by station",
+                    start_ms: units.start_ms,
+                    bin_ms: units.bin_ms,
+                    series: &units_series,
+                    top: units_top,
+                    step: units_step,
+                    suffix: "",
+                }
+                .to_html(clock_hm);
+                let fpy_series: Vec<(String, Vec<Option<u32>>)> = hourly.fpy.into_iter().collect();
+                let fpy_chart = LineChart {
+                    title: "First-pass yield per hour, by station",
+                    start_ms: hourly.start_ms,
+                    bin_ms: hourly.bin_ms,
+                    series: &fpy_series,
+                    top: 100,
+                    step: 25,
+                    suffix: "%",
+                }
+                .to_html(clock_hm);
                 view! {
                     <div class="numbers">
                         <div><b id="uph">{l.total.per_hour}</b>" units/h"</div>
                         <div><b id="fpy">{format!("{}%", l.total.first_pass_yield_percent())}</b>" first-pass yield"</div>
-                        <div><b>{l.total.retries}</b>" retries"</div>
+                        <div><b>{l.total.retries}</b>{if l.total.retries == 1 { " retry" } else { " retries" }}</div>
                         <div><b>{l.total.failed}</b>" set aside"</div>
                     </div>
-                    <svg class="chart" viewBox="0 0 240 60" role="img" aria-label="units per 5 minutes">{bars}</svg>
+                    <figure class="chart" id="chart-units" inner_html=units_chart></figure>
+                    <figure class="chart" id="chart-fpy" inner_html=fpy_chart></figure>
                     <table>
                         <tr><th>"Technician"</th><th>"Done"</th><th>"FPY"</th><th>"Retries"</th></tr>
                         {l.by_technician.iter().map(|(name, f)| view! {
@@ -879,6 +951,12 @@ fn Figures(ctx: Ctx) -> impl IntoView {
                             <tr><td>{name.clone()}</td><td>{f.done}</td><td>{format!("{}%", f.first_pass_yield_percent())}</td><td>{f.retries}</td></tr>
                         }).collect_view()}
                     </table>
+                    <Show when={let any = !l.total.by_cause.is_empty(); move || any}>
+                        <h3>"Retries by kind"</h3>
+                    </Show>
+                    <ul class="causes" id="retries-by-kind">
+                        {l.total.by_cause.iter().map(|(c, n)| view! { <li><b>{*n}</b>" "{c.label()}</li> }).collect_view()}
+                    </ul>
                 }
             }}
         </section>
@@ -893,6 +971,8 @@ fn Station(ctx: Ctx) -> impl IntoView {
             .with(|s| s.as_ref().is_some_and(|s| s.chip_bound))
     };
     let support = usb::navigator_usb().is_some();
+    // No record ready on a model-bound line: fetching comes first, and the page says so.
+    let needs_records = move || ctx.pool.get() == 0 && !chip_bound();
     let secure = web_sys::window()
         .map(|w| w.is_secure_context())
         .unwrap_or(false);
@@ -931,8 +1011,10 @@ fn Station(ctx: Ctx) -> impl IntoView {
                     match checked {
                         Ok(records) => {
                             let n = ctx.add_records(records);
-                            let hours = (lease.not_after_ms.saturating_sub(now_ms())) / 3_600_000;
-                            ctx.say(format!("lease {}: {n} records, signature checked, usable offline for {hours} h", lease.lease_id));
+                            // Rounded, not cut: a lease of 8 hours read a second later is 8 h.
+                            let hours = (lease.not_after_ms.saturating_sub(now_ms()) + 1_800_000)
+                                / 3_600_000;
+                            ctx.say(format!("lease {}: {n} records, signature checked, usable offline until {} ({hours} h)", lease.lease_id, clock_at(lease.not_after_ms)));
                         }
                         Err(e) => ctx.say(format!("lease refused: {e}")),
                     }
@@ -1053,12 +1135,18 @@ fn Station(ctx: Ctx) -> impl IntoView {
                     Some(why) => format!("{} report(s) pending, kept on this station and not sent: {why}", ctx.pending.get()),
                 }}</span>
             </Show>
+            {move || {
+                ctx.pool.get();
+                ctx.journal.with_value(|j| j.borrow().lease_left(now_ms())).map(|(n, until)| view! {
+                    <span class="lease" id="lease-badge" title="records of an offline lease: usable without the server until then">{format!("offline lease: {n} left, until {}", clock_hm(until))}</span>
+                })
+            }}
             <Show when=move || { ctx.refused.get() > 0 }>
                 <span class="refused" id="refused" title="the server will not accept these units' reports: set them aside for the operator">{move || format!("{} report(s) refused: units set aside, see the red tiles and the log", ctx.refused.get())}</span>
             </Show>
-            <button id="fetch" on:click=fetch disabled=move || fetch_busy.get() || chip_bound() title=move || if chip_bound() { "not for a chip-bound product: each unit's record is fetched for its chip" } else { "10 records for the next units" }>"Fetch 10 records"</button>
+            <button id="fetch" class=move || if needs_records() { "primary" } else { "" } on:click=fetch disabled=move || fetch_busy.get() || chip_bound() title=move || if chip_bound() { "not for a chip-bound product: each unit's record is fetched for its chip" } else { "10 records for the next units" }>"Fetch 10 records"</button>
             <button id="lease" on:click=take_lease disabled=move || fetch_busy.get() || chip_bound() title=move || if chip_bound() { "not for a chip-bound product: its records need the server, one per unit" } else { "20 signed records usable for 8 hours without the server" }>"Take offline lease"</button>
-            <button id="connect" class="primary" on:click=connect disabled=!support>"Connect unit"</button>
+            <button id="connect" class=move || if needs_records() { "" } else { "primary" } on:click=connect disabled=!support>"Connect unit"</button>
             <button id="training" on:click=move |_| start_training(ctx) disabled=move || training_loading.get() || training_on.get()>"Training mode"</button>
             <button id="download" on:click=download>"Download log"</button>
             <button id="sign-out" on:click=sign_out>"Sign out"</button>
@@ -1089,6 +1177,9 @@ fn Station(ctx: Ctx) -> impl IntoView {
                 }}
             </section>
         </Show>
+        <Show when=needs_records>
+            <p class="banner warn" id="fetch-first"><b>"No records on this station yet."</b>" Click \"Fetch 10 records\" (or take an offline lease) before plugging units in: without one a unit waits with \"No record for this unit\"."</p>
+        </Show>
         {(!support).then(|| { let d = Diagnosis::no_webusb(secure); view! { <p class="banner bad" id="no-webusb"><b>{d.title}</b>" "{d.detail}" "{d.fix}</p> } })}
         <Show when=move || ctx.hidden.get()>
             <p class="banner warn">"This tab is hidden: browsers slow hidden tabs down, which slows the line. Keep the station in front."</p>
@@ -1113,10 +1204,11 @@ fn Station(ctx: Ctx) -> impl IntoView {
         </Show>
         <div class="layout">
             <div class="tiles" id="tiles">
-                <For each=move || ctx.tiles.get() key=|t| (t.unit.clone(), format!("{:?}{:?}", t.phase, t.status)) children=move |t| view! { <TileView tile=t ctx=ctx/> }/>
-                <Show when=move || ctx.tiles.with(Vec::is_empty)>
+                <For each=move || { let now = ctx.now.get(); ctx.tiles.get().into_iter().filter(|t| !t.folded(now)).collect::<Vec<_>>() } key=|t| (t.unit.clone(), format!("{:?}{:?}{:?}", t.phase, t.status, t.finished_at_ms)) children=move |t| view! { <TileView tile=t ctx=ctx/> }/>
+                <Show when=move || { let now = ctx.now.get(); ctx.tiles.with(|t| t.iter().all(|t| t.folded(now))) }>
                     <p class="empty">"Plug in a unit and click \"Connect unit\" (or turn on training mode). Several units can run at once."</p>
                 </Show>
+                <DoneList ctx=ctx/>
             </div>
             <aside>
                 <Figures ctx=ctx/>
@@ -1178,6 +1270,8 @@ pub fn App() -> impl IntoView {
         damaged: RwSignal::new(None),
         epoch: StoredValue::new_local(0),
         log_dirty: StoredValue::new_local(false),
+        bench_dirty: StoredValue::new_local(false),
+        now: RwSignal::new(now_ms()),
         listening: StoredValue::new_local(None),
         notice: RwSignal::new(None),
         devices: StoredValue::new_local(HashMap::new()),

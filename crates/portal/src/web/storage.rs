@@ -1,7 +1,7 @@
 //! What the station keeps in the browser. In localStorage: each factory's journal and log, the
 //! line outcomes, the station's settings. In sessionStorage (this tab only, gone when it is
 //! closed): the session and training mode, so that a reload keeps them and a closed tab does
-//! not leave a session behind on a shared PC. No secret of a device is ever stored: there is
+//! not leave a session behind on a shared PC; and each factory's bench of tiles. No secret of a device is ever stored: there is
 //! none in the browser (records are sealed; receipts and identities are not secret). The
 //! session token is the one credential, and it lives only as long as the tab.
 
@@ -19,6 +19,7 @@ const OUTCOMES: &str = "imprint.outcomes.v1";
 const LOG_PREFIX: &str = "imprint.log.v1.";
 const SESSION: &str = "imprint.session.v1";
 const TRAINING: &str = "imprint.training";
+const BENCH_PREFIX: &str = "imprint.bench.v1.";
 
 /// How many log lines a factory's stored log keeps (the most recent): a shift's worth at about
 /// six lines a unit.
@@ -194,6 +195,22 @@ pub fn keep_session(json: Option<&str>) {
 /// The session kept for this tab.
 pub fn kept_session() -> Option<String> {
     tab_store()?.get_item(SESSION).ok()?
+}
+
+/// Keeps a factory's tiles for this tab (best effort: the journal, not the tiles, is what the
+/// station acts on).
+pub fn save_bench(factory: &FactoryId, tiles: &[crate::state::bench::Tile]) {
+    if let (Some(s), Ok(text)) = (tab_store(), crate::json::to_string(&tiles)) {
+        let _ = s.set_item(&format!("{BENCH_PREFIX}{factory}"), &text);
+    }
+}
+
+/// A factory's tiles kept in this tab (none if there are none or they do not read).
+pub fn load_bench(factory: &FactoryId) -> Vec<crate::state::bench::Tile> {
+    tab_store()
+        .and_then(|s| s.get_item(&format!("{BENCH_PREFIX}{factory}")).ok()?)
+        .and_then(|t| crate::json::from_str(&t).ok())
+        .unwrap_or_default()
 }
 
 /// Whether training mode was on in this tab.
