@@ -16,6 +16,7 @@
 //!   stops it on Ctrl-C or the end of stdin: for running the PostgreSQL tests by hand.
 
 mod postgres;
+mod ship;
 mod softhsm;
 mod tools;
 
@@ -427,23 +428,40 @@ fn bindgen(wasm: &Path, name: &str, out: &Path) -> Result {
     Ok(())
 }
 
-/// Builds a page from a wasm module with the portal's pipeline ([`bindgen`]) and `index.html`
-/// rewritten from its trunk form: the main module's link becomes its loader, the training
-/// module's link is dropped (the page imports that module itself when asked).
-fn package(wasm: &Path, name: &str, out: &Path, html: &str, css: Option<&Path>) -> Result {
+/// Builds a page into `out` (emptied first, so no file of an earlier build is served): the
+/// module through [`bindgen`], its files and the stylesheet named by their content's hash
+/// ([`ship`]), `index.html` from `html` (trunk's form) pointing at them, and, for the station,
+/// a `<meta name="imprint-training">` naming the training module built into `out` beforehand
+/// (`crates/portal/src/web/training.rs` reads it); then every file precompressed.
+fn package(
+    wasm: &Path,
+    name: &str,
+    out: &Path,
+    html: &str,
+    css: Option<&Path>,
+    training: Option<&str>,
+) -> Result {
     bindgen(wasm, name, out)?;
+    let js = ship::hash_module(out, name)?;
+    let css = css
+        .map(|c| ship::hash_copy(c, out, "style", "css"))
+        .transpose()?;
     let mut page = String::new();
     for line in html.lines() {
         let t = line.trim();
         if t.starts_with("<link data-trunk rel=\"rust\"") && t.contains("data-type=\"worker\"") {
-            continue;
+            if let Some(training) = training {
+                page.push_str(&format!(
+                    "  <meta name=\"imprint-training\" content=\"{training}\">\n"
+                ));
+            }
         } else if t.starts_with("<link data-trunk rel=\"rust\"") {
             page.push_str(&format!(
-                "  <script type=\"module\">import init from './{name}.js'; init();</script>\n"
+                "  <script type=\"module\">import init from './{js}'; init();</script>\n"
             ));
         } else if t.starts_with("<link data-trunk rel=\"css\"") {
-            if css.is_some() {
-                page.push_str("  <link rel=\"stylesheet\" href=\"style.css\">\n");
+            if let Some(css) = &css {
+                page.push_str(&format!("  <link rel=\"stylesheet\" href=\"{css}\">\n"));
             }
         } else {
             page.push_str(line);
@@ -452,11 +470,17 @@ fn package(wasm: &Path, name: &str, out: &Path, html: &str, css: Option<&Path>) 
     }
     std::fs::write(out.join("index.html"), page)
         .map_err(|e| Failure(format!("cannot write index.html: {e}")))?;
-    if let Some(css) = css {
-        std::fs::copy(css, out.join("style.css"))
-            .map_err(|e| Failure(format!("cannot copy style.css: {e}")))?;
+    ship::precompress(out)
+}
+
+/// An empty `out`, so that no file of an earlier build is left to be served.
+fn fresh(out: &Path) -> Result {
+    if out.exists() {
+        std::fs::remove_dir_all(out)
+            .map_err(|e| Failure(format!("cannot empty {}: {e}", out.display())))?;
     }
-    Ok(())
+    std::fs::create_dir_all(out)
+        .map_err(|e| Failure(format!("cannot create {}: {e}", out.display())))
 }
 
 /// Size and first paint of the portal beside a bare Leptos page built the same way.
@@ -475,30 +499,31 @@ fn bench_portal() -> Result {
     let bare_out = root().join("target/bare-leptos");
     let html = std::fs::read_to_string(root().join("index.html"))
         .map_err(|e| Failure(format!("cannot read index.html: {e}")))?;
+    fresh(&bare_out)?;
     package(
         &bare.join("target/wasm32-unknown-unknown/wasm-release/bare_leptos.wasm"),
         "bare_leptos",
         &bare_out,
         &html,
         None,
+        None,
     )?;
+    // As shipped: the precompressed files the server sends (brotli to Chrome and Edge).
     for (label, dir, name) in [
         ("portal", &portal_dir, "imprint_portal"),
         ("training (on demand)", &portal_dir, "imprint-training"),
         ("bare Leptos", &bare_out, "bare_leptos"),
     ] {
-        for file in [format!("{name}_bg.wasm"), format!("{name}.js")] {
-            let path = dir.join(&file);
-            let raw = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let gz = Command::new("sh")
-                .arg("-c")
-                .arg(format!("gzip -9 -c '{}' | wc -c", path.display()))
-                .output()
-                .ok()
-                .and_then(|o| String::from_utf8(o.stdout).ok())
-                .and_then(|t| t.trim().parse::<u64>().ok())
-                .unwrap_or(0);
-            println!("{label:20} {file:28} {raw:>9} bytes {gz:>8} gzipped");
+        for suffix in ["_bg.wasm", ".js"] {
+            let Some(path) = ship::find(dir, name, suffix) else {
+                return Err(Failure(format!(
+                    "no {name}-<hash>{suffix} in {}",
+                    dir.display()
+                )));
+            };
+            let (raw, br, gz) = ship::sizes(&path);
+            let file = format!("{name}{suffix}");
+            println!("{label:20} {file:28} {raw:>9} bytes {gz:>8} gzip {br:>8} brotli");
         }
     }
     let driver = tools::ensure_chromedriver()?;
@@ -590,6 +615,7 @@ fn portal() -> Result<PathBuf> {
     tools::ensure_targets()?;
     tools::ensure_wasm_bindgen()?;
     let out = root().join("target/portal");
+    fresh(&out)?;
     // Two builds, not one: built together, imprint-device's `web` feature (training's) would
     // be unified into the portal's build, and its wasm-bindgen exports kept in the portal.
     for package in ["imprint-portal", "imprint-training"] {
@@ -606,18 +632,20 @@ fn portal() -> Result<PathBuf> {
     let html = std::fs::read_to_string(root().join("index.html"))
         .map_err(|e| Failure(format!("cannot read index.html: {e}")))?;
     let built = root().join("target/wasm32-unknown-unknown/wasm-release");
+    bindgen(
+        &built.join("imprint_training.wasm"),
+        // Named as trunk names a worker module (after the package), so both builds match.
+        "imprint-training",
+        &out,
+    )?;
+    let training = ship::hash_module(&out, "imprint-training")?;
     package(
         &built.join("imprint_portal.wasm"),
         "imprint_portal",
         &out,
         &html,
         Some(&root().join("crates/portal/style.css")),
-    )?;
-    bindgen(
-        &built.join("imprint_training.wasm"),
-        // Named as trunk names a worker module (after the package), so both builds match.
-        "imprint-training",
-        &out,
+        Some(&training),
     )?;
     eprintln!("portal built in {}", out.display());
     Ok(out)

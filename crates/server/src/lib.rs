@@ -71,11 +71,75 @@ pub fn app(state: AppState) -> axum::Router {
 /// portal needs no CORS and its session never leaves the origin). Unknown paths get
 /// `index.html`, so the portal's own routes survive a reload. `.wasm` is served as
 /// `application/wasm`, which browsers require for streaming compilation.
+///
+/// What is shipped is what `cargo xtask portal` precompressed: `FILE.br` (brotli) or `FILE.gz`
+/// when the browser accepts it, else `FILE`. A file whose name carries its content's hash
+/// (`name-<16 hex digits>.ext`, [`is_content_hashed`]) never changes under that name and is
+/// cached for a year, `immutable`; every other file (`index.html`, which names the hashed ones)
+/// is revalidated on every load (`no-cache`), so a new portal is picked up at the next reload.
 pub fn app_with_portal(state: AppState, portal: &std::path::Path) -> axum::Router {
-    let files = tower_http::services::ServeDir::new(portal).fallback(
-        tower_http::services::ServeFile::new(portal.join("index.html")),
-    );
+    let files = tower_http::services::ServeDir::new(portal)
+        .precompressed_br()
+        .precompressed_gzip()
+        .fallback(
+            tower_http::services::ServeFile::new(portal.join("index.html"))
+                .precompressed_br()
+                .precompressed_gzip(),
+        );
+    let files = tower::ServiceBuilder::new()
+        .layer(axum::middleware::map_response(cache_headers))
+        .service(files);
     api::router(state).fallback_service(files)
+}
+
+/// `Cache-Control` and `Vary` for a file of the portal (see [`app_with_portal`]).
+async fn cache_headers<B>(
+    uri: axum::http::Uri,
+    mut res: axum::http::Response<B>,
+) -> axum::http::Response<B> {
+    let cache = if res.status().is_success() && is_content_hashed(uri.path()) {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    let h = res.headers_mut();
+    h.insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static(cache),
+    );
+    // The same URL answers brotli, gzip or plain by the request's Accept-Encoding: a cache in
+    // between must keep them apart.
+    if !h.contains_key(axum::http::header::VARY) {
+        h.insert(
+            axum::http::header::VARY,
+            axum::http::HeaderValue::from_static("accept-encoding"),
+        );
+    }
+    res
+}
+
+/// Whether the last segment of `path` names a file by its content's hash, as `cargo xtask
+/// portal` names the portal's files: `stem-<16 lowercase hex digits>` then `.js`, `.css` or
+/// `_bg.wasm` (wasm-bindgen's name for the module).
+pub fn is_content_hashed(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let Some(stem) = name
+        .strip_suffix("_bg.wasm")
+        .or_else(|| name.strip_suffix(".js"))
+        .or_else(|| name.strip_suffix(".css"))
+    else {
+        return false;
+    };
+    match stem.rsplit_once('-') {
+        Some((base, hash)) => {
+            !base.is_empty()
+                && hash.len() == 16
+                && hash
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }
+        None => false,
+    }
 }
 
 /// The operating system's randomness (all keys, nonces, pass phrases, tokens).

@@ -83,6 +83,18 @@ async fn twenty_units_through_the_real_portal_with_faults() {
         .await
         .unwrap();
     println!("portal first contentful paint: {fcp} ms (loopback, headless Chromium)");
+    // As shipped: the module under its content's hash, compressed on the wire (brotli, from
+    // the file `cargo xtask portal` precompressed).
+    let wasm = b
+        .js("const e = performance.getEntriesByType('resource').find(e => /imprint_portal-[0-9a-f]{16}_bg\\.wasm$/.test(e.name)); return e ? [e.encodedBodySize, e.decodedBodySize] : null")
+        .await
+        .unwrap();
+    let (wire, body) = (wasm[0].as_u64().unwrap(), wasm[1].as_u64().unwrap());
+    assert!(
+        wire * 2 < body,
+        "the module came compressed: {wire} of {body} bytes"
+    );
+    println!("station module: {wire} bytes on the wire for {body}");
     sign_in(&b, &url).await;
     // No record yet: fetching is what to do first, and the page says so.
     assert_eq!(count(&b, "#fetch-first").await, 1);

@@ -62,21 +62,37 @@ extern "C" {
 /// Where the simulated units are kept across a reload (sessionStorage: this tab only).
 const KEPT: &str = "imprint.training.units";
 
-/// The module's file, beside the portal's own.
+/// The module's file, beside the portal's own, as trunk names it.
 const MODULE: &str = "imprint-training.js";
+
+/// The module's file as this page names it: `cargo xtask portal` names it by its content's
+/// hash and says so in `<meta name="imprint-training" content="...">`; without one (a trunk
+/// build), [`MODULE`].
+fn module() -> String {
+    web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| {
+            d.query_selector("meta[name=imprint-training]")
+                .ok()
+                .flatten()
+        })
+        .and_then(|m| m.get_attribute("content"))
+        .unwrap_or_else(|| MODULE.to_string())
+}
 
 /// Loads the training module and puts its simulated bus in place of `navigator.usb`, with
 /// every unit granted (as the kiosk policy does on a real line). Units an earlier page left
 /// plugged in come back with [`SimBus::restore`], once the page listens for them.
 pub async fn start() -> Result<SimBus, String> {
+    let module = module();
     let why = |e: JsValue| {
         let m = js_sys::Reflect::get(&e, &"message".into())
             .ok()
             .and_then(|m| m.as_string())
             .unwrap_or_default();
-        format!("training mode could not load {MODULE} ({m}); is the portal fully deployed?")
+        format!("training mode could not load {module} ({m}); is the portal fully deployed?")
     };
-    let bus: SimBus = JsFuture::from(import_training(MODULE).map_err(why)?)
+    let bus: SimBus = JsFuture::from(import_training(&module).map_err(why)?)
         .await
         .map_err(why)?
         .unchecked_into();

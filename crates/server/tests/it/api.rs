@@ -705,6 +705,98 @@ async fn the_portal_is_served_on_the_same_origin_with_the_wasm_mime_type() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// What is shipped: the precompressed file the browser accepts (brotli before gzip), each
+/// with `Vary: Accept-Encoding`; content-hashed names cached for a year, everything else
+/// revalidated.
+#[tokio::test]
+async fn the_portal_ships_precompressed_files_and_caches_only_hashed_names_for_good() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let env = Env::new(0, 10).await;
+    let portal = env.dir.join("portal");
+    std::fs::create_dir_all(&portal).unwrap();
+    let js = "imprint_portal-0123456789abcdef.js";
+    for (name, body) in [
+        ("index.html", "<!doctype html><title>Imprint</title>"),
+        ("index.html.br", "BR-INDEX"),
+        (js, "export default 1;"),
+        (&format!("{js}.br") as &str, "BR-JS"),
+        (&format!("{js}.gz") as &str, "GZ-JS"),
+        ("style.css", "body{}"),
+    ] {
+        std::fs::write(portal.join(name), body).unwrap();
+    }
+    let app = imprint_server::app_with_portal(env.state.clone(), &portal);
+    let get = |path: String, accept: &'static str| {
+        let app = app.clone();
+        async move {
+            let mut req = Request::get(path);
+            if !accept.is_empty() {
+                req = req.header("accept-encoding", accept);
+            }
+            let res = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            let h = res.headers().clone();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            let header = |n: &str| {
+                h.get(n)
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default()
+            };
+            (
+                header("content-encoding"),
+                header("cache-control"),
+                header("vary"),
+                String::from_utf8(body.to_vec()).unwrap(),
+            )
+        }
+    };
+    let year = "public, max-age=31536000, immutable";
+    let (enc, cache, vary, body) = get(format!("/{js}"), "gzip, deflate, br").await;
+    assert_eq!(
+        (enc.as_str(), cache.as_str(), body.as_str()),
+        ("br", year, "BR-JS")
+    );
+    assert!(
+        vary.to_ascii_lowercase().contains("accept-encoding"),
+        "{vary}"
+    );
+    let (enc, _, _, body) = get(format!("/{js}"), "gzip").await;
+    assert_eq!((enc.as_str(), body.as_str()), ("gzip", "GZ-JS"));
+    let (enc, cache, _, body) = get(format!("/{js}"), "").await;
+    assert_eq!(
+        (enc.as_str(), cache.as_str(), body.as_str()),
+        ("", year, "export default 1;")
+    );
+    // index.html names the hashed files: revalidated at every load, precompressed too.
+    let (enc, cache, _, body) = get("/".into(), "br").await;
+    assert_eq!(
+        (enc.as_str(), cache.as_str(), body.as_str()),
+        ("br", "no-cache", "BR-INDEX")
+    );
+    let (_, cache, _, _) = get("/style.css".into(), "br").await;
+    assert_eq!(cache, "no-cache", "a name without its hash may change");
+    // A portal route on reload: index.html, not cached for good.
+    let (_, cache, _, body) = get("/station/3".into(), "").await;
+    assert_eq!(
+        (cache.as_str(), body.as_str()),
+        ("no-cache", "<!doctype html><title>Imprint</title>")
+    );
+    for (path, hashed) in [
+        ("/a-0123456789abcdef.js", true),
+        ("/imprint_portal-0123456789abcdef_bg.wasm", true),
+        ("/x/style-0123456789abcdef.css", true),
+        ("/a-0123456789ABCDEF.js", false),
+        ("/a-0123456789abcde.js", false),
+        ("/-0123456789abcdef.js", false),
+        ("/a-0123456789abcdef.html", false),
+        ("/imprint_portal.js", false),
+    ] {
+        assert_eq!(imprint_server::is_content_hashed(path), hashed, "{path}");
+    }
+}
+
 #[tokio::test]
 async fn a_database_that_is_away_answers_unavailable_with_retry_after() {
     let env = Env::new(3, 10).await;
