@@ -440,34 +440,11 @@ impl Journal {
         )
     }
 
-    /// The server recorded it.
-    pub fn reported(&mut self, id: &ApparatusId) -> Result<(), JournalError> {
-        let e = self.entry_mut(id)?;
-        let Step::Installed {
-            unit,
-            product_serial,
-            receipt,
-        } = e.step.clone()
-        else {
-            return Err(JournalError::WrongStep {
-                apparatus_id: *id,
-                expected: "installed",
-            });
-        };
-        e.step = Step::Reported {
-            unit,
-            product_serial,
-            receipt,
-        };
-        Ok(())
-    }
-
-    /// The server refused the report for good: the entry is final (see [`Step::Refused`]).
-    pub fn report_refused(
+    /// Moves an installed entry on to the step `to` makes of its unit, serial and receipt.
+    fn after_installed(
         &mut self,
         id: &ApparatusId,
-        code: ErrorCode,
-        message: String,
+        to: impl FnOnce(String, ProductSerial, Receipt) -> Step,
     ) -> Result<(), JournalError> {
         let e = self.entry_mut(id)?;
         let Step::Installed {
@@ -481,14 +458,33 @@ impl Journal {
                 expected: "installed",
             });
         };
-        e.step = Step::Refused {
+        e.step = to(unit, product_serial, receipt);
+        Ok(())
+    }
+
+    /// The server recorded it.
+    pub fn reported(&mut self, id: &ApparatusId) -> Result<(), JournalError> {
+        self.after_installed(id, |unit, product_serial, receipt| Step::Reported {
+            unit,
+            product_serial,
+            receipt,
+        })
+    }
+
+    /// The server refused the report for good: the entry is final (see [`Step::Refused`]).
+    pub fn report_refused(
+        &mut self,
+        id: &ApparatusId,
+        code: ErrorCode,
+        message: String,
+    ) -> Result<(), JournalError> {
+        self.after_installed(id, |unit, product_serial, receipt| Step::Refused {
             unit,
             product_serial,
             receipt,
             code,
             message,
-        };
-        Ok(())
+        })
     }
 
     /// The closed-loop check passed.

@@ -164,36 +164,28 @@ impl InProcess {
         service::set_quota(&state, "t", f, c, entries)
             .await
             .unwrap();
-        let mut tx = state.store.begin().await.unwrap();
-        imprint_server::auth::create_user(
-            &mut tx,
-            "t",
-            "ana",
-            "password-123",
-            "technician",
-            Some("fa"),
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
         // A second factory and its technician, for a PC shared by two factories.
         let fb = FactoryId::new("fb").unwrap();
         service::add_factory(&state, "t", fb, "B").await.unwrap();
         service::set_quota(&state, "t", fb, p, entries)
             .await
             .unwrap();
-        let mut tx = state.store.begin().await.unwrap();
-        imprint_server::auth::create_user(
-            &mut tx,
-            "t",
-            "ben",
-            "password-456",
-            "technician",
-            Some("fb"),
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
+        for (name, password, factory) in
+            [("ana", "password-123", "fa"), ("ben", "password-456", "fb")]
+        {
+            let mut tx = state.store.begin().await.unwrap();
+            imprint_server::auth::create_user(
+                &mut tx,
+                "t",
+                name,
+                password,
+                "technician",
+                Some(factory),
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
         let app = imprint_server::app(state.clone());
         let mut s = InProcess {
             state,
