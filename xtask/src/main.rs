@@ -365,8 +365,6 @@ fn run() -> Result {
     eprintln!(
         "Imprint demo: the management server with a fresh database in ./imprint-demo (demo keys that\nthe simulated devices hold, products CAM-X100 and the chip-bound CAM-C200, two factories, 3000 entries each), serving the\nportal on http://127.0.0.1:8080.\n"
     );
-    tools::ensure_targets()?;
-    tools::ensure_wasm_bindgen()?;
     let dir = portal()?;
     let dir = dir.to_string_lossy().to_string();
     // The release server builds for a minute or two the first time: cargo shows its progress
