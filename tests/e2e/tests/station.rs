@@ -354,6 +354,16 @@ async fn twenty_units_through_the_real_portal_with_faults() {
     )
     .await
     .unwrap();
+    // The header stays pinned with the record count however far the bench is scrolled.
+    let pinned = b
+        .js("window.scrollTo(0, document.body.scrollHeight); const top = document.querySelector('header.top').getBoundingClientRect().top; const pool = document.getElementById('pool').getBoundingClientRect(); window.scrollTo(0, 0); return [window.innerHeight < document.body.scrollHeight, top, pool.bottom <= window.innerHeight]")
+        .await
+        .unwrap();
+    assert_eq!(
+        pinned,
+        serde_json::json!([true, 0, true]),
+        "scrolled, the header stays on top"
+    );
     b.screenshot(&shots.join("station.png")).await.unwrap();
     // The line's figures: a chart per measure over the shift, with axes, the clock and a
     // legend; retries counted by their kind (pulled cables, a power cut, the reload).
