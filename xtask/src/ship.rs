@@ -62,12 +62,16 @@ pub(crate) fn hash_copy(from: &Path, out: &Path, stem: &str, ext: &str) -> Resul
 }
 
 /// Writes `FILE.br` (brotli, best quality) and `FILE.gz` (gzip, level 9) beside every file in
-/// `out` that is not one already.
+/// `out` and its folders (wasm-bindgen's `snippets/`) that is not one already.
 pub(crate) fn precompress(out: &Path) -> Result {
     let entries = std::fs::read_dir(out)
         .map_err(|e| Failure(format!("cannot list {}: {e}", out.display())))?;
     for entry in entries.flatten() {
         let path = entry.path();
+        if path.is_dir() {
+            precompress(&path)?;
+            continue;
+        }
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };

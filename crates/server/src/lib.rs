@@ -97,7 +97,18 @@ async fn cache_headers<B>(
     uri: axum::http::Uri,
     mut res: axum::http::Response<B>,
 ) -> axum::http::Response<B> {
-    let cache = if res.status().is_success() && is_content_hashed(uri.path()) {
+    let hashed = is_content_hashed(uri.path());
+    let html = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
+    if hashed && html {
+        // A hashed name that is not in the folder (a partial deploy, an old tab asking for a
+        // file of the build before) got the index.html fallback: it is not found, and must not
+        // be kept for a year under that name.
+        *res.status_mut() = axum::http::StatusCode::NOT_FOUND;
+    }
+    let cache = if res.status().is_success() && hashed {
         "public, max-age=31536000, immutable"
     } else {
         "no-cache"

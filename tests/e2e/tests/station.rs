@@ -241,6 +241,10 @@ async fn twenty_units_through_the_real_portal_with_faults() {
     )
     .await
     .unwrap();
+    // Signing out of training put the real USB back: training is turned on again, and the
+    // simulated units still plugged in come back with it.
+    assert_eq!(count(&b, "#sim-demo").await, 0, "a sign-out ends training");
+    b.click("#training").await.unwrap();
     b.wait_for("document.querySelectorAll('.tile.bad').length === 3", WAIT)
         .await
         .unwrap();
@@ -289,6 +293,7 @@ async fn twenty_units_through_the_real_portal_with_faults() {
     );
     // Ana again: her three units resume where they were and pass the closed-loop check.
     sign_in(&b, &url).await;
+    b.click("#training").await.unwrap();
     b.wait_for(
         "document.querySelectorAll('.tile.ok, .done-row.ok').length === 3",
         WAIT,

@@ -333,6 +333,18 @@ impl Diagnosis {
         }
     }
 
+    /// The unit is in the station's journal of an earlier version (one for every factory),
+    /// which is shared out by the server's word at sign-in and was not yet: whose it is, the
+    /// server says once it answers.
+    pub fn in_earlier_journal() -> Diagnosis {
+        d(
+            "Unit waiting for the server",
+            "This unit is in the station's journal of an earlier version, shared out between factories by the server's list of each one's records, which it has not answered yet.",
+            "Check the network, then click Retry: nothing is written into the unit until the server says whose it is.",
+            Severity::Station,
+        )
+    }
+
     /// The station has no record for this unit.
     pub fn no_records(product: &str, keys: &[KeyId]) -> Diagnosis {
         d(

@@ -377,13 +377,27 @@ impl Journal {
     }
 
     /// Units this journal knows of that are not finished: bound to a record whose install was
-    /// sent, or written and not yet checked (refused ones included: they are this factory's to
-    /// deal with).
+    /// sent, or written and not yet checked. (A refused one is finished: there is nothing left
+    /// to do to it but set it aside.)
     pub fn units_mid_way(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().filter_map(|e| match &e.step {
-            Step::Pool | Step::Verified { .. } => None,
+            Step::Pool | Step::Verified { .. } | Step::Refused { .. } => None,
             other => other.unit(),
         })
+    }
+
+    /// Records in the pool a unit may be given now for `product_code`: not chip-bound, not of
+    /// an expired lease (what the header counts as ready).
+    pub fn ready(&self, product_code: &ProductCode, now_ms: u64) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| {
+                e.step == Step::Pool
+                    && !e.record.is_for_one_chip()
+                    && e.record.product_code == *product_code
+                    && e.record.not_after_ms.is_none_or(|t| now_ms <= t)
+            })
+            .count()
     }
 
     fn change(

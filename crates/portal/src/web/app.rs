@@ -118,6 +118,8 @@ struct Ctx {
     now: RwSignal<u64>,
     /// The `navigator.usb` the connect/disconnect listeners are on (once each).
     listening: StoredValue<Option<JsValue>, LocalStorage>,
+    /// Signing out: no unit starts until the page is signed in again.
+    leaving: StoredValue<bool, LocalStorage>,
     /// A line for the sign-in page (why the technician is back there).
     notice: RwSignal<Option<String>>,
     devices: StoredValue<HashMap<String, JsValue>, LocalStorage>,
@@ -167,16 +169,18 @@ fn clock_at(ms: u64) -> String {
 }
 
 impl Ctx {
-    /// Adds records to the journal and saves it; returns how many were new.
-    fn add_records(&self, records: Vec<crate::state::journal::Record>) -> usize {
-        let n = self
-            .journal
-            .with_value(|j| j.borrow_mut().add_records(records));
-        self.journal.with_value(|j| {
-            if let Err(e) = storage::save_journal(&j.borrow()) {
-                self.say(format!("could not save the journal: {e}"));
-            }
-        });
+    /// Adds records to `journal` (the one taken before the request went out: if the
+    /// technician signed out meanwhile, the records are still that factory's) and saves it;
+    /// returns how many were new.
+    fn add_records(
+        &self,
+        journal: &Rc<RefCell<Journal>>,
+        records: Vec<crate::state::journal::Record>,
+    ) -> usize {
+        let n = journal.borrow_mut().add_records(records);
+        if let Err(e) = storage::save_journal(&journal.borrow()) {
+            self.say(format!("could not save the journal: {e}"));
+        }
         self.refresh_pool();
         n
     }
@@ -231,9 +235,13 @@ impl Ctx {
     }
 
     fn refresh_pool(&self) {
+        let product = self
+            .session
+            .with_untracked(|s| s.as_ref().map(|s| s.product));
         let (n, p, r) = self.journal.with_value(|j| {
             let j = j.borrow();
-            (j.pool_size(), j.unreported().count(), j.refused().count())
+            let ready = product.map_or(0, |code| j.ready(&code, now_ms()));
+            (ready, j.unreported().count(), j.refused().count())
         });
         self.pool.set(n);
         self.pending.set(p);
@@ -281,6 +289,10 @@ fn start_unit(ctx: Ctx, device: JsValue) {
     let Some(session) = ctx.session.get_untracked() else {
         return;
     };
+    if ctx.leaving.get_value() {
+        ctx.say(format!("unit {unit} waits: the station is signing out"));
+        return;
+    }
     ctx.devices.update_value(|d| {
         d.insert(unit.clone(), device.clone());
     });
@@ -292,15 +304,24 @@ fn start_unit(ctx: Ctx, device: JsValue) {
     if !ours
         && let Some((factory, finished)) = storage::unit_of_another_factory(&unit, &session.factory)
     {
-        let d = Diagnosis::other_factory(&factory, finished);
+        let d = match factory {
+            Some(f) => Diagnosis::other_factory(f.as_str(), finished),
+            None => Diagnosis::in_earlier_journal(),
+        };
         ctx.say(format!("unit {unit}: {}: {} {}", d.title, d.detail, d.fix));
         ctx.set_tile(&unit, |t| t.stopped(Phase::Info, d));
         return;
     }
-    // A unit finished earlier and plugged in again is shown again, not counted again.
-    let was_done = ctx.tiles.with_untracked(|t| {
-        t.iter()
-            .any(|t| t.unit == unit && matches!(t.status, Status::Done { .. }))
+    // A unit finished earlier (checked, or its report refused for good) and plugged in
+    // again is shown again, not counted again: the journal says so, whatever the bench keeps.
+    let was_done = ctx.journal.with_value(|j| {
+        matches!(
+            j.borrow().for_unit(&unit).map(|e| &e.step),
+            Some(
+                crate::state::journal::Step::Verified { .. }
+                    | crate::state::journal::Step::Refused { .. }
+            )
+        )
     });
     ctx.set_tile(&unit, Tile::start);
     spawn_local(async move {
@@ -370,7 +391,7 @@ fn start_unit(ctx: Ctx, device: JsValue) {
                     t.stopped(f.phase, f.diagnosis.clone());
                     recoveries = t.recoveries.clone();
                 });
-                if f.diagnosis.severity == Severity::SetAside {
+                if f.diagnosis.severity == Severity::SetAside && !was_done {
                     ctx.outcomes.update(|o| {
                         o.push(outcome(false, recoveries));
                         keep_recent(o, now_ms());
@@ -450,11 +471,27 @@ async fn reconciler(ctx: Ctx, epoch: u32) {
                 .borrow()
                 .get(id)
                 .and_then(|e| e.step.unit().map(str::to_string));
+            // Set aside as if the flow had been refused: counted, and in training off the bench.
             if let Some(unit) = unit {
+                let mut recoveries = Vec::new();
                 ctx.set_tile(&unit, |t| {
-                    t.phase = Phase::Report;
-                    t.status = Status::Failed(d.clone());
+                    t.stopped(Phase::Report, d.clone());
+                    recoveries = t.recoveries.clone();
                 });
+                ctx.outcomes.update(|o| {
+                    o.push(Outcome {
+                        at_ms: now_ms(),
+                        station: session.server.station.clone(),
+                        technician: session.user.username.clone(),
+                        ok: false,
+                        attempts: 1,
+                        recoveries,
+                        duration_ms: 0,
+                    });
+                    keep_recent(o, now_ms());
+                });
+                let _ = storage::save_outcomes(&ctx.outcomes.get_untracked());
+                take_off_line(ctx, &unit);
             }
         }
         if let Some(e) = &r.unintelligible {
@@ -540,14 +577,11 @@ fn enter(ctx: Ctx, session: Session) {
     if in_doubt > 0 {
         ctx.say(format!("{in_doubt} unit(s) of {} were mid-way when the station last stopped: plug those units in again to finish them", session.factory));
     }
-    ctx.refresh_pool();
     session.keep();
     ctx.session.set(Some(session.clone()));
+    ctx.refresh_pool();
     if storage::training_was_on() && !ctx.training_on.get_untracked() {
         start_training(ctx);
-    }
-    if let Some(old) = storage::load_unowned_journal() {
-        spawn_local(adopt_unowned(ctx, session, old));
     }
 }
 
@@ -562,6 +596,8 @@ async fn adopt_unowned(ctx: Ctx, session: Session, old: Result<Journal, storage:
             return;
         }
     };
+    let journal = ctx.journal.get_value();
+    let epoch = ctx.epoch.get_value();
     let open: std::collections::HashSet<ApparatusId> = match session.server.open_records().await {
         Ok(records) => records.into_iter().map(|r| r.apparatus_id).collect(),
         Err(e) => {
@@ -572,7 +608,10 @@ async fn adopt_unowned(ctx: Ctx, session: Session, old: Result<Journal, storage:
             return;
         }
     };
-    let journal = ctx.journal.get_value();
+    if ctx.epoch.get_value() != epoch {
+        // Signed out meanwhile: the next sign-in of this factory shares it out.
+        return;
+    }
     let n = journal.borrow_mut().adopt(&mut old, |id| open.contains(id));
     if let Err(e) = storage::save_journal(&journal.borrow()) {
         ctx.say(format!("could not save the journal: {e}"));
@@ -600,6 +639,9 @@ async fn leave(ctx: Ctx, hand_back: bool) {
     let Some(session) = ctx.session.get_untracked() else {
         return;
     };
+    // No unit starts from here on (a kiosk plug-in, Connect unit): none can take a record
+    // being handed back.
+    ctx.leaving.set_value(true);
     let journal = ctx.journal.get_value();
     if hand_back {
         let unused: Vec<ApparatusId> = journal.borrow().unused().map(|r| r.apparatus_id).collect();
@@ -607,7 +649,9 @@ async fn leave(ctx: Ctx, hand_back: bool) {
         for id in unused {
             match session.server.release(id).await {
                 Ok(()) => {
-                    let _ = journal.borrow_mut().released(&id);
+                    if let Err(e) = journal.borrow_mut().released(&id) {
+                        ctx.say(format!("{id} handed back but still in the journal: {e}"));
+                    }
                     back += 1;
                 }
                 Err(e) => {
@@ -625,19 +669,24 @@ async fn leave(ctx: Ctx, hand_back: bool) {
     }
     ctx.say(format!("signed out: {}", session.user.username));
     let _ = session.server.logout().await;
+    if ctx.training_on.get_untracked() {
+        // Training's simulated units stand in for `navigator.usb` until the page is loaded
+        // again: the next technician starts on real units (training's units stay in the tab).
+        storage::keep_training_off();
+        end_of_shift(ctx);
+        if let Some(w) = web_sys::window() {
+            let _ = w.location().reload();
+        }
+        return;
+    }
     signed_out(ctx);
+    ctx.leaving.set_value(false);
 }
 
 /// Back to the sign-in page: the factory's log stored, its session forgotten in this tab,
 /// nothing of its journal, tiles or log left on screen for the next technician.
 fn signed_out(ctx: Ctx) {
-    ctx.save_log();
-    // The shift ends: the next sign-in of the factory finds the units left mid-way, not the
-    // finished ones (those are on the server and in the log).
-    ctx.tiles.update(|t| t.retain(Tile::is_mid_way));
-    ctx.bench_dirty.set_value(true);
-    ctx.save_bench();
-    storage::keep_session(None);
+    end_of_shift(ctx);
     ctx.epoch.update_value(|e| *e += 1);
     ctx.tiles.set(Vec::new());
     ctx.log.set(Vec::new());
@@ -645,6 +694,17 @@ fn signed_out(ctx: Ctx) {
         .set_value(Rc::new(RefCell::new(Journal::default())));
     ctx.refresh_pool();
     ctx.session.set(None);
+}
+
+/// What a sign-out stores: the factory's log, its bench with only the units left mid-way (the
+/// next sign-in of the factory finds those, not the finished ones, which are on the server and
+/// in the log), and no session in this tab.
+fn end_of_shift(ctx: Ctx) {
+    ctx.save_log();
+    ctx.tiles.update(|t| t.retain(Tile::is_mid_way));
+    ctx.bench_dirty.set_value(true);
+    ctx.save_bench();
+    storage::keep_session(None);
 }
 
 /// Turns training mode on: loads its module, puts its simulated units in place of USB, and
@@ -981,10 +1041,11 @@ fn Station(ctx: Ctx) -> impl IntoView {
             return;
         };
         fetch_busy.set(true);
+        let journal = ctx.journal.get_value();
         spawn_local(async move {
             match s.server.issue(s.product, 10).await {
                 Ok(records) => {
-                    let n = ctx.add_records(records);
+                    let n = ctx.add_records(&journal, records);
                     ctx.say(format!("fetched {n} records of {}", s.product));
                 }
                 Err(e) => ctx.say(format!(
@@ -1001,6 +1062,7 @@ fn Station(ctx: Ctx) -> impl IntoView {
             return;
         };
         fetch_busy.set(true);
+        let journal = ctx.journal.get_value();
         spawn_local(async move {
             match s.server.lease(s.product, 20, 8).await {
                 Ok(lease) => {
@@ -1010,7 +1072,7 @@ fn Station(ctx: Ctx) -> impl IntoView {
                     };
                     match checked {
                         Ok(records) => {
-                            let n = ctx.add_records(records);
+                            let n = ctx.add_records(&journal, records);
                             // Rounded, not cut: a lease of 8 hours read a second later is 8 h.
                             let hours = (lease.not_after_ms.saturating_sub(now_ms()) + 1_800_000)
                                 / 3_600_000;
@@ -1137,6 +1199,7 @@ fn Station(ctx: Ctx) -> impl IntoView {
             </Show>
             {move || {
                 ctx.pool.get();
+                ctx.now.get();
                 ctx.journal.with_value(|j| j.borrow().lease_left(now_ms())).map(|(n, until)| view! {
                     <span class="lease" id="lease-badge" title="records of an offline lease: usable without the server until then">{format!("offline lease: {n} left, until {}", clock_hm(until))}</span>
                 })
@@ -1274,6 +1337,7 @@ pub fn App() -> impl IntoView {
         now: RwSignal::new(now_ms()),
         listening: StoredValue::new_local(None),
         notice: RwSignal::new(None),
+        leaving: StoredValue::new_local(false),
         devices: StoredValue::new_local(HashMap::new()),
         training: StoredValue::new_local(None),
         training_loading: RwSignal::new(false),
@@ -1301,6 +1365,7 @@ pub fn App() -> impl IntoView {
     // Signed in: pick up units granted before (after a reload) and listen for new ones.
     Effect::new(move |_| {
         if let Some(session) = ctx.session.get() {
+            let for_units = session.clone();
             listen(ctx);
             spawn_local(reconciler(ctx, ctx.epoch.get_value()));
             spawn_local(async move {
@@ -1316,6 +1381,11 @@ pub fn App() -> impl IntoView {
                 }
             });
             spawn_local(async move {
+                // The journal of an earlier version is shared out first: a unit of ours that
+                // is only in it would otherwise be taken for another factory's.
+                if let Some(old) = storage::load_unowned_journal() {
+                    adopt_unowned(ctx, for_units, old).await;
+                }
                 if let Ok(units) = usb::granted_units().await {
                     for d in units {
                         start_unit(ctx, d);

@@ -127,10 +127,11 @@ pub fn save_unowned_journal(journal: &Journal) -> Result<(), String> {
     }
 }
 
-/// The other factories' journals on this station that know `unit`: the first such factory's
-/// name, and whether that unit is finished there. Journals that do not read are skipped here
-/// (each is reported when its own factory signs in).
-pub fn unit_of_another_factory(unit: &str, mine: &FactoryId) -> Option<(String, bool)> {
+/// The other factories' journals on this station that know `unit`: the first such factory
+/// (`None`: the station's journal of an earlier version, not shared out yet), and whether that
+/// unit is finished there (checked, or its report refused for good). Journals that do not read
+/// are skipped here (each is reported when its own factory signs in).
+pub fn unit_of_another_factory(unit: &str, mine: &FactoryId) -> Option<(Option<FactoryId>, bool)> {
     let s = store()?;
     let len = s.length().ok()?;
     let own = journal_key(mine);
@@ -141,13 +142,12 @@ pub fn unit_of_another_factory(unit: &str, mine: &FactoryId) -> Option<(String, 
         .filter_map(|k| load(&k)?.ok())
         .find_map(|j| {
             let e = j.for_unit(unit)?;
-            let finished = matches!(e.step, crate::state::journal::Step::Verified { .. });
-            // An unowned journal's entry: whose it is, the server says at that factory's
-            // sign-in; until then it is not this factory's.
-            let factory = j
-                .factory
-                .map_or_else(|| "another factory".to_string(), |f| f.to_string());
-            Some((factory, finished))
+            let finished = matches!(
+                e.step,
+                crate::state::journal::Step::Verified { .. }
+                    | crate::state::journal::Step::Refused { .. }
+            );
+            Some((j.factory, finished))
         })
 }
 
@@ -218,6 +218,14 @@ pub fn training_was_on() -> bool {
     tab_store()
         .and_then(|s| s.get_item(TRAINING).ok()?)
         .is_some()
+}
+
+/// Forgets that training mode was on in this tab (a sign-out: the next technician starts on
+/// real units).
+pub fn keep_training_off() {
+    if let Some(s) = tab_store() {
+        let _ = s.remove_item(TRAINING);
+    }
 }
 
 /// Remembers that training mode is on in this tab.

@@ -250,3 +250,35 @@ async fn a_duplicated_serial_label_is_refused_for_good() {
     );
     assert_eq!(server.installed().await.len(), 1);
 }
+
+/// What the header counts as ready: pool records of the line's product a unit may take now;
+/// and a refused unit is finished, not mid-way.
+#[test]
+fn ready_counts_what_a_unit_may_take_now_and_refused_units_are_not_mid_way() {
+    use crate::journal::{id, rec};
+    let mut j = Journal::of(fa());
+    let mut leased = rec("L-1", 1);
+    leased.not_after_ms = Some(1_000);
+    let mut other = rec("O-1", 1);
+    other.product_code = ProductCode::new("OTHER").unwrap();
+    j.add_records([rec("A", 1), leased, other, rec("R", 1)]);
+    let cam = ProductCode::new("CAM-X100").unwrap();
+    assert_eq!(j.ready(&cam, 500), 3);
+    assert_eq!(
+        j.ready(&cam, 2_000),
+        2,
+        "an expired lease's record is not ready"
+    );
+    j.install_sent(&id("R"), "u").unwrap();
+    j.installed(
+        &id("R"),
+        "u",
+        imprint_core::ProductSerial::new("SN-1").unwrap(),
+        imprint_core::Receipt([1; 32]),
+    )
+    .unwrap();
+    assert_eq!(j.units_mid_way().collect::<Vec<_>>(), ["u"]);
+    j.report_refused(&id("R"), ErrorCode::BadReceipt, "no".into())
+        .unwrap();
+    assert_eq!(j.units_mid_way().count(), 0, "refused: finished, set aside");
+}

@@ -777,6 +777,19 @@ async fn the_portal_ships_precompressed_files_and_caches_only_hashed_names_for_g
     );
     let (_, cache, _, _) = get("/style.css".into(), "br").await;
     assert_eq!(cache, "no-cache", "a name without its hash may change");
+    // A hashed name that is not there (a file of an earlier build) is not found, and not
+    // cached; it does not get index.html for a year.
+    let app2 = app.clone();
+    let res = app2
+        .oneshot(
+            Request::get("/imprint_portal-fedcba9876543210.js")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(res.headers()["cache-control"], "no-cache");
     // A portal route on reload: index.html, not cached for good.
     let (_, cache, _, body) = get("/station/3".into(), "").await;
     assert_eq!(
