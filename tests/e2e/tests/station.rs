@@ -42,6 +42,16 @@ async fn sign_in(b: &Browser, url: &str) {
     b.sign_in(url, "line-1-station-3", WAIT).await.unwrap();
 }
 
+/// Waits until the header says `n` records are ready.
+async fn ready(b: &Browser, n: u32) {
+    b.wait_for(
+        &format!("document.getElementById('pool').innerText.startsWith('{n} ')"),
+        WAIT,
+    )
+    .await
+    .unwrap();
+}
+
 async fn click_all(b: &Browser, css: &str) {
     b.js(&format!(
         "document.querySelectorAll('{css}').forEach(x => x.click()); return true"
@@ -100,19 +110,9 @@ async fn twenty_units_through_the_real_portal_with_faults() {
     assert_eq!(count(&b, "#fetch-first").await, 1);
     assert_eq!(count(&b, "#fetch.primary").await, 1);
     b.click("#fetch").await.unwrap();
-    b.wait_for(
-        "document.getElementById('pool').innerText.startsWith('10 ')",
-        WAIT,
-    )
-    .await
-    .unwrap();
+    ready(&b, 10).await;
     b.click("#fetch").await.unwrap();
-    b.wait_for(
-        "document.getElementById('pool').innerText.startsWith('20 ')",
-        WAIT,
-    )
-    .await
-    .unwrap();
+    ready(&b, 20).await;
     b.click("#training").await.unwrap();
     b.wait_for("document.getElementById('sim-demo')", WAIT)
         .await
@@ -235,12 +235,7 @@ async fn twenty_units_through_the_real_portal_with_faults() {
     b.sign_in_as(&url, "tech-ben", "line-1-station-3", None, WAIT)
         .await
         .unwrap();
-    b.wait_for(
-        "document.getElementById('pool').innerText.startsWith('0 ')",
-        WAIT,
-    )
-    .await
-    .unwrap();
+    ready(&b, 0).await;
     // Signing out of training put the real USB back: training is turned on again, and the
     // simulated units still plugged in come back with it.
     assert_eq!(count(&b, "#sim-demo").await, 0, "a sign-out ends training");
@@ -260,12 +255,7 @@ async fn twenty_units_through_the_real_portal_with_faults() {
         .await
         .unwrap();
     b.click("#fetch").await.unwrap();
-    b.wait_for(
-        "document.getElementById('pool').innerText.startsWith('10 ')",
-        WAIT,
-    )
-    .await
-    .unwrap();
+    ready(&b, 10).await;
     b.click("#sim-demo").await.unwrap();
     b.wait_for(
         "document.querySelectorAll('.tile.ok, .done-row.ok').length === 1",
@@ -353,12 +343,7 @@ async fn twenty_units_through_the_real_portal_with_faults() {
     }
     b.click("#sim-wrong").await.unwrap();
     b.wait_for("document.querySelectorAll('.tile.ok, .done-row.ok').length === 9 && document.querySelectorAll('.tile.working').length === 0", WAIT).await.unwrap();
-    b.wait_for(
-        "document.getElementById('pool').innerText.startsWith('0 ')",
-        WAIT,
-    )
-    .await
-    .unwrap();
+    ready(&b, 0).await;
     // The header stays pinned with the record count however far the bench is scrolled.
     let pinned = b
         .js("window.scrollTo(0, document.body.scrollHeight); const top = document.querySelector('header.top').getBoundingClientRect().top; const pool = document.getElementById('pool').getBoundingClientRect(); window.scrollTo(0, 0); return [window.innerHeight < document.body.scrollHeight, top, pool.bottom <= window.innerHeight]")
@@ -410,12 +395,7 @@ async fn twenty_units_through_the_real_portal_with_faults() {
     )
     .await
     .unwrap();
-    b.wait_for(
-        "document.getElementById('pool').innerText.startsWith('20 ')",
-        WAIT,
-    )
-    .await
-    .unwrap();
+    ready(&b, 20).await;
     let badge = b
         .js("return document.getElementById('lease-badge').innerText")
         .await
