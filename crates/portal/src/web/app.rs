@@ -12,9 +12,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::JsValue;
 use wasm_bindgen::prelude::Closure;
 
-use crate::state::analytics::{Outcome, SHIFT_MS, axis, keep_recent, line, shift};
+use crate::state::analytics::{Outcome, keep_recent};
 use crate::state::bench::{Action, Status, Tile};
-use crate::state::chart::LineChart;
 use crate::state::diagnose::{Diagnosis, Severity};
 use crate::state::journal::Journal;
 use crate::station::{Observer, Phase, ServerError, Setup, provision};
@@ -952,75 +951,16 @@ fn DoneList(ctx: Ctx) -> impl IntoView {
     view! { <div inner_html=html></div> }
 }
 
+/// The line's figures (`chart::figures_html`), redrawn when an outcome is added and every
+/// second (the window moves).
 #[component]
 fn Figures(ctx: Ctx) -> impl IntoView {
-    let figures = move || line(&ctx.outcomes.get(), now_ms(), 3_600_000);
-    view! {
-        <section class="figures">
-            <h2>"Line, last hour"</h2>
-            {move || {
-                let l = figures();
-                let outcomes = ctx.outcomes.get();
-                let now = ctx.now.get();
-                let units = shift(&outcomes, now, SHIFT_MS, 10 * 60_000);
-                let hourly = shift(&outcomes, now, SHIFT_MS, 3_600_000);
-                let units_max = units.units.values().flatten().copied().max().unwrap_or(0);
-                let (units_top, units_step) = axis(units_max);
-                let units_series: Vec<(String, Vec<Option<u32>>)> = units
-                    .units
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.iter().map(|n| Some(*n)).collect()))
-                    .collect();
-                let units_chart = LineChart {
-                    title: "Units per 10 minutes, by station",
-                    start_ms: units.start_ms,
-                    bin_ms: units.bin_ms,
-                    series: &units_series,
-                    top: units_top,
-                    step: units_step,
-                    suffix: "",
-                }
-                .to_html(clock_hm);
-                let fpy_series: Vec<(String, Vec<Option<u32>>)> = hourly.fpy.into_iter().collect();
-                let fpy_chart = LineChart {
-                    title: "First-pass yield per hour, by station",
-                    start_ms: hourly.start_ms,
-                    bin_ms: hourly.bin_ms,
-                    series: &fpy_series,
-                    top: 100,
-                    step: 25,
-                    suffix: "%",
-                }
-                .to_html(clock_hm);
-                view! {
-                    <div class="numbers">
-                        <div><b id="uph">{l.total.per_hour}</b>" units/h"</div>
-                        <div><b id="fpy">{format!("{}%", l.total.first_pass_yield_percent())}</b>" first-pass yield"</div>
-                        <div><b>{l.total.retries}</b>{if l.total.retries == 1 { " retry" } else { " retries" }}</div>
-                        <div><b>{l.total.failed}</b>" set aside"</div>
-                    </div>
-                    <figure class="chart" id="chart-units" inner_html=units_chart></figure>
-                    <figure class="chart" id="chart-fpy" inner_html=fpy_chart></figure>
-                    <table>
-                        <tr><th>"Technician"</th><th>"Done"</th><th>"FPY"</th><th>"Retries"</th></tr>
-                        {l.by_technician.iter().map(|(name, f)| view! {
-                            <tr><td>{name.clone()}</td><td>{f.done}</td><td>{format!("{}%", f.first_pass_yield_percent())}</td><td>{f.retries}</td></tr>
-                        }).collect_view()}
-                        <tr><th>"Station"</th><th></th><th></th><th></th></tr>
-                        {l.by_station.iter().map(|(name, f)| view! {
-                            <tr><td>{name.clone()}</td><td>{f.done}</td><td>{format!("{}%", f.first_pass_yield_percent())}</td><td>{f.retries}</td></tr>
-                        }).collect_view()}
-                    </table>
-                    <Show when={let any = !l.total.by_cause.is_empty(); move || any}>
-                        <h3>"Retries by kind"</h3>
-                    </Show>
-                    <ul class="causes" id="retries-by-kind">
-                        {l.total.by_cause.iter().map(|(c, n)| view! { <li><b>{*n}</b>" "{c.label()}</li> }).collect_view()}
-                    </ul>
-                }
-            }}
-        </section>
-    }
+    let html = move || {
+        let now = ctx.now.get();
+        ctx.outcomes
+            .with(|o| crate::state::chart::figures_html(o, now, clock_hm))
+    };
+    view! { <section class="figures" inner_html=html></section> }
 }
 
 #[component]

@@ -288,3 +288,41 @@ fn the_done_list_shows_finished_units_newest_first() {
     assert!(!html.contains("data-unit=\"d\""));
     assert_eq!(done_list(&[Tile::new("x")], 0, |_| String::new()), "");
 }
+
+#[test]
+fn the_figures_panel_shows_the_numbers_tables_and_kinds_with_names_as_text() {
+    use imprint_portal::state::analytics::Outcome;
+    use imprint_portal::state::chart::figures_html;
+    let o = |at_ms, technician: &str, ok, recoveries: Vec<Cause>| Outcome {
+        at_ms,
+        station: "<i>st</i>".into(),
+        technician: technician.into(),
+        ok,
+        attempts: 1,
+        recoveries,
+        duration_ms: 0,
+    };
+    let outcomes = [
+        o(1_000, "ana", true, vec![]),
+        o(2_000, "ana", true, vec![Cause::Unplugged]),
+        o(3_000, "ben", false, vec![]),
+    ];
+    let html = figures_html(&outcomes, 10_000, |_| "00:00".into());
+    assert!(html.contains("<b id=\"uph\">2</b> units/h"), "{html}");
+    assert!(
+        html.contains("<b id=\"fpy\">33%</b>"),
+        "one of three first pass: {html}"
+    );
+    assert!(html.contains("<b>1</b> retry</div>"));
+    assert!(html.contains("<b>1</b> set aside"));
+    assert!(
+        html.contains("<tr><td>ana</td><td>2</td><td>50%</td><td>1</td></tr>"),
+        "{html}"
+    );
+    assert!(html.contains("<td>&lt;i&gt;st&lt;/i&gt;</td>") && !html.contains("<i>st</i>"));
+    assert!(html.contains("id=\"chart-units\"") && html.contains("id=\"chart-fpy\""));
+    assert!(html.contains("<h3>Retries by kind</h3>"));
+    assert!(html.contains("<li><b>1</b> cable pulled or power lost</li>"));
+    let none = figures_html(&[], 0, |_| String::new());
+    assert!(!none.contains("Retries by kind") && none.contains("no units in this shift yet"));
+}
