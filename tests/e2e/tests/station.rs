@@ -362,6 +362,17 @@ async fn twenty_units_through_the_real_portal_with_faults() {
         .await
         .unwrap();
     assert!(figures[0].as_u64().unwrap() >= 1, "{figures}");
+    // The last hour's units per hour are every unit done in the last hour, the ones of the
+    // last second included.
+    let uph = b
+        .js("return [Number(document.getElementById('uph').innerText), JSON.parse(localStorage.getItem('imprint.outcomes.v1')).filter(o => o.ok && o.at_ms > Date.now() - 3600000).length]")
+        .await
+        .unwrap();
+    assert_eq!(uph[0], uph[1], "{uph}");
+    // Green tiles of a few seconds ago have folded into the done list (the page's clock ticks).
+    b.wait_for("document.querySelectorAll('.done-row.ok').length > 0", WAIT)
+        .await
+        .unwrap();
     assert!(
         figures[1].as_u64().unwrap() >= 6,
         "ticks on both axes: {figures}"

@@ -418,23 +418,17 @@ fn take_off_line(ctx: Ctx, unit: &str) {
 
 /// While signed in, reports every few seconds the installations the server has not recorded
 /// yet (written while it was unreachable), and keeps the pending count on screen.
-/// Also stores the log every second while it changes. Stops when the session it was started
-/// for ends.
+/// Stops when the session it was started for ends.
 async fn reconciler(ctx: Ctx, epoch: u32) {
-    let mut tick = 0u32;
     loop {
-        usb::sleep(1_000).await;
+        usb::sleep(5_000).await;
         if ctx.epoch.get_value() != epoch {
             return;
         }
-        ctx.save_log();
-        ctx.save_bench();
-        ctx.now.set(now_ms());
-        tick += 1;
         let Some(session) = ctx.session.get_untracked() else {
             return;
         };
-        if !tick.is_multiple_of(5) || ctx.pending.get_untracked() == 0 {
+        if ctx.pending.get_untracked() == 0 {
             continue;
         }
         let journal = ctx.journal.get_value();
@@ -956,7 +950,10 @@ fn DoneList(ctx: Ctx) -> impl IntoView {
 #[component]
 fn Figures(ctx: Ctx) -> impl IntoView {
     let html = move || {
-        let now = ctx.now.get();
+        // Redrawn by the clock's tick, drawn at the time now: an outcome recorded since the
+        // last tick is in the window.
+        ctx.now.track();
+        let now = now_ms();
         ctx.outcomes
             .with(|o| crate::state::chart::figures_html(o, now, clock_hm))
     };
@@ -1296,6 +1293,17 @@ pub fn App() -> impl IntoView {
             .add_event_listener_with_callback("visibilitychange", on_vis.as_ref().unchecked_ref());
         on_vis.forget();
     }
+    // The page's clock, once a second, apart from the reconciler (whose requests can take
+    // long): green tiles fold, the lease badge and the figures move on; the log and the bench
+    // are stored when they changed.
+    spawn_local(async move {
+        loop {
+            usb::sleep(1_000).await;
+            ctx.now.set(now_ms());
+            ctx.save_log();
+            ctx.save_bench();
+        }
+    });
     if let Some(w) = web_sys::window() {
         // The log's last lines reach storage before the page goes (reload, closed tab).
         let on_hide = Closure::<dyn Fn()>::new(move || ctx.save_log());
