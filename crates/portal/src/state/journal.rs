@@ -306,15 +306,6 @@ impl Journal {
             .map(|e| &e.record)
     }
 
-    /// Records still in the pool that any unit may take (chip-bound ones are each for one
-    /// unit, and not counted).
-    pub fn pool_size(&self) -> usize {
-        self.entries
-            .iter()
-            .filter(|e| e.step == Step::Pool && !e.record.is_for_one_chip())
-            .count()
-    }
-
     /// Records in the pool, for any unit or fetched for one chip, that no unit holds: what the
     /// station can hand back to the server.
     pub fn unused(&self) -> impl Iterator<Item = &Record> {

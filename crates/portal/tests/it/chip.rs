@@ -60,7 +60,7 @@ async fn each_unit_gets_a_record_sealed_for_its_own_chip_as_it_is_plugged_in() {
     }
     // One record per unit, fetched as it was plugged in; none waits in a pool.
     assert_eq!(issues(&server), 3);
-    assert_eq!(journal.pool_size(), 0);
+    assert_eq!(crate::journal::ready(&journal), 0);
     assert_eq!(server.installed().await.len(), 3);
     assert!(done.iter().all(|id| id.as_str().starts_with("IMPC-")));
 }
@@ -139,12 +139,16 @@ async fn model_records_never_go_to_a_chip_bound_line_nor_chip_records_to_a_model
         .0
         .unwrap_err();
     assert_eq!(f.diagnosis.title, "Wrong model");
-    assert_eq!(journal.pool_size(), 2);
+    assert_eq!(crate::journal::ready(&journal), 2);
     // A chip record refused by its unit stays out of the model pool.
     let mut clone = SimDevice::demo_chip_bound(3);
     clone.set_fault(Fault::ClaimsOtherChip);
     let _ = run(&mut clone, &server, &mut journal).await;
-    assert_eq!(journal.pool_size(), 2, "the chip record is not in the pool");
+    assert_eq!(
+        crate::journal::ready(&journal),
+        2,
+        "the chip record is not in the pool"
+    );
     let chip_product = ProductCode::new(DEMO_CHIP_PRODUCT).unwrap();
     let k2 = [imprint_core::KeyId::new(2).unwrap()];
     assert!(

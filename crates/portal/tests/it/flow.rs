@@ -10,7 +10,7 @@ use imprint_portal::station::{Phase, Setup, provision};
 
 use crate::harness::{InProcess, Recorder, SimLink};
 
-fn setup() -> Setup {
+pub fn setup() -> Setup {
     Setup {
         product_code: imprint_core::ProductCode::new("CAM-X100").unwrap(),
         chip_bound: false,
@@ -26,7 +26,8 @@ fn counts(r: imprint_portal::station::Reconciled) -> (usize, usize) {
     (r.recorded, r.pending)
 }
 
-async fn run(
+/// Provisions `dev` with the model-bound line's setup; the journal as it is after.
+pub async fn run(
     dev: &mut SimDevice,
     server: &InProcess,
     journal: &mut Journal,
@@ -67,7 +68,7 @@ async fn a_unit_goes_through_every_phase_to_a_verified_identity() {
         journal.get(&ok.apparatus_id).unwrap().step,
         Step::Verified { .. }
     ));
-    assert_eq!(journal.pool_size(), 2);
+    assert_eq!(crate::journal::ready(&journal), 2);
     // The saved journal is what localStorage would hold: no secret, only sealed blobs.
     let saved = rec.saved.unwrap();
     assert!(Journal::from_json(&saved).unwrap() == journal);
@@ -166,7 +167,7 @@ async fn garbage_truncated_wrong_model_and_taken_units_are_refused_with_their_fi
         assert_eq!(f.diagnosis.severity, Severity::SetAside);
     }
     assert_eq!(
-        journal.pool_size(),
+        crate::journal::ready(&journal),
         2,
         "no record was consumed by a refused unit"
     );
@@ -238,7 +239,7 @@ async fn twenty_units_with_faults_are_each_installed_exactly_once() {
         .filter(|e| matches!(e.step, Step::Verified { .. }))
         .count();
     assert_eq!(verified, 20);
-    assert_eq!(journal.pool_size(), 4);
+    assert_eq!(crate::journal::ready(&journal), 4);
 }
 
 #[tokio::test]

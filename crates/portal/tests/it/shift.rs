@@ -8,30 +8,17 @@ use imprint_core::{FactoryId, ProductCode};
 use imprint_device::sim::SimDevice;
 use imprint_portal::state::diagnose::Severity;
 use imprint_portal::state::journal::{Journal, Step};
-use imprint_portal::station::{Phase, Reconciled, Setup, provision, reconcile, refuses_for_good};
+use imprint_portal::station::{Phase, Reconciled, provision, reconcile, refuses_for_good};
 
 use crate::harness::{InProcess, Recorder, SimLink};
 
-fn setup() -> Setup {
-    Setup {
-        product_code: ProductCode::new("CAM-X100").unwrap(),
-        chip_bound: false,
-        closed_loop: true,
-        now_ms: 0,
-    }
-}
-
+/// [`crate::flow::run`], its result only.
 async fn run(
     dev: &mut SimDevice,
     server: &InProcess,
     journal: &mut Journal,
 ) -> Result<imprint_portal::station::Success, imprint_portal::station::Failure> {
-    let mut rec = Recorder::default();
-    let mut link = SimLink { dev, seq: 0 };
-    let cell = std::cell::RefCell::new(std::mem::take(journal));
-    let r = provision(&mut link, server, &cell, &setup(), &mut rec).await;
-    *journal = cell.into_inner();
-    r
+    crate::flow::run(dev, server, journal).await.0
 }
 
 async fn reconciled(server: &InProcess, journal: &mut Journal) -> Reconciled {
@@ -150,7 +137,7 @@ async fn an_unowned_journal_is_shared_out_by_the_servers_word() {
         &mut link,
         &server,
         &cell,
-        &setup(),
+        &crate::flow::setup(),
         &mut Recorder::default(),
     )
     .await
@@ -165,7 +152,7 @@ async fn an_unowned_journal_is_shared_out_by_the_servers_word() {
 
     let ana_open = open(&server).await;
     assert_eq!(ana.adopt(&mut old, |id| ana_open.contains(id)), 2);
-    assert_eq!(ana.pool_size(), 2);
+    assert_eq!(crate::journal::ready(&ana), 2);
     assert_eq!(old.entries.len(), 2, "ben's two wait for him");
     server.sign_in_as("ben", "password-456").await;
     let ben_open = open(&server).await;
@@ -174,7 +161,7 @@ async fn an_unowned_journal_is_shared_out_by_the_servers_word() {
     assert!(old.entries.is_empty());
     assert_eq!(ben.units_mid_way().collect::<Vec<_>>(), ["unit-b"]);
     // ben's unit-b resumes from his own journal; ana's records are not his to take.
-    assert_eq!(ben.pool_size(), 1);
+    assert_eq!(crate::journal::ready(&ben), 1);
     assert!(
         ben.entries
             .iter()
@@ -226,7 +213,7 @@ async fn unused_records_are_handed_back_and_mid_way_ones_kept() {
     }
     assert!(journal.released(&ids[0]).is_err(), "a sent record stays");
     assert_eq!(journal.units_mid_way().collect::<Vec<_>>(), ["unit-1"]);
-    assert_eq!(journal.pool_size(), 0);
+    assert_eq!(crate::journal::ready(&journal), 0);
     assert_eq!(open(&server).await.len(), 1, "the server has two back");
 }
 
