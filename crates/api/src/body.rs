@@ -167,6 +167,19 @@ pub struct Product {
     /// chip; never in a lease).
     #[serde(default)]
     pub chip_bound: bool,
+    /// Whether stations lock its units after the closed-loop check passes (protocol `Lock`:
+    /// the identity becomes permanent and no record is ever written into the unit again).
+    /// Changed with `PUT /products/{code}/lock-units`; a station reads it at sign-in.
+    #[serde(default)]
+    pub lock_units: bool,
+}
+
+/// `PUT /products/{code}/lock-units`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LockUnitsRequest {
+    /// Lock the product's units after the closed-loop check (true), or leave them unlocked.
+    pub lock_units: bool,
 }
 
 /// `GET /products`.
@@ -502,6 +515,29 @@ pub struct ReportAnswer {
     pub expires_in_ms: u64,
 }
 
+/// `POST /locked`: a unit whose installation is recorded was locked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LockedRequest {
+    /// The identity the unit holds.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ApparatusIdText))]
+    pub apparatus_id: ApparatusId,
+    /// The unit's product serial: the one its installation was recorded with.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ProductSerialText))]
+    pub product_serial: ProductSerial,
+    /// The station that locked it: 1 to 64 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
+    pub station: String,
+}
+
+/// A recorded lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LockedAnswer {
+    /// New, or recorded before (the time of the first is kept).
+    pub status: ReportStatus,
+}
+
 /// `POST /release`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -619,6 +655,15 @@ pub struct MapProduct {
     pub body: MapProductRequest,
 }
 
+/// `PUT /products/{code}/lock-units` with its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetLockUnits {
+    /// The product code.
+    pub code: ProductCode,
+    /// The body.
+    pub body: LockUnitsRequest,
+}
+
 /// `PUT /factories/{factory}/quotas/{product}` with its path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetQuota {
@@ -638,6 +683,12 @@ pub struct Revoke {
 }
 
 impl Serialize for MapProduct {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.body.serialize(s)
+    }
+}
+
+impl Serialize for SetLockUnits {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.body.serialize(s)
     }
@@ -691,6 +742,15 @@ impl Endpoint for MapProduct {
 
     fn path(&self) -> String {
         format!("{}/products/{}", crate::PREFIX, self.code)
+    }
+}
+
+impl Endpoint for SetLockUnits {
+    const OP: Op = Op::SetLockUnits;
+    type Answer = Product;
+
+    fn path(&self) -> String {
+        format!("{}/products/{}/lock-units", crate::PREFIX, self.code)
     }
 }
 
@@ -750,6 +810,11 @@ impl Endpoint for Records {
 impl Endpoint for ReportRequest {
     const OP: Op = Op::Report;
     type Answer = ReportAnswer;
+}
+
+impl Endpoint for LockedRequest {
+    const OP: Op = Op::Locked;
+    type Answer = LockedAnswer;
 }
 
 impl Endpoint for ReleaseRequest {

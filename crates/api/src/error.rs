@@ -63,11 +63,13 @@ pub enum ErrorCode {
     DuplicateKeyId,
     /// 409: the apparatus ID exists.
     DuplicateApparatusId,
+    /// 409: a lock was reported for an identity not recorded as installed in that unit.
+    NotInstalled,
 }
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::BadRequest,
         ErrorCode::BadCsv,
         ErrorCode::Unauthorized,
@@ -92,6 +94,7 @@ impl ErrorCode {
         ErrorCode::SameKey,
         ErrorCode::DuplicateKeyId,
         ErrorCode::DuplicateApparatusId,
+        ErrorCode::NotInstalled,
     ];
 
     /// The HTTP status the server answers this code with.
@@ -112,7 +115,8 @@ impl ErrorCode {
             | ErrorCode::SerialTaken
             | ErrorCode::SameKey
             | ErrorCode::DuplicateKeyId
-            | ErrorCode::DuplicateApparatusId => 409,
+            | ErrorCode::DuplicateApparatusId
+            | ErrorCode::NotInstalled => 409,
             ErrorCode::BadCsv | ErrorCode::BadReceipt => 422,
             ErrorCode::TooManyAttempts => 429,
             ErrorCode::Internal => 500,
@@ -147,6 +151,7 @@ impl ErrorCode {
             ErrorCode::SameKey => "same_key",
             ErrorCode::DuplicateKeyId => "duplicate_key_id",
             ErrorCode::DuplicateApparatusId => "duplicate_apparatus_id",
+            ErrorCode::NotInstalled => "not_installed",
         }
     }
 
@@ -167,6 +172,7 @@ impl ErrorCode {
             TableError::SameKey(_) => ErrorCode::SameKey,
             TableError::DuplicateKeyId(_) => ErrorCode::DuplicateKeyId,
             TableError::DuplicateApparatusId(_) => ErrorCode::DuplicateApparatusId,
+            TableError::NotInstalled { .. } => ErrorCode::NotInstalled,
         }
     }
 }

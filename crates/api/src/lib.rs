@@ -151,6 +151,8 @@ pub enum Op {
     ListProducts,
     /// `PUT /products/{code}`
     MapProduct,
+    /// `PUT /products/{code}/lock-units`
+    SetLockUnits,
     /// `POST /auth-info/generate`
     Generate,
     /// `POST /auth-info/import`
@@ -177,6 +179,8 @@ pub enum Op {
     Records,
     /// `POST /report`
     Report,
+    /// `POST /locked`
+    Locked,
     /// `POST /release`
     Release,
     /// `GET /lease-key`
@@ -208,7 +212,7 @@ const fn route(
 
 impl Op {
     /// Every operation, in the order of the documentation.
-    pub const ALL: [Op; 25] = [
+    pub const ALL: [Op; 27] = [
         Op::Login,
         Op::Logout,
         Op::Me,
@@ -216,6 +220,7 @@ impl Op {
         Op::AddKey,
         Op::ListProducts,
         Op::MapProduct,
+        Op::SetLockUnits,
         Op::Generate,
         Op::Import,
         Op::AddFactory,
@@ -229,6 +234,7 @@ impl Op {
         Op::Lease,
         Op::Records,
         Op::Report,
+        Op::Locked,
         Op::Release,
         Op::LeaseKey,
         Op::Challenge,
@@ -264,7 +270,7 @@ impl Op {
                 "/products",
                 SIGNED_IN,
                 None,
-                "Table 500: product codes, key identifiers and whether each is chip-bound (a station reads it at sign-in)",
+                "Table 500: product codes, key identifiers, whether each is chip-bound and whether its units are locked (a station reads it at sign-in)",
             ),
             Op::MapProduct => route(
                 Put,
@@ -272,6 +278,13 @@ impl Op {
                 ADMIN,
                 Json,
                 "Map or remap a product code; outstanding records are re-sealed",
+            ),
+            Op::SetLockUnits => route(
+                Put,
+                "/products/{code}/lock-units",
+                ADMIN,
+                Json,
+                "Whether stations lock the product's units after the closed-loop check",
             ),
             Op::Generate => route(
                 Post,
@@ -354,6 +367,13 @@ impl Op {
                 TECH,
                 Json,
                 "Report an installation with the device's receipt (exactly once); answers the status and a fresh challenge for the closed-loop check",
+            ),
+            Op::Locked => route(
+                Post,
+                "/locked",
+                TECH,
+                Json,
+                "Record that an installed unit was locked (exactly once; the station's word: the device's Locked reply carries no proof)",
             ),
             Op::Release => route(
                 Post,

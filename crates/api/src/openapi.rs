@@ -161,6 +161,7 @@ pub fn errors(op: Op) -> &'static [ErrorCode] {
         Op::ExportInstalled | Op::ReadAudit | Op::VerifyAudit => &[],
         Op::AddKey => &[DuplicateKeyId],
         Op::MapProduct => &[UnknownKeyId, SameKey],
+        Op::SetLockUnits => &[UnknownProduct],
         Op::Generate => &[UnknownKeyId],
         Op::Import => &[BadCsv],
         Op::AddFactory => &[Conflict],
@@ -181,6 +182,7 @@ pub fn errors(op: Op) -> &'static [ErrorCode] {
             SerialTaken,
             BadReceipt,
         ],
+        Op::Locked => &[UnknownApparatus, NotInstalled, NotYourRecord],
         Op::Release => &[UnknownApparatus, NotIssued, NotYourRecord, Conflict],
         Op::LeaseKey | Op::OpenApi => &[],
         Op::Challenge | Op::Verify => &[],
@@ -203,6 +205,7 @@ fn bodies(op: Op) -> (Option<RefOr<Schema>>, Option<RefOr<Schema>>) {
         Op::AddKey => (r::<AddKeyRequest>(), r::<KeyAdded>()),
         Op::ListProducts => (None, r::<ProductList>()),
         Op::MapProduct => (r::<MapProductRequest>(), r::<Remapped>()),
+        Op::SetLockUnits => (r::<LockUnitsRequest>(), r::<Product>()),
         Op::Generate => (r::<GenerateRequest>(), r::<Generated>()),
         Op::Import => (None, r::<Imported>()),
         Op::AddFactory => (r::<AddFactoryRequest>(), r::<FactoryAdded>()),
@@ -216,6 +219,7 @@ fn bodies(op: Op) -> (Option<RefOr<Schema>>, Option<RefOr<Schema>>) {
         Op::Lease => (r::<LeaseRequest>(), r::<LeaseAnswer>()),
         Op::Records => (None, r::<RecordList>()),
         Op::Report => (r::<ReportRequest>(), r::<ReportAnswer>()),
+        Op::Locked => (r::<LockedRequest>(), r::<LockedAnswer>()),
         Op::Release => (r::<ReleaseRequest>(), r::<Released>()),
         Op::LeaseKey => (None, r::<LeaseKeyAnswer>()),
         Op::Challenge => (r::<ChallengeRequest>(), r::<ChallengeAnswer>()),
@@ -264,6 +268,7 @@ fn components() -> ComponentsBuilder {
     add::<ProductList>(&mut list);
     add::<MapProductRequest>(&mut list);
     add::<Remapped>(&mut list);
+    add::<LockUnitsRequest>(&mut list);
     add::<GenerateRequest>(&mut list);
     add::<Generated>(&mut list);
     add::<Imported>(&mut list);
@@ -284,6 +289,8 @@ fn components() -> ComponentsBuilder {
     add::<LeaseAnswer>(&mut list);
     add::<ReportRequest>(&mut list);
     add::<ReportAnswer>(&mut list);
+    add::<LockedRequest>(&mut list);
+    add::<LockedAnswer>(&mut list);
     add::<ReleaseRequest>(&mut list);
     add::<Released>(&mut list);
     add::<LeaseKeyAnswer>(&mut list);

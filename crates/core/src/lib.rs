@@ -27,5 +27,5 @@ pub use seal::{Binding, OpenError, OpenedRecord, SealKey, SealedRecord};
 pub use secret::{ConversionValue, PassPhrase, PreWriteKey};
 pub use tables::{
     AuthInfo, EntryState, FactoryRecord, InstallDecision, InstallReport, InstalledDevice,
-    PreWriteKeys, ProductCodes, Quota, TableError, Tables,
+    InstalledUnit, PreWriteKeys, ProductCodes, Quota, TableError, Tables, decide_lock,
 };

@@ -204,6 +204,13 @@ pub enum TableError {
     BadReceipt(ApparatusId),
     /// The product code already uses that key.
     SameKey(KeyId),
+    /// A lock was reported for an identity that is not recorded as installed in that unit.
+    NotInstalled {
+        /// The identity.
+        apparatus_id: ApparatusId,
+        /// The unit the lock was reported for.
+        product_serial: ProductSerial,
+    },
 }
 
 impl fmt::Display for TableError {
@@ -270,6 +277,13 @@ impl fmt::Display for TableError {
                 "the receipt for {a} is not valid: the device did not prove it installed this record"
             ),
             TableError::SameKey(k) => write!(f, "the product code already uses key {k}"),
+            TableError::NotInstalled {
+                apparatus_id,
+                product_serial,
+            } => write!(
+                f,
+                "apparatus ID {apparatus_id} is not recorded as installed in unit {product_serial}: report the installation before the lock"
+            ),
         }
     }
 }
@@ -353,6 +367,42 @@ pub fn decide_install(
             }),
             _ => Ok(InstallDecision::Record),
         },
+    }
+}
+
+/// An installation as table 704 has it, for the lock rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstalledUnit<'a> {
+    /// The factory that reported it.
+    pub factory: &'a FactoryId,
+    /// The unit.
+    pub product_serial: &'a ProductSerial,
+    /// Whether a lock was recorded for it already.
+    pub locked: bool,
+}
+
+/// Rule "record a lock": only for an identity recorded as installed in that unit, only by the
+/// factory that installed it, at most once (a repeat changes nothing).
+///
+/// `known`: whether table 702 has the apparatus ID; `installed`: its row of table 704.
+pub fn decide_lock(
+    apparatus_id: &ApparatusId,
+    known: bool,
+    installed: Option<InstalledUnit<'_>>,
+    factory: &FactoryId,
+    product_serial: &ProductSerial,
+) -> Result<InstallDecision, TableError> {
+    let not_installed = || TableError::NotInstalled {
+        apparatus_id: *apparatus_id,
+        product_serial: *product_serial,
+    };
+    match installed {
+        None if !known => Err(TableError::UnknownApparatus(*apparatus_id)),
+        None => Err(not_installed()),
+        Some(u) if u.factory != factory => Err(TableError::NotYourRecord(*apparatus_id)),
+        Some(u) if u.product_serial != product_serial => Err(not_installed()),
+        Some(u) if u.locked => Ok(InstallDecision::AlreadyRecorded),
+        Some(_) => Ok(InstallDecision::Record),
     }
 }
 

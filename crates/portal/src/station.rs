@@ -603,7 +603,8 @@ pub fn refuses_for_good(code: imprint_api::ErrorCode) -> bool {
         | C::NotEnoughEntries
         | C::SameKey
         | C::DuplicateKeyId
-        | C::DuplicateApparatusId => false,
+        | C::DuplicateApparatusId
+        | C::NotInstalled => false,
     }
 }
 

@@ -21,10 +21,10 @@ use imprint_api::{
     Access, AddFactoryRequest, AddKeyRequest, AddUserRequest, AuditEntry, AuditPage, AuditQuery,
     AuditVerification, Bytes, ChallengeAnswer, ChallengeRequest, FactoryAdded, GenerateRequest,
     Generated, Imported, IssueRequest, KeyAdded, KeyList, LeaseAnswer, LeaseKeyAnswer,
-    LeaseRequest, LoggedOut, LoginAnswer, LoginRequest, MapProductRequest, MeAnswer, Method, Op,
-    ProductList, QuotaSet, RecordList, ReleaseRequest, Released, Remapped, ReportAnswer,
-    ReportRequest, Revoked, SetQuotaRequest, UserAdded, UserInfo, VerifyAnswer, VerifyAuditQuery,
-    VerifyRequest,
+    LeaseRequest, LockUnitsRequest, LockedAnswer, LockedRequest, LoggedOut, LoginAnswer,
+    LoginRequest, MapProductRequest, MeAnswer, Method, Op, Product, ProductList, QuotaSet,
+    RecordList, ReleaseRequest, Released, Remapped, ReportAnswer, ReportRequest, Revoked,
+    SetQuotaRequest, UserAdded, UserInfo, VerifyAnswer, VerifyAuditQuery, VerifyRequest,
 };
 use imprint_core::{ApparatusId, FactoryId, ProductCode};
 use serde::de::DeserializeOwned;
@@ -114,6 +114,7 @@ fn handler(op: Op) -> MethodRouter<AppState> {
         Op::AddKey => post(add_key),
         Op::ListProducts => get(list_products),
         Op::MapProduct => put(map_product),
+        Op::SetLockUnits => put(set_lock_units),
         Op::Generate => post(generate),
         Op::Import => post(import),
         Op::AddFactory => post(add_factory),
@@ -127,6 +128,7 @@ fn handler(op: Op) -> MethodRouter<AppState> {
         Op::Lease => post(lease),
         Op::Records => get(records),
         Op::Report => post(report),
+        Op::Locked => post(locked),
         Op::Release => post(release),
         Op::LeaseKey => get(lease_key),
         Op::Challenge => post(challenge),
@@ -306,6 +308,17 @@ async fn map_product(
 ) -> ApiResult<Remapped> {
     Ok(Json(
         service::map_product(&state, &user.username, code, b.key_id, b.chip_bound).await?,
+    ))
+}
+
+async fn set_lock_units(
+    State(state): State<AppState>,
+    user: User,
+    PathOf(code): PathOf<ProductCode>,
+    Body(b): Body<LockUnitsRequest>,
+) -> ApiResult<Product> {
+    Ok(Json(
+        service::set_lock_units(&state, &user.username, code, b.lock_units).await?,
     ))
 }
 
@@ -501,6 +514,21 @@ async fn report(
         status,
         challenge,
         expires_in_ms: service::CHALLENGE_MILLIS as u64,
+    }))
+}
+
+async fn locked(
+    State(state): State<AppState>,
+    user: User,
+    Body(b): Body<LockedRequest>,
+) -> ApiResult<LockedAnswer> {
+    let r = service::LockReport {
+        apparatus_id: b.apparatus_id,
+        product_serial: b.product_serial,
+        station: b.station,
+    };
+    Ok(Json(LockedAnswer {
+        status: service::record_lock(&state, &user, &r).await?,
     }))
 }
 

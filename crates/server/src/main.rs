@@ -109,6 +109,14 @@ enum Command {
         #[arg(long)]
         chip_bound: bool,
     },
+    /// Table 500: whether stations lock a product's units after the closed-loop check (the
+    /// identity becomes permanent; no record is ever written into the unit again).
+    LockUnits {
+        /// Product code.
+        product_code: ProductCode,
+        /// `on` or `off`.
+        setting: Switch,
+    },
     /// Table 702: generate entries.
     Generate {
         /// Key identifier the entries are bound to.
@@ -411,6 +419,15 @@ fn spawn_lease_sweeper(sweeper: AppState) {
     });
 }
 
+/// On or off, on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
 /// The file that marks a folder as made by `imprint demo`, so a later demo may replace it.
 const DEMO_MARKER: &str = ".imprint-demo";
 
@@ -452,6 +469,7 @@ async fn demo(site: Site, entries: u64) -> Result<AppState, AppError> {
     }
     let product = ProductCode::new(imprint_device::sim::DEMO_PRODUCT)?;
     service::map_product(&state, who, product, KeyId::new(1)?, None).await?;
+    service::set_lock_units(&state, who, product, true).await?;
     service::generate(&state, who, KeyId::new(1)?, entries, "IMP-").await?;
     // The chip-bound model: each record is sealed for one unit's chip, fetched as it is plugged.
     let chip_product = ProductCode::new(imprint_device::sim::DEMO_CHIP_PRODUCT)?;
@@ -488,7 +506,7 @@ async fn demo(site: Site, entries: u64) -> Result<AppState, AppError> {
     auth::create_user(&mut tx, who, "auditor", "demo-audit-pass", "auditor", None).await?;
     tx.commit().await?;
     println!(
-        "demo data in {}: keys 1 and 2 (the simulated devices' demo keys), product {product} -> key 1, chip-bound product {chip_product} -> key 2,",
+        "demo data in {}: keys 1 and 2 (the simulated devices' demo keys), product {product} -> key 1 (units locked after their check), chip-bound product {chip_product} -> key 2,",
         dir.display()
     );
     println!(
@@ -628,6 +646,24 @@ async fn run(cli: Cli) -> Result<(), AppError> {
                 r.new_key_id,
                 r.old_key_id.map(|k| k.get()),
                 r.resealed
+            );
+            Ok(())
+        }
+        Command::LockUnits {
+            product_code,
+            setting,
+        } => {
+            let p = service::set_lock_units(
+                &site.open().await?,
+                "cli",
+                product_code,
+                setting == Switch::On,
+            )
+            .await?;
+            println!(
+                "{}: stations {} its units after the closed-loop check (from their next sign-in)",
+                p.product_code,
+                if p.lock_units { "lock" } else { "do not lock" }
             );
             Ok(())
         }

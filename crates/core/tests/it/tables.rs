@@ -328,3 +328,55 @@ fn field_authentication_uses_the_conversion_value() {
             .is_err()
     );
 }
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_lock_is_recorded_once_for_the_unit_and_factory_that_installed_it() {
+    let id = ApparatusId::new("IMP-1").unwrap();
+    let ours = FactoryId::new("acme").unwrap();
+    let theirs = FactoryId::new("contoso").unwrap();
+    let unit = serial("SN-1");
+    let other_unit = serial("SN-2");
+    let installed = |locked| {
+        Some(InstalledUnit {
+            factory: &ours,
+            product_serial: &unit,
+            locked,
+        })
+    };
+    assert_eq!(
+        decide_lock(&id, true, installed(false), &ours, &unit),
+        Ok(InstallDecision::Record)
+    );
+    assert_eq!(
+        decide_lock(&id, true, installed(true), &ours, &unit),
+        Ok(InstallDecision::AlreadyRecorded)
+    );
+    assert_eq!(
+        decide_lock(&id, true, installed(false), &theirs, &unit),
+        Err(TableError::NotYourRecord(id))
+    );
+    let not_installed = Err(TableError::NotInstalled {
+        apparatus_id: id,
+        product_serial: other_unit,
+    });
+    assert_eq!(
+        decide_lock(&id, true, installed(false), &ours, &other_unit),
+        not_installed
+    );
+    assert_eq!(
+        decide_lock(&id, true, None, &ours, &other_unit),
+        not_installed
+    );
+    assert_eq!(
+        decide_lock(&id, false, None, &ours, &unit),
+        Err(TableError::UnknownApparatus(id))
+    );
+    assert!(
+        TableError::NotInstalled {
+            apparatus_id: id,
+            product_serial: unit
+        }
+        .to_string()
+        .contains("report the installation before the lock")
+    );
+}

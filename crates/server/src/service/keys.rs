@@ -229,20 +229,62 @@ pub async fn map_product(
         .await
 }
 
-/// Product codes and their key identifiers.
+/// Product codes, their key identifiers and settings.
 pub async fn list_products(state: &AppState) -> Result<Vec<Product>, AppError> {
     let rows = sqlx::query(
-        "SELECT product_code, key_id, chip_bound FROM product_codes ORDER BY product_code",
+        "SELECT product_code, key_id, chip_bound, lock_units FROM product_codes ORDER BY product_code",
     )
     .fetch_all(state.store.pool())
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Product {
-                product_code: ProductCode::new(&r.try_get::<String, _>("product_code")?)?,
-                key_id: key_id_of(r.try_get("key_id")?)?,
-                chip_bound: r.try_get::<i64, _>("chip_bound")? == 1,
+    rows.iter().map(product_of).collect()
+}
+
+fn product_of(r: &sqlx::any::AnyRow) -> Result<Product, AppError> {
+    Ok(Product {
+        product_code: ProductCode::new(&r.try_get::<String, _>("product_code")?)?,
+        key_id: key_id_of(r.try_get("key_id")?)?,
+        chip_bound: r.try_get::<i64, _>("chip_bound")? == 1,
+        lock_units: r.try_get::<i64, _>("lock_units")? == 1,
+    })
+}
+
+/// Sets whether stations lock the product's units after the closed-loop check. Takes effect
+/// at each station's next sign-in; units already provisioned stay as they are. Audited, also
+/// when nothing changes (an operator's confirmation is worth recording).
+pub async fn set_lock_units(
+    state: &AppState,
+    actor: &str,
+    code: ProductCode,
+    lock_units: bool,
+) -> Result<Product, AppError> {
+    state
+        .store
+        .write(&(actor,), |tx, (actor,)| {
+            Box::pin(async move {
+                let changed = sqlx::query("UPDATE product_codes SET lock_units = $1 WHERE product_code = $2")
+                    .bind(i64::from(lock_units))
+                    .bind(code.as_str())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if changed == 0 {
+                    return Err(TableError::UnknownProduct(code).into());
+                }
+                let row = sqlx::query(
+                    "SELECT product_code, key_id, chip_bound, lock_units FROM product_codes WHERE product_code = $1",
+                )
+                .bind(code.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+                audit::append(
+                    tx,
+                    actor,
+                    "product.lock_units",
+                    json!({ "product_code": code.as_str(), "lock_units": lock_units }),
+                )
+                .await?;
+                product_of(&row)
             })
         })
-        .collect()
+        .await
 }

@@ -26,9 +26,11 @@ pub use entries::{generate, import_csv};
 pub use factories::{add_factory, set_quota};
 pub use field::{CHALLENGE_MILLIS, Verifier, challenge, revoke, verify};
 pub use issue::{issue, open_records, release};
-pub use keys::{add_key, add_key_bytes, add_key_wrapped, list_keys, list_products, map_product};
+pub use keys::{
+    add_key, add_key_bytes, add_key_wrapped, list_keys, list_products, map_product, set_lock_units,
+};
 pub use leases::{LEASE_GRACE_MILLIS, expire_leases, lease, lease_public_key};
-pub use report::{Report, csv_cell, export_installed, report};
+pub use report::{LockReport, Report, csv_cell, export_installed, record_lock, report};
 
 use imprint_core::{ApparatusId, KeyId, PassPhrase, ProductCode, TableError};
 use sqlx::Row;

@@ -1,7 +1,9 @@
 //! Installation reports (table 704) and the installed-devices export.
 
 use imprint_api::ReportStatus;
-use imprint_core::tables::{EntryState, InstallDecision, decide_install};
+use imprint_core::tables::{
+    EntryState, InstallDecision, InstalledUnit, decide_install, decide_lock,
+};
 use imprint_core::{
     ApparatusId, Challenge, FactoryId, ProductCode, ProductSerial, Receipt, ReceiptInput,
     SealedRecord, TableError, conversion_value,
@@ -250,6 +252,92 @@ async fn report_in(
     }
 }
 
+/// A station's word that it locked an installed unit (protocol `Lock`, answered `Locked`).
+#[derive(Debug, Clone)]
+pub struct LockReport {
+    /// The identity the unit holds.
+    pub apparatus_id: ApparatusId,
+    /// The unit.
+    pub product_serial: ProductSerial,
+    /// The station that locked it.
+    pub station: String,
+}
+
+/// Records that an installed unit was locked (table 704's `locked_ms`), exactly once: a
+/// repeat succeeds and keeps the first time. Only the factory that installed the unit may,
+/// and only for the unit it was installed in ([`imprint_core::decide_lock`]).
+///
+/// What this is worth: the device's `Locked` reply carries no proof (protocol version 1), so
+/// this is the station's word, as the report of a lock is in the vendor tools; it tells the
+/// operator which units a station says it locked, and which it did not (docs/server.md).
+pub async fn record_lock(
+    state: &AppState,
+    user: &User,
+    r: &LockReport,
+) -> Result<ReportStatus, AppError> {
+    let factory = user.factory()?;
+    if r.station.is_empty() || r.station.len() > 64 {
+        return Err(AppError::BadRequest("station: 1 to 64 characters".into()));
+    }
+    state
+        .store
+        .write(&(user, &factory, r), |tx, (user, factory, r)| {
+            Box::pin(async move {
+                let id = r.apparatus_id;
+                let known = sqlx::query("SELECT apparatus_id FROM auth_info WHERE apparatus_id = $1")
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+                let row = sqlx::query(pick(
+                    tx,
+                    "SELECT factory_id, product_serial, locked_ms FROM installed_devices WHERE apparatus_id = $1",
+                    "SELECT factory_id, product_serial, locked_ms FROM installed_devices WHERE apparatus_id = $1 FOR UPDATE",
+                ))
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let installed = match &row {
+                    Some(row) => Some((
+                        FactoryId::new(&row.try_get::<String, _>("factory_id")?)?,
+                        ProductSerial::new(&row.try_get::<String, _>("product_serial")?)?,
+                        row.try_get::<Option<i64>, _>("locked_ms")?.is_some(),
+                    )),
+                    None => None,
+                };
+                let decision = decide_lock(
+                    &id,
+                    known,
+                    installed.as_ref().map(|(f, s, locked)| InstalledUnit {
+                        factory: f,
+                        product_serial: s,
+                        locked: *locked,
+                    }),
+                    factory,
+                    &r.product_serial,
+                )?;
+                let (status, action) = match decision {
+                    InstallDecision::Record => {
+                        sqlx::query("UPDATE installed_devices SET locked_ms = $1 WHERE apparatus_id = $2")
+                            .bind(now_millis())
+                            .bind(id.as_str())
+                            .execute(&mut *tx)
+                            .await?;
+                        (ReportStatus::Recorded, "lock")
+                    }
+                    InstallDecision::AlreadyRecorded => (ReportStatus::AlreadyRecorded, "lock.duplicate"),
+                };
+                audit::append(tx, &user.username, action, json!({
+                    "apparatus_id": id.as_str(), "product_serial": r.product_serial.as_str(),
+                    "factory": factory.as_str(), "station": r.station,
+                }))
+                .await?;
+                Ok(status)
+            })
+        })
+        .await
+}
+
 /// A CSV cell that a spreadsheet will show as text, never run as a formula: a cell that starts
 /// with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'` (OWASP, "CSV
 /// Injection"). Station and technician names come from the factory, so every CSV the server
@@ -264,7 +352,7 @@ pub fn csv_cell(text: &str) -> std::borrow::Cow<'_, str> {
 /// Table 704 without secrets, as CSV (every cell through [`csv_cell`]).
 pub async fn export_installed(state: &AppState) -> Result<String, AppError> {
     let rows = sqlx::query(
-        "SELECT apparatus_id, product_serial, factory_id, technician, station, receipt, installed_ms, revoked_ms \
+        "SELECT apparatus_id, product_serial, factory_id, technician, station, receipt, installed_ms, revoked_ms, locked_ms \
          FROM installed_devices ORDER BY installed_ms, apparatus_id",
     )
     .fetch_all(state.store.pool())
@@ -279,6 +367,7 @@ pub async fn export_installed(state: &AppState) -> Result<String, AppError> {
         "receipt",
         "installed_at_ms",
         "revoked_at_ms",
+        "locked_at_ms",
     ];
     w.write_record(header)
         .map_err(|e| AppError::bug(e.to_string()))?;
@@ -292,6 +381,9 @@ pub async fn export_installed(state: &AppState) -> Result<String, AppError> {
             r.try_get("receipt")?,
             r.try_get::<i64, _>("installed_ms")?.to_string(),
             r.try_get::<Option<i64>, _>("revoked_ms")?
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            r.try_get::<Option<i64>, _>("locked_ms")?
                 .map(|t| t.to_string())
                 .unwrap_or_default(),
         ];

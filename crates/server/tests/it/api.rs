@@ -93,6 +93,10 @@ fn sample(op: Op) -> (String, Value) {
         Op::AddKey => (path("/keys"), json!({"key_id": 50})),
         Op::ListProducts => (path("/products"), Value::Null),
         Op::MapProduct => (path("/products/NEW-P"), json!({"key_id": 2})),
+        Op::SetLockUnits => (
+            path(&format!("/products/{PRODUCT}/lock-units")),
+            json!({"lock_units": true}),
+        ),
         Op::Generate => (
             path("/auth-info/generate"),
             json!({"key_id": 2, "count": 1}),
@@ -117,6 +121,10 @@ fn sample(op: Op) -> (String, Value) {
         Op::Report => (
             path("/report"),
             json!({"apparatus_id": "IMP-0000000001", "product_serial": "S", "receipt": "00".repeat(32), "station": "s"}),
+        ),
+        Op::Locked => (
+            path("/locked"),
+            json!({"apparatus_id": "IMP-0000000001", "product_serial": "S", "station": "s"}),
         ),
         Op::Release => (path("/release"), json!({"apparatus_id": "IMP-0000000001"})),
         Op::LeaseKey => (path("/lease-key"), Value::Null),

@@ -751,3 +751,193 @@ async fn the_same_report_from_two_stations_at_once_is_recorded_once() {
         7
     );
 }
+
+/// A product's lock setting, and the record of a lock: after the report only, once, by the
+/// factory that installed the unit and for the unit it is in; audited; in the export.
+#[tokio::test]
+async fn a_lock_is_recorded_once_after_the_report_by_the_installing_factory() {
+    let env = Env::new(5, 10).await;
+    let products = |v: &Value| {
+        v["products"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["product_code"] == PRODUCT)
+            .unwrap()["lock_units"]
+            .clone()
+    };
+    let (_, v) = env
+        .call(
+            Method::GET,
+            "/api/v1/products",
+            Some(&env.tech),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(products(&v), json!(false), "{v}");
+    let set = |on: bool| json!({ "lock_units": on });
+    let lock_path = format!("/api/v1/products/{PRODUCT}/lock-units");
+    let (s, _) = env
+        .call(Method::PUT, &lock_path, Some(&env.tech), set(true))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "only an admin sets it");
+    let (s, v) = env
+        .call(Method::PUT, &lock_path, Some(&env.admin), set(true))
+        .await;
+    assert_eq!(
+        (s, v["lock_units"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{v}"
+    );
+    let (s, v) = env
+        .call(
+            Method::PUT,
+            "/api/v1/products/NO-SUCH/lock-units",
+            Some(&env.admin),
+            set(true),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_product"))
+    );
+    let (_, v) = env
+        .call(
+            Method::GET,
+            "/api/v1/products",
+            Some(&env.tech),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(products(&v), json!(true));
+
+    let recs = env.issue(&env.tech, 1).await;
+    let id = recs[0]["apparatus_id"].as_str().unwrap();
+    let mut dev = SimDevice::demo(1);
+    let (receipt, serial) = install(&mut dev, &recs[0]);
+    let lock =
+        |serial: &str| json!({"apparatus_id": id, "product_serial": serial, "station": "line-1"});
+    // Before the report: the server has no installation to lock.
+    let (s, v) = env
+        .call(
+            Method::POST,
+            "/api/v1/locked",
+            Some(&env.tech),
+            lock(&serial),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("not_installed")),
+        "{v}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("report the installation")
+    );
+    env.report(&env.tech, id, &serial, &receipt).await;
+    // The unit locks: its identity is permanent, and nothing is written into it again.
+    dev.transfer_out(
+        &DevRequest::Lock {
+            apparatus_id: imprint_core::ApparatusId::new(id).unwrap(),
+        }
+        .encode(7),
+    )
+    .unwrap();
+    assert_eq!(
+        Reply::decode(&dev.transfer_in(64).unwrap()).unwrap().1,
+        Reply::Locked
+    );
+    // Another factory, and another unit's serial, are refused.
+    let (s, v) = env
+        .call(
+            Method::POST,
+            "/api/v1/locked",
+            Some(&env.tech_b),
+            lock(&serial),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("not_your_record"))
+    );
+    let (s, v) = env
+        .call(
+            Method::POST,
+            "/api/v1/locked",
+            Some(&env.tech),
+            lock("OTHER-SN"),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("not_installed"))
+    );
+    let (s, v) = env
+        .call(
+            Method::POST,
+            "/api/v1/locked",
+            Some(&env.tech),
+            json!({"apparatus_id": "IMP-NOSUCH", "product_serial": serial, "station": "line-1"}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_apparatus"))
+    );
+    let (s, v) = env
+        .call(
+            Method::POST,
+            "/api/v1/locked",
+            Some(&env.tech),
+            lock(&serial),
+        )
+        .await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("recorded")),
+        "{v}"
+    );
+    let export = || async {
+        let (_, v) = env
+            .call(
+                Method::GET,
+                "/api/v1/installed.csv",
+                Some(&env.auditor),
+                Value::Null,
+            )
+            .await;
+        v["text"].as_str().unwrap().to_string()
+    };
+    let first = export().await;
+    let header = first.lines().next().unwrap();
+    assert!(header.ends_with(",revoked_at_ms,locked_at_ms"), "{header}");
+    let row = first.lines().nth(1).unwrap().to_string();
+    let locked_at: u64 = row
+        .rsplit(',')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("a lock time");
+    assert!(locked_at > 0, "{row}");
+    // Again: already recorded, and the first time is kept.
+    let (s, v) = env
+        .call(
+            Method::POST,
+            "/api/v1/locked",
+            Some(&env.tech),
+            lock(&serial),
+        )
+        .await;
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (StatusCode::OK, Some("already_recorded"))
+    );
+    assert_eq!(export().await.lines().nth(1).unwrap(), row);
+    let actions = env.audit_actions().await;
+    for a in ["product.lock_units", "lock", "lock.duplicate"] {
+        assert!(actions.contains(&a.to_string()), "{a} in {actions:?}");
+    }
+}
