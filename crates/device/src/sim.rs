@@ -29,6 +29,7 @@ pub struct SimFlash {
     budget: Option<usize>,
     dead: bool,
     steps: usize,
+    fail_erase: bool,
 }
 
 impl SimFlash {
@@ -44,12 +45,19 @@ impl SimFlash {
             budget: None,
             dead: false,
             steps: 0,
+            fail_erase: false,
         }
     }
 
     /// Power will fail after `steps` more byte steps (each byte erased or programmed is one).
     pub fn cut_after(&mut self, steps: usize) {
         self.budget = Some(steps);
+    }
+
+    /// The next erase fails before it changes a byte, with power kept: a worn or faulty
+    /// page, which the write module reports as `StorageFailed` while its old state stands.
+    pub fn fail_next_erase(&mut self) {
+        self.fail_erase = true;
     }
 
     /// Byte steps done since creation: the size of an exhaustive power-cut sweep.
@@ -159,6 +167,9 @@ impl Flash for SimFlash {
     }
 
     fn erase(&mut self, slot: Slot) -> Result<(), FlashError> {
+        if core::mem::take(&mut self.fail_erase) {
+            return Err(FlashError::Failed);
+        }
         for at in 0..Self::PAGE_SIZE {
             self.step(slot, at, |_| 0xFF, |b| b | 0x0F)?;
         }
@@ -196,6 +207,12 @@ pub enum Fault {
     /// changed), as a cloned or counterfeit unit would: a chip-bound record fetched for the
     /// chip it claims does not open in the chip it is.
     ClaimsOtherChip,
+    /// The flash refuses the lock's write once: the unit answers `StorageFailed` (0x0b) and
+    /// stays unlocked with its identity; the next `Lock` succeeds. One-shot.
+    LockWriteFails,
+    /// The cable is pulled right after the lock is stored: the `Locked` reply is lost, and
+    /// the unit is locked. One-shot.
+    UnplugAfterLock,
 }
 
 /// A USB-level failure, as WebUSB would report it.
@@ -361,7 +378,12 @@ impl SimDevice {
             return Err(UsbError::Disconnected);
         }
         let is_install = data.get(3) == Some(&imprint_core::proto::kind::INSTALL);
+        let is_lock = data.get(3) == Some(&imprint_core::proto::kind::LOCK);
         match self.fault {
+            Fault::LockWriteFails if is_lock => {
+                self.fault = Fault::None;
+                self.module.flash_mut().fail_next_erase();
+            }
             Fault::UnplugBeforeInstall if is_install => {
                 self.fault = Fault::None;
                 self.unplug();
@@ -379,7 +401,9 @@ impl SimDevice {
             self.unplug();
             return Err(UsbError::Disconnected);
         }
-        if is_install && self.fault == Fault::UnplugAfterInstall {
+        if (is_install && self.fault == Fault::UnplugAfterInstall)
+            || (is_lock && self.fault == Fault::UnplugAfterLock)
+        {
             self.fault = Fault::None;
             self.unplug();
             return Err(UsbError::Disconnected);

@@ -432,6 +432,8 @@ fn fault_from(name: &str, arg: u32) -> Option<Fault> {
         "truncated" => Fault::TruncatedReplies,
         "slow" => Fault::Slow(arg),
         "claims-other-chip" => Fault::ClaimsOtherChip,
+        "lock-fails" => Fault::LockWriteFails,
+        "unplug-after-lock" => Fault::UnplugAfterLock,
         _ => return None,
     })
 }
@@ -450,6 +452,8 @@ fn fault_name(fault: Fault) -> (&'static str, u32) {
         Fault::TruncatedReplies => ("truncated", 0),
         Fault::Slow(ms) => ("slow", ms),
         Fault::ClaimsOtherChip => ("claims-other-chip", 0),
+        Fault::LockWriteFails => ("lock-fails", 0),
+        Fault::UnplugAfterLock => ("unplug-after-lock", 0),
     }
 }
 

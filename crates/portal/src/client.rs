@@ -5,8 +5,8 @@
 
 use imprint_api::{
     ChallengeRequest, Endpoint, ErrorBody, ErrorCode, IssueRequest, LeaseAnswer, LeaseKey,
-    LeaseRequest, ListProducts, LoginAnswer, LoginRequest, Logout, Media, Method, Records,
-    ReportRequest, SessionToken, VerifyRequest,
+    LeaseRequest, ListProducts, LockedRequest, LoginAnswer, LoginRequest, Logout, Media, Method,
+    Records, ReportRequest, ReportStatus, SessionToken, VerifyRequest,
 };
 use imprint_core::{
     ApparatusId, AuthResponse, Challenge, ChipId, ProductCode, ProductSerial, Receipt,
@@ -235,6 +235,21 @@ impl<T: Transport> Server for Client<T> {
             status: out.status,
             challenge: Some(out.challenge),
         })
+    }
+
+    async fn locked(
+        &self,
+        apparatus_id: &ApparatusId,
+        product_serial: &ProductSerial,
+    ) -> Result<ReportStatus, ServerError> {
+        Ok(self
+            .call(&LockedRequest {
+                apparatus_id: *apparatus_id,
+                product_serial: *product_serial,
+                station: self.station.clone(),
+            })
+            .await?
+            .status)
     }
 
     async fn challenge(&self, apparatus_id: &ApparatusId) -> Result<Challenge, ServerError> {

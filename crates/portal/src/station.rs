@@ -50,6 +50,12 @@ pub trait Server {
     /// A fresh challenge for the closed-loop check, when the report did not bring one (a
     /// unit whose report was made earlier).
     async fn challenge(&self, apparatus_id: &ApparatusId) -> Result<Challenge, ServerError>;
+    /// Records that the unit was locked (`POST /locked`).
+    async fn locked(
+        &self,
+        apparatus_id: &ApparatusId,
+        product_serial: &ProductSerial,
+    ) -> Result<ReportStatus, ServerError>;
     /// Checks the unit's answer.
     async fn verify(
         &self,
@@ -85,18 +91,21 @@ pub enum Phase {
     Report,
     /// Closed-loop check.
     Check,
+    /// Locking the unit, where its product locks units (after the check).
+    Lock,
     /// Done.
     Done,
 }
 
 impl Phase {
     /// Steps in order, for the progress bar.
-    pub const ALL: [Phase; 6] = [
+    pub const ALL: [Phase; 7] = [
         Phase::Info,
         Phase::Record,
         Phase::Install,
         Phase::Report,
         Phase::Check,
+        Phase::Lock,
         Phase::Done,
     ];
 
@@ -108,14 +117,34 @@ impl Phase {
             Phase::Install => "Write",
             Phase::Report => "Report",
             Phase::Check => "Check",
+            Phase::Lock => "Lock",
             Phase::Done => "Done",
         }
     }
 
-    /// Progress from 0 to 100.
-    pub fn percent(self) -> u8 {
-        (Phase::ALL.iter().position(|p| *p == self).unwrap_or(0) * 100 / (Phase::ALL.len() - 1))
-            as u8
+    /// The steps of a product that does not lock its units.
+    pub const WITHOUT_LOCK: [Phase; 6] = [
+        Phase::Info,
+        Phase::Record,
+        Phase::Install,
+        Phase::Report,
+        Phase::Check,
+        Phase::Done,
+    ];
+
+    /// The steps a unit goes through: with the lock where its product locks its units.
+    pub fn steps(lock_units: bool) -> &'static [Phase] {
+        if lock_units {
+            &Phase::ALL
+        } else {
+            &Phase::WITHOUT_LOCK
+        }
+    }
+
+    /// Progress from 0 to 100 through [`Phase::steps`].
+    pub fn percent(self, lock_units: bool) -> u8 {
+        let steps = Phase::steps(lock_units);
+        (steps.iter().position(|p| *p == self).unwrap_or(0) * 100 / (steps.len() - 1)) as u8
     }
 }
 
@@ -175,6 +204,10 @@ pub struct Setup {
     pub chip_bound: bool,
     /// Whether to run the closed-loop check (needs the server online).
     pub closed_loop: bool,
+    /// Whether the product locks its units (the server's table 500 says so): then each unit
+    /// is locked after its closed-loop check passed, never before (a unit locked with an
+    /// identity the server refused could never be provisioned again).
+    pub lock_units: bool,
     /// The time now (Unix ms), for lease deadlines.
     pub now_ms: u64,
 }
@@ -231,15 +264,33 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
             entry.record
         }
         None => {
-            if let Some(done) = journal.borrow().for_unit(&unit)
-                && let Step::Verified { product_serial, .. } = &done.step
+            let done = journal.borrow().for_unit(&unit).cloned();
+            if let Some(done) = done
+                && done.step.is_finished()
+                && !matches!(done.step, Step::Refused { .. })
             {
-                return Ok(Success {
-                    apparatus_id: done.record.apparatus_id,
-                    product_serial: *product_serial,
-                    resumed: true,
-                    attempts: done.attempts,
-                });
+                if !lock_due(&done.step, setup) {
+                    return Ok(Success {
+                        apparatus_id: done.record.apparatus_id,
+                        product_serial: done.step.product_serial().unwrap_or(info.product_serial),
+                        resumed: true,
+                        attempts: done.attempts,
+                    });
+                }
+                obs.log(format!(
+                    "resuming {} (checked, lock due)",
+                    done.record.apparatus_id
+                ));
+                return lock_and_record(
+                    link,
+                    server,
+                    journal,
+                    setup,
+                    obs,
+                    &done.record.apparatus_id,
+                    true,
+                )
+                .await;
             }
             if info.product_code != setup.product_code {
                 return Err(fail(
@@ -293,7 +344,8 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
         }
         Step::Installed { product_serial, .. }
         | Step::Reported { product_serial, .. }
-        | Step::Verified { product_serial, .. } => product_serial,
+        | Step::Verified { product_serial, .. }
+        | Step::Locked { product_serial, .. } => product_serial,
         Step::Pool | Step::InstallSent { .. } => {
             obs.phase(Phase::Install);
             install(link, journal, obs, &unit, &info, &record).await?;
@@ -393,16 +445,99 @@ pub async fn provision<L: Link, S: Server, O: Observer>(
             .map_err(|e| journal_fail(Phase::Check, e))?;
         obs.save(&journal.borrow());
     }
+    lock_and_record(link, server, journal, setup, obs, &id, resumed).await
+}
+
+/// Whether a unit at `step` is still to be locked, or its lock still to be recorded: checked
+/// and of a product that locks its units, or locked and not yet recorded.
+pub fn lock_due(step: &Step, setup: &Setup) -> bool {
+    match step {
+        Step::Verified { .. } => setup.lock_units && setup.closed_loop,
+        Step::Locked { recorded, .. } => !recorded,
+        _ => false,
+    }
+}
+
+/// The end of the flow for a unit whose report is made: locks it where its product locks
+/// units and its check passed, records the lock with the server, and finishes. A lock that
+/// the server could not record yet is owed, like a report, and sent by [`reconcile`]: the
+/// unit itself is done.
+async fn lock_and_record<L: Link, S: Server, O: Observer>(
+    link: &mut L,
+    server: &S,
+    journal: &RefCell<Journal>,
+    setup: &Setup,
+    obs: &mut O,
+    id: &ApparatusId,
+    resumed: bool,
+) -> Result<Success, Failure> {
+    let step = journal.borrow().get(id).map(|e| e.step.clone());
+    let mut in_lock = false;
+    if let Some(step @ Step::Verified { .. }) = &step
+        && lock_due(step, setup)
+    {
+        obs.phase(Phase::Lock);
+        in_lock = true;
+        // Idempotent on the unit: a locked unit answers Locked without writing.
+        match link
+            .call(&Request::Lock { apparatus_id: *id })
+            .await
+            .map_err(|e| link_fail(Phase::Lock, e))?
+        {
+            Reply::Locked => {}
+            Reply::Error(code) => {
+                obs.log(format!("unit refused to lock {id}: {}", code.message()));
+                return Err(fail(Phase::Lock, Diagnosis::lock_failed(code)));
+            }
+            other => return Err(fail(Phase::Lock, Diagnosis::unexpected(&other))),
+        }
+        journal
+            .borrow_mut()
+            .locked(id)
+            .map_err(|e| journal_fail(Phase::Lock, e))?;
+        obs.save(&journal.borrow());
+        obs.log(format!("locked {id}: the unit's identity is permanent"));
+    }
+    let Some(entry) = journal.borrow().get(id).cloned() else {
+        return Err(journal_fail(Phase::Lock, JournalError::Unknown(*id)));
+    };
+    let product_serial = entry.step.product_serial().ok_or_else(|| {
+        fail(
+            Phase::Lock,
+            Diagnosis::bug("a finished unit without its serial"),
+        )
+    })?;
+    if matches!(
+        entry.step,
+        Step::Locked {
+            recorded: false,
+            ..
+        }
+    ) {
+        if !in_lock {
+            obs.phase(Phase::Lock);
+        }
+        match server.locked(id, &product_serial).await {
+            Ok(_) => {
+                journal
+                    .borrow_mut()
+                    .lock_recorded(id)
+                    .map_err(|e| journal_fail(Phase::Lock, e))?;
+                obs.save(&journal.borrow());
+                obs.log(format!("server: lock of {id} recorded"));
+            }
+            Err(e) => obs.log(format!(
+                "server has not recorded the lock of {id} yet ({}): the station sends it when the server answers",
+                Diagnosis::from_server(&e).detail
+            )),
+        }
+    }
     obs.phase(Phase::Done);
-    let attempts = journal
-        .borrow()
-        .get(&record.apparatus_id)
-        .map_or(0, |e| e.attempts);
     Ok(Success {
-        apparatus_id: id,
+        apparatus_id: *id,
         product_serial,
         resumed,
-        attempts,
+        attempts: entry.attempts,
     })
 }
 
@@ -460,6 +595,7 @@ fn step_name(s: &Step) -> &'static str {
         Step::Reported { .. } => "reported",
         Step::Refused { .. } => "report refused",
         Step::Verified { .. } => "verified",
+        Step::Locked { .. } => "locked",
     }
 }
 
@@ -615,6 +751,10 @@ pub struct Reconciled {
     pub recorded: usize,
     /// Installations still not recorded.
     pub pending: usize,
+    /// Locks recorded now.
+    pub locks_recorded: usize,
+    /// Locked units whose lock the server has still not recorded.
+    pub locks_pending: usize,
     /// Reports the server refused for good in this pass ([`refuses_for_good`]), with its code
     /// and message: the journal now has them as [`Step::Refused`], and they are not sent again.
     pub refused: Vec<(ApparatusId, ServerError)>,
@@ -628,9 +768,9 @@ pub struct Reconciled {
 }
 
 /// Reports every installation the server has not recorded yet (units written while it was
-/// unreachable). Safe to run at any time and as often as wanted: the server answers a repeat
-/// with `already_recorded`. Stops at the first answer that says the server is unreachable or
-/// answers what the station does not understand.
+/// unreachable), then every lock it has not recorded. Safe to run at any time and as often as
+/// wanted: the server answers a repeat with `already_recorded`. Stops at the first answer that
+/// says the server is unreachable or answers what the station does not understand.
 pub async fn reconcile<S: Server>(server: &S, journal: &RefCell<Journal>) -> Reconciled {
     let pending: Vec<(ApparatusId, ProductSerial, Receipt)> = journal
         .borrow()
@@ -645,6 +785,7 @@ pub async fn reconcile<S: Server>(server: &S, journal: &RefCell<Journal>) -> Rec
         })
         .collect();
     let mut out = Reconciled::default();
+    let mut stopped = false;
     for (id, serial, receipt) in &pending {
         match server.report(id, serial, receipt).await {
             Ok(_) => {
@@ -653,9 +794,13 @@ pub async fn reconcile<S: Server>(server: &S, journal: &RefCell<Journal>) -> Rec
                 }
             }
             // Still offline: stop for now, try again later.
-            Err(ServerError::Offline(_)) => break,
+            Err(ServerError::Offline(_)) => {
+                stopped = true;
+                break;
+            }
             Err(e @ (ServerError::Unintelligible { .. } | ServerError::Request(_))) => {
                 out.unintelligible = Some(e);
+                stopped = true;
                 break;
             }
             // Refused for good: final, shown as refused and never sent again.
@@ -672,10 +817,37 @@ pub async fn reconcile<S: Server>(server: &S, journal: &RefCell<Journal>) -> Rec
             // Refused for another reason (sign in again, a fault): all of them stay pending.
             Err(e @ ServerError::Refused { .. }) => {
                 out.held = Some(e);
+                stopped = true;
+                break;
+            }
+        }
+    }
+    let locks: Vec<(ApparatusId, ProductSerial)> = journal
+        .borrow()
+        .unrecorded_locks()
+        .filter_map(|e| Some((e.record.apparatus_id, e.step.product_serial()?)))
+        .collect();
+    for (id, serial) in locks.iter().filter(|_| !stopped) {
+        match server.locked(id, serial).await {
+            Ok(_) => {
+                if journal.borrow_mut().lock_recorded(id).is_ok() {
+                    out.locks_recorded += 1;
+                }
+            }
+            Err(ServerError::Offline(_)) => break,
+            Err(e @ (ServerError::Unintelligible { .. } | ServerError::Request(_))) => {
+                out.unintelligible = Some(e);
+                break;
+            }
+            // A lock is never refused for good while its installation is recorded: whatever
+            // the server says, the lock stays owed, and the page says why.
+            Err(e @ ServerError::Refused { .. }) => {
+                out.held = Some(e);
                 break;
             }
         }
     }
     out.pending = journal.borrow().unreported().count();
+    out.locks_pending = journal.borrow().unrecorded_locks().count();
     out
 }

@@ -263,7 +263,27 @@ async fn twenty_units_through_the_real_portal_with_faults() {
     )
     .await
     .unwrap();
-    // He signs out handing his nine unused records back to the server.
+    // The demo's model product locks its units after their check. A unit whose flash fails
+    // the lock's write is shown with its fix; retried, it is locked without a second install,
+    // report or check.
+    b.click("#sim-lock-fails").await.unwrap();
+    b.wait_for(
+        "document.querySelectorAll('.tile.retry').length === 1 && document.querySelector('.tile.retry').innerText.includes('Lock not written')",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    b.screenshot(&shots.join("station-lock-failed.png"))
+        .await
+        .unwrap();
+    click_all(&b, ".tile.retry button.retry").await;
+    b.wait_for(
+        "document.querySelectorAll('.tile.ok, .done-row.ok').length === 2",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    // He signs out handing his eight unused records back to the server.
     b.click("#sign-out").await.unwrap();
     b.wait_for("document.getElementById('sign-out-release')", WAIT)
         .await
@@ -278,8 +298,8 @@ async fn twenty_units_through_the_real_portal_with_faults() {
         .unwrap();
     assert_eq!(
         bens,
-        serde_json::json!(["verified"]),
-        "ben's journal: his one unit, no record left"
+        serde_json::json!(["locked", "locked"]),
+        "ben's journal: his two units, locked, no record left"
     );
     // Ana again: her three units resume where they were and pass the closed-loop check.
     sign_in(&b, &url).await;
@@ -535,14 +555,23 @@ async fn twenty_units_through_the_real_portal_with_faults() {
         .skip(1)
         .map(|l| l.split(',').collect())
         .collect();
-    assert_eq!(rows.len(), 25, "{csv}");
+    assert_eq!(rows.len(), 26, "{csv}");
     let ids: HashSet<&str> = rows.iter().map(|r| r[0]).collect();
     let serials: HashSet<&str> = rows.iter().map(|r| r[1]).collect();
-    assert_eq!((ids.len(), serials.len()), (25, 25));
+    assert_eq!((ids.len(), serials.len()), (26, 26));
     let (chip, model): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r[0].starts_with("IMPC-"));
-    assert_eq!((model.len(), chip.len()), (22, 3), "{csv}");
+    assert_eq!((model.len(), chip.len()), (23, 3), "{csv}");
     let by = |who: &str| model.iter().filter(|r| r[3] == who).count();
-    assert_eq!((by("tech-ana"), by("tech-ben")), (21, 1), "{csv}");
+    assert_eq!((by("tech-ana"), by("tech-ben")), (21, 2), "{csv}");
+    // Every unit of the locking product was locked after its check, and the server recorded
+    // it (the export's last column, locked_at_ms); the chip-bound product does not lock.
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let locked_at = header.iter().position(|h| *h == "locked_at_ms").unwrap();
+    assert!(
+        model.iter().all(|r| r[locked_at].parse::<u64>().is_ok()),
+        "{csv}"
+    );
+    assert!(chip.iter().all(|r| r[locked_at].is_empty()), "{csv}");
     assert!(
         model
             .iter()
@@ -621,7 +650,7 @@ async fn twenty_units_through_the_real_portal_with_faults() {
     b.close().await.unwrap();
     drop(server);
     let secrets = installed_pass_phrases(&work.join("imprint-demo")).await;
-    assert_eq!(secrets.len(), 25);
+    assert_eq!(secrets.len(), 26);
     for (id, pass) in &secrets {
         assert!(pass.len() >= 16);
         assert!(

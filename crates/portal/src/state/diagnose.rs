@@ -418,6 +418,38 @@ impl Diagnosis {
         )
     }
 
+    /// The unit refused to lock (its product locks units, and the check passed). Its identity
+    /// is installed, reported and checked; only the lock is missing.
+    pub fn lock_failed(code: ErrorCode) -> Diagnosis {
+        match code {
+            ErrorCode::StorageFailed => d(
+                "Lock not written",
+                "The unit holds its identity and passed the check, but could not write the lock (device error 0x0b).",
+                "Retry, or unplug the unit and plug it back in: the station locks it again (nothing else is written). If it fails again, set it aside: its storage is failing.",
+                Severity::Retry,
+            ),
+            ErrorCode::WrongIdentity | ErrorCode::NotProvisioned => d(
+                "Lock refused: the unit holds something else",
+                format!(
+                    "The unit says it {} the identity the station wrote and checked (device error {:#04x}).",
+                    if code == ErrorCode::NotProvisioned {
+                        "holds no identity, not"
+                    } else {
+                        "holds another identity than"
+                    },
+                    code.code()
+                ),
+                "Set the unit aside and tell the operator: it may be faulty or tampered with.",
+                Severity::SetAside,
+            ),
+            other => {
+                let mut d = Diagnosis::from_device(other);
+                d.title = format!("Lock failed: {}", d.title);
+                d
+            }
+        }
+    }
+
     /// The closed-loop check failed.
     pub fn check_failed() -> Diagnosis {
         d(

@@ -105,12 +105,24 @@ pub enum Step {
         /// The server's message.
         message: String,
     },
-    /// The unit answered a fresh server challenge with its new secret: done.
+    /// The unit answered a fresh server challenge with its new secret: done, unless its
+    /// product locks its units (then the lock is next).
     Verified {
         /// The unit.
         unit: String,
         /// The unit's product serial.
         product_serial: ProductSerial,
+    },
+    /// The unit answered `Locked`: its identity is permanent. `recorded` once the server took
+    /// the station's word for it (`POST /locked`); until then the station owes it, as it owes
+    /// an unreported installation.
+    Locked {
+        /// The unit.
+        unit: String,
+        /// The unit's product serial.
+        product_serial: ProductSerial,
+        /// Whether the server recorded the lock.
+        recorded: bool,
     },
 }
 
@@ -123,7 +135,30 @@ impl Step {
             | Step::Installed { unit, .. }
             | Step::Reported { unit, .. }
             | Step::Refused { unit, .. }
-            | Step::Verified { unit, .. } => Some(unit),
+            | Step::Verified { unit, .. }
+            | Step::Locked { unit, .. } => Some(unit),
+        }
+    }
+
+    /// Whether the unit is finished with: checked (and locked, where it was), or its report
+    /// refused for good. A verified unit whose product locks units still has its lock due;
+    /// the flow decides that, from the product's setting.
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self,
+            Step::Verified { .. } | Step::Refused { .. } | Step::Locked { .. }
+        )
+    }
+
+    /// The unit's product serial, once it is installed.
+    pub fn product_serial(&self) -> Option<ProductSerial> {
+        match self {
+            Step::Pool | Step::InstallSent { .. } => None,
+            Step::Installed { product_serial, .. }
+            | Step::Reported { product_serial, .. }
+            | Step::Refused { product_serial, .. }
+            | Step::Verified { product_serial, .. }
+            | Step::Locked { product_serial, .. } => Some(*product_serial),
         }
     }
 }
@@ -211,8 +246,12 @@ impl Journal {
     /// verified) are dropped from `old`: the server has them. What is left in `old` is another
     /// factory's, for its next sign-in. Returns how many entries moved.
     pub fn adopt(&mut self, old: &mut Journal, is_ours: impl Fn(&ApparatusId) -> bool) -> usize {
-        old.entries
-            .retain(|e| !matches!(e.step, Step::Reported { .. } | Step::Verified { .. }));
+        old.entries.retain(|e| {
+            !matches!(
+                e.step,
+                Step::Reported { .. } | Step::Verified { .. } | Step::Locked { recorded: true, .. }
+            )
+        });
         let (ours, theirs): (Vec<Entry>, Vec<Entry>) =
             std::mem::take(&mut old.entries).into_iter().partition(|e| {
                 is_ours(&e.record.apparatus_id) && self.get(&e.record.apparatus_id).is_none()
@@ -252,9 +291,10 @@ impl Journal {
 
     /// The record bound to `unit` that is not finished, if any (a resumed unit).
     pub fn open_for_unit(&self, unit: &str) -> Option<&Entry> {
-        self.entries
-            .iter()
-            .find(|e| e.step.unit() == Some(unit) && !matches!(e.step, Step::Verified { .. }))
+        self.entries.iter().find(|e| {
+            e.step.unit() == Some(unit)
+                && !matches!(e.step, Step::Verified { .. } | Step::Locked { .. })
+        })
     }
 
     /// The entry of a record installed in `unit`, finished or not.
@@ -360,6 +400,20 @@ impl Journal {
             .filter(|e| matches!(e.step, Step::Installed { .. }))
     }
 
+    /// Units locked whose lock the server has not recorded yet (what an offline station owes
+    /// besides its reports).
+    pub fn unrecorded_locks(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| {
+            matches!(
+                e.step,
+                Step::Locked {
+                    recorded: false,
+                    ..
+                }
+            )
+        })
+    }
+
     /// Reports the server refused for good.
     pub fn refused(&self) -> impl Iterator<Item = &Entry> {
         self.entries
@@ -372,7 +426,7 @@ impl Journal {
     /// to do to it but set it aside.)
     pub fn units_mid_way(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().filter_map(|e| match &e.step {
-            Step::Pool | Step::Verified { .. } | Step::Refused { .. } => None,
+            Step::Pool | Step::Verified { .. } | Step::Refused { .. } | Step::Locked { .. } => None,
             other => other.unit(),
         })
     }
@@ -510,8 +564,50 @@ impl Journal {
             unit,
             product_serial,
         };
-        // Finished entries go to the end, in the order they finished, and only the last
-        // KEEP_VERIFIED of them stay: the pool keeps its order, and the journal stays small.
+        self.finish(id);
+        Ok(())
+    }
+
+    /// The unit answered `Locked` (after its check).
+    pub fn locked(&mut self, id: &ApparatusId) -> Result<(), JournalError> {
+        let e = self.entry_mut(id)?;
+        let Step::Verified {
+            unit,
+            product_serial,
+        } = e.step.clone()
+        else {
+            return Err(JournalError::WrongStep {
+                apparatus_id: *id,
+                expected: "verified",
+            });
+        };
+        e.step = Step::Locked {
+            unit,
+            product_serial,
+            recorded: false,
+        };
+        self.finish(id);
+        Ok(())
+    }
+
+    /// The server recorded the unit's lock.
+    pub fn lock_recorded(&mut self, id: &ApparatusId) -> Result<(), JournalError> {
+        let e = self.entry_mut(id)?;
+        let Step::Locked { recorded, .. } = &mut e.step else {
+            return Err(JournalError::WrongStep {
+                apparatus_id: *id,
+                expected: "locked",
+            });
+        };
+        *recorded = true;
+        self.finish(id);
+        Ok(())
+    }
+
+    /// Moves a finished entry to the end, in the order they finished, and keeps only the last
+    /// KEEP_VERIFIED finished ones: the pool keeps its order, and the journal stays small. A
+    /// lock the server has not recorded is owed, and never dropped.
+    fn finish(&mut self, id: &ApparatusId) {
         if let Some(at) = self
             .entries
             .iter()
@@ -520,20 +616,21 @@ impl Journal {
             let done = self.entries.remove(at);
             self.entries.push(done);
         }
-        let verified = self
-            .entries
-            .iter()
-            .filter(|e| matches!(e.step, Step::Verified { .. }))
-            .count();
-        let mut drop = verified.saturating_sub(KEEP_VERIFIED);
+        let done = |s: &Step| {
+            matches!(
+                s,
+                Step::Verified { .. } | Step::Locked { recorded: true, .. }
+            )
+        };
+        let finished = self.entries.iter().filter(|e| done(&e.step)).count();
+        let mut drop = finished.saturating_sub(KEEP_VERIFIED);
         self.entries.retain(|e| {
-            let old = drop > 0 && matches!(e.step, Step::Verified { .. });
+            let old = drop > 0 && done(&e.step);
             if old {
                 drop -= 1;
             }
             !old
         });
-        Ok(())
     }
 
     /// The unit said it does not hold the record (or holds another identity): the record goes

@@ -37,6 +37,8 @@ struct Session {
     /// Whether the product is chip-bound (table 500, read at sign-in): each unit's record is
     /// then fetched for its chip as it is plugged in, and there is no pool, fetch or lease.
     chip_bound: bool,
+    /// Whether the product locks its units after their check (table 500, read at sign-in).
+    lock_units: bool,
     /// When the server's session ends (Unix ms): a kept session is not used after it.
     expires_ms: u64,
 }
@@ -52,6 +54,8 @@ struct KeptSession {
     user: UserInfo,
     product: ProductCode,
     chip_bound: bool,
+    #[serde(default)]
+    lock_units: bool,
     expires_ms: u64,
 }
 
@@ -63,6 +67,7 @@ impl Session {
             user: self.user.clone(),
             product: self.product,
             chip_bound: self.chip_bound,
+            lock_units: self.lock_units,
             expires_ms: self.expires_ms,
         };
         if let Ok(text) = crate::json::to_string(&kept) {
@@ -84,6 +89,7 @@ impl Session {
             factory,
             product: k.product,
             chip_bound: k.chip_bound,
+            lock_units: k.lock_units,
             expires_ms: k.expires_ms,
         })
     }
@@ -98,6 +104,8 @@ struct Ctx {
     outcomes: RwSignal<Vec<Outcome>>,
     pool: RwSignal<usize>,
     pending: RwSignal<usize>,
+    /// Locked units whose lock the server has not recorded yet (owed, like pending reports).
+    locks_owed: RwSignal<usize>,
     /// Reports the server refused for good (final; not pending).
     refused: RwSignal<usize>,
     /// Why pending reports are not being sent, when the server refused for a reason that is
@@ -237,13 +245,19 @@ impl Ctx {
         let product = self
             .session
             .with_untracked(|s| s.as_ref().map(|s| s.product));
-        let (n, p, r) = self.journal.with_value(|j| {
+        let (n, p, l, r) = self.journal.with_value(|j| {
             let j = j.borrow();
             let ready = product.map_or(0, |code| j.ready(&code, now_ms()));
-            (ready, j.unreported().count(), j.refused().count())
+            (
+                ready,
+                j.unreported().count(),
+                j.unrecorded_locks().count(),
+                j.refused().count(),
+            )
         });
         self.pool.set(n);
         self.pending.set(p);
+        self.locks_owed.set(l);
         self.refused.set(r);
     }
 }
@@ -311,26 +325,24 @@ fn start_unit(ctx: Ctx, device: JsValue) {
         ctx.set_tile(&unit, |t| t.stopped(Phase::Info, d));
         return;
     }
-    // A unit finished earlier (checked, or its report refused for good) and plugged in
-    // again is shown again, not counted again: the journal says so, whatever the bench keeps.
+    let setup = Setup {
+        product_code: session.product,
+        chip_bound: session.chip_bound,
+        closed_loop: true,
+        lock_units: session.lock_units,
+        now_ms: now_ms(),
+    };
+    // A unit finished earlier (checked and locked where its product locks, or its report
+    // refused for good) and plugged in again is shown again, not counted again: the journal
+    // says so, whatever the bench keeps.
     let was_done = ctx.journal.with_value(|j| {
-        matches!(
-            j.borrow().for_unit(&unit).map(|e| &e.step),
-            Some(
-                crate::state::journal::Step::Verified { .. }
-                    | crate::state::journal::Step::Refused { .. }
-            )
-        )
+        j.borrow()
+            .for_unit(&unit)
+            .is_some_and(|e| e.step.is_finished() && !crate::station::lock_due(&e.step, &setup))
     });
     ctx.set_tile(&unit, Tile::start);
     spawn_local(async move {
         let started = js_sys::Date::now();
-        let setup = Setup {
-            product_code: session.product,
-            chip_bound: session.chip_bound,
-            closed_loop: true,
-            now_ms: now_ms(),
-        };
         let journal = ctx.journal.get_value();
         let mut obs = TileObserver {
             ctx,
@@ -416,6 +428,19 @@ fn take_off_line(ctx: Ctx, unit: &str) {
     }
 }
 
+/// The header's line on what the station owes the server: reports, and locks to record.
+fn owed_text(reports: usize, locks: usize, held: Option<String>) -> String {
+    let what = match (reports, locks) {
+        (r, 0) => format!("{r} report(s) pending"),
+        (0, l) => format!("{l} lock(s) not yet recorded"),
+        (r, l) => format!("{r} report(s) and {l} lock(s) pending"),
+    };
+    match held {
+        None => format!("{what}: kept on this station, sent when the server answers"),
+        Some(why) => format!("{what}, kept on this station and not sent: {why}"),
+    }
+}
+
 /// While signed in, reports every few seconds the installations the server has not recorded
 /// yet (written while it was unreachable), and keeps the pending count on screen.
 /// Stops when the session it was started for ends.
@@ -428,7 +453,7 @@ async fn reconciler(ctx: Ctx, epoch: u32) {
         let Some(session) = ctx.session.get_untracked() else {
             return;
         };
-        if ctx.pending.get_untracked() == 0 {
+        if ctx.pending.get_untracked() == 0 && ctx.locks_owed.get_untracked() == 0 {
             continue;
         }
         let journal = ctx.journal.get_value();
@@ -436,7 +461,7 @@ async fn reconciler(ctx: Ctx, epoch: u32) {
         if ctx.epoch.get_value() != epoch {
             return;
         }
-        if (r.recorded > 0 || !r.refused.is_empty())
+        if (r.recorded > 0 || r.locks_recorded > 0 || !r.refused.is_empty())
             && let Err(e) = storage::save_journal(&journal.borrow())
         {
             ctx.say(format!("could not save the journal: {e}"));
@@ -445,6 +470,12 @@ async fn reconciler(ctx: Ctx, epoch: u32) {
             ctx.say(format!(
                 "server back: {} pending report(s) recorded, {} left",
                 r.recorded, r.pending
+            ));
+        }
+        if r.locks_recorded > 0 {
+            ctx.say(format!(
+                "server back: {} lock(s) recorded, {} left",
+                r.locks_recorded, r.locks_pending
             ));
         }
         ctx.held.set(r.held.as_ref().map(|e| {
@@ -770,7 +801,7 @@ fn Login(ctx: Ctx) -> impl IntoView {
                         Ok(list) => list
                             .iter()
                             .find(|p| p.product_code == code)
-                            .map(|p| p.chip_bound)
+                            .map(|p| (p.chip_bound, p.lock_units))
                             .ok_or_else(|| format!("Product code {code} is not configured on the server: check the work order, or ask the operator to map it.")),
                         Err(e) => Err(Diagnosis::from_server(&e).detail),
                     };
@@ -780,7 +811,7 @@ fn Login(ctx: Ctx) -> impl IntoView {
                         })
                     });
                     match known {
-                        Ok((chip_bound, factory)) => {
+                        Ok(((chip_bound, lock_units), factory)) => {
                             storage::set("imprint.station", &station.get_untracked());
                             storage::set("imprint.product", code.as_str());
                             ctx.notice.set(None);
@@ -792,6 +823,7 @@ fn Login(ctx: Ctx) -> impl IntoView {
                                     factory,
                                     product: code,
                                     chip_bound,
+                                    lock_units,
                                     expires_ms: now_ms() + SESSION_MS,
                                 },
                             );
@@ -862,11 +894,14 @@ fn TileView(tile: Tile, ctx: Ctx) -> impl IntoView {
         _ => None,
     };
     let unit = tile.unit.clone();
+    let lock_units = ctx
+        .session
+        .with_untracked(|s| s.as_ref().is_some_and(|s| s.lock_units));
     let percent = match tile.status {
         Status::Done { .. } => 100,
-        _ => tile.phase.percent(),
+        _ => tile.phase.percent(lock_units),
     };
-    let steps = Phase::ALL
+    let steps = Phase::steps(lock_units)
         .iter()
         .map(|p| {
             let cls = if *p < tile.phase || matches!(tile.status, Status::Done { .. }) {
@@ -1128,11 +1163,8 @@ fn Station(ctx: Ctx) -> impl IntoView {
             <h1>"Imprint station"</h1>
             <span class="who">{move || ctx.session.get().map(|s| format!("{} · {} · {} · {}", s.user.username, s.user.factory.map(|f| f.to_string()).unwrap_or_default(), s.server.station, s.product)).unwrap_or_default()}</span>
             <span class="pool" id="pool">{move || if chip_bound() { "chip-bound: each unit's record is fetched as it is plugged in".to_string() } else { format!("{} records ready", ctx.pool.get()) }}</span>
-            <Show when=move || { ctx.pending.get() > 0 }>
-                <span class="pending" id="pending">{move || match ctx.held.get() {
-                    None => format!("{} report(s) pending: kept on this station, sent when the server answers", ctx.pending.get()),
-                    Some(why) => format!("{} report(s) pending, kept on this station and not sent: {why}", ctx.pending.get()),
-                }}</span>
+            <Show when=move || { ctx.pending.get() + ctx.locks_owed.get() > 0 }>
+                <span class="pending" id="pending">{move || owed_text(ctx.pending.get(), ctx.locks_owed.get(), ctx.held.get())}</span>
             </Show>
             {move || {
                 ctx.pool.get();
@@ -1194,6 +1226,7 @@ fn Station(ctx: Ctx) -> impl IntoView {
                 <button id="sim-slow" on:click=sim("demo", "slow", 800)>"Slow unit"</button>
                 <button id="sim-wrong" on:click=sim("wrong-model", "none", 0)>"Wrong model"</button>
                 <button id="sim-locked" on:click=sim("locked", "none", 0)>"Already locked"</button>
+                <button id="sim-lock-fails" on:click=sim("demo", "lock-fails", 0) title="the unit's flash refuses the lock once, where the product locks its units">"Lock write fails"</button>
                 <Show when=move || !chip_bound()>
                     <button id="sim-duplicate" on:click=sim("duplicate-serial", "none", 0) title="the serial label of the last good unit on another chip: the server refuses its report">"Duplicate serial label"</button>
                 </Show>
@@ -1264,6 +1297,7 @@ pub fn App() -> impl IntoView {
         outcomes: RwSignal::new(storage::load_outcomes()),
         pool: RwSignal::new(0),
         pending: RwSignal::new(0),
+        locks_owed: RwSignal::new(0),
         refused: RwSignal::new(0),
         held: RwSignal::new(None),
         journal: StoredValue::new_local(Rc::new(RefCell::new(Journal::default()))),

@@ -142,12 +142,7 @@ pub fn unit_of_another_factory(unit: &str, mine: &FactoryId) -> Option<(Option<F
         .filter_map(|k| load(&k)?.ok())
         .find_map(|j| {
             let e = j.for_unit(unit)?;
-            let finished = matches!(
-                e.step,
-                crate::state::journal::Step::Verified { .. }
-                    | crate::state::journal::Step::Refused { .. }
-            );
-            Some((j.factory, finished))
+            Some((j.factory, e.step.is_finished()))
         })
 }
 

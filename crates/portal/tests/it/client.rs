@@ -89,6 +89,7 @@ async fn reconciling_against_garbage_says_so_and_loses_nothing() {
             product_code: ProductCode::new("CAM-X100").unwrap(),
             chip_bound: false,
             closed_loop: true,
+            lock_units: false,
             now_ms: 0,
         };
         let mut rec = crate::harness::Recorder::default();

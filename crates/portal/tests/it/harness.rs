@@ -63,6 +63,9 @@ pub struct InProcess {
     pub app: axum::Router,
     pub token: SessionToken,
     pub online: std::cell::Cell<bool>,
+    /// Paths that fail as if the server were unreachable while `online` holds for the rest:
+    /// an outage that starts mid-flow.
+    pub unreachable: std::cell::RefCell<Vec<&'static str>>,
     /// Every request made through the transport, as "METHOD PATH".
     pub calls: std::cell::RefCell<Vec<String>>,
     dir: std::path::PathBuf,
@@ -82,7 +85,7 @@ impl Transport for InProcess {
         bearer: Option<&str>,
         json: Option<String>,
     ) -> Result<(u16, String), String> {
-        if !self.online.get() {
+        if !self.online.get() || self.unreachable.borrow().iter().any(|p| path.ends_with(p)) {
             return Err("connection refused".into());
         }
         self.calls
@@ -192,6 +195,7 @@ impl InProcess {
             app,
             token: SessionToken([0; 32]),
             online: std::cell::Cell::new(true),
+            unreachable: Default::default(),
             calls: Default::default(),
             dir,
         };
@@ -229,6 +233,34 @@ impl InProcess {
             .await
             .unwrap();
         journal.add_records(records);
+    }
+
+    /// Makes the product `code` lock its units (or not), as `imprint lock-units` does.
+    pub async fn lock_units(&self, code: &str, on: bool) {
+        imprint_server::service::set_lock_units(
+            &self.state,
+            "t",
+            imprint_core::ProductCode::new(code).unwrap(),
+            on,
+        )
+        .await
+        .unwrap();
+    }
+
+    /// The apparatus IDs the server has recorded as locked (the export's `locked_at_ms`).
+    pub async fn locked(&self) -> Vec<ApparatusId> {
+        let csv = imprint_server::service::export_installed(&self.state)
+            .await
+            .unwrap();
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let at = header.iter().position(|h| *h == "locked_at_ms").unwrap();
+        lines
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (!f[at].is_empty()).then(|| ApparatusId::new(f[0]).unwrap())
+            })
+            .collect()
     }
 
     /// Apparatus ID -> product serial, from the installed-devices export.
@@ -272,6 +304,14 @@ impl Server for InProcess {
 
     async fn challenge(&self, apparatus_id: &ApparatusId) -> Result<Challenge, ServerError> {
         self.client().challenge(apparatus_id).await
+    }
+
+    async fn locked(
+        &self,
+        apparatus_id: &ApparatusId,
+        product_serial: &ProductSerial,
+    ) -> Result<imprint_api::ReportStatus, ServerError> {
+        self.client().locked(apparatus_id, product_serial).await
     }
 
     async fn verify(

@@ -142,6 +142,8 @@ pub fn every_step() -> Journal {
         rec("D-REPT", 1),
         rec("F-REFU", 1),
         rec("E-VERI", 1),
+        rec("G-LOCK", 1),
+        rec("H-LOCR", 1),
     ]);
     j.install_sent(&id("B-SENT"), "u-1").unwrap();
     for (name, unit) in [
@@ -149,6 +151,8 @@ pub fn every_step() -> Journal {
         ("D-REPT", "u-3"),
         ("F-REFU", "u-5"),
         ("E-VERI", "u-4"),
+        ("G-LOCK", "u-6"),
+        ("H-LOCR", "u-7"),
     ] {
         j.install_sent(&id(name), unit).unwrap();
         j.installed(
@@ -166,8 +170,14 @@ pub fn every_step() -> Journal {
         "the receipt does not prove that a device opened F-REFU".into(),
     )
     .unwrap();
-    j.reported(&id("E-VERI")).unwrap();
-    j.verified(&id("E-VERI")).unwrap();
+    for name in ["E-VERI", "G-LOCK", "H-LOCR"] {
+        j.reported(&id(name)).unwrap();
+        j.verified(&id(name)).unwrap();
+    }
+    // Locked, its lock owed to the server; and locked and recorded.
+    j.locked(&id("G-LOCK")).unwrap();
+    j.locked(&id("H-LOCR")).unwrap();
+    j.lock_recorded(&id("H-LOCR")).unwrap();
     j
 }
 
@@ -221,6 +231,10 @@ fn the_stored_format_is_the_one_in_the_vector_file() {
         "the journal's stored form changed: bump the storage key in web/storage.rs and regenerate"
     );
     assert_eq!(Journal::from_json(text).unwrap(), every_step());
+    // A journal stored before units were locked reads as it was: same key, same form.
+    let earlier = Journal::from_json(file["earlier"].as_str().unwrap()).unwrap();
+    assert_eq!(earlier.unrecorded_locks().count(), 0);
+    assert_eq!(earlier.entries.len(), 6);
 }
 
 #[test]

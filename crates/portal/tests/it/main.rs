@@ -30,6 +30,8 @@ mod harness;
 #[cfg(not(target_arch = "wasm32"))]
 mod journal;
 #[cfg(not(target_arch = "wasm32"))]
+mod lock;
+#[cfg(not(target_arch = "wasm32"))]
 mod shift;
 #[cfg(target_arch = "wasm32")]
 mod webusb;
