@@ -25,7 +25,7 @@ fn journal_text() -> String {
 fn the_browser_reads_and_writes_the_journal_as_the_native_code_does() {
     let text = journal_text();
     let j = Journal::from_json(&text).unwrap();
-    assert_eq!(j.entries.len(), 6);
+    assert_eq!(j.entries.len(), 8);
     assert_eq!(j.factory, Some(FactoryId::new("acme-sz").unwrap()));
     assert_eq!(j.entries[0].record.not_after_ms, Some(1_767_225_600_000));
     assert_eq!(j.entries[0].step, Step::Pool);
@@ -38,6 +38,17 @@ fn the_browser_reads_and_writes_the_journal_as_the_native_code_does() {
         }
     ));
     assert!(matches!(j.entries[5].step, Step::Verified { .. }));
+    assert!(matches!(
+        j.entries[6].step,
+        Step::Locked {
+            recorded: false,
+            ..
+        }
+    ));
+    assert!(matches!(
+        j.entries[7].step,
+        Step::Locked { recorded: true, .. }
+    ));
     assert_eq!(
         j.to_json().unwrap(),
         text,

@@ -41,10 +41,23 @@ pub async fn run(
     Result<imprint_portal::station::Success, imprint_portal::station::Failure>,
     Recorder,
 ) {
+    run_with(&setup(), dev, server, journal).await
+}
+
+/// Provisions `dev` with `setup`; the journal as it is after.
+pub async fn run_with(
+    setup: &Setup,
+    dev: &mut SimDevice,
+    server: &InProcess,
+    journal: &mut Journal,
+) -> (
+    Result<imprint_portal::station::Success, imprint_portal::station::Failure>,
+    Recorder,
+) {
     let mut rec = Recorder::default();
     let mut link = SimLink { dev, seq: 0 };
     let cell = std::cell::RefCell::new(std::mem::take(journal));
-    let r = provision(&mut link, server, &cell, &setup(), &mut rec).await;
+    let r = provision(&mut link, server, &cell, setup, &mut rec).await;
     *journal = cell.into_inner();
     (r, rec)
 }

@@ -7,9 +7,9 @@ use imprint_core::DeviceState;
 use imprint_device::sim::{Fault, SimDevice};
 use imprint_portal::state::diagnose::Severity;
 use imprint_portal::state::journal::{Journal, Step};
-use imprint_portal::station::{Phase, Setup, provision, reconcile};
+use imprint_portal::station::{Phase, Setup, reconcile};
 
-use crate::harness::{InProcess, Recorder, SimLink};
+use crate::harness::{InProcess, Recorder};
 
 fn locking() -> Setup {
     Setup {
@@ -27,12 +27,7 @@ async fn run(
     Result<imprint_portal::station::Success, imprint_portal::station::Failure>,
     Recorder,
 ) {
-    let mut rec = Recorder::default();
-    let mut link = SimLink { dev, seq: 0 };
-    let cell = std::cell::RefCell::new(std::mem::take(journal));
-    let r = provision(&mut link, server, &cell, &locking(), &mut rec).await;
-    *journal = cell.into_inner();
-    (r, rec)
+    crate::flow::run_with(&locking(), dev, server, journal).await
 }
 
 async fn line() -> (InProcess, Journal) {
