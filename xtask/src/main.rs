@@ -52,9 +52,10 @@ fn main() -> ExitCode {
         Some("bench-portal") => bench_portal(),
         Some("trunk-check") => trunk_check(),
         Some("postgres") => postgres::serve(),
+        Some("bench-device") => bench_device(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  test      run every check (what CI runs)\n  run       run the system\n  fuzz T S  run fuzz target T for S seconds (default 60)\n  vectors   regenerate crates/core/tests/vectors\n  bench     server benchmark; seal/open beside openssl speed\n  portal    build the portal into target/portal\n  bench-portal  portal size and first paint beside a bare Leptos page\n  trunk-check   build the portal with trunk and run the end-to-end test on it\n  postgres  a PostgreSQL 15 cluster for the server's tests, until Ctrl-C"
+                "usage: cargo xtask <command>\n\n  test      run every check (what CI runs)\n  run       run the system\n  fuzz T S  run fuzz target T for S seconds (default 60)\n  vectors   regenerate crates/core/tests/vectors\n  bench     server benchmark; seal/open beside openssl speed\n  portal    build the portal into target/portal\n  bench-portal  portal size and first paint beside a bare Leptos page\n  trunk-check   build the portal with trunk and run the end-to-end test on it\n  postgres  a PostgreSQL 15 cluster for the server's tests, until Ctrl-C\n  bench-device  the write module's figures on an emulated Cortex-M4, and the firmware's flash"
             );
             return ExitCode::from(2);
         }
@@ -133,6 +134,7 @@ fn test() -> Result {
     let pg = std::cell::RefCell::new(None::<postgres::Cluster>);
     // SoftHSM2's module and this run's token folder, removed when test() returns.
     let hsm = std::cell::RefCell::new(None::<softhsm::Tokens>);
+    let qemu = std::cell::RefCell::new(None::<PathBuf>);
     let pg_env = || {
         pg.borrow()
             .as_ref()
@@ -148,6 +150,7 @@ fn test() -> Result {
             let bin = postgres::ensure_postgres()?;
             *pg.borrow_mut() = Some(postgres::Cluster::start(&bin)?);
             *hsm.borrow_mut() = Some(softhsm::Tokens::new(&softhsm::ensure_softhsm()?)?);
+            *qemu.borrow_mut() = Some(tools::ensure_qemu()?);
             Ok(())
         }),
         ("tidy: docs and vectors", &tidy),
@@ -302,10 +305,121 @@ fn test() -> Result {
                     .current_dir(root().join("crates/device/examples/firmware-stm32")))
             },
         ),
+        (
+            "the write module on an emulated Cortex-M4 (QEMU mps2-an386)",
+            &|| {
+                let qemu = qemu.borrow().clone().unwrap_or_default();
+                emulated_core(&qemu, &[])
+            },
+        ),
         ("benchmarks compile", &|| {
             cargo(&["bench", "--workspace", "--no-run"])
         }),
     ])
+}
+
+/// The test firmware for QEMU's Cortex-M4 board, and the host-side tests that run it.
+const QEMU_FIRMWARE: &str = "crates/device/examples/firmware-qemu";
+
+/// Builds the test firmware (thumbv7em, its own workspace) and runs `tests/qemu` against it
+/// under `qemu`; `extra` goes to the test harness (a filter, `--nocapture`).
+fn emulated_core(qemu: &Path, extra: &[&str]) -> Result {
+    sh(Command::new(tools::cargo_bin())
+        .args(["clippy", "--release", "--", "-D", "warnings"])
+        .current_dir(root().join(QEMU_FIRMWARE)))?;
+    sh(Command::new(tools::cargo_bin())
+        .args(["build", "--release"])
+        .current_dir(root().join(QEMU_FIRMWARE)))?;
+    let mut args = vec![
+        "test",
+        "-p",
+        "imprint-qemu",
+        "--test",
+        "it",
+        "--",
+        "--ignored",
+    ];
+    args.extend_from_slice(extra);
+    cargo_env(
+        &args,
+        &[
+            ("IMPRINT_QEMU".into(), qemu.display().to_string()),
+            (
+                "IMPRINT_QEMU_FIRMWARE".into(),
+                root()
+                    .join(QEMU_FIRMWARE)
+                    .join("target/thumbv7em-none-eabihf/release/imprint-firmware-qemu")
+                    .display()
+                    .to_string(),
+            ),
+        ],
+    )
+}
+
+/// The write module's figures on the emulated Cortex-M4 (instructions, stack, heap and
+/// allocations per request, from `tests/qemu`), then the flash and RAM both example firmwares
+/// take, from their ELF section headers.
+fn bench_device() -> Result {
+    let qemu = tools::ensure_qemu()?;
+    emulated_core(&qemu, &["figures", "--nocapture", "--test-threads=1"])?;
+    sh(Command::new(tools::cargo_bin())
+        .args(["build", "--release"])
+        .current_dir(root().join("crates/device/examples/firmware-stm32")))?;
+    println!("\n| firmware | flash (code, read-only data, .data image) | RAM (.data, .bss) |");
+    println!("| --- | --- | --- |");
+    for (dir, bin) in [
+        (
+            "crates/device/examples/firmware-stm32",
+            "imprint-firmware-stm32",
+        ),
+        (QEMU_FIRMWARE, "imprint-firmware-qemu"),
+    ] {
+        let elf = root()
+            .join(dir)
+            .join("target/thumbv7em-none-eabihf/release")
+            .join(bin);
+        let bytes = std::fs::read(&elf)
+            .map_err(|e| Failure(format!("cannot read {}: {e}", elf.display())))?;
+        let (flash, ram) = elf_sizes(&bytes)
+            .ok_or_else(|| Failure(format!("{} is not a 32-bit ELF image", elf.display())))?;
+        println!("| `{bin}` | {flash} | {ram} |");
+    }
+    Ok(())
+}
+
+/// Flash and RAM of a 32-bit little-endian ELF image, from its section headers: flash is every
+/// allocated section with contents (`.data`'s initial values are stored in flash too), RAM
+/// every allocated writable one.
+fn elf_sizes(b: &[u8]) -> Option<(u64, u64)> {
+    let u16_at = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
+    if b.get(..5)? != b"\x7fELF\x01" {
+        return None;
+    }
+    let (shoff, shentsize, shnum) = (
+        usize::try_from(u32_at(0x20)?).ok()?,
+        usize::from(u16_at(0x2E)?),
+        usize::from(u16_at(0x30)?),
+    );
+    const PROGBITS: u32 = 1;
+    const NOBITS: u32 = 8;
+    const ALLOC: u32 = 2;
+    const WRITE: u32 = 1;
+    let (mut flash, mut ram) = (0u64, 0u64);
+    for i in 0..shnum {
+        let h = shoff + i * shentsize;
+        let (kind, flags, size) = (u32_at(h + 4)?, u32_at(h + 8)?, u64::from(u32_at(h + 20)?));
+        if flags & ALLOC == 0 {
+            continue;
+        }
+        if kind == PROGBITS {
+            flash += size;
+        }
+        if flags & WRITE != 0 && (kind == PROGBITS || kind == NOBITS) {
+            ram += size;
+        }
+    }
+    Some((flash, ram))
 }
 
 /// Fuzz crates (outside the workspace) and their targets: one per parser.

@@ -55,14 +55,10 @@ pub(crate) fn ensure_postgres() -> Result<PathBuf> {
     if let Some(bin) = find() {
         return Ok(found(bin));
     }
-    if is_root() && which("apt-get").is_some() {
-        sh(Command::new("apt-get").arg("update").arg("-q"))?;
-        sh(Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends", PACKAGE])
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
-        if let Some(bin) = find() {
-            return Ok(found(bin));
-        }
+    if crate::tools::apt_install(&[PACKAGE])?
+        && let Some(bin) = find()
+    {
+        return Ok(found(bin));
     }
     Err(Failure(format!(
         "the server's PostgreSQL tests need PostgreSQL 15: on Debian/Ubuntu `sudo apt-get install --no-install-recommends {PACKAGE}`, elsewhere install PostgreSQL 15 and set IMPRINT_PG_BIN to its bin folder (the one holding initdb)"

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::tools::{is_root, which};
+use crate::tools::which;
 use crate::{Failure, Result, root, sh};
 
 /// The Debian package.
@@ -40,21 +40,10 @@ pub(crate) fn ensure_softhsm() -> Result<PathBuf> {
     if let Some(m) = find() {
         return Ok(found(m));
     }
-    if is_root() && which("apt-get").is_some() {
-        sh(Command::new("apt-get").arg("update").arg("-q"))?;
-        sh(Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-q",
-                "--no-install-recommends",
-                PACKAGE,
-                "openssl",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
-        if let Some(m) = find() {
-            return Ok(found(m));
-        }
+    if crate::tools::apt_install(&[PACKAGE, "openssl"])?
+        && let Some(m) = find()
+    {
+        return Ok(found(m));
     }
     Err(Failure(format!(
         "the tests with keys in a PKCS#11 token need SoftHSM2 (its module and softhsm2-util) and the openssl command: on Debian/Ubuntu `sudo apt-get install --no-install-recommends {PACKAGE} openssl`, on macOS `brew install softhsm openssl`; a module elsewhere: set IMPRINT_SOFTHSM_MODULE to its path"

@@ -148,6 +148,42 @@ pub(crate) fn is_root() -> bool {
     output("id", &["-u"]).is_some_and(|u| u.trim() == "0")
 }
 
+/// Installs Debian packages with apt-get when running as root on a machine that has it;
+/// false when it cannot (the caller then says what to install).
+pub(crate) fn apt_install(packages: &[&str]) -> Result<bool> {
+    if !is_root() || which("apt-get").is_none() {
+        return Ok(false);
+    }
+    sh(Command::new("apt-get").arg("update").arg("-q"))?;
+    sh(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    Ok(true)
+}
+
+/// The emulator for the write module's Cortex-M4 tests: `IMPRINT_QEMU`, else
+/// `qemu-system-arm` on the PATH, installed from Debian's package as root when missing.
+pub(crate) fn ensure_qemu() -> Result<PathBuf> {
+    let find = || match std::env::var_os("IMPRINT_QEMU") {
+        Some(q) => Some(PathBuf::from(q)).filter(|q| q.is_file()),
+        None => which("qemu-system-arm"),
+    };
+    if find().is_none() {
+        apt_install(&["qemu-system-arm"])?;
+    }
+    let qemu = find().ok_or_else(|| {
+        Failure("the write module's emulated-core tests need QEMU's qemu-system-arm (7.2 or newer, machine mps2-an386): on Debian/Ubuntu `sudo apt-get install --no-install-recommends qemu-system-arm`, on macOS `brew install qemu`; one elsewhere: set IMPRINT_QEMU to its path".into())
+    })?;
+    let version = output(&qemu.to_string_lossy(), &["--version"]).unwrap_or_default();
+    eprintln!(
+        "QEMU {} ({})",
+        qemu.display(),
+        version.lines().next().unwrap_or("version unknown")
+    );
+    Ok(qemu)
+}
+
 /// Finds (or, as root on Debian, installs) Chromium and its ChromeDriver; returns the driver.
 pub(crate) fn ensure_chromedriver() -> Result<PathBuf> {
     let find = || {
