@@ -216,18 +216,28 @@ impl FrameAssembler {
 
     /// The next whole frame, a damaged one, or `None` if more bytes are needed.
     pub fn next_frame(&mut self) -> Option<Result<OwnedFrame, StreamError>> {
+        self.next_with(|f| OwnedFrame {
+            kind: f.kind,
+            seq: f.seq,
+            payload: f.payload.to_vec(),
+        })
+    }
+
+    /// [`FrameAssembler::next_frame`] without copying the payload: `read` gets the frame in
+    /// place and its result is returned. A write module uses this to parse a request straight
+    /// from the receive buffer, with no allocation for the payload.
+    pub fn next_with<R>(
+        &mut self,
+        read: impl FnOnce(Frame<'_>) -> R,
+    ) -> Option<Result<R, StreamError>> {
         if self.buf.is_empty() {
             return None;
         }
         match decode_frame(&self.buf) {
             Ok((f, used)) => {
-                let frame = OwnedFrame {
-                    kind: f.kind,
-                    seq: f.seq,
-                    payload: f.payload.to_vec(),
-                };
+                let out = read(f);
                 self.buf.drain(..used.min(self.buf.len()));
-                Some(Ok(frame))
+                Some(Ok(out))
             }
             Err(FrameError::Incomplete { .. }) => None,
             Err(error) => {

@@ -333,7 +333,8 @@ impl Request {
 
     /// The payload bytes.
     pub fn payload(&self) -> Vec<u8> {
-        let mut p = Vec::new();
+        // The largest payload but GetInfo's (a short apparatus ID and a MAC), allocated once.
+        let mut p = Vec::with_capacity(1 + ApparatusId::MAX_LEN + MAC_LEN);
         match self {
             Request::GetInfo => {}
             Request::QueryRecord {
@@ -395,9 +396,21 @@ impl Request {
 }
 
 impl DeviceInfo {
+    /// The longest info payload: version, firmware version, three short fields, state and a
+    /// short apparatus ID, the key count and the key identifiers.
+    const MAX_LEN: usize = 1
+        + 3
+        + (1 + ProductCode::MAX_LEN)
+        + (1 + ProductSerial::MAX_LEN)
+        + (1 + ChipId::MAX_LEN)
+        + (1 + 1 + ApparatusId::MAX_LEN)
+        + 1
+        + 4 * MAX_KEY_IDS;
+
     /// Encodes the info payload.
     pub fn encode(&self) -> Vec<u8> {
-        let mut p = Vec::new();
+        // One allocation of the largest size rather than a doubling per field.
+        let mut p = Vec::with_capacity(Self::MAX_LEN);
         p.push(crate::frame::PROTOCOL_VERSION);
         p.extend_from_slice(&self.firmware_version);
         put_short(&mut p, self.product_code.as_bytes());
@@ -486,9 +499,14 @@ impl Reply {
 
     /// The payload bytes.
     pub fn payload(&self) -> Vec<u8> {
-        let mut p = Vec::new();
+        let mut p = match self {
+            Reply::Info(info) => return info.encode(),
+            Reply::Locked => return Vec::new(),
+            // The largest of the others (a short apparatus ID and a MAC), allocated once.
+            _ => Vec::with_capacity(1 + ApparatusId::MAX_LEN + MAC_LEN),
+        };
         match self {
-            Reply::Info(info) => p = info.encode(),
+            Reply::Info(_) => {}
             Reply::RecordStatus(RecordStatus::NotHeld) => p.push(0),
             Reply::RecordStatus(RecordStatus::Held(r)) => {
                 p.push(1);

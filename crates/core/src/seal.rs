@@ -68,6 +68,11 @@ pub const MAX_SEALED_LEN: usize = HEADER_LEN
     + ISSUE_NONCE_LEN
     + TAG_LEN;
 
+/// Largest plaintext inside a record: short ID, short pass phrase, issue nonce.
+const MAX_PLAIN_LEN: usize = MAX_SEALED_LEN - HEADER_LEN - NONCE_LEN - TAG_LEN;
+/// Largest AAD: the header and the short apparatus ID.
+const MAX_AAD_LEN: usize = HEADER_LEN + 1 + ApparatusId::MAX_LEN;
+
 /// HKDF info prefix for chip-bound keys of format v1; the chip ID follows it.
 const CHIP_BOUND_INFO: &[u8] = b"imprint/v1/chip-bound";
 /// The label in the second block of a v2 chip key's derivation; the chip ID's length follows.
@@ -236,7 +241,7 @@ impl SealedRecord {
         bytes.push(binding.format());
         bytes.push(binding.code());
         bytes.extend_from_slice(&key_id.to_be_bytes());
-        let aad = aad(&bytes, apparatus_id);
+        let aad = Aad::new(&bytes, apparatus_id);
         bytes.extend_from_slice(&nonce);
 
         let mut plain = Zeroizing::new(Vec::with_capacity(MAX_SEALED_LEN));
@@ -244,7 +249,7 @@ impl SealedRecord {
         put_short(&mut plain, pass_phrase.expose_secret());
         plain.extend_from_slice(&issue_nonce);
 
-        let tag = key.encrypt(binding, &nonce, &aad, plain.as_mut_slice())?;
+        let tag = key.encrypt(binding, &nonce, aad.as_slice(), plain.as_mut_slice())?;
         bytes.extend_from_slice(&plain);
         bytes.extend_from_slice(&tag);
         let record = SealedRecord {
@@ -341,17 +346,22 @@ impl SealedRecord {
         let (ct, tag) = body.split_at(split);
         let tag = Tag::try_from(tag).map_err(|_| OpenError)?;
 
-        let mut plain = Zeroizing::new(ct.to_vec());
+        // On the stack, not the heap: a write module opens one record per unit and its
+        // firmware's heap is small (docs/benchmarks.md, "Write module on an emulated Cortex-M4").
+        let mut buf = Zeroizing::new([0u8; MAX_PLAIN_LEN]);
+        let plain = buf.get_mut(..ct.len()).ok_or(OpenError)?;
+        plain.copy_from_slice(ct);
+        let aad = Aad::new(header, apparatus_id);
         cipher_for(key, self.format, &binding)
             .decrypt_inout_detached(
                 &Nonce::from(nonce),
-                &aad(header, apparatus_id),
-                plain.as_mut_slice().into(),
+                aad.as_slice(),
+                (&mut *plain).into(),
                 &tag,
             )
             .map_err(|_| OpenError)?;
 
-        let mut p = Reader::new(&plain);
+        let mut p = Reader::new(plain);
         let inner_id = ApparatusId::from_bytes(p.short("apparatus ID").map_err(|_| OpenError)?)
             .map_err(|_| OpenError)?;
         let pass_phrase = PassPhrase::from_bytes(p.short("pass phrase").map_err(|_| OpenError)?)
@@ -371,11 +381,31 @@ impl SealedRecord {
     }
 }
 
-fn aad(header: &[u8], apparatus_id: &ApparatusId) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(HEADER_LEN + 1 + ApparatusId::MAX_LEN);
-    aad.extend_from_slice(header);
-    put_short(&mut aad, apparatus_id.as_bytes());
-    aad
+/// The AAD of a record, `header || short(apparatus ID)`, in a fixed buffer.
+struct Aad {
+    buf: [u8; MAX_AAD_LEN],
+    len: usize,
+}
+
+impl Aad {
+    fn new(header: &[u8], apparatus_id: &ApparatusId) -> Aad {
+        let mut buf = [0u8; MAX_AAD_LEN];
+        let id = apparatus_id.as_bytes();
+        let parts: [&[u8]; 3] = [header, &[id.len() as u8], id];
+        let mut len = 0;
+        for part in parts {
+            // The header is HEADER_LEN bytes and an ID at most MAX_LEN: MAX_AAD_LEN in all.
+            if let Some(dst) = buf.get_mut(len..len + part.len()) {
+                dst.copy_from_slice(part);
+                len += part.len();
+            }
+        }
+        Aad { buf, len }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&self.buf)
+    }
 }
 
 /// The AES-256-GCM instance for a binding in a format: the pre-write key itself, or the chip

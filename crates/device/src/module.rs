@@ -80,14 +80,18 @@ impl<F: Flash> WriteModule<F> {
     pub fn receive(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
         self.rx.push(bytes);
         let mut out = Vec::new();
-        while let Some(item) = self.rx.next_frame() {
+        // Each request is parsed in place from the receive buffer (no copy of its payload).
+        while let Some(item) = self
+            .rx
+            .next_with(|f| (f.seq, Request::from_parts(f.kind, f.payload)))
+        {
             match item {
-                Ok(f) => {
-                    let reply = match Request::from_parts(f.kind, &f.payload) {
+                Ok((seq, parsed)) => {
+                    let reply = match parsed {
                         Ok(req) => self.handle(&req),
                         Err(e) => Reply::Error(error_code(&e)),
                     };
-                    out.push(reply.encode(f.seq));
+                    out.push(reply.encode(seq));
                 }
                 Err(e) => {
                     let code = match e.error {

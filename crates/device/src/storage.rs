@@ -22,8 +22,6 @@
 //! journal works on parts that program whole double-words once (STM32L4/G4/H7 with ECC) as
 //! well as on byte-programmable ones.
 
-use alloc::vec;
-use alloc::vec::Vec;
 use core::fmt;
 
 use imprint_core::{ApparatusId, PassPhrase, Receipt};
@@ -109,17 +107,56 @@ pub struct Stored {
     pub locked: bool,
 }
 
+/// The largest record, padding included (the commit word follows it).
+const MAX_RECORD: usize = record_len(MAX_STATE);
+
+/// Fills a fixed buffer front to back: the journal builds its records on the stack, since a
+/// write module's heap is small.
+struct Fill<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Fill<'_> {
+    /// Appends `bytes`; false (and nothing written) if they do not fit.
+    fn put(&mut self, bytes: &[u8]) -> bool {
+        match self.buf.get_mut(self.len..self.len + bytes.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                self.len += bytes.len();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 impl Stored {
-    fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(MAX_STATE);
-        v.push(if self.locked { 2 } else { 1 });
-        v.push(self.apparatus_id.as_bytes().len() as u8);
-        v.extend_from_slice(self.apparatus_id.as_bytes());
-        v.push(self.pass_phrase.expose_secret().len() as u8);
-        v.extend_from_slice(self.pass_phrase.expose_secret());
-        v.extend_from_slice(&self.record_digest);
-        v.extend_from_slice(&self.receipt.0);
-        v
+    /// Bytes of the encoding (state, ID length, ID, pass phrase length, pass phrase, digest,
+    /// receipt): at most [`MAX_STATE`].
+    fn encoded_len(&self) -> usize {
+        3 + self.apparatus_id.as_bytes().len()
+            + self.pass_phrase.expose_secret().len()
+            + self.record_digest.len()
+            + self.receipt.0.len()
+    }
+
+    /// Appends the encoding; false if it does not fit.
+    fn encode(&self, out: &mut Fill<'_>) -> bool {
+        let id = self.apparatus_id.as_bytes();
+        let pp = self.pass_phrase.expose_secret();
+        // Both lengths fit a byte: the types bound them to 32 and 64.
+        let parts: [&[u8]; 7] = [
+            &[if self.locked { 2 } else { 1 }],
+            &[id.len() as u8],
+            id,
+            &[pp.len() as u8],
+            pp,
+            &self.record_digest,
+            &self.receipt.0,
+        ];
+        let start = out.len;
+        parts.iter().all(|p| out.put(p)) && out.len - start == self.encoded_len()
     }
 
     fn decode(b: &[u8]) -> Option<Stored> {
@@ -171,21 +208,28 @@ impl<F: Flash> Journal<F> {
             Some((s, n)) => (s.other(), n.wrapping_add(1)),
             None => (Slot::A, 1),
         };
-        // Both buffers hold the pass phrase: wiped when dropped.
-        let body = Zeroizing::new(state.encode());
-        let mut rec = Zeroizing::new(Vec::with_capacity(HEADER + body.len() + 8));
-        rec.extend_from_slice(&MAGIC);
-        rec.extend_from_slice(&seq.to_be_bytes());
-        rec.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        rec.extend_from_slice(&body);
-        let crc = imprint_core::crc32(&rec);
-        rec.extend_from_slice(&crc.to_be_bytes());
-        rec.resize(record_len(body.len()), 0xFF);
+        // The record holds the pass phrase: wiped when dropped.
+        let mut buf = Zeroizing::new([0xFFu8; MAX_RECORD]);
+        let body_len = state.encoded_len();
+        let len = record_len(body_len);
+        let mut rec = Fill {
+            buf: &mut buf[..],
+            len: 0,
+        };
+        let built = rec.put(&MAGIC)
+            && rec.put(&seq.to_be_bytes())
+            && rec.put(&(body_len as u16).to_be_bytes())
+            && state.encode(&mut rec);
+        let crc = imprint_core::crc32(rec.buf.get(..rec.len).unwrap_or_default());
+        if !built || !rec.put(&crc.to_be_bytes()) || len > MAX_RECORD {
+            return Err(FlashError::OutOfRange);
+        }
+        let rec = buf.get(..len).ok_or(FlashError::OutOfRange)?;
         if rec.len() + COMMIT.len() > self.flash.page_size() {
             return Err(FlashError::OutOfRange);
         }
         self.flash.erase(slot)?;
-        self.flash.program(slot, 0, &rec)?;
+        self.flash.program(slot, 0, rec)?;
         self.flash.program(slot, rec.len(), &COMMIT)?;
         self.current = Some((slot, seq));
         Ok(())
@@ -215,8 +259,9 @@ fn read_slot<F: Flash>(flash: &mut F, slot: Slot) -> Option<(u32, Stored)> {
     if len > MAX_STATE || total > flash.page_size() {
         return None;
     }
-    let mut rec = Zeroizing::new(vec![0u8; total]);
-    flash.read(slot, 0, &mut rec).ok()?;
+    let mut buf = Zeroizing::new([0u8; MAX_RECORD + COMMIT.len()]);
+    let rec = buf.get_mut(..total)?;
+    flash.read(slot, 0, rec).ok()?;
     let (body, trailer) = rec.split_at(HEADER + len);
     let crc = trailer.get(..4)?;
     let commit = trailer.get(trailer.len() - COMMIT.len()..)?;
