@@ -384,7 +384,93 @@ fn bench_device() -> Result {
             .ok_or_else(|| Failure(format!("{} is not a 32-bit ELF image", elf.display())))?;
         println!("| `{bin}` | {flash} | {ram} |");
     }
+    flash_by_part(
+        &root()
+            .join("crates/device/examples/firmware-stm32/target/thumbv7em-none-eabihf/release/imprint-firmware-stm32"),
+    );
     Ok(())
+}
+
+/// The STM32 firmware's code and read-only data by part, from its symbols (`nm`, when there
+/// is one). With LTO much is inlined into the firmware's main task, so that part holds the
+/// write module's and the USB stack's logic too; the named parts are what stayed out of line.
+fn flash_by_part(elf: &Path) {
+    let Some(nm) = tools::which("nm") else {
+        println!("(no nm here: the split by part is skipped)");
+        return;
+    };
+    let Some(out) = tools::output(
+        &nm.to_string_lossy(),
+        &["-S", "-C", "--size-sort", &elf.to_string_lossy()],
+    ) else {
+        println!(
+            "(nm could not read {}: the split by part is skipped)",
+            elf.display()
+        );
+        return;
+    };
+    const PARTS: &[(&str, &[&str])] = &[
+        (
+            "cryptography (RustCrypto: sha2, aes, aes-gcm, ghash, polyval, hkdf, hmac, cipher)",
+            &[
+                "sha2",
+                "aes",
+                "aes_gcm",
+                "ghash",
+                "polyval",
+                "hkdf",
+                "hmac",
+                "cipher",
+                "&Alg as cipher",
+                "digest",
+            ],
+        ),
+        (
+            "imprint-core and imprint-device, out of line",
+            &["imprint_core", "imprint_device"],
+        ),
+        (
+            "USB (embassy-usb, the OTG driver, its interrupt)",
+            &["embassy_usb", "embassy_usb_synopsys_otg", "OTG_FS"],
+        ),
+        (
+            "the firmware's main task, with what LTO inlined into it",
+            &["imprint_firmware_stm32"],
+        ),
+        (
+            "HAL, executor, allocator, runtime (embassy-stm32, cortex-m, compiler_builtins, core, alloc)",
+            &[],
+        ),
+    ];
+    let mut sums = vec![0u64; PARTS.len()];
+    for line in out.lines() {
+        let mut f = line.splitn(4, ' ');
+        let (Some(_), Some(size), Some(kind), Some(name)) =
+            (f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        if !matches!(kind, "t" | "T" | "r" | "R") {
+            continue;
+        }
+        let Ok(size) = u64::from_str_radix(size, 16) else {
+            continue;
+        };
+        let name = name.trim_start_matches('<');
+        let krate = name.split("::").next().unwrap_or(name);
+        let part = PARTS
+            .iter()
+            .position(|(_, crates)| crates.iter().any(|c| krate == *c || name.starts_with(c)))
+            .unwrap_or(PARTS.len() - 1);
+        if let Some(s) = sums.get_mut(part) {
+            *s += size;
+        }
+    }
+    println!("\n| part of `imprint-firmware-stm32` (symbols) | bytes |");
+    println!("| --- | --- |");
+    for ((name, _), bytes) in PARTS.iter().zip(&sums) {
+        println!("| {name} | {bytes} |");
+    }
 }
 
 /// Flash and RAM of a 32-bit little-endian ELF image, from its section headers: flash is every

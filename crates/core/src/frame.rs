@@ -91,17 +91,37 @@ pub struct Frame<'a> {
 
 /// Builds a frame. Fails only if the payload is longer than [`MAX_PAYLOAD`].
 pub fn encode_frame(kind: u8, seq: u8, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
-    let len = u16::try_from(payload.len())
-        .ok()
-        .filter(|&n| usize::from(n) <= MAX_PAYLOAD)
-        .ok_or(FrameError::TooLong(payload.len()))?;
-    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload.len() + FRAME_TRAILER_LEN);
+    if payload.len() > MAX_PAYLOAD {
+        return Err(FrameError::TooLong(payload.len()));
+    }
+    encode_frame_with(kind, seq, payload.len(), |out| {
+        out.extend_from_slice(payload)
+    })
+}
+
+/// [`encode_frame`] with the payload appended by `write` straight into the frame, so a frame
+/// costs one allocation (of `capacity` bytes of payload plus header and trailer).
+pub(crate) fn encode_frame_with(
+    kind: u8,
+    seq: u8,
+    capacity: usize,
+    write: impl FnOnce(&mut Vec<u8>),
+) -> Result<Vec<u8>, FrameError> {
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + capacity + FRAME_TRAILER_LEN);
     out.extend_from_slice(&MAGIC);
     out.push(PROTOCOL_VERSION);
     out.push(kind);
     out.push(seq);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(payload);
+    out.extend_from_slice(&[0, 0]);
+    write(&mut out);
+    let n = out.len() - FRAME_HEADER_LEN;
+    let len = u16::try_from(n)
+        .ok()
+        .filter(|&l| usize::from(l) <= MAX_PAYLOAD)
+        .ok_or(FrameError::TooLong(n))?;
+    if let Some(field) = out.get_mut(FRAME_HEADER_LEN - 2..FRAME_HEADER_LEN) {
+        field.copy_from_slice(&len.to_be_bytes());
+    }
     let crc = crate::codec::crc32(&out);
     out.extend_from_slice(&crc.to_be_bytes());
     Ok(out)

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::codec::{DecodeError, Reader, put_short};
-use crate::frame::{FrameError, decode_frame, encode_frame};
+use crate::frame::{FrameError, decode_frame, encode_frame, encode_frame_with};
 use crate::ids::{ApparatusId, ChipId, KeyId, ProductCode, ProductSerial};
 use crate::receipt::{AuthResponse, Challenge, MAC_LEN, Receipt};
 use crate::seal::SealedRecord;
@@ -411,20 +411,26 @@ impl DeviceInfo {
     pub fn encode(&self) -> Vec<u8> {
         // One allocation of the largest size rather than a doubling per field.
         let mut p = Vec::with_capacity(Self::MAX_LEN);
+        self.write(&mut p);
+        p
+    }
+
+    /// Appends the info payload to `p`.
+    fn write(&self, p: &mut Vec<u8>) {
         p.push(crate::frame::PROTOCOL_VERSION);
         p.extend_from_slice(&self.firmware_version);
-        put_short(&mut p, self.product_code.as_bytes());
-        put_short(&mut p, self.product_serial.as_bytes());
-        put_short(&mut p, self.chip_id.as_bytes());
+        put_short(p, self.product_code.as_bytes());
+        put_short(p, self.product_serial.as_bytes());
+        put_short(p, self.chip_id.as_bytes());
         match &self.state {
             DeviceState::Blank => p.push(0),
             DeviceState::Provisioned(id) => {
                 p.push(1);
-                put_short(&mut p, id.as_bytes());
+                put_short(p, id.as_bytes());
             }
             DeviceState::Locked(id) => {
                 p.push(2);
-                put_short(&mut p, id.as_bytes());
+                put_short(p, id.as_bytes());
             }
         }
         let n = self.key_ids.len().min(MAX_KEY_IDS);
@@ -432,7 +438,6 @@ impl DeviceInfo {
         for k in self.key_ids.iter().take(n) {
             p.extend_from_slice(&k.to_be_bytes());
         }
-        p
     }
 
     /// Decodes the info payload. Total.
@@ -499,14 +504,24 @@ impl Reply {
 
     /// The payload bytes.
     pub fn payload(&self) -> Vec<u8> {
-        let mut p = match self {
-            Reply::Info(info) => return info.encode(),
-            Reply::Locked => return Vec::new(),
-            // The largest of the others (a short apparatus ID and a MAC), allocated once.
-            _ => Vec::with_capacity(1 + ApparatusId::MAX_LEN + MAC_LEN),
-        };
+        let mut p = Vec::with_capacity(self.max_payload());
+        self.write_payload(&mut p);
+        p
+    }
+
+    /// The longest payload of this reply's type: what one allocation holds.
+    fn max_payload(&self) -> usize {
         match self {
-            Reply::Info(_) => {}
+            Reply::Info(_) => DeviceInfo::MAX_LEN,
+            Reply::Locked => 0,
+            // The largest of the others: a short apparatus ID and a MAC.
+            _ => 1 + ApparatusId::MAX_LEN + MAC_LEN,
+        }
+    }
+
+    fn write_payload(&self, p: &mut Vec<u8>) {
+        match self {
+            Reply::Info(info) => info.write(p),
             Reply::RecordStatus(RecordStatus::NotHeld) => p.push(0),
             Reply::RecordStatus(RecordStatus::Held(r)) => {
                 p.push(1);
@@ -518,18 +533,22 @@ impl Reply {
                 apparatus_id,
                 response,
             } => {
-                put_short(&mut p, apparatus_id.as_bytes());
+                put_short(p, apparatus_id.as_bytes());
                 p.extend_from_slice(&response.0);
             }
             Reply::Locked => {}
             Reply::Error(code) => p.push(code.code()),
         }
-        p
     }
 
-    /// The whole frame.
+    /// The whole frame, in one allocation (a write module sends one per request).
     pub fn encode(&self, seq: u8) -> Vec<u8> {
-        frame(self.kind(), seq, &self.payload())
+        // As in `frame`: every reply is far below the 512-byte limit.
+        #[allow(clippy::expect_used)]
+        encode_frame_with(self.kind(), seq, self.max_payload(), |p| {
+            self.write_payload(p)
+        })
+        .expect("every reply is under 512 bytes")
     }
 
     /// Decodes a reply from a frame's type and payload.

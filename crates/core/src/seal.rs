@@ -174,10 +174,34 @@ pub struct OpenedRecord {
 /// A sealed record: a byte string whose header has been checked. Holds no secret in clear.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SealedRecord {
-    bytes: Vec<u8>,
+    bytes: RecordBytes,
     key_id: KeyId,
     chip_bound: bool,
     format: u8,
+}
+
+/// A record's bytes, held inline: at most [`MAX_SEALED_LEN`], so a write module parses an
+/// install request without the heap. Bytes past `len` stay zero, so equality is the bytes'.
+#[derive(Clone, PartialEq, Eq)]
+struct RecordBytes {
+    buf: [u8; MAX_SEALED_LEN],
+    len: usize,
+}
+
+impl RecordBytes {
+    /// `None` if `bytes` is longer than a record can be.
+    fn from_slice(bytes: &[u8]) -> Option<RecordBytes> {
+        let mut buf = [0u8; MAX_SEALED_LEN];
+        buf.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(RecordBytes {
+            buf,
+            len: bytes.len(),
+        })
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&self.buf)
+    }
 }
 
 impl fmt::Debug for SealedRecord {
@@ -185,7 +209,7 @@ impl fmt::Debug for SealedRecord {
         f.debug_struct("SealedRecord")
             .field("key_id", &self.key_id)
             .field("chip_bound", &self.chip_bound)
-            .field("len", &self.bytes.len())
+            .field("len", &self.bytes.len)
             .finish()
     }
 }
@@ -252,6 +276,10 @@ impl SealedRecord {
         let tag = key.encrypt(binding, &nonce, aad.as_slice(), plain.as_mut_slice())?;
         bytes.extend_from_slice(&plain);
         bytes.extend_from_slice(&tag);
+        // The lengths of the ID and pass phrase are bounded by their types, so a record built
+        // here is at most MAX_SEALED_LEN; a shorter one in its place would never open.
+        #[allow(clippy::expect_used)]
+        let bytes = RecordBytes::from_slice(&bytes).expect("a sealed record fits MAX_SEALED_LEN");
         let record = SealedRecord {
             bytes,
             key_id,
@@ -285,15 +313,13 @@ impl SealedRecord {
                 what: "sealed record",
             });
         }
-        if bytes.len() > MAX_SEALED_LEN {
-            return Err(DecodeError::TooMany {
-                what: "sealed record bytes",
-                count: bytes.len(),
-                max: MAX_SEALED_LEN,
-            });
-        }
+        let held = RecordBytes::from_slice(bytes).ok_or(DecodeError::TooMany {
+            what: "sealed record bytes",
+            count: bytes.len(),
+            max: MAX_SEALED_LEN,
+        })?;
         Ok(SealedRecord {
-            bytes: bytes.to_vec(),
+            bytes: held,
             key_id,
             chip_bound: binding == 1,
             format: version,
@@ -302,7 +328,7 @@ impl SealedRecord {
 
     /// The whole blob, as stored in table 708 and sent to the device.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        self.bytes.as_slice()
     }
 
     /// The key identifier from the header.
@@ -322,7 +348,7 @@ impl SealedRecord {
 
     /// SHA-256 of the whole blob: names the record in receipts and in "do you hold record X?".
     pub fn digest(&self) -> [u8; 32] {
-        Sha256::digest(&self.bytes).into()
+        Sha256::digest(self.bytes.as_slice()).into()
     }
 
     /// Opens the record with the pre-write key, checking that it was sealed for
@@ -338,7 +364,7 @@ impl SealedRecord {
             (true, Some(c)) => Binding::Chip(*c),
             (true, None) => return Err(OpenError),
         };
-        let mut r = Reader::new(&self.bytes);
+        let mut r = Reader::new(self.bytes.as_slice());
         let header = r.bytes(HEADER_LEN, "header").map_err(|_| OpenError)?;
         let nonce: [u8; NONCE_LEN] = r.array("nonce").map_err(|_| OpenError)?;
         let body = r.rest();
