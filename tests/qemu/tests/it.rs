@@ -46,6 +46,22 @@ fn chip(c: &Value) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// Opens a vector's sealed record on the core with its key, apparatus ID and chip ID.
+fn open(
+    run: &mut impl FnMut(u8, &[&[u8]]) -> Result<Vec<u8>, String>,
+    c: &Value,
+) -> Result<Vec<u8>, String> {
+    run(
+        8,
+        &[
+            &h(c, "pre_write_key"),
+            s(c, "apparatus_id").as_bytes(),
+            &chip(c),
+            &h(c, "sealed"),
+        ],
+    )
+}
+
 fn start() -> Unit {
     Unit::start().unwrap_or_else(|e| panic!("{e}"))
 }
@@ -130,16 +146,7 @@ fn every_vector_passes_on_the_emulated_core() {
         let (sealed, digest) = out.split_at(out.len() - 32);
         assert_eq!(hex::encode(sealed), s(c, "sealed"), "{}", s(c, "name"));
         assert_eq!(hex::encode(digest), s(c, "digest"), "{}", s(c, "name"));
-        let opened = run(
-            8,
-            &[
-                &h(c, "pre_write_key"),
-                s(c, "apparatus_id").as_bytes(),
-                &chip(c),
-                &h(c, "sealed"),
-            ],
-        )
-        .unwrap();
+        let opened = open(&mut run, c).unwrap();
         assert_eq!(hex::encode(&opened[..16]), s(c, "issue_nonce"));
         assert_eq!(opened[16..20], key_id.to_be_bytes());
         assert_eq!(
@@ -151,16 +158,7 @@ fn every_vector_passes_on_the_emulated_core() {
         checked += 1;
     }
     for c in list(&v, "legacy") {
-        let opened = run(
-            8,
-            &[
-                &h(c, "pre_write_key"),
-                s(c, "apparatus_id").as_bytes(),
-                &chip(c),
-                &h(c, "sealed"),
-            ],
-        )
-        .unwrap();
+        let opened = open(&mut run, c).unwrap();
         assert_eq!(hex::encode(&opened[..16]), s(c, "issue_nonce"));
         assert_eq!(opened[20], imprint_core::seal::FORMAT_V1);
         assert_eq!(&opened[21..], s(c, "pass_phrase").as_bytes());
@@ -174,16 +172,7 @@ fn every_vector_passes_on_the_emulated_core() {
         checked += 1;
     }
     for c in list(&v, "tamper") {
-        let refused = run(
-            8,
-            &[
-                &h(c, "pre_write_key"),
-                s(c, "apparatus_id").as_bytes(),
-                &chip(c),
-                &h(c, "sealed"),
-            ],
-        )
-        .unwrap_err();
+        let refused = open(&mut run, c).unwrap_err();
         assert_eq!(refused, "does not open", "{}", s(c, "name"));
         checked += 1;
     }
