@@ -14,6 +14,7 @@ pub mod secret;
 #[cfg(feature = "serde")]
 pub mod serde;
 pub mod tables;
+pub mod tlog;
 
 pub use codec::{DecodeError, crc32};
 pub use frame::{

@@ -21,6 +21,7 @@ const EXTERNAL: &str = include_str!("../../../crates/core/tests/vectors/external
 const SEALED: &str = include_str!("../../../crates/core/tests/vectors/sealed_records.json");
 const FRAMES: &str = include_str!("../../../crates/core/tests/vectors/frames.json");
 const RECEIPTS: &str = include_str!("../../../crates/core/tests/vectors/receipts.json");
+const TLOG: &str = include_str!("../../../crates/core/tests/vectors/tlog.json");
 
 fn load(text: &str) -> Value {
     serde_json::from_str(text).unwrap()
@@ -236,7 +237,68 @@ fn every_vector_passes_on_the_emulated_core() {
         assert_eq!(hex::encode(resp), s(c, "auth_response"));
         checked += 1;
     }
-    assert!(checked > 50, "only {checked} vectors");
+    let v = load(TLOG);
+    let leaves: Vec<Vec<u8>> = list(&v, "leaves")
+        .iter()
+        .map(|l| hex::decode(l.as_str().unwrap()).unwrap())
+        .collect();
+    for c in list(&v, "roots") {
+        let size = usize::try_from(c["size"].as_u64().unwrap()).unwrap();
+        let fields: Vec<&[u8]> = leaves[..size].iter().map(Vec::as_slice).collect();
+        let out = run(15, &fields).unwrap();
+        assert_eq!(hex::encode(&out[..32]), s(c, "root"), "size {size}");
+        checked += 1;
+    }
+    let root_of = |size: u64| {
+        list(&v, "roots")
+            .iter()
+            .find(|c| c["size"].as_u64() == Some(size))
+            .map_or_else(|| h(&v, "empty_root"), |c| h(c, "root"))
+    };
+    let joined = |c: &Value| -> Vec<u8> {
+        list(c, "proof")
+            .iter()
+            .flat_map(|p| hex::decode(p.as_str().unwrap()).unwrap())
+            .collect()
+    };
+    for c in list(&v, "inclusion") {
+        let (index, size) = (c["index"].as_u64().unwrap(), c["size"].as_u64().unwrap());
+        let entry = &leaves[usize::try_from(index).unwrap()];
+        let fields: [&[u8]; 5] = [
+            entry,
+            &index.to_be_bytes(),
+            &size.to_be_bytes(),
+            &root_of(size),
+            &joined(c),
+        ];
+        run(16, &fields).unwrap();
+        let mut bad = joined(c);
+        if let Some(b) = bad.first_mut() {
+            *b ^= 1;
+            let fields: [&[u8]; 5] = [
+                entry,
+                &index.to_be_bytes(),
+                &size.to_be_bytes(),
+                &root_of(size),
+                &bad,
+            ];
+            assert_eq!(run(16, &fields).unwrap_err(), "inclusion refused");
+        }
+        checked += 1;
+    }
+    for c in list(&v, "consistency") {
+        let (old, new) = (c["old"].as_u64().unwrap(), c["new"].as_u64().unwrap());
+        let fields: [&[u8]; 5] = [
+            &old.to_be_bytes(),
+            &new.to_be_bytes(),
+            &root_of(old),
+            &root_of(new),
+            &joined(c),
+        ];
+        run(17, &fields).unwrap();
+        checked += 1;
+    }
+    assert!(checked > 60, "only {checked} vectors");
     println!("{checked} vectors passed on the emulated Cortex-M4");
 }
 

@@ -20,6 +20,7 @@ mod lease;
 mod protocol;
 mod seal;
 mod tables;
+mod tlog;
 mod vectors;
 #[cfg(target_arch = "wasm32")]
 mod webcrypto;

@@ -713,8 +713,57 @@ fn vector(body: &[u8]) -> Result<Vec<u8>, &'static str> {
                 .map_err(|_| "response does not verify")?;
             resp.0.to_vec()
         }
+        // transparency log: the root of these entries (each field one entry) || the inclusion
+        // proof of each entry in that tree, concatenated
+        15 => {
+            use imprint_core::tlog::{MemoryTree, inclusion_proof, leaf_hash};
+            let tree = MemoryTree::new(f.iter().map(|e| leaf_hash(e)).collect());
+            let mut out = tree.root(tree.size()).map_err(|_| "tree")?.to_vec();
+            for i in 0..tree.size() {
+                let proof = inclusion_proof(&tree, i, tree.size())
+                    .and_then(|p| p)
+                    .map_err(|_| "inclusion proof")?;
+                out.extend(proof.iter().flatten());
+            }
+            out
+        }
+        // transparency log: verify_inclusion(entry, index u64 BE, size u64 BE, root, proof)
+        16 => {
+            let leaf = imprint_core::tlog::leaf_hash(g(0)?);
+            let proof = hashes(g(4)?)?;
+            imprint_core::tlog::verify_inclusion(
+                &leaf,
+                u64::from_be_bytes(arr(g(1)?)?),
+                u64::from_be_bytes(arr(g(2)?)?),
+                &proof,
+                &arr(g(3)?)?,
+            )
+            .map_err(|_| "inclusion refused")?;
+            Vec::new()
+        }
+        // transparency log: verify_consistency(old u64 BE, new u64 BE, old root, new root, proof)
+        17 => {
+            let proof = hashes(g(4)?)?;
+            imprint_core::tlog::verify_consistency(
+                u64::from_be_bytes(arr(g(0)?)?),
+                u64::from_be_bytes(arr(g(1)?)?),
+                &proof,
+                &arr(g(2)?)?,
+                &arr(g(3)?)?,
+            )
+            .map_err(|_| "consistency refused")?;
+            Vec::new()
+        }
         _ => return Err("unknown operation"),
     })
+}
+
+/// Hashes concatenated in one field.
+fn hashes(b: &[u8]) -> Result<Vec<[u8; 32]>, &'static str> {
+    if !b.len().is_multiple_of(32) {
+        return Err("hashes of the wrong length");
+    }
+    b.chunks_exact(32).map(arr).collect()
 }
 
 // ---- panics ---------------------------------------------------------------------------------
