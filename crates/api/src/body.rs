@@ -379,23 +379,87 @@ pub struct AuditPage {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct VerifyAuditQuery {
-    /// A checkpoint `seq:hash` saved from an earlier verification.
+    /// A checkpoint saved earlier: a signed checkpoint (the text of `GET /audit/checkpoint`'s
+    /// `checkpoint`, URL-encoded), or a chain head `seq:hash` from an earlier verification.
     #[serde(default)]
     pub checkpoint: Option<String>,
 }
 
-/// The outcome of verifying the audit chain.
+/// The outcome of verifying the audit log: its hash chain, its Merkle tree against the latest
+/// signed checkpoint, and a checkpoint saved earlier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditVerification {
     /// Entries checked.
     pub entries: u64,
-    /// The last entry's hash: save `entries:head` as the checkpoint for the next verification.
+    /// The last entry's hash: `entries:head` is a chain head to pass as the next checkpoint.
     pub head: String,
+    /// The latest signed checkpoint, checked against the entries (save it: it is the
+    /// checkpoint for the next verification); absent while the log is empty.
+    pub checkpoint: Option<String>,
     /// Whether every check passed.
     pub ok: bool,
     /// The first problem found, if any.
     pub problem: Option<String>,
+}
+
+/// `GET /audit/checkpoint`: the log's latest signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditCheckpoint {
+    /// The signed checkpoint (C2SP tlog-checkpoint in a signed note, docs/audit.md).
+    pub checkpoint: String,
+    /// Its tree size (the checkpoint's second line).
+    pub size: u64,
+    /// The log's verifier key, `NAME+KEYID+KEY`: pin it once, from a source you trust, and
+    /// check every checkpoint with the pinned key, not this one.
+    pub key: String,
+}
+
+/// `GET /audit/proof/inclusion` query.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+pub struct InclusionQuery {
+    /// The entry's sequence number (its leaf is `seq - 1`).
+    pub seq: u64,
+    /// The tree size of a signed checkpoint, at least `seq`.
+    pub size: u64,
+}
+
+/// `GET /audit/proof/inclusion`: an RFC 9162 inclusion proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InclusionProof {
+    /// The leaf index (`seq - 1`).
+    pub index: u64,
+    /// The tree size.
+    pub size: u64,
+    /// The proof's hashes from the leaf up, base64.
+    pub hashes: Vec<String>,
+}
+
+/// `GET /audit/proof/consistency` query.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+pub struct ConsistencyQuery {
+    /// The older tree size.
+    pub old: u64,
+    /// The newer tree size, of a signed checkpoint.
+    pub new: u64,
+}
+
+/// `GET /audit/proof/consistency`: an RFC 9162 consistency proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsistencyProof {
+    /// The older tree size.
+    pub old: u64,
+    /// The newer tree size.
+    pub new: u64,
+    /// The proof's hashes, base64.
+    pub hashes: Vec<String>,
 }
 
 /// `POST /issue`.

@@ -171,6 +171,12 @@ pub enum Op {
     ReadAudit,
     /// `GET /audit/verify`
     VerifyAudit,
+    /// `GET /audit/checkpoint`
+    AuditCheckpoint,
+    /// `GET /audit/proof/inclusion`
+    AuditInclusion,
+    /// `GET /audit/proof/consistency`
+    AuditConsistency,
     /// `POST /issue`
     Issue,
     /// `POST /leases`
@@ -212,7 +218,7 @@ const fn route(
 
 impl Op {
     /// Every operation, in the order of the documentation.
-    pub const ALL: [Op; 27] = [
+    pub const ALL: [Op; 30] = [
         Op::Login,
         Op::Logout,
         Op::Me,
@@ -230,6 +236,9 @@ impl Op {
         Op::ExportInstalled,
         Op::ReadAudit,
         Op::VerifyAudit,
+        Op::AuditCheckpoint,
+        Op::AuditInclusion,
+        Op::AuditConsistency,
         Op::Issue,
         Op::Lease,
         Op::Records,
@@ -338,7 +347,28 @@ impl Op {
                 "/audit/verify",
                 READERS,
                 None,
-                "Verify the audit hash chain (query: checkpoint=seq:hash)",
+                "Verify the audit log: its chain, its tree against the latest signed checkpoint, and a checkpoint saved earlier (query: checkpoint)",
+            ),
+            Op::AuditCheckpoint => route(
+                Get,
+                "/audit/checkpoint",
+                Access::Public,
+                None,
+                "The audit log's latest signed checkpoint and its verifier key",
+            ),
+            Op::AuditInclusion => route(
+                Get,
+                "/audit/proof/inclusion",
+                READERS,
+                None,
+                "An inclusion proof of one entry in a signed tree size (query: seq, size)",
+            ),
+            Op::AuditConsistency => route(
+                Get,
+                "/audit/proof/consistency",
+                READERS,
+                None,
+                "A consistency proof between two tree sizes (query: old, new)",
             ),
             Op::Issue => route(
                 Post,

@@ -159,6 +159,7 @@ pub fn errors(op: Op) -> &'static [ErrorCode] {
         Op::Login => &[Unauthorized, TooManyAttempts],
         Op::Logout | Op::Me | Op::ListKeys | Op::ListProducts | Op::Records => &[],
         Op::ExportInstalled | Op::ReadAudit | Op::VerifyAudit => &[],
+        Op::AuditCheckpoint | Op::AuditInclusion | Op::AuditConsistency => &[NotFound],
         Op::AddKey => &[DuplicateKeyId],
         Op::MapProduct => &[UnknownKeyId, SameKey],
         Op::SetLockUnits => &[UnknownProduct],
@@ -215,6 +216,9 @@ fn bodies(op: Op) -> (Option<RefOr<Schema>>, Option<RefOr<Schema>>) {
         Op::ExportInstalled => (None, None),
         Op::ReadAudit => (None, r::<AuditPage>()),
         Op::VerifyAudit => (None, r::<AuditVerification>()),
+        Op::AuditCheckpoint => (None, r::<AuditCheckpoint>()),
+        Op::AuditInclusion => (None, r::<InclusionProof>()),
+        Op::AuditConsistency => (None, r::<ConsistencyProof>()),
         Op::Issue => (r::<IssueRequest>(), r::<RecordList>()),
         Op::Lease => (r::<LeaseRequest>(), r::<LeaseAnswer>()),
         Op::Records => (None, r::<RecordList>()),
@@ -282,6 +286,9 @@ fn components() -> ComponentsBuilder {
     add::<AuditEntry>(&mut list);
     add::<AuditPage>(&mut list);
     add::<AuditVerification>(&mut list);
+    add::<AuditCheckpoint>(&mut list);
+    add::<InclusionProof>(&mut list);
+    add::<ConsistencyProof>(&mut list);
     add::<IssueRequest>(&mut list);
     add::<Record>(&mut list);
     add::<RecordList>(&mut list);
@@ -409,6 +416,12 @@ pub fn document() -> OpenApi {
             Op::ReadAudit => params.extend(AuditQuery::into_params(|| Some(ParameterIn::Query))),
             Op::VerifyAudit => {
                 params.extend(VerifyAuditQuery::into_params(|| Some(ParameterIn::Query)))
+            }
+            Op::AuditInclusion => {
+                params.extend(InclusionQuery::into_params(|| Some(ParameterIn::Query)))
+            }
+            Op::AuditConsistency => {
+                params.extend(ConsistencyQuery::into_params(|| Some(ParameterIn::Query)))
             }
             _ => {}
         }

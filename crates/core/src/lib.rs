@@ -7,6 +7,7 @@ mod codec;
 pub mod frame;
 pub mod ids;
 pub mod lease;
+pub mod note;
 pub mod proto;
 pub mod receipt;
 pub mod seal;

@@ -31,7 +31,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::User;
 use crate::error::AppError;
-use crate::{AppState, audit, auth, service};
+use crate::{AppState, audit, auth, service, tlog};
 
 type ApiResult<T> = Result<Json<T>, AppError>;
 
@@ -124,6 +124,9 @@ fn handler(op: Op) -> MethodRouter<AppState> {
         Op::ExportInstalled => get(export_installed),
         Op::ReadAudit => get(read_audit),
         Op::VerifyAudit => get(verify_audit),
+        Op::AuditCheckpoint => get(audit_checkpoint),
+        Op::AuditInclusion => get(audit_inclusion),
+        Op::AuditConsistency => get(audit_consistency),
         Op::Issue => post(issue),
         Op::Lease => post(lease),
         Op::Records => get(records),
@@ -424,10 +427,12 @@ async fn read_audit(
     _user: User,
     QueryOf(q): QueryOf<AuditQuery>,
 ) -> ApiResult<AuditPage> {
-    let mut conn = state.store.pool().acquire().await?;
     let from = i64::try_from(q.from.unwrap_or(1))
         .map_err(|_| AppError::BadRequest("from: too large".into()))?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000) as i64;
+    // What was committed before this request is in the page.
+    tlog::sequence(&state.store, &state.custody).await?;
+    let mut conn = state.store.pool().acquire().await?;
     let entries = audit::read(&mut conn, from, limit).await?;
     Ok(Json(AuditPage {
         entries: entries
@@ -452,29 +457,91 @@ async fn verify_audit(
     _user: User,
     QueryOf(q): QueryOf<VerifyAuditQuery>,
 ) -> ApiResult<AuditVerification> {
-    let checkpoint = match &q.checkpoint {
-        Some(c) => {
-            let (seq, hash) = c
-                .split_once(':')
-                .ok_or_else(|| AppError::BadRequest("checkpoint: seq:hash expected".into()))?;
-            let seq: i64 = seq
-                .parse()
-                .map_err(|_| AppError::BadRequest("checkpoint: seq must be a number".into()))?;
-            Some((seq, hash.to_string()))
-        }
-        None => None,
-    };
-    let mut conn = state.store.pool().acquire().await?;
-    let v = audit::verify(
-        &mut conn,
-        checkpoint.as_ref().map(|(s, h)| (*s, h.as_str())),
-    )
-    .await?;
+    let saved = q
+        .checkpoint
+        .as_deref()
+        .map(tlog::Saved::parse)
+        .transpose()?;
+    let v = tlog::verify(&state.store, &state.custody, saved.as_ref()).await?;
     Ok(Json(AuditVerification {
         entries: count(v.entries)?,
         head: v.head,
-        ok: v.ok,
+        checkpoint: v.checkpoint,
+        ok: v.problem.is_none(),
         problem: v.problem,
+    }))
+}
+
+/// Public: a checkpoint reveals a size and a hash, and witnesses must read it without an
+/// account. It is the latest the sequencer signed (within about a second), not made here, so
+/// that anonymous requests do not write (but the very first, before any checkpoint).
+async fn audit_checkpoint(
+    State(state): State<AppState>,
+) -> ApiResult<imprint_api::AuditCheckpoint> {
+    let key = tlog::verifier_key(&state.store, &state.custody).await?;
+    let mut conn = state.store.pool().acquire().await?;
+    let latest = match tlog::latest(&mut conn).await? {
+        Some(c) => Some(c),
+        // Only until the log's first checkpoint: a new server's entries may not be sequenced yet.
+        None => tlog::sequence(&state.store, &state.custody).await?,
+    }
+    .ok_or_else(|| {
+        AppError::NotFound("the audit log has no entries yet, so no checkpoint".into())
+    })?;
+    Ok(Json(imprint_api::AuditCheckpoint {
+        checkpoint: latest.note,
+        size: latest.size,
+        key: key.to_string(),
+    }))
+}
+
+async fn audit_inclusion(
+    State(state): State<AppState>,
+    _user: User,
+    QueryOf(q): QueryOf<imprint_api::InclusionQuery>,
+) -> ApiResult<imprint_api::InclusionProof> {
+    if q.seq == 0 {
+        return Err(AppError::BadRequest(
+            "seq: entries are numbered from 1".into(),
+        ));
+    }
+    tlog::sequence(&state.store, &state.custody).await?;
+    let mut conn = state.store.pool().acquire().await?;
+    let index = q.seq - 1;
+    let hashes = tlog::prove(
+        &mut conn,
+        tlog::Proof::Inclusion {
+            index,
+            size: q.size,
+        },
+    )
+    .await?;
+    Ok(Json(imprint_api::InclusionProof {
+        index,
+        size: q.size,
+        hashes: hashes.iter().map(tlog::base64).collect(),
+    }))
+}
+
+async fn audit_consistency(
+    State(state): State<AppState>,
+    _user: User,
+    QueryOf(q): QueryOf<imprint_api::ConsistencyQuery>,
+) -> ApiResult<imprint_api::ConsistencyProof> {
+    tlog::sequence(&state.store, &state.custody).await?;
+    let mut conn = state.store.pool().acquire().await?;
+    let hashes = tlog::prove(
+        &mut conn,
+        tlog::Proof::Consistency {
+            old: q.old,
+            new: q.new,
+        },
+    )
+    .await?;
+    Ok(Json(imprint_api::ConsistencyProof {
+        old: q.old,
+        new: q.new,
+        hashes: hashes.iter().map(tlog::base64).collect(),
     }))
 }
 

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::error::AppError;
-use crate::store::{self, Backend, Conn};
+use crate::store::{self, Conn};
 
 /// The hash before the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -34,12 +34,10 @@ pub fn entry_hash(
 }
 
 /// Appends an entry inside the caller's transaction (so the entry and the change it records
-/// commit together, or neither does).
-///
-/// With several writers the log keeps one order: on PostgreSQL the table is locked (for writes;
-/// reads go on) from here to the commit, so entries are numbered in commit order and none is
-/// numbered twice; on SQLite the write transaction already excludes every other writer. Call
-/// it last in a transaction, so the lock is held only for the commit.
+/// commit together, or neither does). The entry is durable at the commit but not yet numbered:
+/// the sequencer ([`crate::tlog::sequence`]) numbers it, chains it and adds it to the tree
+/// within a second or so, and before any read of the log. Nothing here waits for another
+/// transaction.
 pub async fn append(
     conn: &mut Conn,
     actor: &str,
@@ -68,57 +66,26 @@ pub struct NewEntry {
     pub detail: serde_json::Value,
 }
 
-/// Rows per insert: 7 columns each, far below either database's parameter limit.
+/// Rows per insert: 4 columns each, far below either database's parameter limit.
 const CHUNK: usize = 200;
 
 /// Appends `entries` in order, as [`append`] appends one, with multi-row inserts (a batch of
-/// field authentications writes hundreds at once).
+/// field authentications writes hundreds at once). Their order among themselves is kept
+/// (pending entries are sequenced in the order of their ids).
 pub async fn append_many(conn: &mut Conn, entries: &[NewEntry]) -> Result<(), AppError> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    if store::backend_of(conn) == Backend::Postgres {
-        sqlx::query("LOCK TABLE audit_log IN EXCLUSIVE MODE")
-            .execute(&mut *conn)
-            .await?;
-    }
-    let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?;
-    let (mut seq, mut prev) = match last {
-        Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
-        None => (0, GENESIS.to_string()),
-    };
     let at = crate::now_millis();
-    let at_text = at.to_string();
-    let mut rows = Vec::with_capacity(entries.len());
-    for e in entries {
-        seq += 1;
-        let detail = e.detail.to_string();
-        let hash = entry_hash(seq, &at_text, &e.actor, &e.action, &detail, &prev);
-        rows.push((
-            seq,
-            e,
-            detail,
-            std::mem::replace(&mut prev, hash.clone()),
-            hash,
-        ));
-    }
-    for chunk in rows.chunks(CHUNK) {
+    for chunk in entries.chunks(CHUNK) {
         let sql = format!(
-            "INSERT INTO audit_log (seq, at_ms, actor, action, detail, prev_hash, hash) VALUES {}",
-            store::values(chunk.len(), 7)
+            "INSERT INTO audit_pending (at_ms, actor, action, detail) VALUES {}",
+            store::values(chunk.len(), 4)
         );
         let mut q = sqlx::query(store::bulk(conn, sql));
-        for (seq, e, detail, prev, hash) in chunk {
+        for e in chunk {
             q = q
-                .bind(*seq)
                 .bind(at)
                 .bind(e.actor.as_str())
                 .bind(e.action.as_str())
-                .bind(detail.as_str())
-                .bind(prev.as_str())
-                .bind(hash.as_str());
+                .bind(e.detail.to_string());
         }
         q.execute(&mut *conn).await?;
     }
@@ -180,16 +147,6 @@ pub async fn read(conn: &mut Conn, from: i64, limit: i64) -> Result<Vec<Entry>, 
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(AppError::from)
-}
-
-/// Verifies the whole chain, and optionally that it still contains the checkpoint
-/// `(seq, hash)` an auditor saved (which catches entries cut off the end).
-pub async fn verify(
-    conn: &mut Conn,
-    checkpoint: Option<(i64, &str)>,
-) -> Result<Verification, AppError> {
-    let entries = read(conn, 1, i64::MAX).await?;
-    Ok(verify_entries(&entries, checkpoint))
 }
 
 /// The pure check over entries read in `seq` order.

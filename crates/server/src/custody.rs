@@ -26,7 +26,8 @@ use zeroize::Zeroizing;
 use crate::error::AppError;
 use crate::kek::{Kek, hmac_sha256};
 use crate::pkcs11::{Token, Usage};
-use crate::store::Store;
+use crate::store::{Conn, Store};
+use sqlx::Row;
 
 /// The token's label of the key that seals secrets at rest.
 pub const LABEL_AT_REST: &str = "imprint/at-rest";
@@ -34,6 +35,8 @@ pub const LABEL_AT_REST: &str = "imprint/at-rest";
 pub const LABEL_TAGS: &str = "imprint/tags";
 /// The token's label of the lease signing key pair.
 pub const LABEL_LEASE: &str = "imprint/lease-signing";
+/// The token's label of the key pair that signs the audit log's checkpoints.
+pub const LABEL_LOG: &str = "imprint/log-signing";
 /// The token's label of the RSA key pair pre-write keys are imported under.
 pub const LABEL_IMPORT: &str = "imprint/import";
 
@@ -44,6 +47,10 @@ const CHECK_CTX: &str = "server/custody-check";
 const CHECK_VALUE: &[u8] = b"imprint custody check v1";
 
 /// Where the keys are.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per process, never moved after start-up"
+)]
 enum Held {
     /// In memory, from `kek.key`.
     File(Box<Aes256Gcm>),
@@ -53,7 +60,28 @@ enum Held {
         at_rest: ObjectHandle,
         lease: ObjectHandle,
         lease_public: [u8; 32],
+        log: ObjectHandle,
+        log_public: [u8; 32],
     },
+}
+
+/// The server's Ed25519 keys: each signs one kind of message only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SigningKey {
+    /// Offline leases (`imprint_core::lease`).
+    Lease,
+    /// The audit log's checkpoints (`imprint_core::note`).
+    Log,
+}
+
+impl SigningKey {
+    /// Its row in `server_keys` (file custody) and the context it is sealed under.
+    fn row(self) -> (&'static str, &'static str) {
+        match self {
+            SigningKey::Lease => ("lease-signing", "server/lease-signing"),
+            SigningKey::Log => ("log-signing", "server/log-signing"),
+        }
+    }
 }
 
 /// The server's keys (see the module's documentation).
@@ -163,6 +191,12 @@ impl Custody {
             .find_ed25519(LABEL_LEASE)?
             .ok_or_else(|| missing(LABEL_LEASE))?;
         let lease_public = token.ed25519_public(LABEL_LEASE)?;
+        // Tokens prepared before the audit log was signed get its key on their first start.
+        let log = match token.find_ed25519(LABEL_LOG)? {
+            Some(key) => key,
+            None => token.generate_ed25519(LABEL_LOG)?,
+        };
+        let log_public = token.ed25519_public(LABEL_LOG)?;
         let tag_key = token.hmac(tags, NAME_TAG_INFO)?;
         let challenge_key = token.hmac(tags, CHALLENGE_INFO)?;
         Ok(Custody {
@@ -171,6 +205,8 @@ impl Custody {
                 at_rest,
                 lease,
                 lease_public,
+                log,
+                log_public,
             },
             tag_key,
             challenge_key,
@@ -198,6 +234,7 @@ impl Custody {
         token.generate(LABEL_AT_REST, Usage::Cipher)?;
         token.generate(LABEL_TAGS, Usage::Hmac)?;
         token.generate_ed25519(LABEL_LEASE)?;
+        token.generate_ed25519(LABEL_LOG)?;
         // Made here, once, rather than on first use: two first uses at once would make two.
         if token.find_private(LABEL_IMPORT)?.is_none() {
             token.generate_rsa_unwrap(LABEL_IMPORT)?;
@@ -415,18 +452,98 @@ impl Custody {
         }
     }
 
-    /// The lease signing key in the token (token custody); `None` means it is in the
-    /// database, sealed like any secret at rest.
-    pub fn lease_in_token(&self) -> Option<(&Token, ObjectHandle, [u8; 32])> {
-        match &self.held {
-            Held::File(_) => None,
-            Held::Token {
-                token,
-                lease,
-                lease_public,
-                ..
-            } => Some((token, *lease, *lease_public)),
+    /// Signs `msg` with one of the server's Ed25519 keys: in the token (token custody), or
+    /// with the key sealed in `server_keys` (file custody; made on first use). Returns the
+    /// public key and the signature.
+    pub async fn sign_ed25519(
+        &self,
+        conn: &mut Conn,
+        which: SigningKey,
+        msg: &[u8],
+    ) -> Result<([u8; 32], [u8; 64]), AppError> {
+        match self.signing_in_token(which) {
+            Some((token, key, public)) => Ok((public, token.sign_ed25519(key, msg)?)),
+            None => {
+                use ed25519_dalek::Signer;
+                let key = self.stored_signing_key(conn, which).await?;
+                Ok((key.verifying_key().to_bytes(), key.sign(msg).to_bytes()))
+            }
         }
+    }
+
+    /// The public half of one of the server's Ed25519 keys (made on first use with file
+    /// custody, so `conn` should be in a write transaction).
+    pub async fn ed25519_public(
+        &self,
+        conn: &mut Conn,
+        which: SigningKey,
+    ) -> Result<[u8; 32], AppError> {
+        match self.signing_in_token(which) {
+            Some((_, _, public)) => Ok(public),
+            None => Ok(self
+                .stored_signing_key(conn, which)
+                .await?
+                .verifying_key()
+                .to_bytes()),
+        }
+    }
+
+    /// The key in the token, with token custody.
+    fn signing_in_token(&self, which: SigningKey) -> Option<(&Token, ObjectHandle, [u8; 32])> {
+        match (&self.held, which) {
+            (Held::File(_), _) => None,
+            (
+                Held::Token {
+                    token,
+                    lease,
+                    lease_public,
+                    ..
+                },
+                SigningKey::Lease,
+            ) => Some((token, *lease, *lease_public)),
+            (
+                Held::Token {
+                    token,
+                    log,
+                    log_public,
+                    ..
+                },
+                SigningKey::Log,
+            ) => Some((token, *log, *log_public)),
+        }
+    }
+
+    /// A signing key in the database (file custody), made on first use. Two processes that
+    /// both find none race to insert it; the loser's insert violates the key's uniqueness and
+    /// its transaction runs again, finding the winner's.
+    async fn stored_signing_key(
+        &self,
+        conn: &mut Conn,
+        which: SigningKey,
+    ) -> Result<ed25519_dalek::SigningKey, AppError> {
+        let (name, context) = which.row();
+        let row = sqlx::query("SELECT key_sealed FROM server_keys WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let bytes = match row {
+            Some(r) => self.open(context, &r.try_get::<Vec<u8>, _>("key_sealed")?)?,
+            None => {
+                let mut b = Zeroizing::new(vec![0u8; 32]);
+                crate::rng().fill_bytes(&mut b);
+                sqlx::query("INSERT INTO server_keys (name, key_sealed) VALUES ($1, $2)")
+                    .bind(name)
+                    .bind(self.seal(context, &b)?)
+                    .execute(&mut *conn)
+                    .await?;
+                b
+            }
+        };
+        let arr: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| AppError::bug(format!("the stored key '{name}' has a wrong length")))?;
+        Ok(ed25519_dalek::SigningKey::from_bytes(&arr))
     }
 
     /// Records this custody in a new database (`imprint init`), or checks that an existing

@@ -24,6 +24,7 @@ pub mod pkcs11;
 pub mod service;
 pub mod store;
 pub mod throttle;
+pub mod tlog;
 pub mod tls;
 
 use std::sync::Arc;

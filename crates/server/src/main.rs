@@ -10,7 +10,7 @@ use imprint_server::custody::Custody;
 use imprint_server::kek::Kek;
 use imprint_server::pkcs11::Token;
 use imprint_server::store::Store;
-use imprint_server::{AppError, AppState, audit, auth, service};
+use imprint_server::{AppError, AppState, auth, service};
 
 #[derive(Parser)]
 #[command(
@@ -175,9 +175,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Verifies the hash chain (`imprint audit verify`).
+    /// Verifies the whole log: its hash chain, its Merkle tree and the latest signed
+    /// checkpoint, and a checkpoint saved earlier (`imprint audit verify`).
     Verify {
-        /// A checkpoint `seq:hash` saved from an earlier run (catches cut-off entries).
+        /// A checkpoint saved from an earlier run: a file holding a signed checkpoint, or a
+        /// chain head `seq:hash` (catches cut-off entries and rewritten history).
         #[arg(long)]
         checkpoint: Option<String>,
     },
@@ -370,6 +372,7 @@ async fn serve(
         )));
     }
     spawn_lease_sweeper(state.clone());
+    imprint_server::tlog::spawn(state.store.clone(), state.custody.clone());
     let app = match portal {
         Some(dir) if dir.join("index.html").is_file() => {
             tracing::info!("serving the portal from {}", dir.display());
@@ -729,22 +732,22 @@ async fn run(cli: Cli) -> Result<(), AppError> {
         }
         Command::Audit(AuditCmd::Verify { checkpoint }) => {
             let state = site.open().await?;
-            let cp = match &checkpoint {
-                Some(c) => {
-                    let (s, h) = c
-                        .split_once(':')
-                        .ok_or_else(|| AppError::BadRequest("checkpoint: seq:hash".into()))?;
-                    Some((
-                        s.parse::<i64>()
-                            .map_err(|_| AppError::BadRequest("checkpoint seq: a number".into()))?,
-                        h.to_string(),
-                    ))
+            let saved = match &checkpoint {
+                Some(c) if std::path::Path::new(c).is_file() => {
+                    let text = std::fs::read_to_string(c).map_err(|e| {
+                        AppError::Config(format!("cannot read the checkpoint file {c}: {e}"))
+                    })?;
+                    Some(imprint_server::tlog::Saved::Note(text))
                 }
+                Some(c) => Some(imprint_server::tlog::Saved::parse(c)?),
                 None => None,
             };
-            let mut conn = state.store.pool().acquire().await?;
-            let v = audit::verify(&mut conn, cp.as_ref().map(|(s, h)| (*s, h.as_str()))).await?;
-            println!("{} entries; head {}:{}", v.entries, v.entries, v.head);
+            let v =
+                imprint_server::tlog::verify(&state.store, &state.custody, saved.as_ref()).await?;
+            println!("{} entries; chain head {}:{}", v.entries, v.entries, v.head);
+            if let Some(cp) = &v.checkpoint {
+                print!("latest signed checkpoint (save it for the next run):\n{cp}");
+            }
             match v.problem {
                 None => {
                     println!("audit log intact");

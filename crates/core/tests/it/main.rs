@@ -17,6 +17,7 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 mod fixed_rng;
 mod ids;
 mod lease;
+mod note;
 mod protocol;
 mod seal;
 mod tables;

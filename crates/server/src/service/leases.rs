@@ -9,78 +9,23 @@ use sqlx::Row;
 use super::issue::issue_in;
 use super::{Stage, pick};
 use crate::auth::User;
-use crate::custody::Custody;
+use crate::custody::SigningKey;
 use crate::error::AppError;
 use crate::metrics::Metrics;
-use crate::store::Conn;
 use crate::{AppState, audit, now_millis};
 
 /// How long after a lease's deadline its unreported records stay reserved, so that units
 /// installed offline can still be reported; then they go back to the pool.
 pub const LEASE_GRACE_MILLIS: i64 = 24 * 60 * 60 * 1000;
 
-/// The server's lease signing key in the database (file custody), made on first use. Two
-/// processes that both find none race to insert it; the loser's insert violates the key's
-/// uniqueness and its transaction runs again, finding the winner's.
-async fn stored_signing_key(
-    conn: &mut Conn,
-    keys: &Custody,
-) -> Result<ed25519_dalek::SigningKey, AppError> {
-    let row = sqlx::query("SELECT key_sealed FROM server_keys WHERE name = 'lease-signing'")
-        .fetch_optional(&mut *conn)
-        .await?;
-    let bytes = match row {
-        Some(r) => keys.open(
-            "server/lease-signing",
-            &r.try_get::<Vec<u8>, _>("key_sealed")?,
-        )?,
-        None => {
-            use rand_core::Rng;
-            let mut b = zeroize::Zeroizing::new(vec![0u8; 32]);
-            crate::rng().fill_bytes(&mut b);
-            sqlx::query("INSERT INTO server_keys (name, key_sealed) VALUES ('lease-signing', $1)")
-                .bind(keys.seal("server/lease-signing", &b)?)
-                .execute(&mut *conn)
-                .await?;
-            b
-        }
-    };
-    let arr: [u8; 32] = bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| AppError::bug("lease key has a wrong length"))?;
-    Ok(ed25519_dalek::SigningKey::from_bytes(&arr))
-}
-
-/// Signs `msg` with the lease key: in the token (token custody) or in memory. Returns the
-/// public key and the signature.
-async fn sign(
-    conn: &mut Conn,
-    keys: &Custody,
-    msg: &[u8],
-) -> Result<([u8; 32], [u8; 64]), AppError> {
-    match keys.lease_in_token() {
-        Some((token, key, public)) => Ok((public, token.sign_ed25519(key, msg)?)),
-        None => {
-            use ed25519_dalek::Signer;
-            let key = stored_signing_key(conn, keys).await?;
-            Ok((key.verifying_key().to_bytes(), key.sign(msg).to_bytes()))
-        }
-    }
-}
-
 /// The public key stations verify leases with.
 pub async fn lease_public_key(state: &AppState) -> Result<[u8; 32], AppError> {
-    if let Some((_, _, public)) = state.custody.lease_in_token() {
-        return Ok(public);
-    }
-    let key = state
+    state
         .store
         .write(state, |tx, state| {
-            Box::pin(stored_signing_key(tx, &state.custody))
+            Box::pin(state.custody.ed25519_public(tx, SigningKey::Lease))
         })
-        .await?;
-    Ok(key.verifying_key().to_bytes())
+        .await
 }
 
 /// Issues `count` records as a lease valid for `hours`, signed by the server.
@@ -137,7 +82,10 @@ pub async fn lease(
                         .collect(),
                 };
                 let (public_key, signature) =
-                    sign(tx, &state.custody, &core_lease.signed_bytes()).await?;
+                    state
+                        .custody
+                        .sign_ed25519(tx, SigningKey::Lease, &core_lease.signed_bytes())
+                        .await?;
                 audit::append(
                     tx,
                     &user.username,

@@ -112,6 +112,9 @@ fn sample(op: Op) -> (String, Value) {
         Op::ExportInstalled => (path("/installed.csv"), Value::Null),
         Op::ReadAudit => (path("/audit"), Value::Null),
         Op::VerifyAudit => (path("/audit/verify"), Value::Null),
+        Op::AuditCheckpoint => (path("/audit/checkpoint"), Value::Null),
+        Op::AuditInclusion => (path("/audit/proof/inclusion?seq=1&size=1"), Value::Null),
+        Op::AuditConsistency => (path("/audit/proof/consistency?old=1&new=1"), Value::Null),
         Op::Issue => (path("/issue"), json!({"product_code": PRODUCT, "count": 1})),
         Op::Lease => (
             path("/leases"),

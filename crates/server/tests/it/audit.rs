@@ -3,6 +3,8 @@
 use axum::http::{Method, StatusCode};
 use serde_json::Value;
 
+use sqlx::Row;
+
 use crate::Env;
 
 async fn verify(env: &Env, checkpoint: Option<&str>) -> Value {
@@ -51,14 +53,29 @@ async fn an_intact_log_verifies_and_every_action_is_there() {
     assert!(!log.to_string().contains("password-123"));
 }
 
+/// A fresh environment whose entries are sequenced (in the log and its tree), so that what a
+/// test does to `audit_log` is done to entries the log has signed.
+async fn sequenced() -> (Env, Value) {
+    let env = Env::new(5, 10).await;
+    // Two checkpoints: the set-up's entries, then an issue's.
+    assert_eq!(verify(&env, None).await["ok"], true);
+    env.issue(&env.tech, 2).await;
+    let v = verify(&env, None).await;
+    assert_eq!(v["ok"], true, "{v}");
+    (env, v)
+}
+
+fn problem(v: &Value) -> &str {
+    assert_eq!(v["ok"], false, "{v}");
+    v["problem"].as_str().unwrap()
+}
+
 #[tokio::test]
 async fn edits_deletions_reorders_and_truncation_are_detected() {
-    let env = Env::new(3, 10).await;
-    env.issue(&env.tech, 2).await;
-    let good = verify(&env, None).await;
+    let (env, good) = sequenced().await;
     let n = good["entries"].as_i64().unwrap();
-    let checkpoint = format!("{n}:{}", good["head"].as_str().unwrap());
-    assert_eq!(verify(&env, Some(&checkpoint)).await["ok"], true);
+    let head = format!("{n}:{}", good["head"].as_str().unwrap());
+    assert_eq!(verify(&env, Some(&head)).await["ok"], true);
     let pool = env.state.store.pool();
 
     // Edit one entry's detail.
@@ -67,70 +84,274 @@ async fn edits_deletions_reorders_and_truncation_are_detected() {
         .await
         .unwrap();
     let v = verify(&env, None).await;
-    assert_eq!(v["ok"], false);
-    assert!(
-        v["problem"]
-            .as_str()
-            .unwrap()
-            .contains("entry 3 was altered"),
-        "{v}"
-    );
-    sqlx::query("DELETE FROM audit_log")
-        .execute(pool)
-        .await
-        .unwrap();
+    assert!(problem(&v).contains("entry 3 was altered"), "{v}");
 
-    // Rebuild a clean log, then delete a middle entry.
-    let env = Env::new(3, 10).await;
-    let pool = env.state.store.pool();
+    // Delete a middle entry.
+    let (env, _) = sequenced().await;
     sqlx::query("DELETE FROM audit_log WHERE seq = 4")
-        .execute(pool)
-        .await
-        .unwrap();
-    let v = verify(&env, None).await;
-    assert!(
-        v["problem"]
-            .as_str()
-            .unwrap()
-            .contains("entry 4 is missing"),
-        "{v}"
-    );
-
-    // Swap two entries' positions.
-    let env = Env::new(3, 10).await;
-    let pool = env.state.store.pool();
-    sqlx::query("UPDATE audit_log SET seq = -1 WHERE seq = 5")
-        .execute(pool)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE audit_log SET seq = 5 WHERE seq = 6")
-        .execute(pool)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE audit_log SET seq = 6 WHERE seq = -1")
-        .execute(pool)
-        .await
-        .unwrap();
-    let v = verify(&env, None).await;
-    assert!(
-        v["problem"]
-            .as_str()
-            .unwrap()
-            .contains("removed or reordered"),
-        "{v}"
-    );
-
-    // Cut the tail: the chain alone still holds, the saved checkpoint catches it.
-    let env = Env::new(3, 10).await;
-    let good = verify(&env, None).await;
-    let n = good["entries"].as_i64().unwrap();
-    let checkpoint = format!("{n}:{}", good["head"].as_str().unwrap());
-    sqlx::query("DELETE FROM audit_log WHERE seq >= $1")
-        .bind(n - 1)
         .execute(env.state.store.pool())
         .await
         .unwrap();
-    assert_eq!(verify(&env, None).await["ok"], true);
-    let v = verify(&env, Some(&checkpoint)).await;
-    assert!(v["problem"].as_str().unwrap().contains("cut off"), "{v}");
+    let v = verify(&env, None).await;
+    assert!(problem(&v).contains("entry 4 is missing"), "{v}");
+
+    // Swap two entries' positions.
+    let (env, _) = sequenced().await;
+    let pool = env.state.store.pool();
+    for sql in [
+        "UPDATE audit_log SET seq = -1 WHERE seq = 5",
+        "UPDATE audit_log SET seq = 5 WHERE seq = 6",
+        "UPDATE audit_log SET seq = 6 WHERE seq = -1",
+    ] {
+        sqlx::query(sql).execute(pool).await.unwrap();
+    }
+    let v = verify(&env, None).await;
+    assert!(problem(&v).contains("removed or reordered"), "{v}");
+
+    // Cut the tail: the chain alone still holds, the latest signed checkpoint catches it.
+    let (env, good) = sequenced().await;
+    let n = good["entries"].as_i64().unwrap();
+    let pool = env.state.store.pool();
+    sqlx::query("DELETE FROM audit_log WHERE seq >= $1")
+        .bind(n - 1)
+        .execute(pool)
+        .await
+        .unwrap();
+    let v = verify(&env, None).await;
+    assert!(problem(&v).contains("cut off"), "{v}");
+    // Cut with care, back to an earlier checkpoint, with the checkpoints and tree nodes past
+    // it: the log is consistent with itself again, but not with what an auditor saved.
+    let (env, good) = sequenced().await;
+    let n = good["entries"].as_i64().unwrap();
+    let head = format!("{n}:{}", good["head"].as_str().unwrap());
+    let saved = good["checkpoint"].as_str().unwrap().to_string();
+    let pool = env.state.store.pool();
+    let m: i64 = sqlx::query("SELECT MAX(size) AS m FROM audit_checkpoints WHERE size < $1")
+        .bind(n)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .get("m");
+    for sql in [
+        "DELETE FROM audit_log WHERE seq > $1",
+        "DELETE FROM audit_checkpoints WHERE size > $1",
+        "DELETE FROM audit_tree WHERE (idx + 1) * (CAST(1 AS BIGINT) << CAST(level AS INTEGER)) > $1",
+    ] {
+        sqlx::query(sql).bind(m).execute(pool).await.unwrap();
+    }
+    let v = verify(&env, None).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let v = verify(&env, Some(&head)).await;
+    assert!(problem(&v).contains("cut off"), "{v}");
+    let v = verify(&env, Some(&urlencode(&saved))).await;
+    assert!(problem(&v).contains("cut off"), "{v}");
+}
+
+#[tokio::test]
+async fn an_entry_written_past_the_sequencer_is_reported() {
+    let (env, good) = sequenced().await;
+    let n = good["entries"].as_i64().unwrap();
+    let prev = good["head"].as_str().unwrap();
+    // A well-chained entry, added straight into the table: the chain alone would take it.
+    let at = "1700000000000";
+    let hash = imprint_server::audit::entry_hash(n + 1, at, "mallory", "report", "{}", prev);
+    sqlx::query("INSERT INTO audit_log (seq, at_ms, actor, action, detail, prev_hash, hash) VALUES ($1, $2, 'mallory', 'report', '{}', $3, $4)")
+        .bind(n + 1)
+        .bind(1_700_000_000_000i64)
+        .bind(prev)
+        .bind(hash.as_str())
+        .execute(env.state.store.pool())
+        .await
+        .unwrap();
+    let v = verify(&env, None).await;
+    assert!(
+        problem(&v).contains(&format!("entry {} is in no signed checkpoint", n + 1)),
+        "{v}"
+    );
+}
+
+/// History rewritten with every hash recomputed (what a server's operator with the database
+/// and the signing key could do): the log verifies against itself, not against a
+/// checkpoint saved before.
+#[tokio::test]
+async fn rewritten_history_is_caught_by_a_saved_checkpoint() {
+    let (env, good) = sequenced().await;
+    let saved = good["checkpoint"].as_str().unwrap().to_string();
+    let pool = env.state.store.pool();
+    sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2")
+        .execute(pool)
+        .await
+        .unwrap();
+    // Re-chain every entry, and let the sequencer rebuild the tree and re-sign.
+    let rows = sqlx::query("SELECT seq, at_ms, actor, action, detail FROM audit_log ORDER BY seq")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    let mut prev = imprint_server::audit::GENESIS.to_string();
+    for r in rows {
+        let seq: i64 = r.get("seq");
+        let at = r.get::<i64, _>("at_ms").to_string();
+        let hash = imprint_server::audit::entry_hash(
+            seq,
+            &at,
+            &r.get::<String, _>("actor"),
+            &r.get::<String, _>("action"),
+            &r.get::<String, _>("detail"),
+            &prev,
+        );
+        sqlx::query("UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE seq = $3")
+            .bind(prev.as_str())
+            .bind(hash.as_str())
+            .bind(seq)
+            .execute(pool)
+            .await
+            .unwrap();
+        prev = hash;
+    }
+    for sql in [
+        "DELETE FROM audit_tree",
+        "DELETE FROM audit_checkpoints",
+        "UPDATE counters SET value = (SELECT MAX(seq) FROM audit_log) WHERE name = 'audit_legacy'",
+    ] {
+        sqlx::query(sql).execute(pool).await.unwrap();
+    }
+    let forged = verify(&env, None).await;
+    assert_eq!(forged["ok"], true, "a self-consistent forgery: {forged}");
+    assert_ne!(forged["checkpoint"], good["checkpoint"]);
+    let v = verify(&env, Some(&urlencode(&saved))).await;
+    assert!(problem(&v).contains("history was rewritten"), "{v}");
+    // A saved checkpoint that was itself altered is refused as such.
+    let altered = saved.replacen('\n', "0\n", 1);
+    let v = verify(&env, Some(&urlencode(&altered))).await;
+    assert!(problem(&v).contains("does not verify"), "{v}");
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// What an outsider does, from docs/audit.md and the bytes alone: read the checkpoint without
+/// an account, check its signature with the pinned key, rebuild each entry's leaf from its
+/// fields, and check its inclusion proof; then, as the log grows, check a consistency proof
+/// from the checkpoint it saved to the next.
+#[tokio::test]
+async fn proofs_verify_from_their_bytes_alone() {
+    use base64ct::{Base64, Encoding};
+    use imprint_core::note::{VerifierKey, open_checkpoint};
+    use imprint_core::tlog::{leaf_hash, verify_consistency, verify_inclusion};
+
+    let (env, _) = sequenced().await;
+    let (s, cp) = env
+        .call(Method::GET, "/api/v1/audit/checkpoint", None, Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{cp}");
+    let key = VerifierKey::parse(cp["key"].as_str().unwrap()).unwrap();
+    let old = open_checkpoint(cp["checkpoint"].as_str().unwrap(), &key, &key.name).unwrap();
+    assert_eq!(old.size, cp["size"].as_u64().unwrap());
+
+    let leaf = |e: &Value| {
+        let mut bytes = b"imprint-audit-leaf-v1".to_vec();
+        let seq = e["seq"].as_u64().unwrap().to_string();
+        for f in [
+            seq.as_str(),
+            e["at"].as_str().unwrap(),
+            e["actor"].as_str().unwrap(),
+            e["action"].as_str().unwrap(),
+            e["detail"].as_str().unwrap(),
+        ] {
+            bytes.extend_from_slice(&(f.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(f.as_bytes());
+        }
+        leaf_hash(&bytes)
+    };
+    let hashes = |v: &Value| -> Vec<[u8; 32]> {
+        v["hashes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                let mut out = [0u8; 32];
+                Base64::decode(h.as_str().unwrap(), &mut out).unwrap();
+                out
+            })
+            .collect()
+    };
+    let (_, page) = env
+        .call(
+            Method::GET,
+            "/api/v1/audit?limit=1000",
+            Some(&env.auditor),
+            Value::Null,
+        )
+        .await;
+    let entries = page["entries"].as_array().unwrap().clone();
+    assert_eq!(entries.len() as u64, old.size);
+    for e in &entries {
+        let seq = e["seq"].as_u64().unwrap();
+        let (s, p) = env
+            .call(
+                Method::GET,
+                &format!("/api/v1/audit/proof/inclusion?seq={seq}&size={}", old.size),
+                Some(&env.auditor),
+                Value::Null,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{p}");
+        verify_inclusion(&leaf(e), seq - 1, old.size, &hashes(&p), &old.root)
+            .unwrap_or_else(|err| panic!("entry {seq}: {err}"));
+        // The same proof does not hold for another entry's leaf.
+        let other = &entries[(seq as usize) % entries.len()];
+        if other["seq"] != e["seq"] {
+            assert!(
+                verify_inclusion(&leaf(other), seq - 1, old.size, &hashes(&p), &old.root).is_err()
+            );
+        }
+    }
+
+    // The log grows; the saved checkpoint's tree is a prefix of the new one.
+    env.issue(&env.tech, 1).await;
+    let v = verify(&env, None).await;
+    let new = open_checkpoint(v["checkpoint"].as_str().unwrap(), &key, &key.name).unwrap();
+    assert!(new.size > old.size);
+    let (s, p) = env
+        .call(
+            Method::GET,
+            &format!(
+                "/api/v1/audit/proof/consistency?old={}&new={}",
+                old.size, new.size
+            ),
+            Some(&env.auditor),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    verify_consistency(old.size, new.size, &hashes(&p), &old.root, &new.root).unwrap();
+    let mut forked = old.root;
+    forked[0] ^= 1;
+    assert!(verify_consistency(old.size, new.size, &hashes(&p), &forked, &new.root).is_err());
+
+    // Sizes the log has not signed are refused, with what it has signed.
+    let (s, p) = env
+        .call(
+            Method::GET,
+            &format!("/api/v1/audit/proof/inclusion?seq=1&size={}", new.size + 1),
+            Some(&env.auditor),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{p}");
+    assert!(
+        p.to_string()
+            .contains(&format!("its latest is of {}", new.size)),
+        "{p}"
+    );
+    let (s, _) = env
+        .call(
+            Method::GET,
+            "/api/v1/audit/proof/inclusion?seq=0&size=1",
+            Some(&env.auditor),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
 }

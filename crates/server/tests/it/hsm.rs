@@ -2,7 +2,7 @@
 //! the token never gives a key out, the database and the data folder hold none, and a server
 //! started with other keys than its database's stops with a message.
 
-use imprint_server::custody::{LABEL_AT_REST, LABEL_TAGS};
+use imprint_server::custody::{LABEL_AT_REST, LABEL_LEASE, LABEL_LOG, LABEL_TAGS};
 use sqlx::Row;
 
 use crate::Env;
@@ -42,8 +42,12 @@ async fn no_key_in_the_token_gives_out_its_value_and_the_rows_hold_only_labels()
     for label in [LABEL_AT_REST, LABEL_TAGS] {
         handles.push((label.to_string(), token.find(label).unwrap().unwrap()));
     }
-    let (_, lease, _) = custody.lease_in_token().unwrap();
-    handles.push(("lease".into(), lease));
+    for label in [LABEL_LEASE, LABEL_LOG] {
+        handles.push((
+            label.to_string(),
+            token.find_ed25519(label).unwrap().unwrap(),
+        ));
+    }
     for (label, h) in &handles {
         assert!(
             !token.reveals_value(*h).unwrap(),

@@ -1,0 +1,34 @@
+-- The audit log as a transparency log (docs/audit.md).
+--
+-- A business transaction writes its audit entries here, with no order yet; the sequencer moves
+-- them, in one transaction per batch under an advisory lock, into audit_log (numbered,
+-- hash-chained) and into the Merkle tree, and signs a checkpoint of the new size.
+CREATE TABLE audit_pending (
+    id     BIGSERIAL PRIMARY KEY,
+    at_ms  BIGINT NOT NULL,
+    actor  TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+
+-- Every complete subtree of the RFC 9162 tree over audit_log: 2^level leaves from leaf
+-- idx * 2^level (level 0: the leaf hashes).
+CREATE TABLE audit_tree (
+    level BIGINT NOT NULL,
+    idx   BIGINT NOT NULL,
+    hash  BYTEA NOT NULL,
+    PRIMARY KEY (level, idx)
+);
+
+-- The signed checkpoints, one per sequenced batch: the latest is the tree's size.
+CREATE TABLE audit_checkpoints (
+    size  BIGINT PRIMARY KEY,
+    root  BYTEA NOT NULL,
+    at_ms BIGINT NOT NULL,
+    note  TEXT NOT NULL
+);
+
+-- How many entries the hash chain held before the tree: the sequencer hashes exactly these
+-- into the tree as its first leaves. Any other entry of audit_log that is in no tree was
+-- written past the sequencer, and verification reports it.
+INSERT INTO counters (name, value) SELECT 'audit_legacy', COALESCE(MAX(seq), 0) FROM audit_log;
