@@ -32,6 +32,8 @@ use crate::tlog::Hash;
 
 /// Ed25519's algorithm byte in a signed-note key.
 const ED25519: u8 = 0x01;
+/// The algorithm byte of a witness's Ed25519 cosignature key (C2SP tlog-cosignature).
+const COSIGNATURE_V1: u8 = 0x04;
 /// What starts a signature line.
 const DASH: &str = "\u{2014} ";
 /// A note with more signatures than this is refused (the Go note package's limit).
@@ -101,10 +103,14 @@ impl Checkpoint {
 
 /// The first 4 bytes of `SHA-256(name || "\n" || 0x01 || public)`.
 pub fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
+    id_of(name, ED25519, public)
+}
+
+fn id_of(name: &str, algorithm: u8, public: &[u8; 32]) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update(b"\n");
-    h.update([ED25519]);
+    h.update([algorithm]);
     h.update(public);
     let d: [u8; 32] = h.finalize().into();
     let [a, b, c, e, ..] = d;
@@ -133,52 +139,135 @@ impl VerifierKey {
 
     /// Reads `<name>+<hex key ID>+<base64(0x01 || key)>`, checking the ID against the key.
     pub fn parse(text: &str) -> Result<VerifierKey, NoteError> {
-        let text = text.trim();
-        let mut parts = text.splitn(3, '+');
-        let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(NoteError::BadKey("a verifier key is NAME+KEYID+KEY"));
-        };
-        if !valid_name(name) {
-            return Err(NoteError::BadKey(
-                "the key name is empty or holds whitespace or '+'",
-            ));
-        }
-        let id: [u8; 4] =
-            decode_hex4(id).ok_or(NoteError::BadKey("the key ID is not 8 hex digits"))?;
-        let bytes: [u8; 33] =
-            decode_exact(key).ok_or(NoteError::BadKey("the key is not 33 bytes of base64"))?;
-        if bytes[0] != ED25519 {
-            return Err(NoteError::BadKey(
-                "the key is not an Ed25519 key (algorithm 1)",
-            ));
-        }
-        let mut public = [0u8; 32];
-        public.copy_from_slice(&bytes[1..]);
-        let key = VerifierKey {
-            name: name.to_string(),
-            public,
-        };
-        if key.id() != id {
-            return Err(NoteError::BadKey("the key ID does not match the key"));
-        }
-        VerifyingKey::from_bytes(&public)
-            .map_err(|_| NoteError::BadKey("the key is not a valid Ed25519 point"))?;
-        Ok(key)
+        let (name, public) = parse_vkey(text, ED25519)?;
+        Ok(VerifierKey { name, public })
     }
 }
 
 impl fmt::Display for VerifierKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut bytes = [0u8; 33];
-        bytes[0] = ED25519;
-        bytes[1..].copy_from_slice(&self.public);
-        let id = self.id();
-        write!(f, "{}+", self.name)?;
-        for b in id {
-            write!(f, "{b:02x}")?;
-        }
-        write!(f, "+{}", Base64::encode_string(&bytes))
+        write_vkey(f, &self.name, ED25519, &self.public)
     }
+}
+
+/// A witness's cosigning key (C2SP tlog-cosignature, Ed25519): its vkey is
+/// `<name>+<hex key ID>+<base64(0x04 || key)>`, the key ID over the algorithm byte 0x04.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CosignerKey {
+    /// The witness's name (in cosignature lines).
+    pub name: String,
+    /// The Ed25519 public key.
+    pub public: [u8; 32],
+}
+
+impl CosignerKey {
+    /// The key's 4-byte ID.
+    pub fn id(&self) -> [u8; 4] {
+        id_of(&self.name, COSIGNATURE_V1, &self.public)
+    }
+
+    /// Reads `<name>+<hex key ID>+<base64(0x04 || key)>`.
+    pub fn parse(text: &str) -> Result<CosignerKey, NoteError> {
+        let (name, public) = parse_vkey(text, COSIGNATURE_V1)?;
+        Ok(CosignerKey { name, public })
+    }
+
+    /// The cosignature line of `body` (a checkpoint's body) made at `timestamp` (Unix
+    /// seconds) with `signature` over [`cosigned_message`].
+    pub fn line(&self, timestamp: u64, signature: &[u8; 64]) -> String {
+        let mut sig = Vec::with_capacity(72);
+        sig.extend_from_slice(&timestamp.to_be_bytes());
+        sig.extend_from_slice(signature);
+        NoteSignature {
+            name: self.name.clone(),
+            id: self.id(),
+            signature: sig,
+        }
+        .line()
+    }
+
+    /// Checks this witness's cosignature on `note`'s body; returns its timestamp.
+    pub fn verify(&self, note: &Note<'_>) -> Result<u64, NoteError> {
+        let id = self.id();
+        let sig = note
+            .signatures
+            .iter()
+            .find(|s| s.name == self.name && s.id == id)
+            .ok_or(NoteError::NotSigned)?;
+        let (ts, sig) = sig
+            .signature
+            .split_first_chunk::<8>()
+            .ok_or(NoteError::BadSignature)?;
+        let sig: [u8; 64] = sig.try_into().map_err(|_| NoteError::BadSignature)?;
+        let timestamp = u64::from_be_bytes(*ts);
+        let public = VerifyingKey::from_bytes(&self.public)
+            .map_err(|_| NoteError::BadKey("not a valid Ed25519 point"))?;
+        public
+            .verify(
+                cosigned_message(note.body, timestamp).as_bytes(),
+                &Signature::from_bytes(&sig),
+            )
+            .map_err(|_| NoteError::BadSignature)?;
+        Ok(timestamp)
+    }
+}
+
+impl fmt::Display for CosignerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_vkey(f, &self.name, COSIGNATURE_V1, &self.public)
+    }
+}
+
+/// What a witness signs: `cosignature/v1\ntime <timestamp>\n` and the checkpoint's body.
+pub fn cosigned_message(body: &str, timestamp: u64) -> String {
+    format!("cosignature/v1\ntime {timestamp}\n{body}")
+}
+
+fn parse_vkey(text: &str, algorithm: u8) -> Result<(String, [u8; 32]), NoteError> {
+    let text = text.trim();
+    let mut parts = text.splitn(3, '+');
+    let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(NoteError::BadKey("a verifier key is NAME+KEYID+KEY"));
+    };
+    if !valid_name(name) {
+        return Err(NoteError::BadKey(
+            "the key name is empty or holds whitespace or '+'",
+        ));
+    }
+    let id: [u8; 4] = decode_hex4(id).ok_or(NoteError::BadKey("the key ID is not 8 hex digits"))?;
+    let bytes: [u8; 33] =
+        decode_exact(key).ok_or(NoteError::BadKey("the key is not 33 bytes of base64"))?;
+    let [kind, public @ ..] = bytes;
+    if kind != algorithm {
+        return Err(NoteError::BadKey(if algorithm == ED25519 {
+            "the key is not an Ed25519 note key (algorithm 1)"
+        } else {
+            "the key is not an Ed25519 cosignature key (algorithm 4)"
+        }));
+    }
+    if id_of(name, algorithm, &public) != id {
+        return Err(NoteError::BadKey("the key ID does not match the key"));
+    }
+    VerifyingKey::from_bytes(&public)
+        .map_err(|_| NoteError::BadKey("the key is not a valid Ed25519 point"))?;
+    Ok((name.to_string(), public))
+}
+
+fn write_vkey(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    algorithm: u8,
+    public: &[u8; 32],
+) -> fmt::Result {
+    let mut bytes = [0u8; 33];
+    let [kind, rest @ ..] = &mut bytes;
+    *kind = algorithm;
+    rest.copy_from_slice(public);
+    write!(f, "{name}+")?;
+    for b in id_of(name, algorithm, public) {
+        write!(f, "{b:02x}")?;
+    }
+    write!(f, "+{}", Base64::encode_string(&bytes))
 }
 
 /// One signature line of a note.

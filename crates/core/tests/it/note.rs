@@ -131,3 +131,30 @@ fn our_checkpoints_round_trip_and_damage_is_refused() {
     assert!(Note::parse("no blank line\n").is_err());
     assert!(Note::parse("text\n\nnot a signature\n").is_err());
 }
+
+#[wasm_bindgen_test(unsupported = test)]
+fn cosignatures_verify_and_are_made_alike() {
+    for c in vectors()["cosignatures"].as_array().unwrap() {
+        let text = c["key"].as_str().unwrap();
+        let key = CosignerKey::parse(text).unwrap();
+        assert_eq!(key.to_string(), text);
+        // A cosignature key is not a note key, and the other way round.
+        assert!(VerifierKey::parse(text).is_err());
+        let note_text = c["note"].as_str().unwrap();
+        let note = Note::parse(note_text).unwrap();
+        let ts = c["timestamp"].as_u64().unwrap();
+        assert_eq!(key.verify(&note), Ok(ts));
+        let seed = Base64::decode_vec(c["seed_b64"].as_str().unwrap()).unwrap();
+        let signer = SigningKey::from_bytes(&seed[1..].try_into().unwrap());
+        let sig = signer
+            .sign(cosigned_message(note.body, ts).as_bytes())
+            .to_bytes();
+        assert!(note_text.ends_with(&key.line(ts, &sig)));
+        // Another time, or another body, does not verify.
+        let moved = note_text.replacen("20852163", "20852164", 1);
+        assert_eq!(
+            key.verify(&Note::parse(&moved).unwrap()),
+            Err(NoteError::BadSignature)
+        );
+    }
+}
