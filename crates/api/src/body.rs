@@ -411,6 +411,9 @@ pub struct AuditCheckpoint {
     pub checkpoint: String,
     /// Its tree size (the checkpoint's second line).
     pub size: u64,
+    /// The latest checkpoint that the log's witnesses cosigned, with their cosignature lines
+    /// (C2SP tlog-cosignature) after the log's signature; absent without witnesses.
+    pub witnessed: Option<String>,
     /// The log's verifier key, `NAME+KEYID+KEY`: pin it once, from a source you trust, and
     /// check every checkpoint with the pinned key, not this one.
     pub key: String,

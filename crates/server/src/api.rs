@@ -492,6 +492,7 @@ async fn audit_checkpoint(
         checkpoint: latest.note,
         size: latest.size,
         key: key.to_string(),
+        witnessed: crate::witness::witnessed(&state.store).await?,
     }))
 }
 

@@ -26,6 +26,7 @@ pub mod store;
 pub mod throttle;
 pub mod tlog;
 pub mod tls;
+pub mod witness;
 
 use std::sync::Arc;
 

@@ -75,6 +75,10 @@ enum Command {
         /// Folder with the portal's built files, served on the same origin as the API.
         #[arg(long, env = "IMPRINT_PORTAL")]
         portal: Option<PathBuf>,
+        /// A witness to send the audit log's checkpoints to, `URL=KEY`: its add-checkpoint
+        /// URL (plain http) and its cosigner key (`imprint-witness key`). Repeatable.
+        #[arg(long = "witness")]
+        witnesses: Vec<imprint_server::witness::Peer>,
     },
     /// A fresh demo in the data folder (default `imprint-demo`; a previous demo there is
     /// replaced, any other folder refused): demo keys matching the simulated devices, products
@@ -365,6 +369,7 @@ async fn serve(
     listen: SocketAddr,
     tls: Option<&Path>,
     portal: Option<&Path>,
+    witnesses: Vec<imprint_server::witness::Peer>,
 ) -> Result<(), AppError> {
     if tls.is_none() && !listen.ip().is_loopback() {
         return Err(AppError::Config(format!(
@@ -372,7 +377,7 @@ async fn serve(
         )));
     }
     spawn_lease_sweeper(state.clone());
-    imprint_server::tlog::spawn(state.store.clone(), state.custody.clone());
+    imprint_server::tlog::spawn(state.store.clone(), state.custody.clone(), witnesses);
     let app = match portal {
         Some(dir) if dir.join("index.html").is_file() => {
             tracing::info!("serving the portal from {}", dir.display());
@@ -549,12 +554,14 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             listen,
             tls,
             portal,
+            witnesses,
         } => {
             serve(
                 site.open().await?,
                 listen,
                 tls.then_some(site.dir.as_path()),
                 portal.as_deref(),
+                witnesses,
             )
             .await
         }
@@ -577,7 +584,7 @@ async fn run(cli: Cli) -> Result<(), AppError> {
             if no_serve {
                 Ok(())
             } else {
-                serve(state, listen, None, portal.as_deref()).await
+                serve(state, listen, None, portal.as_deref(), Vec::new()).await
             }
         }
         Command::Keys(KeysCmd::Add { key_id }) => {

@@ -753,9 +753,10 @@ async fn check_saved(
 /// How often a serving process sequences what is pending and signs a checkpoint.
 pub const SEQUENCE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Runs the sequencer every [`SEQUENCE_EVERY`] for as long as the process serves. Every
-/// process runs one; the lock lets one at a time work, and the others find nothing pending.
-pub fn spawn(store: Store, custody: std::sync::Arc<Custody>) {
+/// Runs the sequencer every [`SEQUENCE_EVERY`] for as long as the process serves, and sends
+/// the latest checkpoint to the witnesses that have not cosigned it. Every process runs one;
+/// the lock lets one at a time sequence, and the others find nothing pending.
+pub fn spawn(store: Store, custody: std::sync::Arc<Custody>, witnesses: Vec<crate::witness::Peer>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(SEQUENCE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -766,6 +767,20 @@ pub fn spawn(store: Store, custody: std::sync::Arc<Custody>) {
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "the audit log could not be sequenced; its entries stay pending")
+                }
+            }
+            if witnesses.is_empty() {
+                continue;
+            }
+            let latest = match store.pool().acquire().await {
+                Ok(mut conn) => latest(&mut conn).await,
+                Err(e) => Err(e.into()),
+            };
+            match latest {
+                Ok(Some(cp)) => crate::witness::push_all(&store, &witnesses, &cp).await,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "the latest checkpoint could not be read for the witnesses")
                 }
             }
         }

@@ -177,6 +177,21 @@ async fn an_entry_written_past_the_sequencer_is_reported() {
 async fn rewritten_history_is_caught_by_a_saved_checkpoint() {
     let (env, good) = sequenced().await;
     let saved = good["checkpoint"].as_str().unwrap().to_string();
+    rewrite_history(&env).await;
+    let forged = verify(&env, None).await;
+    assert_eq!(forged["ok"], true, "a self-consistent forgery: {forged}");
+    assert_ne!(forged["checkpoint"], good["checkpoint"]);
+    let v = verify(&env, Some(&urlencode(&saved))).await;
+    assert!(problem(&v).contains("history was rewritten"), "{v}");
+    // A saved checkpoint that was itself altered is refused as such.
+    let altered = saved.replacen('\n', "0\n", 1);
+    let v = verify(&env, Some(&urlencode(&altered))).await;
+    assert!(problem(&v).contains("does not verify"), "{v}");
+}
+
+/// Rewrites entry 2, re-chains every entry and lets the sequencer rebuild the tree and re-sign:
+/// what a server's operator with the database and the signing key could do.
+async fn rewrite_history(env: &Env) {
     let pool = env.state.store.pool();
     sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2")
         .execute(pool)
@@ -215,15 +230,6 @@ async fn rewritten_history_is_caught_by_a_saved_checkpoint() {
     ] {
         sqlx::query(sql).execute(pool).await.unwrap();
     }
-    let forged = verify(&env, None).await;
-    assert_eq!(forged["ok"], true, "a self-consistent forgery: {forged}");
-    assert_ne!(forged["checkpoint"], good["checkpoint"]);
-    let v = verify(&env, Some(&urlencode(&saved))).await;
-    assert!(problem(&v).contains("history was rewritten"), "{v}");
-    // A saved checkpoint that was itself altered is refused as such.
-    let altered = saved.replacen('\n', "0\n", 1);
-    let v = verify(&env, Some(&urlencode(&altered))).await;
-    assert!(problem(&v).contains("does not verify"), "{v}");
 }
 
 fn urlencode(s: &str) -> String {
@@ -354,4 +360,96 @@ async fn proofs_verify_from_their_bytes_alone() {
         )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+/// A real witness (imprint-witness, over HTTP): it cosigns each checkpoint that extends the
+/// last, and refuses a fork, so a client shown the forged log has no cosigned checkpoint of it,
+/// and the cosigned one it can get does not lead to the forged root.
+#[tokio::test]
+async fn a_witness_cosigns_the_log_and_refuses_its_fork() {
+    use imprint_core::note::{Note, open_checkpoint};
+    use imprint_server::{tlog, witness};
+
+    let (env, _) = sequenced().await;
+    let store = &env.state.store;
+    let key = tlog::verifier_key(store, &env.state.custody).await.unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "imprint-it-witness-{}",
+        imprint_server::random_id()
+    ));
+    let cosigner = imprint_witness::Witness::init(&dir, "witness.test/w1").unwrap();
+    let w = imprint_witness::Witness::open(
+        &dir,
+        vec![imprint_witness::Log {
+            origin: key.name.clone(),
+            key: key.clone(),
+        }],
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            imprint_witness::http::router(std::sync::Arc::new(w)),
+        )
+        .await
+        .unwrap()
+    });
+    let peer: witness::Peer = format!("http://{addr}={cosigner}").parse().unwrap();
+    assert!("ftp://x=y".parse::<witness::Peer>().is_err());
+
+    let latest = |env: &Env| {
+        let store = env.state.store.clone();
+        async move {
+            let mut conn = store.pool().acquire().await.unwrap();
+            tlog::latest(&mut conn).await.unwrap().unwrap()
+        }
+    };
+    let checked = |text: &str| {
+        let note = Note::parse(text).unwrap();
+        cosigner.verify(&note).expect("the witness's cosignature");
+        open_checkpoint(text, &key, &key.name).unwrap()
+    };
+
+    // The first push, then a grown log: each cosigned, the second by a proof from the first.
+    let first = latest(&env).await;
+    witness::push_all(store, std::slice::from_ref(&peer), &first).await;
+    let seen = checked(&witness::witnessed(store).await.unwrap().unwrap());
+    assert_eq!(seen.size, first.size);
+    env.issue(&env.tech, 1).await;
+    assert_eq!(verify(&env, None).await["ok"], true);
+    let grown = latest(&env).await;
+    assert!(grown.size > first.size);
+    witness::push_all(store, std::slice::from_ref(&peer), &grown).await;
+    let seen = checked(&witness::witnessed(store).await.unwrap().unwrap());
+    assert_eq!((seen.size, seen.root), (grown.size, grown.root));
+    let (s, cp) = env
+        .call(Method::GET, "/api/v1/audit/checkpoint", None, Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    checked(cp["witnessed"].as_str().unwrap());
+
+    // The operator rewrites history and re-signs: the witness does not cosign the fork.
+    rewrite_history(&env).await;
+    assert_eq!(
+        verify(&env, None).await["ok"],
+        true,
+        "the fork is consistent with itself"
+    );
+    let forged = latest(&env).await;
+    assert_eq!(forged.size, grown.size);
+    assert_ne!(forged.root, grown.root);
+    witness::push_all(store, std::slice::from_ref(&peer), &forged).await;
+    let witnessed = checked(&witness::witnessed(store).await.unwrap().unwrap());
+    assert_eq!(
+        witnessed.root, grown.root,
+        "the witness still vouches for the true root only"
+    );
+    // A client shown the forged checkpoint compares it with the witnessed one: same size,
+    // another root: a fork, proven by two signatures of the log's own key.
+    let forged_cp = open_checkpoint(&forged.note, &key, &key.name).unwrap();
+    assert_eq!(forged_cp.size, witnessed.size);
+    assert_ne!(forged_cp.root, witnessed.root);
+    let _ = std::fs::remove_dir_all(&dir);
 }
