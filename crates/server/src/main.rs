@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use imprint_core::{FactoryId, KeyId, ProductCode};
+use imprint_core::{ApparatusId, FactoryId, KeyId, ProductCode};
 use imprint_server::custody::Custody;
 use imprint_server::kek::Kek;
 use imprint_server::pkcs11::Token;
@@ -186,6 +186,32 @@ enum AuditCmd {
         /// chain head `seq:hash` (catches cut-off entries and rewritten history).
         #[arg(long)]
         checkpoint: Option<String>,
+    },
+    /// Proves one entry is in the log: writes a proof bundle (JSON: the entry, its inclusion
+    /// proof, the signed checkpoint) that anyone checks without the server.
+    Prove {
+        /// The recorded installation of this apparatus ID.
+        #[arg(long, conflicts_with = "seq", required_unless_present = "seq")]
+        apparatus: Option<ApparatusId>,
+        /// The entry with this number.
+        #[arg(long)]
+        seq: Option<u64>,
+        /// A file holding a signed checkpoint saved earlier, to prove against (default: the
+        /// latest).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Prints the log's verifier key (`NAME+KEYID+KEY`): hand it to auditors and witnesses
+    /// once, out of band, to pin.
+    Key,
+    /// Checks a proof bundle from `imprint audit prove` under the log's pinned key, without
+    /// the database.
+    CheckProof {
+        /// The bundle (JSON).
+        file: PathBuf,
+        /// The log's verifier key (`NAME+KEYID+KEY`), pinned beforehand.
+        #[arg(long)]
+        key: String,
     },
 }
 
@@ -762,6 +788,74 @@ async fn run(cli: Cli) -> Result<(), AppError> {
                 }
                 Some(p) => Err(AppError::Conflict(format!("audit log damaged: {p}"))),
             }
+        }
+        Command::Audit(AuditCmd::Prove {
+            apparatus,
+            seq,
+            checkpoint,
+        }) => {
+            let state = site.open().await?;
+            let target = match (apparatus, seq) {
+                (Some(id), _) => imprint_server::tlog::Target::Installed(id),
+                (None, Some(seq)) => imprint_server::tlog::Target::Seq(seq),
+                (None, None) => {
+                    return Err(AppError::BadRequest("--apparatus or --seq".into()));
+                }
+            };
+            let saved = checkpoint
+                .map(|p| {
+                    std::fs::read_to_string(&p).map_err(|e| {
+                        AppError::Config(format!(
+                            "cannot read the checkpoint file {}: {e}",
+                            p.display()
+                        ))
+                    })
+                })
+                .transpose()?;
+            let bundle = imprint_server::tlog::prove_entry(
+                &state.store,
+                &state.custody,
+                &target,
+                saved.as_deref(),
+            )
+            .await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&bundle)
+                    .map_err(|e| AppError::bug(format!("a bundle as JSON: {e}")))?
+            );
+            Ok(())
+        }
+        Command::Audit(AuditCmd::Key) => {
+            let state = site.open().await?;
+            let key = imprint_server::tlog::verifier_key(&state.store, &state.custody).await?;
+            println!("{key}");
+            Ok(())
+        }
+        Command::Audit(AuditCmd::CheckProof { file, key }) => {
+            let key = imprint_core::note::VerifierKey::parse(&key)
+                .map_err(|e| AppError::BadRequest(format!("--key: {e}")))?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| AppError::Config(format!("cannot read {}: {e}", file.display())))?;
+            let bundle: imprint_server::tlog::Bundle =
+                serde_json::from_str(&text).map_err(|e| {
+                    AppError::BadRequest(format!("{} is not a proof bundle: {e}", file.display()))
+                })?;
+            let cp = imprint_server::tlog::check_bundle(&bundle, &key)
+                .map_err(|e| AppError::Conflict(format!("the proof does not hold: {e}")))?;
+            let e = &bundle.entry;
+            println!(
+                "entry {} ({} by {} at {} ms: {}) is in the log {} of {} entries, root {}: proven",
+                e.seq,
+                e.action,
+                e.actor,
+                e.at,
+                e.detail,
+                cp.origin,
+                cp.size,
+                imprint_server::tlog::base64(&cp.root)
+            );
+            Ok(())
         }
         Command::Openapi => {
             print!("{}", imprint_server::api::openapi());

@@ -786,3 +786,166 @@ pub fn spawn(store: Store, custody: std::sync::Arc<Custody>, witnesses: Vec<crat
         }
     });
 }
+
+/// A proof that one entry is in the log, for a third party to check without the server
+/// (`imprint audit prove` writes it, `imprint audit check-proof` and docs/audit.md's verifier
+/// check it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Bundle {
+    /// The entry, with the fields of its leaf.
+    pub entry: BundleEntry,
+    /// The leaf index (`seq - 1`).
+    pub index: u64,
+    /// The checkpoint's tree size.
+    pub size: u64,
+    /// The inclusion proof, base64, from the leaf up.
+    pub hashes: Vec<String>,
+    /// The signed checkpoint the proof leads to.
+    pub checkpoint: String,
+}
+
+/// An entry's fields, as `GET /audit` gives them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BundleEntry {
+    /// Its number, from 1.
+    pub seq: u64,
+    /// Unix milliseconds, decimal.
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// The JSON detail, as stored.
+    pub detail: String,
+}
+
+/// Which entry to prove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The entry with this number.
+    Seq(u64),
+    /// The recorded installation (`report`) of this apparatus ID.
+    Installed(imprint_core::ApparatusId),
+}
+
+/// Builds a [`Bundle`] for `target` at the latest checkpoint, or at a checkpoint saved earlier
+/// (its text; it must verify under the log's key).
+pub async fn prove_entry(
+    store: &Store,
+    custody: &Custody,
+    target: &Target,
+    saved: Option<&str>,
+) -> Result<Bundle, AppError> {
+    sequence(store, custody).await?;
+    let key = verifier_key(store, custody).await?;
+    let mut conn = store.pool().acquire().await?;
+    let seq = match target {
+        Target::Seq(seq) => *seq,
+        Target::Installed(id) => {
+            let pattern = format!("%\"apparatus_id\":\"{}\"%", id.as_str());
+            let rows = sqlx::query(
+                "SELECT seq, detail FROM audit_log WHERE action = 'report' AND detail LIKE $1 ORDER BY seq",
+            )
+            .bind(pattern)
+            .fetch_all(&mut *conn)
+            .await?;
+            let found = rows.iter().find_map(|r| {
+                let detail: String = r.try_get("detail").ok()?;
+                let v: serde_json::Value = serde_json::from_str(&detail).ok()?;
+                (v.get("apparatus_id").and_then(|a| a.as_str()) == Some(id.as_str()))
+                    .then(|| r.try_get::<i64, _>("seq").ok())
+                    .flatten()
+            });
+            size_of(found.ok_or_else(|| {
+                AppError::NotFound(format!(
+                    "the log records no installation of {}",
+                    id.as_str()
+                ))
+            })?)?
+        }
+    };
+    let checkpoint = match saved {
+        Some(text) => text.to_string(),
+        None => {
+            latest(&mut conn)
+                .await?
+                .ok_or_else(|| AppError::NotFound("the log has no signed checkpoint yet".into()))?
+                .note
+        }
+    };
+    let cp = note::open_checkpoint(&checkpoint, &key, &key.name).map_err(|e| {
+        AppError::BadRequest(format!(
+            "the checkpoint does not verify under this log's key: {e}"
+        ))
+    })?;
+    if seq == 0 || seq > cp.size {
+        return Err(AppError::NotFound(format!(
+            "entry {seq} is not in the checkpoint of {} entries",
+            cp.size
+        )));
+    }
+    let entry = audit::read(&mut conn, seq as i64, 1)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::NotFound(format!("the log has no entry {seq}")))?;
+    let hashes = prove(
+        &mut conn,
+        Proof::Inclusion {
+            index: seq - 1,
+            size: cp.size,
+        },
+    )
+    .await?;
+    let bundle = Bundle {
+        entry: BundleEntry {
+            seq,
+            at: entry.at,
+            actor: entry.actor,
+            action: entry.action,
+            detail: entry.detail,
+        },
+        index: seq - 1,
+        size: cp.size,
+        hashes: hashes.iter().map(base64).collect(),
+        checkpoint,
+    };
+    // Never hand out a proof that does not check.
+    check_bundle(&bundle, &key)
+        .map_err(|e| AppError::bug(format!("a proof made here fails: {e}")))?;
+    Ok(bundle)
+}
+
+/// Checks a [`Bundle`] from its bytes alone, under the log's pinned key: the checkpoint's
+/// signature, the leaf rebuilt from the entry's fields, the inclusion proof to the
+/// checkpoint's root. Returns the checkpoint.
+pub fn check_bundle(bundle: &Bundle, key: &VerifierKey) -> Result<Checkpoint, String> {
+    let cp = note::open_checkpoint(&bundle.checkpoint, key, &key.name)
+        .map_err(|e| format!("the checkpoint: {e}"))?;
+    if cp.size != bundle.size || bundle.index + 1 != bundle.entry.seq {
+        return Err("the bundle's size or index does not match its checkpoint or entry".into());
+    }
+    let hashes = bundle
+        .hashes
+        .iter()
+        .map(|h| {
+            use base64ct::Encoding;
+            let mut out = [0u8; 32];
+            match base64ct::Base64::decode(h, &mut out) {
+                Ok(got) if got.len() == 32 => Ok(out),
+                _ => Err(format!("a proof hash is not 32 bytes of base64: {h}")),
+            }
+        })
+        .collect::<Result<Vec<Hash>, String>>()?;
+    let e = &bundle.entry;
+    let leaf = tlog::leaf_hash(&leaf_bytes(
+        e.seq as i64,
+        &e.at,
+        &e.actor,
+        &e.action,
+        &e.detail,
+    ));
+    tlog::verify_inclusion(&leaf, bundle.index, cp.size, &hashes, &cp.root)
+        .map_err(|e| format!("the inclusion proof: {e}"))?;
+    Ok(cp)
+}

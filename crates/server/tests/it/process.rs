@@ -1133,3 +1133,92 @@ fn the_sequencer_killed_mid_batch_sequences_every_entry_once() {
     assert!(out.contains("audit log intact"), "{out}");
     rt.block_on(store.close());
 }
+
+/// `imprint audit prove` writes a bundle for a unit's installation; `imprint audit check-proof`
+/// checks it under the key `imprint audit key` printed, with no data folder; an altered bundle,
+/// or another key, is refused.
+#[test]
+fn a_units_installation_is_proven_by_a_bundle_anyone_checks() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let site = Site::new("prove", rt.block_on(crate::database_url()));
+    site.set_up(3, "P-");
+    let port = free_port();
+    let mut server = site.start(port);
+    let (_, v) = http(
+        port,
+        "POST",
+        "/api/v1/login",
+        None,
+        &json!({"username": "tech", "password": "password-123"}),
+    )
+    .unwrap();
+    let token = v["token"].as_str().unwrap().to_string();
+    let (_, v) = http(
+        port,
+        "POST",
+        "/api/v1/issue",
+        Some(&token),
+        &json!({"product_code": crate::PRODUCT, "count": 1}),
+    )
+    .unwrap();
+    let rec = v["records"][0].clone();
+    let id = rec["apparatus_id"].as_str().unwrap().to_string();
+    let (receipt, serial) = crate::install(&mut SimDevice::demo(0), &rec);
+    let body = json!({"apparatus_id": id, "product_serial": serial, "receipt": receipt, "station": "line-1"});
+    let (s, v) = http(port, "POST", "/api/v1/report", Some(&token), &body).unwrap();
+    assert_eq!(s, 200, "{v}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let key = site.run(&["audit", "key"]).trim().to_string();
+    let bundle = site.run(&["audit", "prove", "--apparatus", &id]);
+    let v: Value = serde_json::from_str(&bundle).unwrap();
+    assert_eq!(v["entry"]["action"], "report");
+    assert!(v["entry"]["detail"].as_str().unwrap().contains(&serial));
+    let file = site.dir.join("proof.json");
+    std::fs::write(&file, &bundle).unwrap();
+    // Checked with no data folder and no database.
+    let check = |file: &std::path::Path, key: &str| {
+        Command::new(BIN)
+            .args(["--data-dir", "/nonexistent/imprint", "audit", "check-proof"])
+            .arg(file)
+            .args(["--key", key])
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let out = check(&file, &key);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("proven"));
+
+    // Another serial in the entry: the leaf changes, the proof no longer leads to the root.
+    let altered = bundle.replace(&serial, "SN-FORGED");
+    std::fs::write(&file, &altered).unwrap();
+    let out = check(&file, &key);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("inclusion proof"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Another log's key.
+    std::fs::write(&file, &bundle).unwrap();
+    let other = imprint_core::note::VerifierKey {
+        name: key.split('+').next().unwrap().to_string(),
+        public: [9; 32],
+    };
+    let out = check(&file, &other.to_string());
+    assert!(!out.status.success());
+    // An installation the log does not record.
+    let out = site
+        .cmd()
+        .args(["audit", "prove", "--apparatus", "P-0000000099"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("records no installation"));
+}
