@@ -3,8 +3,12 @@
 -- A business transaction writes its audit entries here, with no order yet; the sequencer moves
 -- them, in one transaction per batch, into audit_log (numbered, hash-chained) and into the
 -- Merkle tree, and signs a checkpoint of the new size.
+--
+-- `id` is the rowid without AUTOINCREMENT: an id may come back after its entry was sequenced
+-- and deleted, which is harmless (one writer at a time, so ids follow commit order), and a
+-- report does not write sqlite_sequence's page too.
 CREATE TABLE audit_pending (
-    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    id     INTEGER PRIMARY KEY,
     at_ms  BIGINT NOT NULL,
     actor  TEXT NOT NULL,
     action TEXT NOT NULL,

@@ -1,0 +1,63 @@
+//! What the server's benchmarks share: a fresh SQLite store with a key, a product, a factory
+//! with a quota and its technician.
+
+#![allow(dead_code, missing_docs, clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use imprint_core::{FactoryId, KeyId, ProductCode};
+use imprint_server::store::Store;
+use imprint_server::{AppState, auth, kek::Kek, service};
+
+pub(crate) fn temp(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("imprint-bench-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub(crate) async fn fresh(tag: &str, quota: u64) -> (AppState, std::path::PathBuf) {
+    let dir = temp(tag);
+    let state = AppState::new(
+        Store::open_sqlite(&dir.join("imprint.db")).await.unwrap(),
+        Kek::generate().0,
+    );
+    let k1 = KeyId::new(1).unwrap();
+    service::add_key_bytes(&state, "bench", k1, imprint_device::sim::demo_key(k1))
+        .await
+        .unwrap();
+    let p = ProductCode::new("CAM-X100").unwrap();
+    service::map_product(&state, "bench", p, k1, None)
+        .await
+        .unwrap();
+    let f = FactoryId::new("fa").unwrap();
+    service::add_factory(&state, "bench", f, "A").await.unwrap();
+    service::set_quota(&state, "bench", f, p, quota)
+        .await
+        .unwrap();
+    let mut tx = state.store.begin().await.unwrap();
+    auth::create_user(
+        &mut tx,
+        "bench",
+        "tech",
+        "password-123",
+        "technician",
+        Some("fa"),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    (state, dir)
+}
+
+pub(crate) fn tech() -> auth::User {
+    auth::User {
+        username: "tech".into(),
+        role: auth::Role::Technician,
+        factory: Some("fa".into()),
+    }
+}
+
+pub(crate) fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
