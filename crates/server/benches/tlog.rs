@@ -126,7 +126,7 @@ async fn main() {
         };
         let report = service::Report {
             apparatus_id: r.apparatus_id,
-            product_serial: dev.config().product_serial.clone(),
+            product_serial: dev.config().product_serial,
             receipt,
             station: "line-1".into(),
         };
