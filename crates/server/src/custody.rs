@@ -488,6 +488,36 @@ impl Custody {
         }
     }
 
+    /// The public half of one of the server's Ed25519 keys, for answers anyone may ask for
+    /// (the lease key, the audit log's key): read without a write transaction once the key
+    /// exists, so such a request never takes the database's write lock; the first one makes
+    /// the key (file custody).
+    pub async fn public_key(&self, store: &Store, which: SigningKey) -> Result<[u8; 32], AppError> {
+        if let Some((_, _, public)) = self.signing_in_token(which) {
+            return Ok(public);
+        }
+        let (name, context) = which.row();
+        let row = sqlx::query("SELECT key_sealed FROM server_keys WHERE name = $1")
+            .bind(name)
+            .fetch_optional(store.pool())
+            .await?;
+        if let Some(r) = row {
+            let bytes = self.open(context, &r.try_get::<Vec<u8>, _>("key_sealed")?)?;
+            let seed: Zeroizing<[u8; 32]> =
+                Zeroizing::new(bytes.as_slice().try_into().map_err(|_| {
+                    AppError::bug(format!("the stored key '{name}' has a wrong length"))
+                })?);
+            return Ok(ed25519_dalek::SigningKey::from_bytes(&seed)
+                .verifying_key()
+                .to_bytes());
+        }
+        store
+            .write(&(self, which), |tx, (custody, which)| {
+                Box::pin(custody.ed25519_public(tx, *which))
+            })
+            .await
+    }
+
     /// The key in the token, with token custody.
     fn signing_in_token(&self, which: SigningKey) -> Option<(&Token, ObjectHandle, [u8; 32])> {
         match (&self.held, which) {

@@ -69,11 +69,7 @@ pub fn origin_of(public: &[u8; 32]) -> String {
 /// The log's verifier key (`NAME+KEYID+KEY`): what an auditor, a witness or a station is
 /// given once, out of band, to check checkpoints.
 pub async fn verifier_key(store: &Store, custody: &Custody) -> Result<VerifierKey, AppError> {
-    let public = store
-        .write(custody, |tx, custody| {
-            Box::pin(custody.ed25519_public(tx, SigningKey::Log))
-        })
-        .await?;
+    let public = custody.public_key(store, SigningKey::Log).await?;
     Ok(VerifierKey {
         name: origin_of(&public),
         public,

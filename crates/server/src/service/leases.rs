@@ -21,10 +21,8 @@ pub const LEASE_GRACE_MILLIS: i64 = 24 * 60 * 60 * 1000;
 /// The public key stations verify leases with.
 pub async fn lease_public_key(state: &AppState) -> Result<[u8; 32], AppError> {
     state
-        .store
-        .write(state, |tx, state| {
-            Box::pin(state.custody.ed25519_public(tx, SigningKey::Lease))
-        })
+        .custody
+        .public_key(&state.store, SigningKey::Lease)
         .await
 }
 
