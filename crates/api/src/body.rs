@@ -442,6 +442,48 @@ pub struct InclusionProof {
     pub hashes: Vec<String>,
 }
 
+/// `POST /audit/installs`: proofs that these units' installations are in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InstallProofsRequest {
+    /// The units, by the identity each holds: 1 to 100.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::openapi::ApparatusIdText>, min_items = 1, max_items = 100))]
+    pub apparatus_ids: Vec<ApparatusId>,
+    /// The size of the checkpoint the caller holds, for a consistency proof from it (0 or
+    /// absent: none held).
+    #[serde(default)]
+    pub since: Option<u64>,
+}
+
+/// One installation's entry and its inclusion proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InstallProof {
+    /// The unit's identity.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ApparatusIdText))]
+    pub apparatus_id: ApparatusId,
+    /// Its `report` entry, with the fields of its leaf (docs/audit.md).
+    pub entry: AuditEntry,
+    /// The inclusion proof at the checkpoint's size, base64, from the leaf up.
+    pub hashes: Vec<String>,
+}
+
+/// `POST /audit/installs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InstallProofs {
+    /// The latest signed checkpoint, which every proof here leads to.
+    pub checkpoint: String,
+    /// The log's verifier key (pin it; check with the pinned one).
+    pub key: String,
+    /// The consistency proof from `since` to the checkpoint's size (empty without `since`,
+    /// or when `since` is past the checkpoint: the caller sees the log shrank).
+    pub consistency: Vec<String>,
+    /// The installations found, of the caller's factory for a technician; a unit whose
+    /// report is not in the log (yet) is left out.
+    pub installs: Vec<InstallProof>,
+}
+
 /// `GET /audit/proof/consistency` query.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -877,6 +919,11 @@ impl Endpoint for Records {
 impl Endpoint for ReportRequest {
     const OP: Op = Op::Report;
     type Answer = ReportAnswer;
+}
+
+impl Endpoint for InstallProofsRequest {
+    const OP: Op = Op::AuditInstalls;
+    type Answer = InstallProofs;
 }
 
 impl Endpoint for LockedRequest {

@@ -177,6 +177,8 @@ pub enum Op {
     AuditInclusion,
     /// `GET /audit/proof/consistency`
     AuditConsistency,
+    /// `POST /audit/installs`
+    AuditInstalls,
     /// `POST /issue`
     Issue,
     /// `POST /leases`
@@ -218,7 +220,7 @@ const fn route(
 
 impl Op {
     /// Every operation, in the order of the documentation.
-    pub const ALL: [Op; 30] = [
+    pub const ALL: [Op; 31] = [
         Op::Login,
         Op::Logout,
         Op::Me,
@@ -239,6 +241,7 @@ impl Op {
         Op::AuditCheckpoint,
         Op::AuditInclusion,
         Op::AuditConsistency,
+        Op::AuditInstalls,
         Op::Issue,
         Op::Lease,
         Op::Records,
@@ -369,6 +372,13 @@ impl Op {
                 READERS,
                 None,
                 "A consistency proof between two tree sizes (query: old, new)",
+            ),
+            Op::AuditInstalls => route(
+                Post,
+                "/audit/installs",
+                SIGNED_IN,
+                Json,
+                "Proofs that units' installations are in the audit log (a technician: of their factory's units), at the latest checkpoint, with a consistency proof from the caller's",
             ),
             Op::Issue => route(
                 Post,

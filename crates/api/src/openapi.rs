@@ -159,7 +159,9 @@ pub fn errors(op: Op) -> &'static [ErrorCode] {
         Op::Login => &[Unauthorized, TooManyAttempts],
         Op::Logout | Op::Me | Op::ListKeys | Op::ListProducts | Op::Records => &[],
         Op::ExportInstalled | Op::ReadAudit | Op::VerifyAudit => &[],
-        Op::AuditCheckpoint | Op::AuditInclusion | Op::AuditConsistency => &[NotFound],
+        Op::AuditCheckpoint | Op::AuditInclusion | Op::AuditConsistency | Op::AuditInstalls => {
+            &[NotFound]
+        }
         Op::AddKey => &[DuplicateKeyId],
         Op::MapProduct => &[UnknownKeyId, SameKey],
         Op::SetLockUnits => &[UnknownProduct],
@@ -219,6 +221,7 @@ fn bodies(op: Op) -> (Option<RefOr<Schema>>, Option<RefOr<Schema>>) {
         Op::AuditCheckpoint => (None, r::<AuditCheckpoint>()),
         Op::AuditInclusion => (None, r::<InclusionProof>()),
         Op::AuditConsistency => (None, r::<ConsistencyProof>()),
+        Op::AuditInstalls => (r::<InstallProofsRequest>(), r::<InstallProofs>()),
         Op::Issue => (r::<IssueRequest>(), r::<RecordList>()),
         Op::Lease => (r::<LeaseRequest>(), r::<LeaseAnswer>()),
         Op::Records => (None, r::<RecordList>()),
@@ -289,6 +292,9 @@ fn components() -> ComponentsBuilder {
     add::<AuditCheckpoint>(&mut list);
     add::<InclusionProof>(&mut list);
     add::<ConsistencyProof>(&mut list);
+    add::<InstallProofsRequest>(&mut list);
+    add::<InstallProof>(&mut list);
+    add::<InstallProofs>(&mut list);
     add::<IssueRequest>(&mut list);
     add::<Record>(&mut list);
     add::<RecordList>(&mut list);

@@ -127,6 +127,7 @@ fn handler(op: Op) -> MethodRouter<AppState> {
         Op::AuditCheckpoint => get(audit_checkpoint),
         Op::AuditInclusion => get(audit_inclusion),
         Op::AuditConsistency => get(audit_consistency),
+        Op::AuditInstalls => post(audit_installs),
         Op::Issue => post(issue),
         Op::Lease => post(lease),
         Op::Records => get(records),
@@ -544,6 +545,28 @@ async fn audit_consistency(
         new: q.new,
         hashes: hashes.iter().map(tlog::base64).collect(),
     }))
+}
+
+async fn audit_installs(
+    State(state): State<AppState>,
+    user: User,
+    Body(b): Body<imprint_api::InstallProofsRequest>,
+) -> ApiResult<imprint_api::InstallProofs> {
+    // A technician sees their own factory's installations only.
+    let factory = match user.role {
+        auth::Role::Technician => Some(user.factory()?),
+        _ => None,
+    };
+    Ok(Json(
+        tlog::install_proofs(
+            &state.store,
+            &state.custody,
+            factory.as_ref().map(|f| f.as_str()),
+            &b.apparatus_ids,
+            b.since,
+        )
+        .await?,
+    ))
 }
 
 /// A sequence number or count read from the database, which is never negative.

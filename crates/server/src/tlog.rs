@@ -223,6 +223,15 @@ async fn sign(
     Ok(note::signed(&checkpoint, &key, &signature))
 }
 
+/// The unit an entry is about, for the `subject` index: a report's apparatus ID.
+fn subject(action: &str, detail: &str) -> Option<String> {
+    if action != "report" {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(detail).ok()?;
+    v.get("apparatus_id")?.as_str().map(str::to_string)
+}
+
 /// Moves up to [`BATCH`] pending entries into the log after entry `log_size`, chained from
 /// `prev`, and returns their leaf hashes.
 async fn sequence_pending(
@@ -266,8 +275,8 @@ async fn sequence_pending(
     }
     for chunk in entries.chunks(CHUNK) {
         let sql = format!(
-            "INSERT INTO audit_log (seq, at_ms, actor, action, detail, prev_hash, hash) VALUES {}",
-            store::values(chunk.len(), 7)
+            "INSERT INTO audit_log (seq, at_ms, actor, action, detail, prev_hash, hash, subject) VALUES {}",
+            store::values(chunk.len(), 8)
         );
         let mut q = sqlx::query(store::bulk(conn, sql));
         for (seq, at_ms, actor, action, detail, prev, hash) in chunk {
@@ -278,7 +287,8 @@ async fn sequence_pending(
                 .bind(action.as_str())
                 .bind(detail.as_str())
                 .bind(prev.as_str())
-                .bind(hash.as_str());
+                .bind(hash.as_str())
+                .bind(subject(action, detail));
         }
         q.execute(&mut *conn).await?;
     }
@@ -838,21 +848,13 @@ pub async fn prove_entry(
     let seq = match target {
         Target::Seq(seq) => *seq,
         Target::Installed(id) => {
-            let pattern = format!("%\"apparatus_id\":\"{}\"%", id.as_str());
-            let rows = sqlx::query(
-                "SELECT seq, detail FROM audit_log WHERE action = 'report' AND detail LIKE $1 ORDER BY seq",
+            let row = sqlx::query(
+                "SELECT MIN(seq) AS seq FROM audit_log WHERE subject = $1 AND action = 'report'",
             )
-            .bind(pattern)
-            .fetch_all(&mut *conn)
+            .bind(id.as_str())
+            .fetch_one(&mut *conn)
             .await?;
-            let found = rows.iter().find_map(|r| {
-                let detail: String = r.try_get("detail").ok()?;
-                let v: serde_json::Value = serde_json::from_str(&detail).ok()?;
-                (v.get("apparatus_id").and_then(|a| a.as_str()) == Some(id.as_str()))
-                    .then(|| r.try_get::<i64, _>("seq").ok())
-                    .flatten()
-            });
-            size_of(found.ok_or_else(|| {
+            size_of(row.try_get::<Option<i64>, _>("seq")?.ok_or_else(|| {
                 AppError::NotFound(format!(
                     "the log records no installation of {}",
                     id.as_str()
@@ -944,4 +946,90 @@ pub fn check_bundle(bundle: &Bundle, key: &VerifierKey) -> Result<Checkpoint, St
     tlog::verify_inclusion(&leaf, bundle.index, cp.size, &hashes, &cp.root)
         .map_err(|e| format!("the inclusion proof: {e}"))?;
     Ok(cp)
+}
+
+/// Most units in one [`install_proofs`] request.
+pub const MAX_INSTALLS: usize = 100;
+
+/// Proofs that these units' installations (their `report` entries) are in the log, at the
+/// latest checkpoint, with a consistency proof from `since` (the checkpoint the caller holds).
+/// With `factory`, only that factory's installations are given (a technician's station).
+pub async fn install_proofs(
+    store: &Store,
+    custody: &Custody,
+    factory: Option<&str>,
+    ids: &[imprint_core::ApparatusId],
+    since: Option<u64>,
+) -> Result<imprint_api::InstallProofs, AppError> {
+    if ids.is_empty() || ids.len() > MAX_INSTALLS {
+        return Err(AppError::BadRequest(format!(
+            "apparatus_ids: 1 to {MAX_INSTALLS} units"
+        )));
+    }
+    sequence(store, custody).await?;
+    let key = verifier_key(store, custody).await?;
+    let mut conn = store.pool().acquire().await?;
+    let cp = latest(&mut conn)
+        .await?
+        .ok_or_else(|| AppError::NotFound("the audit log has no signed checkpoint yet".into()))?;
+    let consistency = match since {
+        Some(old) if old > 0 && old <= cp.size => {
+            prove(&mut conn, Proof::Consistency { old, new: cp.size }).await?
+        }
+        _ => Vec::new(),
+    };
+    let sql = format!(
+        "SELECT seq, at_ms, actor, action, detail, prev_hash, hash, subject FROM audit_log \
+         WHERE action = 'report' AND seq <= $1 AND subject IN ({}) ORDER BY seq",
+        store::list(2, ids.len())
+    );
+    let mut q = sqlx::query(store::bulk(&conn, sql)).bind(cp.size as i64);
+    for id in ids {
+        q = q.bind(id.as_str());
+    }
+    let rows = q.fetch_all(&mut *conn).await?;
+    let mut installs: Vec<imprint_api::InstallProof> = Vec::new();
+    for r in rows {
+        let detail: String = r.try_get("detail")?;
+        let v: serde_json::Value = serde_json::from_str(&detail)
+            .map_err(|e| AppError::bug(format!("a report entry's detail is not JSON: {e}")))?;
+        if factory.is_some_and(|f| v.get("factory").and_then(|x| x.as_str()) != Some(f)) {
+            continue;
+        }
+        let subject: String = r.try_get("subject")?;
+        let id = imprint_core::ApparatusId::new(&subject)
+            .map_err(|e| AppError::bug(format!("a stored subject is not an apparatus ID: {e}")))?;
+        // The first report of a unit is its installation; a later one is a duplicate.
+        if installs.iter().any(|i| i.apparatus_id == id) {
+            continue;
+        }
+        let seq = size_of(r.try_get("seq")?)?;
+        let hashes = prove(
+            &mut conn,
+            Proof::Inclusion {
+                index: seq - 1,
+                size: cp.size,
+            },
+        )
+        .await?;
+        installs.push(imprint_api::InstallProof {
+            apparatus_id: id,
+            entry: imprint_api::AuditEntry {
+                seq,
+                at: r.try_get::<i64, _>("at_ms")?.to_string(),
+                actor: r.try_get("actor")?,
+                action: r.try_get("action")?,
+                detail,
+                prev_hash: r.try_get("prev_hash")?,
+                hash: r.try_get("hash")?,
+            },
+            hashes: hashes.iter().map(base64).collect(),
+        });
+    }
+    Ok(imprint_api::InstallProofs {
+        checkpoint: cp.note,
+        key: key.to_string(),
+        consistency: consistency.iter().map(base64).collect(),
+        installs,
+    })
 }

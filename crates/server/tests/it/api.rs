@@ -115,6 +115,10 @@ fn sample(op: Op) -> (String, Value) {
         Op::AuditCheckpoint => (path("/audit/checkpoint"), Value::Null),
         Op::AuditInclusion => (path("/audit/proof/inclusion?seq=1&size=1"), Value::Null),
         Op::AuditConsistency => (path("/audit/proof/consistency?old=1&new=1"), Value::Null),
+        Op::AuditInstalls => (
+            path("/audit/installs"),
+            json!({"apparatus_ids": ["IMP-0000000001"]}),
+        ),
         Op::Issue => (path("/issue"), json!({"product_code": PRODUCT, "count": 1})),
         Op::Lease => (
             path("/leases"),

@@ -453,3 +453,101 @@ async fn a_witness_cosigns_the_log_and_refuses_its_fork() {
     assert_ne!(forged_cp.root, witnessed.root);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A station asks for the proofs of the units it reported: each verifies from the bytes
+/// (leaf from the entry's fields, at the signed checkpoint), a consistency proof links the
+/// checkpoint it held to the new one, and another factory's technician gets none of them.
+#[tokio::test]
+async fn a_station_gets_proofs_of_its_own_installations_only() {
+    use base64ct::{Base64, Encoding};
+    use imprint_core::note::{VerifierKey, open_checkpoint};
+    use imprint_core::tlog::{verify_consistency, verify_inclusion};
+
+    let env = Env::new(5, 10).await;
+    let recs = env.issue(&env.tech, 3).await;
+    let mut ids = Vec::new();
+    for (i, r) in recs.iter().enumerate() {
+        let (receipt, serial) =
+            crate::install(&mut imprint_device::sim::SimDevice::demo(i as u32), r);
+        let id = r["apparatus_id"].as_str().unwrap().to_string();
+        let (s, v) = env.report(&env.tech, &id, &serial, &receipt).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        ids.push((id, serial));
+    }
+    let b64 = |v: &Value| -> Vec<[u8; 32]> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                let mut out = [0u8; 32];
+                Base64::decode(h.as_str().unwrap(), &mut out).unwrap();
+                out
+            })
+            .collect()
+    };
+    let ask = |token: String, since: Option<u64>, ids: Vec<String>| {
+        let env = &env;
+        async move {
+            env.call(
+                Method::POST,
+                "/api/v1/audit/installs",
+                Some(&token),
+                serde_json::json!({"apparatus_ids": ids, "since": since}),
+            )
+            .await
+        }
+    };
+    let all: Vec<String> = ids.iter().map(|(id, _)| id.clone()).collect();
+    let (s, first) = ask(env.tech.clone(), None, all[..1].to_vec()).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let key = VerifierKey::parse(first["key"].as_str().unwrap()).unwrap();
+    let held = open_checkpoint(first["checkpoint"].as_str().unwrap(), &key, &key.name).unwrap();
+
+    // More entries, then all three units from the held checkpoint.
+    env.issue(&env.tech, 1).await;
+    let (s, v) = ask(env.tech.clone(), Some(held.size), all.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let now = open_checkpoint(v["checkpoint"].as_str().unwrap(), &key, &key.name).unwrap();
+    assert!(now.size > held.size);
+    verify_consistency(
+        held.size,
+        now.size,
+        &b64(&v["consistency"]),
+        &held.root,
+        &now.root,
+    )
+    .unwrap();
+    let installs = v["installs"].as_array().unwrap();
+    assert_eq!(installs.len(), 3);
+    for (p, (id, serial)) in installs.iter().zip(&ids) {
+        let e = &p["entry"];
+        assert_eq!(p["apparatus_id"], id.as_str());
+        assert_eq!(e["action"], "report");
+        let detail: Value = serde_json::from_str(e["detail"].as_str().unwrap()).unwrap();
+        assert_eq!(detail["product_serial"], serial.as_str());
+        let mut bytes = b"imprint-audit-leaf-v1".to_vec();
+        let seq = e["seq"].as_u64().unwrap();
+        for f in [
+            seq.to_string().as_str(),
+            e["at"].as_str().unwrap(),
+            e["actor"].as_str().unwrap(),
+            e["action"].as_str().unwrap(),
+            e["detail"].as_str().unwrap(),
+        ] {
+            bytes.extend_from_slice(&(f.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(f.as_bytes());
+        }
+        let leaf = imprint_core::tlog::leaf_hash(&bytes);
+        verify_inclusion(&leaf, seq - 1, now.size, &b64(&p["hashes"]), &now.root).unwrap();
+    }
+
+    // Another factory's technician: no proof of these units.
+    let (s, v) = ask(env.tech_b.clone(), None, all.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["installs"].as_array().unwrap().len(), 0);
+    // An auditor sees them all; an empty or oversized request is refused.
+    let (_, v) = ask(env.auditor.clone(), None, all.clone()).await;
+    assert_eq!(v["installs"].as_array().unwrap().len(), 3);
+    let (s, _) = ask(env.tech.clone(), None, Vec::new()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
