@@ -183,6 +183,15 @@ impl<T: Transport> Client<T> {
         Ok(self.call(&imprint_api::Me).await?.user)
     }
 
+    /// Proofs that reported units are in the server's audit log (see
+    /// [`crate::state::audit`]).
+    pub async fn install_proofs(
+        &self,
+        request: &imprint_api::InstallProofsRequest,
+    ) -> Result<imprint_api::InstallProofs, ServerError> {
+        self.call(request).await
+    }
+
     /// Ends the session on the server.
     pub async fn logout(&self) -> Result<(), ServerError> {
         self.call(&Logout).await.map(|_| ())

@@ -132,6 +132,15 @@ async fn twenty_units_through_the_real_portal_with_faults() {
         3,
         "the pulled and power-cut units wait to be plugged back"
     );
+    // The station finds its eight reported units in the server's audit log, checked from the
+    // signed checkpoint (docs/portal.md, "The audit log, checked by the station").
+    b.wait_for(
+        "(parseInt((document.getElementById('in-log') || {}).textContent) || 0) >= 8",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&b, "#audit-alarm").await, 0, "no audit alarm");
     assert_eq!(
         count(&b, ".tile.bad").await,
         1,

@@ -228,6 +228,13 @@ pub struct Journal {
     pub factory: Option<FactoryId>,
     /// Entries in the order they were fetched.
     pub entries: Vec<Entry>,
+    /// The audit log as this station checked it: the checkpoint it holds, the recorded units
+    /// not yet seen proven (see [`crate::state::audit`]).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::state::audit::AuditState::is_empty"
+    )]
+    pub audit: crate::state::audit::AuditState,
 }
 
 impl Journal {
@@ -236,6 +243,7 @@ impl Journal {
         Journal {
             factory: Some(factory),
             entries: Vec::new(),
+            audit: Default::default(),
         }
     }
 
@@ -521,13 +529,21 @@ impl Journal {
         Ok(())
     }
 
-    /// The server recorded it.
+    /// The server recorded it: its proof in the audit log is awaited from here on.
     pub fn reported(&mut self, id: &ApparatusId) -> Result<(), JournalError> {
-        self.after_installed(id, |unit, product_serial, receipt| Step::Reported {
-            unit,
-            product_serial,
-            receipt,
-        })
+        let mut serial = None;
+        self.after_installed(id, |unit, product_serial, receipt| {
+            serial = Some(product_serial);
+            Step::Reported {
+                unit,
+                product_serial,
+                receipt,
+            }
+        })?;
+        if let Some(serial) = serial {
+            self.audit.recorded(*id, serial);
+        }
+        Ok(())
     }
 
     /// The server refused the report for good: the entry is final (see [`Step::Refused`]).

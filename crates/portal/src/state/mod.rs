@@ -6,8 +6,10 @@
 //! - [`diagnose`]: every failure mapped to a title, a detail and a fix.
 //! - [`analytics`]: units per hour, first-pass yield, retries.
 //! - [`lease`]: offline leases checked against the server's pinned key.
+//! - [`audit`]: the units this station reported, proven in the server's audit log.
 
 pub mod analytics;
+pub mod audit;
 pub mod bench;
 pub mod chart;
 pub mod diagnose;

@@ -108,6 +108,10 @@ struct Ctx {
     locks_owed: RwSignal<usize>,
     /// Reports the server refused for good (final; not pending).
     refused: RwSignal<usize>,
+    /// Units this station reported and saw proven in the server's audit log.
+    in_log: RwSignal<u64>,
+    /// Why this station no longer trusts the server's audit log (stays until sign-out).
+    audit_alarm: RwSignal<Option<String>>,
     /// Why pending reports are not being sent, when the server refused for a reason that is
     /// not the report's (the session ended): what to do.
     held: RwSignal<Option<String>>,
@@ -140,6 +144,9 @@ struct Ctx {
 
 /// Where the server's lease key is pinned at the first online sign-in (hex).
 const LEASE_KEY: &str = "imprint.lease-key";
+
+/// Where the audit log's verifier key is pinned at its first answer (`NAME+KEYID+KEY`).
+const LOG_KEY: &str = "imprint.log-key";
 
 /// The lease key pinned at the first online sign-in.
 fn pinned_lease_key() -> Result<[u8; 32], String> {
@@ -245,7 +252,7 @@ impl Ctx {
         let product = self
             .session
             .with_untracked(|s| s.as_ref().map(|s| s.product));
-        let (n, p, l, r) = self.journal.with_value(|j| {
+        let (n, p, l, r, a) = self.journal.with_value(|j| {
             let j = j.borrow();
             let ready = product.map_or(0, |code| j.ready(&code, now_ms()));
             (
@@ -253,8 +260,10 @@ impl Ctx {
                 j.unreported().count(),
                 j.unrecorded_locks().count(),
                 j.refused().count(),
+                j.audit.proven,
             )
         });
+        self.in_log.set(a);
         self.pool.set(n);
         self.pending.set(p);
         self.locks_owed.set(l);
@@ -453,6 +462,10 @@ async fn reconciler(ctx: Ctx, epoch: u32) {
         let Some(session) = ctx.session.get_untracked() else {
             return;
         };
+        check_audit(ctx, &session).await;
+        if ctx.epoch.get_value() != epoch {
+            return;
+        }
         if ctx.pending.get_untracked() == 0 && ctx.locks_owed.get_untracked() == 0 {
             continue;
         }
@@ -526,6 +539,70 @@ async fn reconciler(ctx: Ctx, epoch: u32) {
     }
 }
 
+/// Asks the server for the proofs that the units this station reported are in its audit log,
+/// and checks them from the bytes (crate::state::audit): the checkpoint under the pinned key
+/// (WebCrypto), the log only ever growing, each unit's entry being its report. An alarm stays
+/// on screen; provisioning goes on.
+async fn check_audit(ctx: Ctx, session: &Session) {
+    use crate::state::audit;
+    if ctx.audit_alarm.get_untracked().is_some() {
+        return;
+    }
+    let journal = ctx.journal.get_value();
+    let Some(request) = journal.borrow().audit.request() else {
+        return;
+    };
+    let answer = match session.server.install_proofs(&request).await {
+        Ok(a) => a,
+        Err(ServerError::Offline(_)) => return,
+        Err(e) => {
+            let d = Diagnosis::from_server(&e);
+            ctx.say(format!(
+                "audit log: proofs not read: {} {}",
+                d.detail, d.fix
+            ));
+            return;
+        }
+    };
+    let pinned = storage::get(LOG_KEY);
+    let checked = match audit::parse(answer, pinned.as_deref()) {
+        Ok((unverified, key)) => {
+            match crate::web::crypto::ed25519_verify(
+                unverified.public_key(),
+                unverified.body(),
+                unverified.signature(),
+            )
+            .await
+            {
+                Ok(valid) => unverified
+                    .finish(valid, &journal.borrow().audit, &session.factory)
+                    .map(|c| (c, key)),
+                Err(e) => Err(audit::Alarm::Checkpoint(e)),
+            }
+        }
+        Err(alarm) => Err(alarm),
+    };
+    match checked {
+        Ok((checked, key)) => {
+            if pinned.is_none() {
+                storage::set(LOG_KEY, &key.to_string());
+            }
+            let n = journal.borrow_mut().audit.apply(checked);
+            if let Err(e) = storage::save_journal(&journal.borrow()) {
+                ctx.say(format!("could not save the journal: {e}"));
+            }
+            if n > 0 {
+                ctx.say(format!("{n} unit(s) proven in the server's audit log"));
+            }
+            ctx.refresh_pool();
+        }
+        Err(alarm) => {
+            ctx.say(format!("AUDIT ALARM: {alarm}"));
+            ctx.audit_alarm.set(Some(alarm.to_string()));
+        }
+    }
+}
+
 /// Listens for units plugged and unplugged (kiosk policy, training, or granted before).
 fn listen(ctx: Ctx) {
     let Some(usb) = usb::navigator_usb() else {
@@ -591,6 +668,7 @@ fn enter(ctx: Ctx, session: Session) {
     ctx.tiles.set(tiles);
     ctx.bench_dirty.set_value(true);
     ctx.held.set(None);
+    ctx.audit_alarm.set(None);
     ctx.say(format!(
         "signed in: {} of {} at {}, product {}",
         session.user.username, session.factory, session.server.station, session.product
@@ -1173,6 +1251,12 @@ fn Station(ctx: Ctx) -> impl IntoView {
                     <span class="lease" id="lease-badge" title="records of an offline lease: usable without the server until then">{format!("offline lease: {n} left, until {}", clock_hm(until))}</span>
                 })
             }}
+            <Show when=move || { ctx.in_log.get() > 0 }>
+                <span class="in-log" id="in-log" title="units this station reported, found in the server's audit log and checked from its signed checkpoint">{move || format!("{} unit(s) proven in the audit log", ctx.in_log.get())}</span>
+            </Show>
+            {move || ctx.audit_alarm.get().map(|a| view! {
+                <span class="refused" id="audit-alarm" title="the server's audit log was changed behind this station's back">{format!("Audit alarm: {a}")}</span>
+            })}
             <Show when=move || { ctx.refused.get() > 0 }>
                 <span class="refused" id="refused" title="the server will not accept these units' reports: set them aside for the operator">{move || format!("{} report(s) refused: units set aside, see the red tiles and the log", ctx.refused.get())}</span>
             </Show>
@@ -1299,6 +1383,8 @@ pub fn App() -> impl IntoView {
         pending: RwSignal::new(0),
         locks_owed: RwSignal::new(0),
         refused: RwSignal::new(0),
+        in_log: RwSignal::new(0),
+        audit_alarm: RwSignal::new(None),
         held: RwSignal::new(None),
         journal: StoredValue::new_local(Rc::new(RefCell::new(Journal::default()))),
         damaged: RwSignal::new(None),

@@ -235,6 +235,11 @@ fn the_stored_format_is_the_one_in_the_vector_file() {
     let earlier = Journal::from_json(file["earlier"].as_str().unwrap()).unwrap();
     assert_eq!(earlier.unrecorded_locks().count(), 0);
     assert_eq!(earlier.entries.len(), 6);
+    // One stored before the station checked the audit log: the same entries, nothing awaited
+    // (units reported then are not asked for), same key.
+    let before = Journal::from_json(file["before_audit"].as_str().unwrap()).unwrap();
+    assert_eq!(before.entries, every_step().entries);
+    assert!(before.audit.is_empty());
 }
 
 #[test]

@@ -14,6 +14,8 @@
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 #[cfg(not(target_arch = "wasm32"))]
+mod audit;
+#[cfg(not(target_arch = "wasm32"))]
 mod bench;
 #[cfg(target_arch = "wasm32")]
 mod browser;
