@@ -248,14 +248,21 @@ impl Token {
         label: &str,
         op: impl Fn() -> Result<ObjectHandle, AppError>,
     ) -> Result<ObjectHandle, AppError> {
-        match op() {
-            // Any fault from SoftHSM2 (its answer is CKR_GENERAL_ERROR): once more, so a
-            // lasting fault still fails.
-            Err(AppError::Internal(_)) if self.softhsm => match self.find(label)? {
-                Some(k) => Ok(k),
-                None => op(),
-            },
-            other => other,
+        // Any fault from SoftHSM2 (its answer is CKR_GENERAL_ERROR): up to three more times,
+        // a little later each, so a lasting fault still fails (seen: two faults in a row under
+        // the full suite's load on two cores).
+        let mut attempt = 0u64;
+        loop {
+            match op() {
+                Err(AppError::Internal(_)) if self.softhsm && attempt < 3 => {
+                    if let Some(k) = self.find(label)? {
+                        return Ok(k);
+                    }
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20 * attempt));
+                }
+                other => return other,
+            }
         }
     }
 
