@@ -232,6 +232,38 @@ async fn rewrite_history(env: &Env) {
     }
 }
 
+/// An entry's leaf hash, rebuilt from its fields as docs/audit.md says ("The leaf"), with
+/// nothing of the server's code.
+fn leaf_of(e: &Value) -> [u8; 32] {
+    let mut bytes = b"imprint-audit-leaf-v1".to_vec();
+    let seq = e["seq"].as_u64().unwrap().to_string();
+    for f in [
+        seq.as_str(),
+        e["at"].as_str().unwrap(),
+        e["actor"].as_str().unwrap(),
+        e["action"].as_str().unwrap(),
+        e["detail"].as_str().unwrap(),
+    ] {
+        bytes.extend_from_slice(&(f.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(f.as_bytes());
+    }
+    imprint_core::tlog::leaf_hash(&bytes)
+}
+
+/// A JSON list of base64 hashes.
+fn base64_hashes(v: &Value) -> Vec<[u8; 32]> {
+    use base64ct::{Base64, Encoding};
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let mut out = [0u8; 32];
+            Base64::decode(h.as_str().unwrap(), &mut out).unwrap();
+            out
+        })
+        .collect()
+}
+
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -242,9 +274,8 @@ fn urlencode(s: &str) -> String {
 /// from the checkpoint it saved to the next.
 #[tokio::test]
 async fn proofs_verify_from_their_bytes_alone() {
-    use base64ct::{Base64, Encoding};
     use imprint_core::note::{VerifierKey, open_checkpoint};
-    use imprint_core::tlog::{leaf_hash, verify_consistency, verify_inclusion};
+    use imprint_core::tlog::{verify_consistency, verify_inclusion};
 
     let (env, _) = sequenced().await;
     let (s, cp) = env
@@ -255,33 +286,8 @@ async fn proofs_verify_from_their_bytes_alone() {
     let old = open_checkpoint(cp["checkpoint"].as_str().unwrap(), &key, &key.name).unwrap();
     assert_eq!(old.size, cp["size"].as_u64().unwrap());
 
-    let leaf = |e: &Value| {
-        let mut bytes = b"imprint-audit-leaf-v1".to_vec();
-        let seq = e["seq"].as_u64().unwrap().to_string();
-        for f in [
-            seq.as_str(),
-            e["at"].as_str().unwrap(),
-            e["actor"].as_str().unwrap(),
-            e["action"].as_str().unwrap(),
-            e["detail"].as_str().unwrap(),
-        ] {
-            bytes.extend_from_slice(&(f.len() as u64).to_be_bytes());
-            bytes.extend_from_slice(f.as_bytes());
-        }
-        leaf_hash(&bytes)
-    };
-    let hashes = |v: &Value| -> Vec<[u8; 32]> {
-        v["hashes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| {
-                let mut out = [0u8; 32];
-                Base64::decode(h.as_str().unwrap(), &mut out).unwrap();
-                out
-            })
-            .collect()
-    };
+    let leaf = leaf_of;
+    let hashes = |v: &Value| base64_hashes(&v["hashes"]);
     let (_, page) = env
         .call(
             Method::GET,
@@ -459,7 +465,6 @@ async fn a_witness_cosigns_the_log_and_refuses_its_fork() {
 /// checkpoint it held to the new one, and another factory's technician gets none of them.
 #[tokio::test]
 async fn a_station_gets_proofs_of_its_own_installations_only() {
-    use base64ct::{Base64, Encoding};
     use imprint_core::note::{VerifierKey, open_checkpoint};
     use imprint_core::tlog::{verify_consistency, verify_inclusion};
 
@@ -474,17 +479,7 @@ async fn a_station_gets_proofs_of_its_own_installations_only() {
         assert_eq!(s, StatusCode::OK, "{v}");
         ids.push((id, serial));
     }
-    let b64 = |v: &Value| -> Vec<[u8; 32]> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|h| {
-                let mut out = [0u8; 32];
-                Base64::decode(h.as_str().unwrap(), &mut out).unwrap();
-                out
-            })
-            .collect()
-    };
+    let b64 = base64_hashes;
     let ask = |token: String, since: Option<u64>, ids: Vec<String>| {
         let env = &env;
         async move {
@@ -525,19 +520,8 @@ async fn a_station_gets_proofs_of_its_own_installations_only() {
         assert_eq!(e["action"], "report");
         let detail: Value = serde_json::from_str(e["detail"].as_str().unwrap()).unwrap();
         assert_eq!(detail["product_serial"], serial.as_str());
-        let mut bytes = b"imprint-audit-leaf-v1".to_vec();
         let seq = e["seq"].as_u64().unwrap();
-        for f in [
-            seq.to_string().as_str(),
-            e["at"].as_str().unwrap(),
-            e["actor"].as_str().unwrap(),
-            e["action"].as_str().unwrap(),
-            e["detail"].as_str().unwrap(),
-        ] {
-            bytes.extend_from_slice(&(f.len() as u64).to_be_bytes());
-            bytes.extend_from_slice(f.as_bytes());
-        }
-        let leaf = imprint_core::tlog::leaf_hash(&bytes);
+        let leaf = leaf_of(e);
         verify_inclusion(&leaf, seq - 1, now.size, &b64(&p["hashes"]), &now.root).unwrap();
     }
 
