@@ -763,6 +763,10 @@ pub const SEQUENCE_EVERY: std::time::Duration = std::time::Duration::from_secs(1
 /// the latest checkpoint to the witnesses that have not cosigned it. Every process runs one;
 /// the lock lets one at a time sequence, and the others find nothing pending.
 pub fn spawn(store: Store, custody: std::sync::Arc<Custody>, witnesses: Vec<crate::witness::Peer>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let witnesses = Arc::new(witnesses);
+    let pushing = Arc::new(AtomicBool::new(false));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(SEQUENCE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -775,20 +779,26 @@ pub fn spawn(store: Store, custody: std::sync::Arc<Custody>, witnesses: Vec<crat
                     tracing::warn!(error = %e, "the audit log could not be sequenced; its entries stay pending")
                 }
             }
-            if witnesses.is_empty() {
+            // Witnesses in a task of their own, one push at a time: a witness that takes its
+            // time (up to its timeout) never holds up the sequencing.
+            if witnesses.is_empty() || pushing.swap(true, Ordering::AcqRel) {
                 continue;
             }
-            let latest = match store.pool().acquire().await {
-                Ok(mut conn) => latest(&mut conn).await,
-                Err(e) => Err(e.into()),
-            };
-            match latest {
-                Ok(Some(cp)) => crate::witness::push_all(&store, &witnesses, &cp).await,
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "the latest checkpoint could not be read for the witnesses")
+            let (store, witnesses, pushing) = (store.clone(), witnesses.clone(), pushing.clone());
+            tokio::spawn(async move {
+                let latest = match store.pool().acquire().await {
+                    Ok(mut conn) => latest(&mut conn).await,
+                    Err(e) => Err(e.into()),
+                };
+                match latest {
+                    Ok(Some(cp)) => crate::witness::push_all(&store, &witnesses, &cp).await,
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the latest checkpoint could not be read for the witnesses")
+                    }
                 }
-            }
+                pushing.store(false, Ordering::Release);
+            });
         }
     });
 }

@@ -1222,3 +1222,71 @@ fn a_units_installation_is_proven_by_a_bundle_anyone_checks() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("records no installation"));
 }
+
+/// `imprint serve --witness URL=KEY`: the serving process sends its checkpoints to a real
+/// witness by itself, and `GET /audit/checkpoint` then gives the witnessed one, its cosignature
+/// valid under the witness's key. A witness that is not there is only logged.
+#[test]
+fn a_serving_process_gets_its_checkpoints_witnessed() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let site = Site::new("witness", rt.block_on(crate::database_url()));
+    site.set_up(3, "W-");
+    let key = imprint_core::note::VerifierKey::parse(site.run(&["audit", "key"]).trim()).unwrap();
+    let dir = site.dir.join("witness");
+    let cosigner = imprint_witness::Witness::init(&dir, "witness.test/w9").unwrap();
+    let witness = imprint_witness::Witness::open(
+        &dir,
+        vec![imprint_witness::Log {
+            origin: key.name.clone(),
+            key: key.clone(),
+        }],
+    )
+    .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        axum::serve(
+            listener,
+            imprint_witness::http::router(std::sync::Arc::new(witness)),
+        )
+        .await
+        .unwrap()
+    });
+    let port = free_port();
+    let mut server = site
+        .cmd()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--witness", &format!("http://{addr}={cosigner}")])
+        // A second witness that is not there: logged, and the first is still served.
+        .args(["--witness", &format!("http://127.0.0.1:1={cosigner}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let witnessed = loop {
+        let (s, v) = http(port, "GET", "/api/v1/audit/checkpoint", None, &Value::Null).unwrap();
+        assert_eq!(s, 200, "{v}");
+        if let Some(w) = v["witnessed"].as_str() {
+            break w.to_string();
+        }
+        assert!(Instant::now() < deadline, "no witnessed checkpoint: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let note = imprint_core::note::Note::parse(&witnessed).unwrap();
+    note.verify(&key).unwrap();
+    assert!(cosigner.verify(&note).is_ok(), "{witnessed}");
+    // A bad --witness is refused at start, with what is wrong.
+    let out = site
+        .cmd()
+        .args(["serve", "--witness", "ftp://x=y"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("witness"));
+}
