@@ -483,8 +483,13 @@ async fn audit_checkpoint(
     let mut conn = state.store.pool().acquire().await?;
     let latest = match tlog::latest(&mut conn).await? {
         Some(c) => Some(c),
-        // Only until the log's first checkpoint: a new server's entries may not be sequenced yet.
-        None => tlog::sequence(&state.store, &state.custody).await?,
+        // Only until the log's first checkpoint: a new server's entries may not be sequenced
+        // yet. Read again after: another sequencer (this process's own, or another process's)
+        // may have signed it while this one waited for the lock.
+        None => {
+            tlog::sequence(&state.store, &state.custody).await?;
+            tlog::latest(&mut conn).await?
+        }
     }
     .ok_or_else(|| {
         AppError::NotFound("the audit log has no entries yet, so no checkpoint".into())
