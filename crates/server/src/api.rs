@@ -432,7 +432,7 @@ async fn read_audit(
         .map_err(|_| AppError::BadRequest("from: too large".into()))?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000) as i64;
     // What was committed before this request is in the page.
-    tlog::sequence(&state.store, &state.custody).await?;
+    tlog::sequence_before_read(&state.store, &state.custody).await;
     let mut conn = state.store.pool().acquire().await?;
     let entries = audit::read(&mut conn, from, limit).await?;
     Ok(Json(AuditPage {
@@ -487,7 +487,7 @@ async fn audit_checkpoint(
         // yet. Read again after: another sequencer (this process's own, or another process's)
         // may have signed it while this one waited for the lock.
         None => {
-            tlog::sequence(&state.store, &state.custody).await?;
+            tlog::sequence_before_read(&state.store, &state.custody).await;
             tlog::latest(&mut conn).await?
         }
     }
@@ -512,7 +512,7 @@ async fn audit_inclusion(
             "seq: entries are numbered from 1".into(),
         ));
     }
-    tlog::sequence(&state.store, &state.custody).await?;
+    tlog::sequence_before_read(&state.store, &state.custody).await;
     let mut conn = state.store.pool().acquire().await?;
     let index = q.seq - 1;
     let hashes = tlog::prove(
@@ -535,7 +535,7 @@ async fn audit_consistency(
     _user: User,
     QueryOf(q): QueryOf<imprint_api::ConsistencyQuery>,
 ) -> ApiResult<imprint_api::ConsistencyProof> {
-    tlog::sequence(&state.store, &state.custody).await?;
+    tlog::sequence_before_read(&state.store, &state.custody).await;
     let mut conn = state.store.pool().acquire().await?;
     let hashes = tlog::prove(
         &mut conn,

@@ -503,13 +503,7 @@ impl Custody {
             .await?;
         if let Some(r) = row {
             let bytes = self.open(context, &r.try_get::<Vec<u8>, _>("key_sealed")?)?;
-            let seed: Zeroizing<[u8; 32]> =
-                Zeroizing::new(bytes.as_slice().try_into().map_err(|_| {
-                    AppError::bug(format!("the stored key '{name}' has a wrong length"))
-                })?);
-            return Ok(ed25519_dalek::SigningKey::from_bytes(&seed)
-                .verifying_key()
-                .to_bytes());
+            return Ok(signing_key_of(name, &bytes)?.verifying_key().to_bytes());
         }
         store
             .write(&(self, which), |tx, (custody, which)| {
@@ -569,11 +563,7 @@ impl Custody {
                 b
             }
         };
-        let arr: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| AppError::bug(format!("the stored key '{name}' has a wrong length")))?;
-        Ok(ed25519_dalek::SigningKey::from_bytes(&arr))
+        signing_key_of(name, &bytes)
     }
 
     /// Records this custody in a new database (`imprint init`), or checks that an existing
@@ -658,6 +648,15 @@ impl Custody {
 
 /// An RSA public key as PEM `PUBLIC KEY` (SubjectPublicKeyInfo, RFC 5280 and RFC 8017's
 /// `RSAPublicKey`), which `openssl pkeyutl -pubin` reads.
+/// An Ed25519 signing key from its stored 32-byte seed (unsealed).
+fn signing_key_of(name: &str, seed: &[u8]) -> Result<ed25519_dalek::SigningKey, AppError> {
+    let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
+        seed.try_into()
+            .map_err(|_| AppError::bug(format!("the stored key '{name}' has a wrong length")))?,
+    );
+    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+}
+
 fn rsa_spki_pem(n: &[u8], e: &[u8]) -> String {
     let rsa = yasna::construct_der(|w| {
         w.write_sequence(|w| {

@@ -119,6 +119,15 @@ pub async fn sequence(store: &Store, custody: &Custody) -> Result<Option<Stored>
     }
 }
 
+/// Sequences what is pending before a read of the log, so that the read holds everything
+/// committed before it. A log that cannot be sequenced (entries deleted under it: `verify`
+/// says which) is still read as it is; the failure goes to the server's log.
+pub async fn sequence_before_read(store: &Store, custody: &Custody) {
+    if let Err(e) = sequence(store, custody).await {
+        tracing::warn!(error = %e, "the audit log could not be sequenced before a read; read as it is");
+    }
+}
+
 /// One batch in the caller's transaction; `None` when nothing was pending.
 async fn sequence_batch(conn: &mut Conn, custody: &Custody) -> Result<Option<Stored>, AppError> {
     if store::backend_of(conn) == Backend::Postgres {
@@ -127,10 +136,7 @@ async fn sequence_batch(conn: &mut Conn, custody: &Custody) -> Result<Option<Sto
             .execute(&mut *conn)
             .await?;
     }
-    let (tree_size, _) = match latest(conn).await? {
-        Some(cp) => (cp.size, cp.root),
-        None => (0, tlog::empty_root()),
-    };
+    let tree_size = latest(conn).await?.map_or(0, |cp| cp.size);
     let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *conn)
         .await?;
@@ -852,7 +858,7 @@ pub async fn prove_entry(
     target: &Target,
     saved: Option<&str>,
 ) -> Result<Bundle, AppError> {
-    sequence(store, custody).await?;
+    sequence_before_read(store, custody).await;
     let key = verifier_key(store, custody).await?;
     let mut conn = store.pool().acquire().await?;
     let seq = match target {
@@ -976,7 +982,7 @@ pub async fn install_proofs(
             "apparatus_ids: 1 to {MAX_INSTALLS} units"
         )));
     }
-    sequence(store, custody).await?;
+    sequence_before_read(store, custody).await;
     let key = verifier_key(store, custody).await?;
     let mut conn = store.pool().acquire().await?;
     let cp = latest(&mut conn)

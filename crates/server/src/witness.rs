@@ -61,9 +61,11 @@ async fn cosigned_size(store: &Store, witness: &str) -> Result<u64, AppError> {
         .bind(witness)
         .fetch_one(store.pool())
         .await?;
-    Ok(row
-        .try_get::<Option<i64>, _>("size")?
-        .map_or(0, |s| s.max(0) as u64))
+    match row.try_get::<Option<i64>, _>("size")? {
+        None => Ok(0),
+        Some(s) => u64::try_from(s)
+            .map_err(|_| AppError::bug(format!("a stored cosignature size is negative: {s}"))),
+    }
 }
 
 /// Sends `latest` to every peer that has not cosigned it yet.

@@ -119,6 +119,17 @@ async fn edits_deletions_reorders_and_truncation_are_detected() {
         .unwrap();
     let v = verify(&env, None).await;
     assert!(problem(&v).contains("cut off"), "{v}");
+    // The damaged log, which cannot be sequenced any more, is still read as it is.
+    let (s, page) = env
+        .call(
+            Method::GET,
+            "/api/v1/audit?limit=1000",
+            Some(&env.auditor),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert_eq!(page["entries"].as_array().unwrap().len() as i64, n - 2);
     // Cut with care, back to an earlier checkpoint, with the checkpoints and tree nodes past
     // it: the log is consistent with itself again, but not with what an auditor saved.
     let (env, good) = sequenced().await;
