@@ -1,12 +1,11 @@
-//! The station's client of the server's API, over any [`Transport`]: fetch in the page
-//! (`web::api`), the real server's router in-process in the native tests. The same code
-//! builds every request and reads every answer in both, through the contract's types
-//! (`imprint-api`), so what the tests exercise is what the page runs.
+//! The station's calls to the server, over any [`Transport`] (imprint-client): fetch in the
+//! page (`web::api`), the real server's router in-process in the native tests.
+
+pub use imprint_client::{Transport, call, login, read};
 
 use imprint_api::{
-    ChallengeRequest, Endpoint, ErrorBody, ErrorCode, IssueRequest, LeaseAnswer, LeaseKey,
-    LeaseRequest, ListProducts, LockedRequest, LoginAnswer, LoginRequest, Logout, Media, Method,
-    Records, ReportRequest, ReportStatus, SessionToken, VerifyRequest,
+    ChallengeRequest, Endpoint, IssueRequest, LeaseAnswer, LeaseKey, LeaseRequest, ListProducts,
+    LockedRequest, Logout, Records, ReportRequest, ReportStatus, SessionToken, VerifyRequest,
 };
 use imprint_core::{
     ApparatusId, AuthResponse, Challenge, ChipId, ProductCode, ProductSerial, Receipt,
@@ -15,97 +14,6 @@ use imprint_core::{
 use crate::error::ServerError;
 use crate::state::journal::Record;
 use crate::station::{Reported, Server};
-
-/// One HTTP exchange with the server. An `Err` means no answer at all (offline).
-#[allow(async_fn_in_trait)]
-pub trait Transport {
-    /// Sends a request: method, full path, the bearer token if any, a JSON body if any.
-    /// Returns the status and the body text.
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        bearer: Option<&str>,
-        json: Option<String>,
-    ) -> Result<(u16, String), String>;
-}
-
-impl<T: Transport> Transport for &T {
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        bearer: Option<&str>,
-        json: Option<String>,
-    ) -> Result<(u16, String), String> {
-        (**self).send(method, path, bearer, json).await
-    }
-}
-
-/// Reads an answer: the endpoint's answer on success, the server's refusal otherwise; an
-/// answer that fits neither is [`ServerError::Unintelligible`], never taken for offline. A
-/// server that answers `unavailable` (its database is away for a moment) is as good as
-/// offline: the station keeps what it has and tries again, as it does when the network is
-/// down.
-pub fn read<A: for<'de> serde::Deserialize<'de>>(
-    status: u16,
-    text: &str,
-) -> Result<A, ServerError> {
-    if (200..300).contains(&status) {
-        return crate::json::from_str(text).map_err(|e| ServerError::Unintelligible {
-            status,
-            detail: format!("its answer does not fit this station ({e})"),
-        });
-    }
-    match crate::json::from_str::<ErrorBody>(text) {
-        Ok(b) if b.error == ErrorCode::Unavailable => Err(ServerError::Offline(b.message)),
-        Ok(b) => Err(ServerError::Refused {
-            code: b.error,
-            message: b.message,
-        }),
-        Err(e) => Err(ServerError::Unintelligible {
-            status,
-            detail: format!("an error this station does not understand ({e})"),
-        }),
-    }
-}
-
-async fn call<T: Transport, E: Endpoint>(
-    t: &T,
-    token: Option<&SessionToken>,
-    e: &E,
-) -> Result<E::Answer, ServerError> {
-    let route = E::OP.route();
-    let body = match route.takes {
-        Media::Json => Some(crate::json::to_string(e).map_err(|e| {
-            ServerError::Request(format!("the request could not be written ({e})"))
-        })?),
-        Media::Csv | Media::None => None,
-    };
-    let bearer = token.map(SessionToken::bearer);
-    let (status, text) = t
-        .send(route.method, &e.path(), bearer.as_deref(), body)
-        .await
-        .map_err(ServerError::Offline)?;
-    read(status, &text)
-}
-
-/// Signs in.
-pub async fn login<T: Transport>(
-    t: &T,
-    username: &str,
-    password: &str,
-) -> Result<LoginAnswer, ServerError> {
-    call(
-        t,
-        None,
-        &LoginRequest {
-            username: username.into(),
-            password: password.into(),
-        },
-    )
-    .await
-}
 
 /// A signed-in station's connection to the server.
 #[derive(Clone, Debug)]

@@ -8,7 +8,7 @@
 
 pub mod client;
 pub mod error;
-pub mod json;
+pub use imprint_client::json;
 pub mod state;
 pub mod station;
 

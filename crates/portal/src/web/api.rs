@@ -1,48 +1,9 @@
-//! The server over fetch on the page's own origin (the server serves the portal): the
-//! [`Transport`] of [`crate::client`]. Requests and answers are built and read there, the same
-//! code the native tests drive against the real server in-process.
+//! The server over fetch on the page's own origin: imprint-client's [`Fetch`] under the
+//! station's [`Client`].
 
-use gloo_net::http::{Request, RequestBuilder};
-use imprint_api::Method;
+pub use imprint_client::fetch::Fetch;
 
-use crate::client::{Client, Transport};
-
-/// fetch, on the page's origin.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Fetch;
+use crate::client::Client;
 
 /// A signed-in station's connection to the server, over fetch.
 pub type HttpServer = Client<Fetch>;
-
-fn offline(e: impl ToString) -> String {
-    e.to_string()
-}
-
-impl Transport for Fetch {
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        bearer: Option<&str>,
-        json: Option<String>,
-    ) -> Result<(u16, String), String> {
-        let mut b: RequestBuilder = match method {
-            Method::Get => Request::get(path),
-            Method::Post => Request::post(path),
-            Method::Put => Request::put(path),
-        };
-        if let Some(auth) = bearer {
-            b = b.header("authorization", auth);
-        }
-        let req = match json {
-            Some(text) => b
-                .header("content-type", "application/json")
-                .body(text)
-                .map_err(offline)?,
-            None => b.build().map_err(offline)?,
-        };
-        let res = req.send().await.map_err(offline)?;
-        let text = res.text().await.map_err(offline)?;
-        Ok((res.status(), text))
-    }
-}

@@ -1,0 +1,131 @@
+//! A client of the server's API over any [`Transport`] (one HTTP exchange): [`fetch::Fetch`]
+//! in the browser, the real server's router in-process in the native tests. The same code
+//! builds every request and reads every answer in both, through the contract's types
+//! (`imprint-api`), so what the tests exercise is what the page runs. The station
+//! (crates/portal) and the console (crates/console) both talk to the server through it.
+
+pub mod json;
+
+#[cfg(target_arch = "wasm32")]
+pub mod fetch;
+
+use imprint_api::{
+    Endpoint, ErrorBody, ErrorCode, LoginAnswer, LoginRequest, Media, Method, SessionToken,
+};
+
+/// Why a server call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerError {
+    /// The server could not be reached (no connection, no answer).
+    Offline(String),
+    /// The server refused: its stable error code and its message.
+    Refused {
+        /// What it refused with.
+        code: ErrorCode,
+        /// The server's message, for a person.
+        message: String,
+    },
+    /// The station could not write the request (a bug of the station; nothing was sent).
+    Request(String),
+    /// The server answered, but with something this station does not understand (another
+    /// version, a proxy's error page): not offline, and not a refusal either.
+    Unintelligible {
+        /// The HTTP status of the answer.
+        status: u16,
+        /// What did not fit.
+        detail: String,
+    },
+}
+
+/// One HTTP exchange with the server. An `Err` means no answer at all (offline).
+#[allow(async_fn_in_trait)]
+pub trait Transport {
+    /// Sends a request: method, full path, the bearer token if any, a JSON body if any.
+    /// Returns the status and the body text.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        json: Option<String>,
+    ) -> Result<(u16, String), String>;
+}
+
+impl<T: Transport> Transport for &T {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        json: Option<String>,
+    ) -> Result<(u16, String), String> {
+        (**self).send(method, path, bearer, json).await
+    }
+}
+
+/// Reads an answer: the endpoint's answer on success, the server's refusal otherwise; an
+/// answer that fits neither is [`ServerError::Unintelligible`], never taken for offline. A
+/// server that answers `unavailable` (its database is away for a moment) is as good as
+/// offline: the station keeps what it has and tries again, as it does when the network is
+/// down.
+pub fn read<A: for<'de> serde::Deserialize<'de>>(
+    status: u16,
+    text: &str,
+) -> Result<A, ServerError> {
+    if (200..300).contains(&status) {
+        return crate::json::from_str(text).map_err(|e| ServerError::Unintelligible {
+            status,
+            detail: format!("its answer does not fit this station ({e})"),
+        });
+    }
+    match crate::json::from_str::<ErrorBody>(text) {
+        Ok(b) if b.error == ErrorCode::Unavailable => Err(ServerError::Offline(b.message)),
+        Ok(b) => Err(ServerError::Refused {
+            code: b.error,
+            message: b.message,
+        }),
+        Err(e) => Err(ServerError::Unintelligible {
+            status,
+            detail: format!("an error this station does not understand ({e})"),
+        }),
+    }
+}
+
+/// Calls the endpoint `e` is the body of, with the session `token` if any, and reads its
+/// answer as [`read`] does.
+pub async fn call<T: Transport, E: Endpoint>(
+    t: &T,
+    token: Option<&SessionToken>,
+    e: &E,
+) -> Result<E::Answer, ServerError> {
+    let route = E::OP.route();
+    let body = match route.takes {
+        Media::Json => Some(crate::json::to_string(e).map_err(|e| {
+            ServerError::Request(format!("the request could not be written ({e})"))
+        })?),
+        Media::Csv | Media::None => None,
+    };
+    let bearer = token.map(SessionToken::bearer);
+    let (status, text) = t
+        .send(route.method, &e.path(), bearer.as_deref(), body)
+        .await
+        .map_err(ServerError::Offline)?;
+    read(status, &text)
+}
+
+/// Signs in.
+pub async fn login<T: Transport>(
+    t: &T,
+    username: &str,
+    password: &str,
+) -> Result<LoginAnswer, ServerError> {
+    call(
+        t,
+        None,
+        &LoginRequest {
+            username: username.into(),
+            password: password.into(),
+        },
+    )
+    .await
+}
