@@ -333,17 +333,171 @@ pub struct Revoked {
     pub revoked: ApparatusId,
 }
 
+/// `GET /factories`: every factory with its quotas, open records and offline leases, and each
+/// product's pool of unissued entries, for the console's overview.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FactoryList {
+    /// The factories, by identifier.
+    pub factories: Vec<FactoryOverview>,
+    /// Each product code's pool: entries under its current key not issued yet.
+    pub pools: Vec<PoolLevel>,
+    /// The server's clock when it answered (Unix ms), to tell the leases' time left.
+    pub now_ms: u64,
+}
+
+/// One factory at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FactoryOverview {
+    /// Its identifier.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::FactoryIdText))]
+    pub factory_id: FactoryId,
+    /// Its name.
+    pub name: String,
+    /// Its quotas, by product code.
+    pub quotas: Vec<QuotaUse>,
+    /// Its offline leases that have not expired, soonest expiry first.
+    pub leases: Vec<LeaseOverview>,
+    /// Units it installed, ever.
+    pub installed: u64,
+}
+
+/// A factory's quota for one product code and how much of it is used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QuotaUse {
+    /// The product code.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ProductCodeText))]
+    pub product_code: ProductCode,
+    /// Records it may ever receive.
+    pub limit: u64,
+    /// Records it received (a record handed back is counted back).
+    pub used: u64,
+    /// Of those, issued and not installed yet (open at the factory).
+    pub open: u64,
+}
+
+/// An offline lease not expired yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LeaseOverview {
+    /// Its identifier.
+    pub lease_id: String,
+    /// The product code.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ProductCodeText))]
+    pub product_code: ProductCode,
+    /// Records it carried.
+    pub records: u64,
+    /// Of those, not installed yet.
+    pub open: u64,
+    /// When it expires (Unix ms).
+    pub not_after_ms: u64,
+}
+
+/// A product code's pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PoolLevel {
+    /// The product code.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ProductCodeText))]
+    pub product_code: ProductCode,
+    /// Its current key.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::KeyIdNumber))]
+    pub key_id: KeyId,
+    /// Entries of table 702 under that key, not issued yet.
+    pub available: u64,
+}
+
+/// `GET /activity` query.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+pub struct ActivityQuery {
+    /// How many hours back (default 8, at most 168).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<u64>,
+}
+
+/// `GET /activity`: the line's recent work, for the console's live view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Activity {
+    /// The first hour counted (Unix ms, on the hour).
+    pub from_ms: u64,
+    /// The server's clock when it answered (Unix ms).
+    pub now_ms: u64,
+    /// Installs per hour, factory and station, oldest hour first; hours without installs left out.
+    pub installs: Vec<InstallCount>,
+    /// Refused reports in that time, newest first (at most 100).
+    pub refused: Vec<RefusedReport>,
+}
+
+/// Installs in one hour by one station.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InstallCount {
+    /// The hour's start (Unix ms).
+    pub hour_ms: u64,
+    /// The factory.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::FactoryIdText))]
+    pub factory_id: FactoryId,
+    /// The station, as it named itself.
+    pub station: String,
+    /// Units installed.
+    pub count: u64,
+}
+
+/// A report the server refused, from the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RefusedReport {
+    /// The audit entry.
+    pub seq: u64,
+    /// When (Unix ms).
+    pub at_ms: u64,
+    /// The technician.
+    pub technician: String,
+    /// Their factory.
+    pub factory: String,
+    /// The station.
+    pub station: String,
+    /// The unit's apparatus ID, as reported.
+    pub apparatus_id: String,
+    /// The unit's product serial, as reported.
+    pub product_serial: String,
+    /// The error code it was refused with (see the error codes).
+    pub reason: String,
+}
+
 /// `GET /audit` query.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct AuditQuery {
-    /// First sequence number (default 1).
-    #[serde(default)]
+    /// Oldest first, from this sequence number on (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<u64>,
+    /// Newest first, below this sequence number (any number above the latest entry's: the
+    /// newest page). Not with `from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<u64>,
     /// At most this many (default 100, at most 1000).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
+    /// Only entries by this actor (a user name, `device`, `cli`, `system`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Only entries of this action (`report`, `report.refused`, `issue`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// Only entries about this unit (its report, a refused report, its lock, its revocation):
+    /// its apparatus ID, or its product serial once installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// Only entries a station sent (its reports, refused reports and locks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub station: Option<String>,
 }
 
 /// One audit entry, as stored (docs/server.md says how to recompute `hash`).
@@ -370,8 +524,11 @@ pub struct AuditEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditPage {
-    /// The entries, by sequence number.
+    /// The entries, by sequence number (ascending with `from`, descending with `before`).
     pub entries: Vec<AuditEntry>,
+    /// The sequence number of the log's latest entry (0: the log is empty), for paging.
+    #[serde(default)]
+    pub latest: u64,
 }
 
 /// `GET /audit/verify` query.
@@ -899,6 +1056,80 @@ impl Endpoint for Revoke {
     fn path(&self) -> String {
         format!("{}/devices/{}/revoke", crate::PREFIX, self.apparatus_id)
     }
+}
+
+/// `GET /factories`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ListFactories;
+
+impl Endpoint for ListFactories {
+    const OP: Op = Op::ListFactories;
+    type Answer = FactoryList;
+}
+
+impl Endpoint for ActivityQuery {
+    const OP: Op = Op::Activity;
+    type Answer = Activity;
+
+    fn path(&self) -> String {
+        with_query(Self::OP, self)
+    }
+}
+
+impl Endpoint for AuditQuery {
+    const OP: Op = Op::ReadAudit;
+    type Answer = AuditPage;
+
+    fn path(&self) -> String {
+        with_query(Self::OP, self)
+    }
+}
+
+impl Endpoint for VerifyAuditQuery {
+    const OP: Op = Op::VerifyAudit;
+    type Answer = AuditVerification;
+
+    fn path(&self) -> String {
+        with_query(Self::OP, self)
+    }
+}
+
+/// `POST /auth-info/import`: the CSV text (`apparatus_id,pass_phrase,key_id`, one entry per
+/// line). Its `Debug` leaves the text out: it holds pass phrases.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ImportCsv(pub String);
+
+impl fmt::Debug for ImportCsv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ImportCsv({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for ImportCsv {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_unit()
+    }
+}
+
+impl Endpoint for ImportCsv {
+    const OP: Op = Op::Import;
+    type Answer = Imported;
+
+    fn csv(&self) -> Option<&str> {
+        Some(&self.0)
+    }
+}
+
+/// `op`'s path with `query` as its query string (none when every field is absent).
+fn with_query<Q: Serialize>(op: Op, query: &Q) -> String {
+    let mut path = op.path();
+    // A query of options and numbers always encodes; an empty one adds nothing.
+    let q = serde_urlencoded::to_string(query).unwrap_or_default();
+    if !q.is_empty() {
+        path.push('?');
+        path.push_str(&q);
+    }
+    path
 }
 
 impl Endpoint for IssueRequest {

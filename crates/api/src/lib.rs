@@ -163,6 +163,10 @@ pub enum Op {
     SetQuota,
     /// `POST /users`
     AddUser,
+    /// `GET /factories`.
+    ListFactories,
+    /// `GET /activity`.
+    Activity,
     /// `POST /devices/{id}/revoke`
     Revoke,
     /// `GET /installed.csv`
@@ -220,7 +224,7 @@ const fn route(
 
 impl Op {
     /// Every operation, in the order of the documentation.
-    pub const ALL: [Op; 31] = [
+    pub const ALL: [Op; 33] = [
         Op::Login,
         Op::Logout,
         Op::Me,
@@ -234,6 +238,8 @@ impl Op {
         Op::AddFactory,
         Op::SetQuota,
         Op::AddUser,
+        Op::ListFactories,
+        Op::Activity,
         Op::Revoke,
         Op::ExportInstalled,
         Op::ReadAudit,
@@ -321,6 +327,20 @@ impl Op {
                 "Set a factory's quota for a product code",
             ),
             Op::AddUser => route(Post, "/users", ADMIN, Json, "Add a user"),
+            Op::ListFactories => route(
+                Get,
+                "/factories",
+                READERS,
+                None,
+                "Every factory with its quotas (used, open), unexpired leases and units installed; each product's pool",
+            ),
+            Op::Activity => route(
+                Get,
+                "/activity",
+                READERS,
+                None,
+                "Installs per hour, factory and station, and refused reports, over the last hours (query: hours)",
+            ),
             Op::Revoke => route(
                 Post,
                 "/devices/{id}/revoke",
@@ -466,5 +486,11 @@ pub trait Endpoint: Serialize {
     /// The path to call, with parameters filled in.
     fn path(&self) -> String {
         Self::OP.path()
+    }
+
+    /// The CSV text of a request to a route that takes CSV ([`Media::Csv`]); none for the
+    /// others, whose body is this value as JSON.
+    fn csv(&self) -> Option<&str> {
+        None
     }
 }

@@ -159,6 +159,7 @@ pub fn errors(op: Op) -> &'static [ErrorCode] {
         Op::Login => &[Unauthorized, TooManyAttempts],
         Op::Logout | Op::Me | Op::ListKeys | Op::ListProducts | Op::Records => &[],
         Op::ExportInstalled | Op::ReadAudit | Op::VerifyAudit => &[],
+        Op::ListFactories | Op::Activity => &[],
         Op::AuditCheckpoint | Op::AuditInclusion | Op::AuditConsistency | Op::AuditInstalls => {
             &[NotFound]
         }
@@ -214,6 +215,8 @@ fn bodies(op: Op) -> (Option<RefOr<Schema>>, Option<RefOr<Schema>>) {
         Op::AddFactory => (r::<AddFactoryRequest>(), r::<FactoryAdded>()),
         Op::SetQuota => (r::<SetQuotaRequest>(), r::<QuotaSet>()),
         Op::AddUser => (r::<AddUserRequest>(), r::<UserAdded>()),
+        Op::ListFactories => (None, r::<FactoryList>()),
+        Op::Activity => (None, r::<Activity>()),
         Op::Revoke => (None, r::<Revoked>()),
         Op::ExportInstalled => (None, None),
         Op::ReadAudit => (None, r::<AuditPage>()),
@@ -286,6 +289,14 @@ fn components() -> ComponentsBuilder {
     add::<AddUserRequest>(&mut list);
     add::<UserAdded>(&mut list);
     add::<Revoked>(&mut list);
+    add::<FactoryList>(&mut list);
+    add::<FactoryOverview>(&mut list);
+    add::<QuotaUse>(&mut list);
+    add::<LeaseOverview>(&mut list);
+    add::<PoolLevel>(&mut list);
+    add::<Activity>(&mut list);
+    add::<InstallCount>(&mut list);
+    add::<RefusedReport>(&mut list);
     add::<AuditEntry>(&mut list);
     add::<AuditPage>(&mut list);
     add::<AuditVerification>(&mut list);
@@ -420,6 +431,7 @@ pub fn document() -> OpenApi {
         let mut params = path_params(route.path);
         match op {
             Op::ReadAudit => params.extend(AuditQuery::into_params(|| Some(ParameterIn::Query))),
+            Op::Activity => params.extend(ActivityQuery::into_params(|| Some(ParameterIn::Query))),
             Op::VerifyAudit => {
                 params.extend(VerifyAuditQuery::into_params(|| Some(ParameterIn::Query)))
             }

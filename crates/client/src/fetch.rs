@@ -4,7 +4,7 @@
 use gloo_net::http::{Request, RequestBuilder};
 use imprint_api::Method;
 
-use crate::Transport;
+use crate::{Payload, Transport};
 
 /// fetch, on the page's origin.
 #[derive(Clone, Copy, Debug, Default)]
@@ -20,7 +20,7 @@ impl Transport for Fetch {
         method: Method,
         path: &str,
         bearer: Option<&str>,
-        json: Option<String>,
+        body: Option<Payload>,
     ) -> Result<(u16, String), String> {
         let mut b: RequestBuilder = match method {
             Method::Get => Request::get(path),
@@ -30,10 +30,10 @@ impl Transport for Fetch {
         if let Some(auth) = bearer {
             b = b.header("authorization", auth);
         }
-        let req = match json {
-            Some(text) => b
-                .header("content-type", "application/json")
-                .body(text)
+        let req = match body {
+            Some(p) => b
+                .header("content-type", p.content_type())
+                .body(p.text)
                 .map_err(offline)?,
             None => b.build().map_err(offline)?,
         };

@@ -37,17 +37,36 @@ pub enum ServerError {
     },
 }
 
+/// A request's body: its text and what it is (JSON or CSV).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    /// JSON or CSV.
+    pub media: Media,
+    /// The text.
+    pub text: String,
+}
+
+impl Payload {
+    /// Its `Content-Type`.
+    pub fn content_type(&self) -> &'static str {
+        match self.media {
+            Media::Csv => "text/csv",
+            Media::Json | Media::None => "application/json",
+        }
+    }
+}
+
 /// One HTTP exchange with the server. An `Err` means no answer at all (offline).
 #[allow(async_fn_in_trait)]
 pub trait Transport {
-    /// Sends a request: method, full path, the bearer token if any, a JSON body if any.
+    /// Sends a request: method, full path, the bearer token if any, a body if any.
     /// Returns the status and the body text.
     async fn send(
         &self,
         method: Method,
         path: &str,
         bearer: Option<&str>,
-        json: Option<String>,
+        body: Option<Payload>,
     ) -> Result<(u16, String), String>;
 }
 
@@ -57,9 +76,9 @@ impl<T: Transport> Transport for &T {
         method: Method,
         path: &str,
         bearer: Option<&str>,
-        json: Option<String>,
+        body: Option<Payload>,
     ) -> Result<(u16, String), String> {
-        (**self).send(method, path, bearer, json).await
+        (**self).send(method, path, bearer, body).await
     }
 }
 
@@ -100,10 +119,20 @@ pub async fn call<T: Transport, E: Endpoint>(
 ) -> Result<E::Answer, ServerError> {
     let route = E::OP.route();
     let body = match route.takes {
-        Media::Json => Some(crate::json::to_string(e).map_err(|e| {
-            ServerError::Request(format!("the request could not be written ({e})"))
-        })?),
-        Media::Csv | Media::None => None,
+        Media::Json => Some(Payload {
+            media: Media::Json,
+            text: crate::json::to_string(e).map_err(|e| {
+                ServerError::Request(format!("the request could not be written ({e})"))
+            })?,
+        }),
+        Media::Csv => Some(Payload {
+            media: Media::Csv,
+            text: e
+                .csv()
+                .ok_or_else(|| ServerError::Request("this request has no CSV text".into()))?
+                .to_owned(),
+        }),
+        Media::None => None,
     };
     let bearer = token.map(SessionToken::bearer);
     let (status, text) = t

@@ -18,13 +18,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post, put};
 use axum::{Json, Router};
 use imprint_api::{
-    Access, AddFactoryRequest, AddKeyRequest, AddUserRequest, AuditEntry, AuditPage, AuditQuery,
-    AuditVerification, Bytes, ChallengeAnswer, ChallengeRequest, FactoryAdded, GenerateRequest,
-    Generated, Imported, IssueRequest, KeyAdded, KeyList, LeaseAnswer, LeaseKeyAnswer,
-    LeaseRequest, LockUnitsRequest, LockedAnswer, LockedRequest, LoggedOut, LoginAnswer,
-    LoginRequest, MapProductRequest, MeAnswer, Method, Op, Product, ProductList, QuotaSet,
-    RecordList, ReleaseRequest, Released, Remapped, ReportAnswer, ReportRequest, Revoked,
-    SetQuotaRequest, UserAdded, UserInfo, VerifyAnswer, VerifyAuditQuery, VerifyRequest,
+    Access, Activity, ActivityQuery, AddFactoryRequest, AddKeyRequest, AddUserRequest, AuditEntry,
+    AuditPage, AuditQuery, AuditVerification, Bytes, ChallengeAnswer, ChallengeRequest,
+    FactoryAdded, FactoryList, GenerateRequest, Generated, Imported, IssueRequest, KeyAdded,
+    KeyList, LeaseAnswer, LeaseKeyAnswer, LeaseRequest, LockUnitsRequest, LockedAnswer,
+    LockedRequest, LoggedOut, LoginAnswer, LoginRequest, MapProductRequest, MeAnswer, Method, Op,
+    Product, ProductList, QuotaSet, RecordList, ReleaseRequest, Released, Remapped, ReportAnswer,
+    ReportRequest, Revoked, SetQuotaRequest, UserAdded, UserInfo, VerifyAnswer, VerifyAuditQuery,
+    VerifyRequest,
 };
 use imprint_core::{ApparatusId, FactoryId, ProductCode};
 use serde::de::DeserializeOwned;
@@ -122,6 +123,8 @@ fn handler(op: Op) -> MethodRouter<AppState> {
         Op::AddUser => post(add_user),
         Op::Revoke => post(revoke),
         Op::ExportInstalled => get(export_installed),
+        Op::ListFactories => get(list_factories),
+        Op::Activity => get(activity),
         Op::ReadAudit => get(read_audit),
         Op::VerifyAudit => get(verify_audit),
         Op::AuditCheckpoint => get(audit_checkpoint),
@@ -423,19 +426,53 @@ async fn export_installed(
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv))
 }
 
+async fn list_factories(State(state): State<AppState>, _user: User) -> ApiResult<FactoryList> {
+    Ok(Json(service::factories(&state).await?))
+}
+
+async fn activity(
+    State(state): State<AppState>,
+    _user: User,
+    QueryOf(q): QueryOf<ActivityQuery>,
+) -> ApiResult<Activity> {
+    Ok(Json(service::activity(&state, q.hours.unwrap_or(8)).await?))
+}
+
 async fn read_audit(
     State(state): State<AppState>,
     _user: User,
     QueryOf(q): QueryOf<AuditQuery>,
 ) -> ApiResult<AuditPage> {
-    let from = i64::try_from(q.from.unwrap_or(1))
-        .map_err(|_| AppError::BadRequest("from: too large".into()))?;
+    let page = match (q.from, q.before) {
+        (Some(_), Some(_)) => {
+            return Err(AppError::BadRequest(
+                "from and before: one or the other, not both".into(),
+            ));
+        }
+        (from, None) => audit::Page::From(
+            i64::try_from(from.unwrap_or(1))
+                .map_err(|_| AppError::BadRequest("from: too large".into()))?,
+        ),
+        (None, Some(before)) => audit::Page::Before(i64::try_from(before).unwrap_or(i64::MAX)),
+    };
     let limit = q.limit.unwrap_or(100).clamp(1, 1000) as i64;
     // What was committed before this request is in the page.
     tlog::sequence_before_read(&state.store, &state.custody).await;
     let mut conn = state.store.pool().acquire().await?;
-    let entries = audit::read(&mut conn, from, limit).await?;
+    let subject = match q.unit.as_deref() {
+        Some(unit) => Some(service::unit_subject(&mut conn, unit).await?),
+        None => None,
+    };
+    let filter = audit::Filter {
+        actor: q.actor,
+        action: q.action,
+        subject,
+        station: q.station,
+    };
+    let entries = audit::search(&mut conn, &filter, page, limit).await?;
+    let latest = count(audit::latest(&mut conn).await?)?;
     Ok(Json(AuditPage {
+        latest,
         entries: entries
             .into_iter()
             .map(|e| {

@@ -124,6 +124,90 @@ pub struct Verification {
     pub problem: Option<String>,
 }
 
+/// Which entries a search wants, each filter an exact match on an indexed column.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Who.
+    pub actor: Option<String>,
+    /// What.
+    pub action: Option<String>,
+    /// The unit's apparatus ID (`subject`).
+    pub subject: Option<String>,
+    /// The station.
+    pub station: Option<String>,
+}
+
+/// Where a page starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Page {
+    /// Oldest first, from this sequence number on.
+    From(i64),
+    /// Newest first, below this sequence number.
+    Before(i64),
+}
+
+/// Reads a page of at most `limit` entries that pass `filter`. Every filter and either order
+/// runs on an index that ends in `seq`, so a page costs the same in a log of any size.
+pub async fn search(
+    conn: &mut Conn,
+    filter: &Filter,
+    page: Page,
+    limit: i64,
+) -> Result<Vec<Entry>, AppError> {
+    let mut sql = String::from(
+        "SELECT seq, at_ms, actor, action, detail, prev_hash, hash FROM audit_log WHERE ",
+    );
+    let mut binds: Vec<String> = Vec::new();
+    for (column, value) in [
+        ("actor", &filter.actor),
+        ("action", &filter.action),
+        ("subject", &filter.subject),
+        ("station", &filter.station),
+    ] {
+        if let Some(v) = value {
+            binds.push(v.clone());
+            sql.push_str(&format!("{column} = ${} AND ", binds.len()));
+        }
+    }
+    let n = binds.len();
+    let (at, order) = match page {
+        Page::From(seq) => (seq, format!("seq >= ${} ORDER BY seq", n + 1)),
+        Page::Before(seq) => (seq, format!("seq < ${} ORDER BY seq DESC", n + 1)),
+    };
+    sql.push_str(&order);
+    sql.push_str(&format!(" LIMIT ${}", n + 2));
+    // Column names from the list above, values only as parameters.
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for b in &binds {
+        q = q.bind(b.as_str());
+    }
+    let rows = q.bind(at).bind(limit).fetch_all(&mut *conn).await?;
+    rows.into_iter()
+        .map(|r| entry_of(&r))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(AppError::from)
+}
+
+/// The sequence number of the latest entry (0: none).
+pub async fn latest(conn: &mut Conn) -> Result<i64, AppError> {
+    let row = sqlx::query("SELECT MAX(seq) AS seq FROM audit_log")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(row.try_get::<Option<i64>, _>("seq")?.unwrap_or(0))
+}
+
+fn entry_of(r: &sqlx::any::AnyRow) -> Result<Entry, sqlx::Error> {
+    Ok(Entry {
+        seq: r.try_get("seq")?,
+        at: r.try_get::<i64, _>("at_ms")?.to_string(),
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        detail: r.try_get("detail")?,
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
+}
+
 /// Reads entries from `from` on, at most `limit`.
 pub async fn read(conn: &mut Conn, from: i64, limit: i64) -> Result<Vec<Entry>, AppError> {
     let rows = sqlx::query(
@@ -134,17 +218,7 @@ pub async fn read(conn: &mut Conn, from: i64, limit: i64) -> Result<Vec<Entry>, 
     .fetch_all(&mut *conn)
     .await?;
     rows.into_iter()
-        .map(|r| {
-            Ok(Entry {
-                seq: r.try_get("seq")?,
-                at: r.try_get::<i64, _>("at_ms")?.to_string(),
-                actor: r.try_get("actor")?,
-                action: r.try_get("action")?,
-                detail: r.try_get("detail")?,
-                prev_hash: r.try_get("prev_hash")?,
-                hash: r.try_get("hash")?,
-            })
-        })
+        .map(|r| entry_of(&r))
         .collect::<Result<_, sqlx::Error>>()
         .map_err(AppError::from)
 }

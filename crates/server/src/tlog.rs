@@ -229,13 +229,16 @@ async fn sign(
     Ok(note::signed(&checkpoint, &key, &signature))
 }
 
-/// The unit an entry is about, for the `subject` index: a report's apparatus ID.
-fn subject(action: &str, detail: &str) -> Option<String> {
-    if action != "report" {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(detail).ok()?;
-    v.get("apparatus_id")?.as_str().map(str::to_string)
+/// What an entry's detail says it is about, for the indexed columns the console and the
+/// proofs search by: `subject`, the unit (the apparatus ID of a report, a refused report, a
+/// lock, a field authentication, a revocation), and the station that sent it. Neither is part
+/// of the leaf.
+fn about(detail: &str) -> (Option<String>, Option<String>) {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(detail) else {
+        return (None, None);
+    };
+    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    (text("apparatus_id"), text("station"))
 }
 
 /// Moves up to [`BATCH`] pending entries into the log after entry `log_size`, chained from
@@ -281,11 +284,12 @@ async fn sequence_pending(
     }
     for chunk in entries.chunks(CHUNK) {
         let sql = format!(
-            "INSERT INTO audit_log (seq, at_ms, actor, action, detail, prev_hash, hash, subject) VALUES {}",
-            store::values(chunk.len(), 8)
+            "INSERT INTO audit_log (seq, at_ms, actor, action, detail, prev_hash, hash, subject, station) VALUES {}",
+            store::values(chunk.len(), 9)
         );
         let mut q = sqlx::query(store::bulk(conn, sql));
         for (seq, at_ms, actor, action, detail, prev, hash) in chunk {
+            let (subject, station) = about(detail);
             q = q
                 .bind(*seq)
                 .bind(*at_ms)
@@ -294,7 +298,8 @@ async fn sequence_pending(
                 .bind(detail.as_str())
                 .bind(prev.as_str())
                 .bind(hash.as_str())
-                .bind(subject(action, detail));
+                .bind(subject)
+                .bind(station);
         }
         q.execute(&mut *conn).await?;
     }

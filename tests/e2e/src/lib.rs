@@ -74,7 +74,8 @@ pub async fn http(
     let mut req = hyper::Request::builder()
         .method(method)
         .uri(format!("http://127.0.0.1:{port}{path}"));
-    if body.is_some_and(|b| !b.is_empty()) {
+    let typed = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+    if !typed && body.is_some_and(|b| !b.is_empty()) {
         req = req.header("Content-Type", "application/json");
     }
     for (k, v) in headers {
@@ -106,13 +107,16 @@ impl Transport for Loopback {
         method: imprint_api::Method,
         path: &str,
         bearer: Option<&str>,
-        json: Option<String>,
+        body: Option<imprint_client::Payload>,
     ) -> std::result::Result<(u16, String), String> {
         let mut headers = Vec::new();
         if let Some(b) = bearer {
             headers.push(("Authorization", b));
         }
-        http(self.0, method.as_str(), path, &headers, json.as_deref())
+        if let Some(p) = &body {
+            headers.push(("Content-Type", p.content_type()));
+        }
+        http(self.0, method.as_str(), path, &headers, body.as_ref().map(|p| p.text.as_str()))
             .await
             .map_err(|e| e.0)
     }

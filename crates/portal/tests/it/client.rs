@@ -64,7 +64,7 @@ impl Transport for Proxy {
         _: Method,
         _: &str,
         _: Option<&str>,
-        _: Option<String>,
+        _: Option<imprint_client::Payload>,
     ) -> Result<(u16, String), String> {
         Ok((502, "<html><h1>502 Bad Gateway</h1></html>".into()))
     }

@@ -83,7 +83,7 @@ impl Transport for InProcess {
         method: Method,
         path: &str,
         bearer: Option<&str>,
-        json: Option<String>,
+        body: Option<imprint_client::Payload>,
     ) -> Result<(u16, String), String> {
         if !self.online.get() || self.unreachable.borrow().iter().any(|p| path.ends_with(p)) {
             return Err("connection refused".into());
@@ -97,10 +97,10 @@ impl Transport for InProcess {
         if let Some(b) = bearer {
             req = req.header("authorization", b);
         }
-        let req = match json {
-            Some(text) => req
-                .header("content-type", "application/json")
-                .body(Body::from(text)),
+        let req = match body {
+            Some(p) => req
+                .header("content-type", p.content_type())
+                .body(Body::from(p.text)),
             None => req.body(Body::empty()),
         }
         .map_err(|e| e.to_string())?;

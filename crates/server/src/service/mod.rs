@@ -11,6 +11,7 @@
 //! - [`report`]: installation reports (table 704), the installed-devices export.
 //! - [`field`]: challenge-response authentication of installed devices, revocation.
 //! - [`leases`]: signed offline leases and their expiry.
+//! - [`overview`]: what the console shows at a glance (reads only).
 //!
 //! [`Store::write`]: crate::store::Store::write
 
@@ -20,6 +21,7 @@ pub mod field;
 pub mod issue;
 pub mod keys;
 pub mod leases;
+pub mod overview;
 pub mod report;
 
 pub use entries::{generate, import_csv};
@@ -30,6 +32,7 @@ pub use keys::{
     add_key, add_key_bytes, add_key_wrapped, list_keys, list_products, map_product, set_lock_units,
 };
 pub use leases::{LEASE_GRACE_MILLIS, expire_leases, lease, lease_public_key};
+pub use overview::{activity, factories, unit_subject};
 pub use report::{LockReport, Report, csv_cell, export_installed, record_lock, report};
 
 use imprint_core::{ApparatusId, KeyId, PassPhrase, ProductCode, TableError};

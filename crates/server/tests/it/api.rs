@@ -108,6 +108,8 @@ fn sample(op: Op) -> (String, Value) {
             path("/users"),
             json!({"username": "u1", "password": "password-123", "role": "auditor"}),
         ),
+        Op::ListFactories => (path("/factories"), Value::Null),
+        Op::Activity => (path("/activity"), Value::Null),
         Op::Revoke => (path("/devices/IMP-0000000001/revoke"), Value::Null),
         Op::ExportInstalled => (path("/installed.csv"), Value::Null),
         Op::ReadAudit => (path("/audit"), Value::Null),

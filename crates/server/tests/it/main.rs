@@ -22,6 +22,7 @@
 mod api;
 mod audit;
 mod chip;
+mod console;
 mod fleet;
 mod flow;
 mod hsm;
