@@ -9,6 +9,7 @@ pub mod json;
 #[cfg(target_arch = "wasm32")]
 pub mod fetch;
 
+use imprint_api::error::LineError;
 use imprint_api::{
     Endpoint, ErrorBody, ErrorCode, LoginAnswer, LoginRequest, Media, Method, SessionToken,
 };
@@ -24,6 +25,13 @@ pub enum ServerError {
         code: ErrorCode,
         /// The server's message, for a person.
         message: String,
+    },
+    /// The server refused a file (`bad_csv`) for the lines it names, and took nothing from it.
+    BadLines {
+        /// The server's message, for a person.
+        message: String,
+        /// Each bad line: its number and what is wrong with it.
+        lines: Vec<LineError>,
     },
     /// The station could not write the request (a bug of the station; nothing was sent).
     Request(String),
@@ -99,6 +107,12 @@ pub fn read<A: for<'de> serde::Deserialize<'de>>(
     }
     match crate::json::from_str::<ErrorBody>(text) {
         Ok(b) if b.error == ErrorCode::Unavailable => Err(ServerError::Offline(b.message)),
+        Ok(b) if b.error == ErrorCode::BadCsv && !b.lines.is_empty() => {
+            Err(ServerError::BadLines {
+                message: b.message,
+                lines: b.lines,
+            })
+        }
         Ok(b) => Err(ServerError::Refused {
             code: b.error,
             message: b.message,

@@ -798,7 +798,12 @@ pub async fn reconcile<S: Server>(server: &S, journal: &RefCell<Journal>) -> Rec
                 stopped = true;
                 break;
             }
-            Err(e @ (ServerError::Unintelligible { .. } | ServerError::Request(_))) => {
+            // A file's refusal is no answer to a report or a lock: not understood.
+            Err(
+                e @ (ServerError::Unintelligible { .. }
+                | ServerError::Request(_)
+                | ServerError::BadLines { .. }),
+            ) => {
                 out.unintelligible = Some(e);
                 stopped = true;
                 break;
@@ -835,7 +840,12 @@ pub async fn reconcile<S: Server>(server: &S, journal: &RefCell<Journal>) -> Rec
                 }
             }
             Err(ServerError::Offline(_)) => break,
-            Err(e @ (ServerError::Unintelligible { .. } | ServerError::Request(_))) => {
+            // A file's refusal is no answer to a report or a lock: not understood.
+            Err(
+                e @ (ServerError::Unintelligible { .. }
+                | ServerError::Request(_)
+                | ServerError::BadLines { .. }),
+            ) => {
                 out.unintelligible = Some(e);
                 break;
             }

@@ -74,7 +74,9 @@ pub async fn http(
     let mut req = hyper::Request::builder()
         .method(method)
         .uri(format!("http://127.0.0.1:{port}{path}"));
-    let typed = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+    let typed = headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
     if !typed && body.is_some_and(|b| !b.is_empty()) {
         req = req.header("Content-Type", "application/json");
     }
@@ -116,9 +118,15 @@ impl Transport for Loopback {
         if let Some(p) = &body {
             headers.push(("Content-Type", p.content_type()));
         }
-        http(self.0, method.as_str(), path, &headers, body.as_ref().map(|p| p.text.as_str()))
-            .await
-            .map_err(|e| e.0)
+        http(
+            self.0,
+            method.as_str(),
+            path,
+            &headers,
+            body.as_ref().map(|p| p.text.as_str()),
+        )
+        .await
+        .map_err(|e| e.0)
     }
 }
 

@@ -213,18 +213,4 @@ pub fn shift(outcomes: &[Outcome], now_ms: u64, window_ms: u64, bin_ms: u64) -> 
     }
 }
 
-/// A round top for a chart's value axis at or above `max`, and the step between its ticks (at
-/// most five steps): 7 gives (8, 2), 23 gives (25, 5), 0 gives (1, 1).
-pub fn axis(max: u32) -> (u32, u32) {
-    let mut scale = 1u32;
-    loop {
-        for m in [1u32, 2, 5] {
-            let step = m.saturating_mul(scale);
-            let top = max.div_ceil(step).max(1).saturating_mul(step);
-            if top / step <= 5 {
-                return (top, step);
-            }
-        }
-        scale = scale.saturating_mul(10);
-    }
-}
+pub use imprint_chart::axis;

@@ -379,6 +379,8 @@ impl Diagnosis {
                 )
             }
             ServerError::Request(what) => Diagnosis::bug(what),
+            // The station sends no files: a file's refusal is a bug of whatever asked.
+            ServerError::BadLines { message, .. } => Diagnosis::bug(message),
             ServerError::Unintelligible { status, detail } => d(
                 "The server's answer is not understood",
                 format!("The server answered (HTTP {status}), but {detail}."),

@@ -229,6 +229,7 @@ fn a_chart_has_its_axes_labels_lines_and_legend_and_escapes_names() {
         top: 8,
         step: 2,
         suffix: "",
+        empty: "no units in this shift yet",
     }
     .to_html(|ms| format!("{:02}:00", ms / hour));
     // Value axis: 0, 2, 4, 6, 8; time axis: the clock on whole two hours (08:00, 10:00, 12:00).
@@ -255,6 +256,7 @@ fn a_chart_has_its_axes_labels_lines_and_legend_and_escapes_names() {
             top: 1,
             step: 1,
             suffix: "%",
+            empty: "no units in this shift yet",
         }
     }
     .to_html(|_| String::new());
