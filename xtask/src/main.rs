@@ -198,6 +198,8 @@ fn test() -> Result {
                 "clippy",
                 "-p",
                 "imprint-portal",
+                "-p",
+                "imprint-console",
                 "--target",
                 tools::WASM,
                 "--all-targets",
@@ -629,15 +631,17 @@ fn bindgen(wasm: &Path, name: &str, out: &Path) -> Result {
 /// Builds a page into `out` (emptied first, so no file of an earlier build is served): the
 /// module through [`bindgen`], its files and the stylesheet named by their content's hash
 /// ([`ship`]), `index.html` from `html` (trunk's form) pointing at them, and, for the station,
-/// a `<meta name="imprint-training">` naming the training module built into `out` beforehand
-/// (`crates/portal/src/web/training.rs` reads it); then every file precompressed.
+/// a `<meta name="imprint-training">` and a `<meta name="imprint-console">` naming the modules
+/// built into `out` beforehand, in place of trunk's line for each (`modules`: the package's
+/// name, then its file; `crates/portal/src/web/training.rs` reads them); then every file
+/// precompressed.
 fn package(
     wasm: &Path,
     name: &str,
     out: &Path,
     html: &str,
     css: Option<&Path>,
-    training: Option<&str>,
+    modules: &[(&str, String)],
 ) -> Result {
     bindgen(wasm, name, out)?;
     let js = ship::hash_module(out, name)?;
@@ -648,10 +652,11 @@ fn package(
     for line in html.lines() {
         let t = line.trim();
         if t.starts_with("<link data-trunk rel=\"rust\"") && t.contains("data-type=\"worker\"") {
-            if let Some(training) = training {
-                page.push_str(&format!(
-                    "  <meta name=\"imprint-training\" content=\"{training}\">\n"
-                ));
+            for (package, file) in modules {
+                let dir = package.trim_start_matches("imprint-");
+                if t.contains(&format!("crates/{dir}/Cargo.toml")) {
+                    page.push_str(&format!("  <meta name=\"{package}\" content=\"{file}\">\n"));
+                }
             }
         } else if t.starts_with("<link data-trunk rel=\"rust\"") {
             page.push_str(&format!(
@@ -704,12 +709,13 @@ fn bench_portal() -> Result {
         &bare_out,
         &html,
         None,
-        None,
+        &[],
     )?;
     // As shipped: the precompressed files the server sends (brotli to Chrome and Edge).
     for (label, dir, name) in [
         ("portal", &portal_dir, "imprint_portal"),
         ("training (on demand)", &portal_dir, "imprint-training"),
+        ("console (on demand)", &portal_dir, "imprint-console"),
         ("bare Leptos", &bare_out, "bare_leptos"),
     ] {
         for suffix in ["_bg.wasm", ".js"] {
@@ -814,9 +820,9 @@ fn portal() -> Result<PathBuf> {
     tools::ensure_wasm_bindgen()?;
     let out = root().join("target/portal");
     fresh(&out)?;
-    // Two builds, not one: built together, imprint-device's `web` feature (training's) would
-    // be unified into the portal's build, and its wasm-bindgen exports kept in the portal.
-    for package in ["imprint-portal", "imprint-training"] {
+    // Three builds, not one: built together, imprint-device's `web` feature (training's) would
+    // be unified into the portal's build, and the modules' wasm-bindgen exports kept in each.
+    for package in ["imprint-portal", "imprint-training", "imprint-console"] {
         cargo(&[
             "build",
             "--profile",
@@ -830,20 +836,23 @@ fn portal() -> Result<PathBuf> {
     let html = std::fs::read_to_string(root().join("index.html"))
         .map_err(|e| Failure(format!("cannot read index.html: {e}")))?;
     let built = root().join("target/wasm32-unknown-unknown/wasm-release");
-    bindgen(
-        &built.join("imprint_training.wasm"),
-        // Named as trunk names a worker module (after the package), so both builds match.
-        "imprint-training",
-        &out,
-    )?;
-    let training = ship::hash_module(&out, "imprint-training")?;
+    let mut modules = Vec::new();
+    for package in ["imprint-training", "imprint-console"] {
+        bindgen(
+            &built.join(format!("{}.wasm", package.replace('-', "_"))),
+            // Named as trunk names a worker module (after the package), so both builds match.
+            package,
+            &out,
+        )?;
+        modules.push((package, ship::hash_module(&out, package)?));
+    }
     package(
         &built.join("imprint_portal.wasm"),
         "imprint_portal",
         &out,
         &html,
         Some(&root().join("crates/portal/style.css")),
-        Some(&training),
+        &modules,
     )?;
     eprintln!("portal built in {}", out.display());
     Ok(out)

@@ -140,6 +140,8 @@ struct Ctx {
     training_on: RwSignal<bool>,
     sim_index: StoredValue<HashMap<String, u32>, LocalStorage>,
     hidden: RwSignal<bool>,
+    /// An admin or an auditor signed in: the console (crates/console) has the page.
+    console: RwSignal<bool>,
 }
 
 /// Where the server's lease key is pinned at the first online sign-in (hex).
@@ -862,16 +864,23 @@ fn Login(ctx: Ctx) -> impl IntoView {
         ev.prevent_default();
         busy.set(true);
         spawn_local(async move {
-            let code = match ProductCode::new(product.get_untracked().trim()) {
-                Ok(c) => c,
-                Err(e) => {
-                    error.set(Some(format!("Product code: {e}")));
-                    busy.set(false);
-                    return;
-                }
-            };
+            // Only a technician's sign-in needs the product code (admins and auditors get the
+            // console); it is checked before signing in, so a typo costs no session.
+            let code = ProductCode::new(product.get_untracked().trim());
             match crate::client::login(&Fetch, &user.get_untracked(), &pass.get_untracked()).await {
+                Ok(answer) if answer.user.role == Role::Technician && code.is_err() => {
+                    let server = Client {
+                        transport: Fetch,
+                        token: answer.token,
+                        station: String::new(),
+                    };
+                    let _ = server.logout().await;
+                    if let Err(e) = code {
+                        error.set(Some(format!("Product code: {e}")));
+                    }
+                }
                 Ok(answer) if answer.user.role == Role::Technician => {
+                    let Ok(code) = code else { return };
                     let server = Client {
                         transport: Fetch,
                         token: answer.token,
@@ -916,9 +925,11 @@ fn Login(ctx: Ctx) -> impl IntoView {
                         }
                     }
                 }
-                Ok(_) => error.set(Some(
-                    "Only technicians run a station. Admins and auditors use the API.".into(),
-                )),
+                // Admins and auditors get the console, a module of its own.
+                Ok(answer) => match crate::web::console::open(&answer).await {
+                    Ok(()) => ctx.console.set(true),
+                    Err(why) => error.set(Some(why)),
+                },
                 Err(e) => error.set(Some(Diagnosis::from_server(&e).detail)),
             }
             busy.set(false);
@@ -928,11 +939,12 @@ fn Login(ctx: Ctx) -> impl IntoView {
         <main class="login">
             <h1>"Imprint station"</h1>
             <form on:submit=submit>
-                <label>"Technician"<input id="user" autocomplete="username" prop:value=move || user.get() on:input=move |e| user.set(event_target_value(&e))/></label>
+                <label>"User"<input id="user" autocomplete="username" prop:value=move || user.get() on:input=move |e| user.set(event_target_value(&e))/></label>
                 <label>"Password"<input id="pass" type="password" autocomplete="current-password" prop:value=move || pass.get() on:input=move |e| pass.set(event_target_value(&e))/></label>
                 <label>"Station"<input id="station" prop:value=move || station.get() on:input=move |e| station.set(event_target_value(&e))/></label>
                 <label>"Product code"<input id="product" prop:value=move || product.get() on:input=move |e| product.set(event_target_value(&e))/></label>
                 <button id="signin" type="submit" disabled=move || busy.get()>"Sign in"</button>
+                <p class="hint">"Admins and auditors: sign in here too; the console opens (station and product code are for technicians)."</p>
                 <Show when=move || error.get().is_some()>
                     <p class="error">{move || error.get().unwrap_or_default()}</p>
                 </Show>
@@ -1405,6 +1417,7 @@ pub fn App() -> impl IntoView {
         training_on: RwSignal::new(false),
         sim_index: StoredValue::new_local(HashMap::new()),
         hidden: RwSignal::new(false),
+        console: RwSignal::new(false),
     };
     if let Some(doc) = web_sys::window().and_then(|w| w.document()) {
         // Hidden tabs are throttled: warn.
@@ -1469,6 +1482,19 @@ pub fn App() -> impl IntoView {
     // A session kept in this tab over a reload carries on, checked with the server: one it
     // ended sends the technician back to sign in; an unreachable server keeps it (the station
     // works offline on a lease).
+    if crate::web::console::kept() {
+        ctx.console.set(true);
+        spawn_local(async move {
+            match crate::web::console::resume().await {
+                Ok(true) => {}
+                Ok(false) => ctx.console.set(false),
+                Err(why) => {
+                    ctx.notice.set(Some(why));
+                    ctx.console.set(false);
+                }
+            }
+        });
+    }
     match Session::kept() {
         Some(session) => {
             let server = session.server.clone();
@@ -1487,10 +1513,12 @@ pub fn App() -> impl IntoView {
         None => storage::keep_session(None),
     }
     view! {
+        <Show when=move || !ctx.console.get()>
         <Show when=move || ctx.damaged.get().is_none() fallback=move || view! { <DamagedJournal damaged=ctx.damaged.get().unwrap_or_else(|| storage::Damaged { message: String::new(), key: String::new(), text: String::new() })/> }>
             <Show when=move || ctx.session.get().is_some() fallback=move || view! { <Login ctx=ctx/> }>
                 <Station ctx=ctx/>
             </Show>
+        </Show>
         </Show>
     }
 }

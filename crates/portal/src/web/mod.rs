@@ -1,7 +1,9 @@
-//! The browser parts: the WebUSB driver, the fetch client, storage, and the page.
+//! The browser parts: the WebUSB driver, the fetch client, storage, the page, and the
+//! loaders of the training and console modules.
 
 pub mod api;
 pub mod app;
+pub mod console;
 pub mod crypto;
 pub mod storage;
 pub mod training;

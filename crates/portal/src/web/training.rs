@@ -65,26 +65,26 @@ const KEPT: &str = "imprint.training.units";
 /// The module's file, beside the portal's own, as trunk names it.
 const MODULE: &str = "imprint-training.js";
 
-/// The module's file as this page names it: `cargo xtask portal` names it by its content's
-/// hash and says so in `<meta name="imprint-training" content="...">`; without one (a trunk
-/// build), [`MODULE`].
-fn module() -> String {
+/// A module's file as this page names it: `cargo xtask portal` names each module by its
+/// content's hash and says so in `<meta name="{meta}" content="...">`; without one (a trunk
+/// build), `default`.
+pub fn module_file(meta: &str, default: &str) -> String {
     web_sys::window()
         .and_then(|w| w.document())
         .and_then(|d| {
-            d.query_selector("meta[name=imprint-training]")
+            d.query_selector(&format!("meta[name={meta}]"))
                 .ok()
                 .flatten()
         })
         .and_then(|m| m.get_attribute("content"))
-        .unwrap_or_else(|| MODULE.to_string())
+        .unwrap_or_else(|| default.to_string())
 }
 
 /// Loads the training module and puts its simulated bus in place of `navigator.usb`, with
 /// every unit granted (as the kiosk policy does on a real line). Units an earlier page left
 /// plugged in come back with [`SimBus::restore`], once the page listens for them.
 pub async fn start() -> Result<SimBus, String> {
-    let module = module();
+    let module = module_file("imprint-training", MODULE);
     let why = |e: JsValue| {
         let m = js_sys::Reflect::get(&e, &"message".into())
             .ok()

@@ -20,6 +20,12 @@ fn count(n: i64) -> Result<u64, AppError> {
     u64::try_from(n).map_err(|_| AppError::bug(format!("a stored count is negative: {n}")))
 }
 
+/// The factory `id` of the list (rows of a factory the list lacks, added since it was read,
+/// are left out: they are in the next overview).
+fn of<'a>(list: &'a mut [FactoryOverview], id: &str) -> Option<&'a mut FactoryOverview> {
+    list.iter_mut().find(|f| f.factory_id.as_str() == id)
+}
+
 /// `GET /factories`.
 pub async fn factories(state: &AppState) -> Result<FactoryList, AppError> {
     let now = now_millis();
@@ -37,9 +43,6 @@ pub async fn factories(state: &AppState) -> Result<FactoryList, AppError> {
             installed: 0,
         });
     }
-    let find = |list: &mut Vec<FactoryOverview>, id: &str| -> Option<usize> {
-        list.iter().position(|f| f.factory_id.as_str() == id)
-    };
     for r in sqlx::query(
         "SELECT factory_id, product_code, quota_limit, used FROM quotas ORDER BY factory_id, product_code",
     )
@@ -47,8 +50,8 @@ pub async fn factories(state: &AppState) -> Result<FactoryList, AppError> {
     .await?
     {
         let f: String = r.try_get("factory_id")?;
-        if let Some(i) = find(&mut factories, &f) {
-            factories[i].quotas.push(QuotaUse {
+        if let Some(fo) = of(&mut factories, &f) {
+            fo.quotas.push(QuotaUse {
                 product_code: ProductCode::new(&r.try_get::<String, _>("product_code")?)?,
                 limit: count(r.try_get("quota_limit")?)?,
                 used: count(r.try_get("used")?)?,
@@ -65,11 +68,8 @@ pub async fn factories(state: &AppState) -> Result<FactoryList, AppError> {
     {
         let f: String = r.try_get("factory_id")?;
         let p: String = r.try_get("product_code")?;
-        if let Some(i) = find(&mut factories, &f)
-            && let Some(q) = factories[i]
-                .quotas
-                .iter_mut()
-                .find(|q| q.product_code.as_str() == p)
+        if let Some(fo) = of(&mut factories, &f)
+            && let Some(q) = fo.quotas.iter_mut().find(|q| q.product_code.as_str() == p)
         {
             q.open = count(r.try_get("n")?)?;
         }
@@ -80,8 +80,8 @@ pub async fn factories(state: &AppState) -> Result<FactoryList, AppError> {
             .await?
     {
         let f: String = r.try_get("factory_id")?;
-        if let Some(i) = find(&mut factories, &f) {
-            factories[i].installed = count(r.try_get("n")?)?;
+        if let Some(fo) = of(&mut factories, &f) {
+            fo.installed = count(r.try_get("n")?)?;
         }
     }
     for r in sqlx::query(
@@ -94,8 +94,8 @@ pub async fn factories(state: &AppState) -> Result<FactoryList, AppError> {
     .await?
     {
         let f: String = r.try_get("factory_id")?;
-        if let Some(i) = find(&mut factories, &f) {
-            factories[i].leases.push(LeaseOverview {
+        if let Some(fo) = of(&mut factories, &f) {
+            fo.leases.push(LeaseOverview {
                 lease_id: r.try_get("lease_id")?,
                 product_code: ProductCode::new(&r.try_get::<String, _>("product_code")?)?,
                 records: count(r.try_get("record_count")?)?,
