@@ -792,8 +792,8 @@ fn trunk_check() -> Result {
     end_to_end(&root().join("target/trunk-dist"), &driver, &[])
 }
 
-/// The end-to-end test (`tests/e2e/tests/station.rs`) against the debug server and the portal
-/// built into `portal`.
+/// The end-to-end tests (`tests/e2e/tests/station.rs` and `console.rs`) against the debug
+/// server and the portal built into `portal`.
 fn end_to_end(portal: &Path, driver: &Path, envs: &[(String, String)]) -> Result {
     cargo(&["build", "-p", "imprint-server", "--bin", "imprint"])?;
     sh(Command::new(tools::cargo_bin())
@@ -804,6 +804,8 @@ fn end_to_end(portal: &Path, driver: &Path, envs: &[(String, String)]) -> Result
             "imprint-e2e",
             "--test",
             "station",
+            "--test",
+            "console",
             "--",
             "--ignored",
             "--nocapture",
@@ -886,6 +888,8 @@ fn bench() -> Result {
     cargo_env(&["bench", "-p", "imprint-server", "--bench", "hsm"], &envs)?;
     drop(tokens);
     cargo(&["bench", "-p", "imprint-core", "--bench", "seal"])?;
+    // The console's audit page in a log of a million entries.
+    cargo(&["bench", "-p", "imprint-server", "--bench", "console"])?;
     if Command::new("openssl").arg("version").output().is_err() {
         return Err(Failure(
             "the yardstick `openssl speed` needs the openssl command (Debian/Ubuntu: `apt-get install openssl`); the benches above ran".into(),

@@ -253,6 +253,44 @@ impl Browser {
             .map_err(|e| HarnessError(format!("type into {css}: {e}")))
     }
 
+    /// Puts the file at `path` into the file input matching `css`, as a person picking it.
+    pub async fn upload(&self, css: &str, path: &std::path::Path) -> Result<()> {
+        let e = self.find(css).await?;
+        e.send_keys(&path.to_string_lossy())
+            .await
+            .map_err(|e| HarnessError(format!("upload into {css}: {e}")))
+    }
+
+    /// Picks `value` in the select matching `css` (and tells the page, as a person's pick does).
+    pub async fn select(&self, css: &str, value: &str) -> Result<()> {
+        let e = self.find(css).await?;
+        let picked = self
+            .client
+            .execute(
+                "const s = arguments[0]; s.value = arguments[1]; s.dispatchEvent(new Event('change', {bubbles: true})); return s.value === arguments[1];",
+                vec![serde_json::to_value(&e).map_err(err)?, Value::from(value)],
+            )
+            .await
+            .map_err(|e| HarnessError(format!("select {value} in {css}: {e}")))?;
+        if picked != Value::Bool(true) {
+            return Err(HarnessError(format!("{css} offers no {value}")));
+        }
+        Ok(())
+    }
+
+    /// The text of the first element matching `css` ("" when there is none).
+    pub async fn text(&self, css: &str) -> Result<String> {
+        let v = self
+            .client
+            .execute(
+                "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';",
+                vec![Value::from(css)],
+            )
+            .await
+            .map_err(|e| HarnessError(format!("text of {css}: {e}")))?;
+        Ok(v.as_str().unwrap_or("").to_string())
+    }
+
     /// Waits until `script` (a JS expression) is truthy.
     pub async fn wait_for(&self, script: &str, within: Duration) -> Result<Value> {
         let end = Instant::now() + within;

@@ -170,7 +170,7 @@ pub fn at_ms(e: &AuditEntry) -> Option<u64> {
 pub fn to_csv(entries: &[AuditEntry]) -> String {
     fn cell(s: &str) -> String {
         // A spreadsheet runs a cell that starts like a formula: such a cell starts with '.
-        let s = if s.starts_with(['=', '+', '-', '@']) {
+        let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
             format!("'{s}")
         } else {
             s.to_string()

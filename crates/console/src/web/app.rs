@@ -789,7 +789,8 @@ fn Entries(ctx: Ctx) -> impl IntoView {
                 }
                 Err(ServerError::BadLines { message, lines }) => {
                     import_said.set(Some(Said::Failed(format!(
-                        "{name}: nothing was imported. {message} Fix the lines below and import the whole file again."
+                        "{name}: {}. Fix the lines below, then import the whole file again.",
+                        message.trim_end_matches('.')
                     ))));
                     bad_lines.set(lines.into_iter().map(|l| (l.line, l.reason)).collect());
                 }
@@ -989,8 +990,8 @@ fn Audit(ctx: Ctx) -> impl IntoView {
                     view! {
                         <tr>
                             <td>{e.seq}</td>
-                            <td>{when}</td>
-                            <td>{e.actor}</td>
+                            <td class="nowrap">{when}</td>
+                            <td class="nowrap">{e.actor}</td>
                             <td>{e.action}</td>
                             <td class="detail"><code>{e.detail}</code></td>
                         </tr>
@@ -1007,8 +1008,9 @@ fn Audit(ctx: Ctx) -> impl IntoView {
                 format!("No entries found (the log holds {}).", p.latest)
             } else {
                 format!(
-                    "Page {}: entries {first} down to {last} of {} in the log.",
+                    "Page {}: {} entries, numbers {first} down to {last} (the log holds {}).",
                     pager.get().number(),
+                    p.entries.len(),
                     p.latest
                 )
             }
