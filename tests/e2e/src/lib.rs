@@ -140,11 +140,29 @@ impl Drop for Proc {
     }
 }
 
-/// Starts the `imprint` binary with `args` in `cwd`.
+/// Starts the `imprint` binary with `args` in `cwd`, with the keys in the token `cargo xtask
+/// test` made for the end-to-end test when it gave one (`IMPRINT_PKCS11_*`).
 pub fn imprint(bin: &str, cwd: &std::path::Path, args: &[&str]) -> Result<Proc> {
-    let child = Command::new(bin)
-        .current_dir(cwd)
-        .args(args)
+    spawn(Command::new(bin).current_dir(cwd).args(args), bin)
+}
+
+/// [`imprint`] with the keys in a `kek.key` of its own, whatever the environment says: for a
+/// test that runs beside the one using the token (a token holds one demo's keys at a time).
+pub fn imprint_file_custody(bin: &str, cwd: &std::path::Path, args: &[&str]) -> Result<Proc> {
+    let mut cmd = Command::new(bin);
+    for var in [
+        "IMPRINT_PKCS11_MODULE",
+        "IMPRINT_PKCS11_TOKEN",
+        "IMPRINT_PKCS11_PIN",
+        "IMPRINT_PKCS11_PIN_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    spawn(cmd.current_dir(cwd).args(args), bin)
+}
+
+fn spawn(cmd: &mut Command, bin: &str) -> Result<Proc> {
+    let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use imprint_api::{FactoryList, ListFactories};
 use imprint_core::ProductCode;
-use imprint_e2e::{Browser, Loopback, free_port, imprint, wait_port};
+use imprint_e2e::{Browser, Loopback, free_port, imprint_file_custody, wait_port};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -82,7 +82,8 @@ async fn an_operator_and_an_auditor_run_the_line_from_the_console() {
     let port = free_port().unwrap();
     let listen = format!("127.0.0.1:{port}");
     let url = format!("http://{listen}/");
-    let _server = imprint(
+    // Keys in a file: the station's test has the token (one demo's keys at a time).
+    let _server = imprint_file_custody(
         &bin,
         &work,
         &["demo", "--listen", &listen, "--portal", &portal],
