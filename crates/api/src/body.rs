@@ -324,6 +324,67 @@ pub struct UserAdded {
     pub role: Role,
 }
 
+/// `GET /users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserList {
+    /// Every user, by name.
+    pub users: Vec<UserRow>,
+}
+
+/// A user as an admin sees them (never a password or its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserRow {
+    /// User name.
+    pub username: String,
+    /// Role.
+    pub role: Role,
+    /// A technician's factory.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::FactoryIdText>))]
+    pub factory_id: Option<FactoryId>,
+    /// Whether the user is disabled (cannot sign in; their sessions were ended).
+    pub disabled: bool,
+    /// Their sessions open now.
+    pub sessions: u64,
+}
+
+/// `PUT /users/{username}/disabled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetDisabledRequest {
+    /// Disable (true: their sessions end, they cannot sign in) or enable again.
+    pub disabled: bool,
+}
+
+/// `PUT /users/{username}/password`. Its `Debug` leaves the password out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetPasswordRequest {
+    /// The new password, at least 10 characters. The user's sessions end.
+    #[cfg_attr(feature = "openapi", schema(format = Password, min_length = 10))]
+    pub password: String,
+}
+
+impl fmt::Debug for SetPasswordRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SetPasswordRequest { password: <redacted> }")
+    }
+}
+
+/// `PUT /users/{username}/role`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetRoleRequest {
+    /// The role.
+    pub role: Role,
+    /// For a technician (required), the factory; none for the other roles. The user's
+    /// sessions end, so a station signed in for the old factory signs in again.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::FactoryIdText>))]
+    #[serde(default)]
+    pub factory_id: Option<FactoryId>,
+}
+
 /// `POST /devices/{id}/revoke`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -1055,6 +1116,63 @@ impl Endpoint for Revoke {
 
     fn path(&self) -> String {
         format!("{}/devices/{}/revoke", crate::PREFIX, self.apparatus_id)
+    }
+}
+
+/// `GET /users`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ListUsers;
+
+impl Endpoint for ListUsers {
+    const OP: Op = Op::ListUsers;
+    type Answer = UserList;
+}
+
+/// A request about one user: its name in the path, its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForUser<B> {
+    /// The user's name.
+    pub username: String,
+    /// The body.
+    pub body: B,
+}
+
+impl<B: Serialize> Serialize for ForUser<B> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.body.serialize(s)
+    }
+}
+
+/// `/users/{username}/...`: the name as one path segment (a user name's characters,
+/// `A-Z a-z 0-9 . _ - @`, need no escaping).
+fn user_path(username: &str, tail: &str) -> String {
+    format!("{}/users/{username}/{tail}", crate::PREFIX)
+}
+
+impl Endpoint for ForUser<SetDisabledRequest> {
+    const OP: Op = Op::SetUserDisabled;
+    type Answer = UserRow;
+
+    fn path(&self) -> String {
+        user_path(&self.username, "disabled")
+    }
+}
+
+impl Endpoint for ForUser<SetPasswordRequest> {
+    const OP: Op = Op::SetPassword;
+    type Answer = UserRow;
+
+    fn path(&self) -> String {
+        user_path(&self.username, "password")
+    }
+}
+
+impl Endpoint for ForUser<SetRoleRequest> {
+    const OP: Op = Op::SetRole;
+    type Answer = UserRow;
+
+    fn path(&self) -> String {
+        user_path(&self.username, "role")
     }
 }
 

@@ -163,6 +163,14 @@ pub enum Op {
     SetQuota,
     /// `POST /users`
     AddUser,
+    /// `GET /users`
+    ListUsers,
+    /// `PUT /users/{username}/disabled`
+    SetUserDisabled,
+    /// `PUT /users/{username}/password`
+    SetPassword,
+    /// `PUT /users/{username}/role`
+    SetRole,
     /// `GET /factories`.
     ListFactories,
     /// `GET /activity`.
@@ -224,7 +232,7 @@ const fn route(
 
 impl Op {
     /// Every operation, in the order of the documentation.
-    pub const ALL: [Op; 33] = [
+    pub const ALL: [Op; 37] = [
         Op::Login,
         Op::Logout,
         Op::Me,
@@ -238,6 +246,10 @@ impl Op {
         Op::AddFactory,
         Op::SetQuota,
         Op::AddUser,
+        Op::ListUsers,
+        Op::SetUserDisabled,
+        Op::SetPassword,
+        Op::SetRole,
         Op::ListFactories,
         Op::Activity,
         Op::Revoke,
@@ -327,6 +339,34 @@ impl Op {
                 "Set a factory's quota for a product code",
             ),
             Op::AddUser => route(Post, "/users", ADMIN, Json, "Add a user"),
+            Op::ListUsers => route(
+                Get,
+                "/users",
+                ADMIN,
+                None,
+                "Every user: role, factory, whether disabled, sessions open (never a password)",
+            ),
+            Op::SetUserDisabled => route(
+                Put,
+                "/users/{username}/disabled",
+                ADMIN,
+                Json,
+                "Disable a user (their sessions end, they cannot sign in) or enable them again",
+            ),
+            Op::SetPassword => route(
+                Put,
+                "/users/{username}/password",
+                ADMIN,
+                Json,
+                "Give a user a new password (their sessions end)",
+            ),
+            Op::SetRole => route(
+                Put,
+                "/users/{username}/role",
+                ADMIN,
+                Json,
+                "Change a user's role and factory (their sessions end)",
+            ),
             Op::ListFactories => route(
                 Get,
                 "/factories",

@@ -171,6 +171,8 @@ pub fn errors(op: Op) -> &'static [ErrorCode] {
         Op::AddFactory => &[Conflict],
         Op::SetQuota => &[NotFound, UnknownProduct],
         Op::AddUser => &[Conflict, NotFound],
+        Op::ListUsers => &[],
+        Op::SetUserDisabled | Op::SetPassword | Op::SetRole => &[NotFound, Conflict],
         Op::Revoke => &[NotFound],
         Op::Issue | Op::Lease => &[
             NothingRequested,
@@ -215,6 +217,10 @@ fn bodies(op: Op) -> (Option<RefOr<Schema>>, Option<RefOr<Schema>>) {
         Op::AddFactory => (r::<AddFactoryRequest>(), r::<FactoryAdded>()),
         Op::SetQuota => (r::<SetQuotaRequest>(), r::<QuotaSet>()),
         Op::AddUser => (r::<AddUserRequest>(), r::<UserAdded>()),
+        Op::ListUsers => (None, r::<UserList>()),
+        Op::SetUserDisabled => (r::<SetDisabledRequest>(), r::<UserRow>()),
+        Op::SetPassword => (r::<SetPasswordRequest>(), r::<UserRow>()),
+        Op::SetRole => (r::<SetRoleRequest>(), r::<UserRow>()),
         Op::ListFactories => (None, r::<FactoryList>()),
         Op::Activity => (None, r::<Activity>()),
         Op::Revoke => (None, r::<Revoked>()),
@@ -289,6 +295,11 @@ fn components() -> ComponentsBuilder {
     add::<AddUserRequest>(&mut list);
     add::<UserAdded>(&mut list);
     add::<Revoked>(&mut list);
+    add::<UserList>(&mut list);
+    add::<UserRow>(&mut list);
+    add::<SetDisabledRequest>(&mut list);
+    add::<SetPasswordRequest>(&mut list);
+    add::<SetRoleRequest>(&mut list);
     add::<FactoryList>(&mut list);
     add::<FactoryOverview>(&mut list);
     add::<QuotaUse>(&mut list);
@@ -347,6 +358,13 @@ fn path_params(path: &str) -> Vec<utoipa::openapi::path::Parameter> {
             let schema = match name {
                 "code" | "product" => ProductCodeText::schema(),
                 "factory" => FactoryIdText::schema(),
+                "username" => ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(64))
+                    .pattern(Some("^[A-Za-z0-9._@-]+$"))
+                    .description(Some("A user name"))
+                    .into(),
                 _ => ApparatusIdText::schema(),
             };
             ParameterBuilder::new()

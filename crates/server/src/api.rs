@@ -121,6 +121,10 @@ fn handler(op: Op) -> MethodRouter<AppState> {
         Op::AddFactory => post(add_factory),
         Op::SetQuota => put(set_quota),
         Op::AddUser => post(add_user),
+        Op::ListUsers => get(list_users),
+        Op::SetUserDisabled => put(set_user_disabled),
+        Op::SetPassword => put(set_password),
+        Op::SetRole => put(set_role),
         Op::Revoke => post(revoke),
         Op::ExportInstalled => get(export_installed),
         Op::ListFactories => get(list_factories),
@@ -407,6 +411,77 @@ async fn add_user(
         username: b.username,
         role: b.role,
     }))
+}
+
+fn user_row(u: auth::UserState) -> Result<UserRow, AppError> {
+    Ok(UserRow {
+        username: u.username,
+        role: u.role,
+        factory_id: u.factory.as_deref().map(FactoryId::new).transpose()?,
+        disabled: u.disabled,
+        sessions: u.sessions,
+    })
+}
+
+async fn list_users(State(state): State<AppState>, _user: User) -> ApiResult<UserList> {
+    let mut conn = state.store.pool().acquire().await?;
+    let users = auth::list_users(&mut conn)
+        .await?
+        .into_iter()
+        .map(user_row)
+        .collect::<Result<_, _>>()?;
+    Ok(Json(UserList { users }))
+}
+
+async fn set_user_disabled(
+    State(state): State<AppState>,
+    user: User,
+    PathOf(name): PathOf<String>,
+    Body(b): Body<SetDisabledRequest>,
+) -> ApiResult<UserRow> {
+    let u = state
+        .store
+        .write(&(&user, &name, b.disabled), |tx, (user, name, disabled)| {
+            Box::pin(auth::set_disabled(tx, &user.username, name, *disabled))
+        })
+        .await?;
+    Ok(Json(user_row(u)?))
+}
+
+async fn set_password(
+    State(state): State<AppState>,
+    user: User,
+    PathOf(name): PathOf<String>,
+    Body(b): Body<SetPasswordRequest>,
+) -> ApiResult<UserRow> {
+    let u = state
+        .store
+        .write(&(&user, &name, &b), |tx, (user, name, b)| {
+            Box::pin(auth::set_password(tx, &user.username, name, &b.password))
+        })
+        .await?;
+    Ok(Json(user_row(u)?))
+}
+
+async fn set_role(
+    State(state): State<AppState>,
+    user: User,
+    PathOf(name): PathOf<String>,
+    Body(b): Body<SetRoleRequest>,
+) -> ApiResult<UserRow> {
+    let u = state
+        .store
+        .write(&(&user, &name, &b), |tx, (user, name, b)| {
+            Box::pin(auth::set_role(
+                tx,
+                &user.username,
+                name,
+                b.role,
+                b.factory_id.as_ref().map(FactoryId::as_str),
+            ))
+        })
+        .await?;
+    Ok(Json(user_row(u)?))
 }
 
 async fn revoke(

@@ -83,22 +83,22 @@ fn check_username(name: &str) -> Result<(), AppError> {
     }
 }
 
-/// Creates a user. Technicians must name an existing factory; others must not.
-pub async fn create_user(
-    conn: &mut Conn,
-    actor: &str,
-    username: &str,
-    password: &str,
-    role: &str,
-    factory: Option<&str>,
-) -> Result<(), AppError> {
-    check_username(username)?;
-    let role = parse_role(role)?;
+/// A password an admin gives: at least 10 characters, hashed with argon2id.
+fn password_hash(password: &str) -> Result<String, AppError> {
     if password.chars().count() < 10 {
         return Err(AppError::BadRequest(
             "password too short: at least 10 characters".into(),
         ));
     }
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| AppError::bug(format!("password hashing failed: {e}")))
+}
+
+/// A role and its factory, as they must go together: a technician works for one factory that
+/// exists, the other roles for none.
+async fn check_binding(conn: &mut Conn, role: Role, factory: Option<&str>) -> Result<(), AppError> {
     match (role, factory) {
         (Role::Technician, None) => {
             return Err(AppError::BadRequest(
@@ -121,10 +121,22 @@ pub async fn create_user(
             return Err(AppError::NotFound(format!("no factory '{f}'")));
         }
     }
-    let hash = Argon2::default()
-        .hash_password(password.as_bytes())
-        .map_err(|e| AppError::bug(format!("password hashing failed: {e}")))?
-        .to_string();
+    Ok(())
+}
+
+/// Creates a user. Technicians must name an existing factory; others must not.
+pub async fn create_user(
+    conn: &mut Conn,
+    actor: &str,
+    username: &str,
+    password: &str,
+    role: &str,
+    factory: Option<&str>,
+) -> Result<(), AppError> {
+    check_username(username)?;
+    let role = parse_role(role)?;
+    let hash = password_hash(password)?;
+    check_binding(conn, role, factory).await?;
     let taken = sqlx::query("SELECT 1 FROM users WHERE username = $1")
         .bind(username)
         .fetch_optional(&mut *conn)
@@ -189,7 +201,9 @@ pub async fn login(
         crate::metrics::Metrics::add(&state.metrics.login_throttled, 1);
         return Err(AppError::Throttled { retry_after_secs });
     }
-    let row = sqlx::query("SELECT password_hash, role, factory_id FROM users WHERE username = $1")
+    let row = sqlx::query(
+        "SELECT password_hash, role, factory_id, disabled_ms FROM users WHERE username = $1",
+    )
         .bind(username)
         .fetch_optional(state.store.pool())
         .await?;
@@ -223,6 +237,23 @@ pub async fn login(
             .await?;
         return Err(AppError::Unauthorized("wrong user name or password".into()));
     };
+    // The right password of a disabled user: said so (the password proved who asks), audited.
+    if row.try_get::<Option<i64>, _>("disabled_ms")?.is_some() {
+        state
+            .store
+            .write(&username, |tx, username| {
+                Box::pin(audit::append(
+                    tx,
+                    username,
+                    "login.disabled",
+                    serde_json::json!({}),
+                ))
+            })
+            .await?;
+        return Err(AppError::Unauthorized(
+            "this account is disabled: ask an admin to enable it".into(),
+        ));
+    }
     let user = User {
         username: username.to_string(),
         role: stored_role(&row.try_get::<String, _>("role")?)?,
@@ -284,7 +315,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<User,
         .ok_or_else(|| AppError::Unauthorized("sign in first (no session token)".into()))?;
     let row = sqlx::query(
         "SELECT u.username, u.role, u.factory_id FROM sessions s JOIN users u ON u.username = s.username \
-         WHERE s.token_hash = $1 AND s.expires_at > $2",
+         WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_ms IS NULL",
     )
     .bind(token_hash(token))
     .bind(now_millis())
@@ -310,4 +341,192 @@ impl FromRequestParts<AppState> for User {
             AppError::bug("a handler takes a User but its route has no session guard")
         })
     }
+}
+
+/// A user as an admin sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserState {
+    /// User name.
+    pub username: String,
+    /// Role.
+    pub role: Role,
+    /// A technician's factory.
+    pub factory: Option<String>,
+    /// Whether disabled.
+    pub disabled: bool,
+    /// Sessions open now.
+    pub sessions: u64,
+}
+
+const USER_STATE: &str = "SELECT u.username, u.role, u.factory_id, u.disabled_ms, \
+     (SELECT COUNT(*) FROM sessions s WHERE s.username = u.username AND s.expires_at > $1) AS sessions \
+     FROM users u";
+
+fn user_state(r: &sqlx::any::AnyRow) -> Result<UserState, AppError> {
+    Ok(UserState {
+        username: r.try_get("username")?,
+        role: stored_role(&r.try_get::<String, _>("role")?)?,
+        factory: r.try_get("factory_id")?,
+        disabled: r.try_get::<Option<i64>, _>("disabled_ms")?.is_some(),
+        sessions: u64::try_from(r.try_get::<i64, _>("sessions")?)
+            .map_err(|_| AppError::bug("a negative count of sessions"))?,
+    })
+}
+
+/// Every user, by name.
+pub async fn list_users(conn: &mut Conn) -> Result<Vec<UserState>, AppError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!("{USER_STATE} ORDER BY u.username")))
+        .bind(now_millis())
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(user_state)
+        .collect()
+}
+
+/// " FOR UPDATE" on PostgreSQL; nothing on SQLite, whose write transaction holds the whole
+/// database already.
+fn for_update(conn: &Conn) -> &'static str {
+    if crate::store::backend_of(conn) == crate::store::Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    }
+}
+
+/// One user (locked for the change that follows); `not_found` if there is none.
+async fn user_for_change(conn: &mut Conn, username: &str) -> Result<UserState, AppError> {
+    check_username(username)?;
+    let lock = for_update(conn);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT username FROM users WHERE username = $1{lock}"
+    )))
+    .bind(username)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{USER_STATE} WHERE u.username = $2"
+    )))
+    .bind(now_millis())
+    .bind(username)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| AppError::NotFound(format!("no user '{username}'")))?;
+    user_state(&row)
+}
+
+/// Refuses a change that would leave no enabled admin: nobody could then manage the server
+/// from the API or the console (only `imprint add-user` on the server would). The enabled
+/// admins are locked first, so two admins disabling each other at once cannot both pass.
+async fn keep_an_admin(conn: &mut Conn, leaving: &UserState) -> Result<(), AppError> {
+    if leaving.role != Role::Admin || leaving.disabled {
+        return Ok(());
+    }
+    let lock = for_update(conn);
+    let admins = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT username FROM users WHERE role = 'admin' AND disabled_ms IS NULL{lock}"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut others = 0;
+    for r in &admins {
+        if r.try_get::<String, _>("username")? != leaving.username {
+            others += 1;
+        }
+    }
+    if others == 0 {
+        return Err(AppError::Conflict(format!(
+            "'{}' is the last enabled admin: add or enable another admin first",
+            leaving.username
+        )));
+    }
+    Ok(())
+}
+
+async fn end_sessions(conn: &mut Conn, username: &str) -> Result<(), AppError> {
+    sqlx::query("DELETE FROM sessions WHERE username = $1")
+        .bind(username)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Disables a user (their sessions end; they cannot sign in) or enables them again. Audited,
+/// also when nothing changes.
+pub async fn set_disabled(
+    conn: &mut Conn,
+    actor: &str,
+    username: &str,
+    disabled: bool,
+) -> Result<UserState, AppError> {
+    let user = user_for_change(conn, username).await?;
+    if disabled {
+        keep_an_admin(conn, &user).await?;
+        sqlx::query("UPDATE users SET disabled_ms = COALESCE(disabled_ms, $1) WHERE username = $2")
+            .bind(now_millis())
+            .bind(username)
+            .execute(&mut *conn)
+            .await?;
+        end_sessions(conn, username).await?;
+    } else {
+        sqlx::query("UPDATE users SET disabled_ms = NULL WHERE username = $1")
+            .bind(username)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let action = if disabled { "user.disable" } else { "user.enable" };
+    audit::append(conn, actor, action, serde_json::json!({ "username": username })).await?;
+    user_for_change(conn, username).await
+}
+
+/// Gives a user a new password; their sessions end. The audit entry names the user, never the
+/// password.
+pub async fn set_password(
+    conn: &mut Conn,
+    actor: &str,
+    username: &str,
+    password: &str,
+) -> Result<UserState, AppError> {
+    let hash = password_hash(password)?;
+    user_for_change(conn, username).await?;
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE username = $2")
+        .bind(hash)
+        .bind(username)
+        .execute(&mut *conn)
+        .await?;
+    end_sessions(conn, username).await?;
+    audit::append(conn, actor, "user.password", serde_json::json!({ "username": username }))
+        .await?;
+    user_for_change(conn, username).await
+}
+
+/// Changes a user's role and factory; their sessions end, so a station signed in for the old
+/// factory signs in again for the new one.
+pub async fn set_role(
+    conn: &mut Conn,
+    actor: &str,
+    username: &str,
+    role: Role,
+    factory: Option<&str>,
+) -> Result<UserState, AppError> {
+    let user = user_for_change(conn, username).await?;
+    check_binding(conn, role, factory).await?;
+    if role != Role::Admin {
+        keep_an_admin(conn, &user).await?;
+    }
+    sqlx::query("UPDATE users SET role = $1, factory_id = $2 WHERE username = $3")
+        .bind(role.as_str())
+        .bind(factory)
+        .bind(username)
+        .execute(&mut *conn)
+        .await?;
+    end_sessions(conn, username).await?;
+    audit::append(
+        conn,
+        actor,
+        "user.role",
+        serde_json::json!({ "username": username, "role": role.as_str(), "factory": factory }),
+    )
+    .await?;
+    user_for_change(conn, username).await
 }

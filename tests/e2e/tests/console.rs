@@ -1,5 +1,5 @@
 //! The console in headless Chromium against the real server: an admin adds a factory, sets
-//! its quota, adds its technician, imports a CSV file with a bad line (sees the line, nothing
+//! its quota, adds its technician, disables and enables a user, imports a CSV file with a bad line (sees the line, nothing
 //! imported), fixes it and imports it, and rotates a product's key there and back; the new
 //! factory's technician provisions simulated units at the station; the auditor finds those
 //! installs in the audit log by station and the log verifies. Nothing secret reaches the page.
@@ -133,6 +133,24 @@ async fn an_operator_and_an_auditor_run_the_line_from_the_console() {
     b.select("#user-factory", "delta-mx").await.unwrap();
     b.click("#add-user button[type=submit]").await.unwrap();
     wait_text(&b, "#add-user-said", "tech-dee added as technician").await;
+    wait_text(&b, "#user-tech-dee", "technician of delta-mx").await;
+    // A user disabled from the console cannot sign in until enabled again.
+    b.click("#user-tech-ben button.toggle").await.unwrap();
+    wait_text(&b, "#user-said", "tech-ben disabled; their sessions ended").await;
+    wait_text(&b, "#user-tech-ben", "disabled").await;
+    b.screenshot(&shots.join("console-users.png")).await.unwrap();
+    let refused = imprint_client::login(&Loopback(port), "tech-ben", "demo-tech-pass").await;
+    assert!(
+        matches!(&refused, Err(imprint_client::ServerError::Refused { message, .. }) if message.contains("disabled")),
+        "{refused:?}"
+    );
+    b.click("#user-tech-ben button.toggle").await.unwrap();
+    wait_text(&b, "#user-said", "tech-ben enabled").await;
+    assert!(
+        imprint_client::login(&Loopback(port), "tech-ben", "demo-tech-pass")
+            .await
+            .is_ok()
+    );
 
     // A CSV file with one bad line: the line is shown, nothing is imported.
     let before = pool(port).await;

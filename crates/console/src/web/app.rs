@@ -2,7 +2,8 @@
 //! goes through imprint-client in the contract's types.
 
 use imprint_api::{
-    Activity, ActivityQuery, AddFactoryRequest, AddKeyRequest, AddUserRequest, AuditPage,
+    Activity, ActivityQuery, AddFactoryRequest, AddKeyRequest, AddUserRequest, ForUser, ListUsers,
+    SetDisabledRequest, SetPasswordRequest, SetRoleRequest, UserRow, AuditPage,
     AuditVerification, Endpoint, FactoryList, GenerateRequest, ImportCsv, ListFactories, ListKeys,
     ListProducts, MapProduct, MapProductRequest, Product, Role, SetQuota, SetQuotaRequest,
     VerifyAuditQuery,
@@ -255,6 +256,14 @@ pub fn Console(
             </main>
         </div>
     }
+}
+
+/// A change to one user from the users table (no `Debug`: it may hold a password).
+#[derive(Clone)]
+enum UserChange {
+    Disabled(String, bool),
+    Password(String, String),
+    Role(String, Role, Option<FactoryId>),
 }
 
 /// An action's outcome under its form: done (green) or refused (red).
@@ -852,6 +861,17 @@ fn Users(ctx: Ctx) -> impl IntoView {
     let role = RwSignal::new(String::from("technician"));
     let factory = RwSignal::new(String::new());
     let said = RwSignal::new(None::<Said>);
+    let users = RwSignal::new(Vec::<UserRow>::new());
+    let row_said = RwSignal::new(None::<Said>);
+    let reload = move || {
+        spawn_local(async move {
+            match ctx.call(&ListUsers).await {
+                Ok(l) => users.set(l.users),
+                Err(e) => row_said.set(Some(Said::Failed(says(&e)))),
+            }
+        });
+    };
+    reload();
     let add = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let role_v: Role =
@@ -887,6 +907,7 @@ fn Users(ctx: Ctx) -> impl IntoView {
                     ))));
                     name.set(String::new());
                     password.set(String::new());
+                    reload();
                 }
                 Err(e) => said.set(Some(Said::Failed(says(&e)))),
             }
@@ -903,7 +924,109 @@ fn Users(ctx: Ctx) -> impl IntoView {
                 .collect_view()
         })
     };
+    // One row's change: what it is, and what to say once it is done.
+    let change = move |what: UserChange| {
+        spawn_local(async move {
+            let out = match &what {
+                UserChange::Disabled(name, d) => {
+                    ctx.call(&ForUser { username: name.clone(), body: SetDisabledRequest { disabled: *d } }).await
+                }
+                UserChange::Password(name, p) => {
+                    ctx.call(&ForUser { username: name.clone(), body: SetPasswordRequest { password: p.clone() } }).await
+                }
+                UserChange::Role(name, role, factory_id) => {
+                    ctx.call(&ForUser { username: name.clone(), body: SetRoleRequest { role: *role, factory_id: *factory_id } }).await
+                }
+            };
+            match out {
+                Ok(u) => {
+                    let done = match what {
+                        UserChange::Disabled(_, true) => "disabled; their sessions ended",
+                        UserChange::Disabled(_, false) => "enabled",
+                        UserChange::Password(..) => "has a new password; their sessions ended",
+                        UserChange::Role(..) => "has a new role; their sessions ended",
+                    };
+                    row_said.set(Some(Said::Done(format!("{} {done}.", u.username))));
+                    reload();
+                }
+                Err(e) => row_said.set(Some(Said::Failed(says(&e)))),
+            }
+        });
+    };
+    let rows = move || {
+        let factories: Vec<String> = ctx
+            .overview
+            .get()
+            .map(|o| o.factories.iter().map(|f| f.factory_id.to_string()).collect())
+            .unwrap_or_default();
+        users
+            .get()
+            .into_iter()
+            .map(|u| {
+                let name = u.username.clone();
+                let toggle = {
+                    let name = name.clone();
+                    let d = !u.disabled;
+                    move |_| change(UserChange::Disabled(name.clone(), d))
+                };
+                let new_password = RwSignal::new(String::new());
+                let give = {
+                    let name = name.clone();
+                    move |_| change(UserChange::Password(name.clone(), new_password.get_untracked()))
+                };
+                let pick = RwSignal::new(match (u.role, u.factory_id) {
+                    (Role::Technician, Some(f)) => format!("technician:{f}"),
+                    (r, _) => r.as_str().to_string(),
+                });
+                let move_to = {
+                    let name = name.clone();
+                    move |_| {
+                        let v = pick.get_untracked();
+                        let (role, factory) = v.split_once(':').unwrap_or((v.as_str(), ""));
+                        let role: Option<Role> = imprint_client::json::from_str(&format!("\"{role}\"")).ok();
+                        let factory = FactoryId::new(factory).ok();
+                        if let Some(role) = role {
+                            change(UserChange::Role(name.clone(), role, factory));
+                        }
+                    }
+                };
+                let choices = factories
+                    .iter()
+                    .map(|f| {
+                        let v = format!("technician:{f}");
+                        view! { <option value=v.clone() selected=pick.get_untracked() == v>{format!("technician of {f}")}</option> }
+                    })
+                    .collect_view();
+                let state = if u.disabled { "disabled" } else { "enabled" };
+                let id = format!("user-{name}");
+                view! {
+                    <tr id=id class=if u.disabled { "off" } else { "" }>
+                        <td><b>{name.clone()}</b></td>
+                        <td>{u.role.as_str()}{u.factory_id.map(|f| format!(" of {f}")).unwrap_or_default()}</td>
+                        <td>{state}</td>
+                        <td>{u.sessions}</td>
+                        <td class="actions">
+                            <button class="toggle" on:click=toggle>{if u.disabled { "Enable" } else { "Disable" }}</button>
+                            <input class="new-password" type="password" autocomplete="new-password" placeholder="new password" prop:value=move || new_password.get() on:input=move |e| new_password.set(event_target_value(&e))/>
+                            <button class="give" on:click=give>"Set password"</button>
+                            <select class="role" on:change=move |e| pick.set(event_target_value(&e))>
+                                <option value="admin" selected=u.role == Role::Admin>"admin"</option>
+                                <option value="auditor" selected=u.role == Role::Auditor>"auditor"</option>
+                                {choices}
+                            </select>
+                            <button class="move" on:click=move_to>"Change role"</button>
+                        </td>
+                    </tr>
+                }
+            })
+            .collect_view()
+    };
     view! {
+        <section class="card wide">
+            <h2>"Users"</h2>
+            <table id="users"><tr><th>"User"</th><th>"Role"</th><th>"State"</th><th>"Sessions"</th><th>"Change"</th></tr>{rows}</table>
+            {said_view(row_said, "user-said")}
+        </section>
         <section class="card">
             <h2>"Add a user"</h2>
             <form id="add-user" on:submit=add>

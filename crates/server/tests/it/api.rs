@@ -108,6 +108,16 @@ fn sample(op: Op) -> (String, Value) {
             path("/users"),
             json!({"username": "u1", "password": "password-123", "role": "auditor"}),
         ),
+        Op::ListUsers => (path("/users"), Value::Null),
+        Op::SetUserDisabled => (path("/users/tech-b/disabled"), json!({"disabled": false})),
+        Op::SetPassword => (
+            path("/users/tech-b/password"),
+            json!({"password": "password-123"}),
+        ),
+        Op::SetRole => (
+            path("/users/tech-b/role"),
+            json!({"role": "technician", "factory_id": "fb"}),
+        ),
         Op::ListFactories => (path("/factories"), Value::Null),
         Op::Activity => (path("/activity"), Value::Null),
         Op::Revoke => (path("/devices/IMP-0000000001/revoke"), Value::Null),

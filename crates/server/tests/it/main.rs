@@ -30,6 +30,7 @@ mod migrate;
 mod model;
 mod process;
 mod surface;
+mod users;
 
 use std::path::PathBuf;
 
