@@ -24,7 +24,8 @@ use imprint_api::{
     KeyList, LeaseAnswer, LeaseKeyAnswer, LeaseRequest, LockUnitsRequest, LockedAnswer,
     LockedRequest, LoggedOut, LoginAnswer, LoginRequest, MapProductRequest, MeAnswer, Method, Op,
     Product, ProductList, QuotaSet, RecordList, ReleaseRequest, Released, Remapped, ReportAnswer,
-    ReportRequest, Revoked, SetQuotaRequest, UserAdded, UserInfo, VerifyAnswer, VerifyAuditQuery,
+    ReportRequest, Revoked, SetDisabledRequest, SetPasswordRequest, SetQuotaRequest,
+    SetRoleRequest, UserAdded, UserInfo, UserList, UserRow, VerifyAnswer, VerifyAuditQuery,
     VerifyRequest,
 };
 use imprint_core::{ApparatusId, FactoryId, ProductCode};

@@ -204,9 +204,9 @@ pub async fn login(
     let row = sqlx::query(
         "SELECT password_hash, role, factory_id, disabled_ms FROM users WHERE username = $1",
     )
-        .bind(username)
-        .fetch_optional(state.store.pool())
-        .await?;
+    .bind(username)
+    .fetch_optional(state.store.pool())
+    .await?;
     // A hash to check against when the user does not exist, so timing does not tell.
     const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0nIOHOHhGhXqTnyrDmkKO9o2JW7WFzCBJUBy8tYlgNE";
     let stored: String = match &row {
@@ -375,13 +375,15 @@ fn user_state(r: &sqlx::any::AnyRow) -> Result<UserState, AppError> {
 
 /// Every user, by name.
 pub async fn list_users(conn: &mut Conn) -> Result<Vec<UserState>, AppError> {
-    sqlx::query(sqlx::AssertSqlSafe(format!("{USER_STATE} ORDER BY u.username")))
-        .bind(now_millis())
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(user_state)
-        .collect()
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{USER_STATE} ORDER BY u.username"
+    )))
+    .bind(now_millis())
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(user_state)
+    .collect()
 }
 
 /// " FOR UPDATE" on PostgreSQL; nothing on SQLite, whose write transaction holds the whole
@@ -474,8 +476,18 @@ pub async fn set_disabled(
             .execute(&mut *conn)
             .await?;
     }
-    let action = if disabled { "user.disable" } else { "user.enable" };
-    audit::append(conn, actor, action, serde_json::json!({ "username": username })).await?;
+    let action = if disabled {
+        "user.disable"
+    } else {
+        "user.enable"
+    };
+    audit::append(
+        conn,
+        actor,
+        action,
+        serde_json::json!({ "username": username }),
+    )
+    .await?;
     user_for_change(conn, username).await
 }
 
@@ -495,8 +507,13 @@ pub async fn set_password(
         .execute(&mut *conn)
         .await?;
     end_sessions(conn, username).await?;
-    audit::append(conn, actor, "user.password", serde_json::json!({ "username": username }))
-        .await?;
+    audit::append(
+        conn,
+        actor,
+        "user.password",
+        serde_json::json!({ "username": username }),
+    )
+    .await?;
     user_for_change(conn, username).await
 }
 

@@ -138,7 +138,9 @@ async fn an_operator_and_an_auditor_run_the_line_from_the_console() {
     b.click("#user-tech-ben button.toggle").await.unwrap();
     wait_text(&b, "#user-said", "tech-ben disabled; their sessions ended").await;
     wait_text(&b, "#user-tech-ben", "disabled").await;
-    b.screenshot(&shots.join("console-users.png")).await.unwrap();
+    b.screenshot(&shots.join("console-users.png"))
+        .await
+        .unwrap();
     let refused = imprint_client::login(&Loopback(port), "tech-ben", "demo-tech-pass").await;
     assert!(
         matches!(&refused, Err(imprint_client::ServerError::Refused { message, .. }) if message.contains("disabled")),

@@ -2,10 +2,10 @@
 //! goes through imprint-client in the contract's types.
 
 use imprint_api::{
-    Activity, ActivityQuery, AddFactoryRequest, AddKeyRequest, AddUserRequest, ForUser, ListUsers,
-    SetDisabledRequest, SetPasswordRequest, SetRoleRequest, UserRow, AuditPage,
-    AuditVerification, Endpoint, FactoryList, GenerateRequest, ImportCsv, ListFactories, ListKeys,
-    ListProducts, MapProduct, MapProductRequest, Product, Role, SetQuota, SetQuotaRequest,
+    Activity, ActivityQuery, AddFactoryRequest, AddKeyRequest, AddUserRequest, AuditPage,
+    AuditVerification, Endpoint, FactoryList, ForUser, GenerateRequest, ImportCsv, ListFactories,
+    ListKeys, ListProducts, ListUsers, MapProduct, MapProductRequest, Product, Role,
+    SetDisabledRequest, SetPasswordRequest, SetQuota, SetQuotaRequest, SetRoleRequest, UserRow,
     VerifyAuditQuery,
 };
 use imprint_client::ServerError;
@@ -929,13 +929,30 @@ fn Users(ctx: Ctx) -> impl IntoView {
         spawn_local(async move {
             let out = match &what {
                 UserChange::Disabled(name, d) => {
-                    ctx.call(&ForUser { username: name.clone(), body: SetDisabledRequest { disabled: *d } }).await
+                    ctx.call(&ForUser {
+                        username: name.clone(),
+                        body: SetDisabledRequest { disabled: *d },
+                    })
+                    .await
                 }
                 UserChange::Password(name, p) => {
-                    ctx.call(&ForUser { username: name.clone(), body: SetPasswordRequest { password: p.clone() } }).await
+                    ctx.call(&ForUser {
+                        username: name.clone(),
+                        body: SetPasswordRequest {
+                            password: p.clone(),
+                        },
+                    })
+                    .await
                 }
                 UserChange::Role(name, role, factory_id) => {
-                    ctx.call(&ForUser { username: name.clone(), body: SetRoleRequest { role: *role, factory_id: *factory_id } }).await
+                    ctx.call(&ForUser {
+                        username: name.clone(),
+                        body: SetRoleRequest {
+                            role: *role,
+                            factory_id: *factory_id,
+                        },
+                    })
+                    .await
                 }
             };
             match out {
@@ -957,7 +974,12 @@ fn Users(ctx: Ctx) -> impl IntoView {
         let factories: Vec<String> = ctx
             .overview
             .get()
-            .map(|o| o.factories.iter().map(|f| f.factory_id.to_string()).collect())
+            .map(|o| {
+                o.factories
+                    .iter()
+                    .map(|f| f.factory_id.to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         users
             .get()
