@@ -1119,6 +1119,16 @@ impl Endpoint for Revoke {
     }
 }
 
+/// `GET /installed.csv`. Its answer is CSV text, not JSON: read it with a client's call for
+/// text (imprint-client's `call_text`), which never reads it as this endpoint's `Answer`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ExportInstalled;
+
+impl Endpoint for ExportInstalled {
+    const OP: Op = Op::ExportInstalled;
+    type Answer = ();
+}
+
 /// `GET /users`.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct ListUsers;

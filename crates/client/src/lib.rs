@@ -172,3 +172,28 @@ pub async fn login<T: Transport>(
     )
     .await
 }
+
+/// Calls an endpoint whose answer is text rather than JSON (CSV: `GET /installed.csv`) and
+/// returns the text; a refusal or a failure reads as [`call`]'s do.
+pub async fn call_text<T: Transport, E: Endpoint>(
+    t: &T,
+    token: Option<&SessionToken>,
+    e: &E,
+) -> Result<String, ServerError> {
+    let route = E::OP.route();
+    if route.gives != Media::Csv {
+        return Err(ServerError::Request(format!(
+            "{} answers JSON: call it with call",
+            e.path()
+        )));
+    }
+    let bearer = token.map(SessionToken::bearer);
+    let (status, text) = t
+        .send(route.method, &e.path(), bearer.as_deref(), None)
+        .await
+        .map_err(ServerError::Offline)?;
+    if (200..300).contains(&status) {
+        return Ok(text);
+    }
+    read::<()>(status, &text).map(|()| text)
+}

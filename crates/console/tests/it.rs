@@ -451,3 +451,35 @@ async fn a_file_with_a_bad_line_is_refused_line_by_line_and_nothing_is_imported(
     );
     assert!(page.entries[0].detail.contains("\"count\":2"));
 }
+
+#[tokio::test]
+async fn the_installed_export_is_read_as_text_and_json_answers_are_not() {
+    let (s, token) = server().await;
+    let csv = imprint_client::call_text(&s, Some(&token), &imprint_api::ExportInstalled)
+        .await
+        .unwrap();
+    assert!(
+        csv.starts_with("apparatus_id,product_serial,factory"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 1, "no unit installed yet");
+    match imprint_client::call_text(&s, Some(&token), &ListFactories).await {
+        Err(ServerError::Request(why)) => assert!(why.contains("answers JSON"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    match imprint_client::call_text(&s, None, &imprint_api::ExportInstalled).await {
+        Err(ServerError::Refused { code, .. }) => {
+            assert_eq!(code, imprint_api::ErrorCode::Unauthorized)
+        }
+        other => panic!("{other:?}"),
+    }
+    let unknown = imprint_api::Revoke {
+        apparatus_id: imprint_core::ApparatusId::new("IMP-0000009999").unwrap(),
+    };
+    match call(&s, Some(&token), &unknown).await {
+        Err(ServerError::Refused { code, .. }) => {
+            assert_eq!(code, imprint_api::ErrorCode::NotFound)
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -2,7 +2,8 @@
 //! its quota, adds its technician, disables and enables a user, imports a CSV file with a bad line (sees the line, nothing
 //! imported), fixes it and imports it, and rotates a product's key there and back; the new
 //! factory's technician provisions simulated units at the station; the auditor finds those
-//! installs in the audit log by station and the log verifies. Nothing secret reaches the page.
+//! installs in the audit log by station, the log verifies and the installed devices export;
+//! the admin revokes one of them. Nothing secret reaches the page.
 //! Screenshots of each console page go to docs/screenshots/.
 
 #![allow(
@@ -286,6 +287,45 @@ async fn an_operator_and_an_auditor_run_the_line_from_the_console() {
     b.screenshot(&shots.join("console-audit.png"))
         .await
         .unwrap();
+
+    b.click("#nav-overview").await.unwrap();
+    b.click("#export-installed").await.unwrap();
+    wait_text(&b, "#export-said", "3 installed device(s) exported.").await;
+
+    // The admin revokes one of the new factory's units; the export says so.
+    let t = imprint_client::login(&Loopback(port), "auditor", "demo-audit-pass")
+        .await
+        .unwrap()
+        .token;
+    let page = imprint_client::call(
+        &Loopback(port),
+        Some(&t),
+        &imprint_api::AuditQuery {
+            station: Some("delta-1".into()),
+            action: Some("report".into()),
+            before: Some(u64::MAX),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let detail: serde_json::Value = serde_json::from_str(&page.entries[0].detail).unwrap();
+    let unit = detail["apparatus_id"].as_str().unwrap().to_string();
+    b.click("#signout").await.unwrap();
+    b.wait_for("document.getElementById('user')", WAIT)
+        .await
+        .unwrap();
+    sign_in(&b, &url, "admin", "demo-admin-pass").await;
+    b.fill("#revoke-id", &unit).await.unwrap();
+    b.click("#revoke button[type=submit]").await.unwrap();
+    b.click("#revoke-confirm").await.unwrap();
+    wait_text(&b, "#revoke-said", &format!("{unit} revoked")).await;
+    let csv = imprint_client::call_text(&Loopback(port), Some(&t), &imprint_api::ExportInstalled)
+        .await
+        .unwrap();
+    let row = csv.lines().find(|l| l.starts_with(&unit)).unwrap();
+    let revoked_at = row.split(',').nth(7).unwrap();
+    assert!(!revoked_at.is_empty(), "{row}");
 
     // Nothing secret reached the page or its storage: not the imported pass phrases, not a
     // key, not a conversion value (the API gives the console none of them).

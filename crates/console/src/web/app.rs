@@ -3,14 +3,14 @@
 
 use imprint_api::{
     Activity, ActivityQuery, AddFactoryRequest, AddKeyRequest, AddUserRequest, AuditPage,
-    AuditVerification, Endpoint, FactoryList, ForUser, GenerateRequest, ImportCsv, ListFactories,
-    ListKeys, ListProducts, ListUsers, MapProduct, MapProductRequest, Product, Role,
-    SetDisabledRequest, SetPasswordRequest, SetQuota, SetQuotaRequest, SetRoleRequest, UserRow,
-    VerifyAuditQuery,
+    AuditVerification, Endpoint, ExportInstalled, FactoryList, ForUser, GenerateRequest, ImportCsv,
+    ListFactories, ListKeys, ListProducts, ListUsers, MapProduct, MapProductRequest, Product,
+    Revoke, Role, SetDisabledRequest, SetPasswordRequest, SetQuota, SetQuotaRequest,
+    SetRoleRequest, UserRow, VerifyAuditQuery,
 };
 use imprint_client::ServerError;
 use imprint_client::fetch::Fetch;
-use imprint_core::{FactoryId, KeyId, ProductCode};
+use imprint_core::{ApparatusId, FactoryId, KeyId, ProductCode};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
@@ -404,7 +404,75 @@ fn Overview(ctx: Ctx) -> impl IntoView {
             <h2>"Refused reports, last 8 hours"</h2>
             <table id="refused"><tr><th>"When"</th><th>"Factory"</th><th>"Station"</th><th>"Technician"</th><th>"Unit"</th><th>"Why"</th></tr>{refused}</table>
         </section>
+        <Devices ctx=ctx/>
         {admin.then(|| view! { <FactoryForms ctx=ctx/> })}
+    }
+}
+
+/// Installed devices: the export (both roles) and, for admins, revocation.
+#[component]
+fn Devices(ctx: Ctx) -> impl IntoView {
+    let export_said = RwSignal::new(None::<Said>);
+    let export = move |_| {
+        spawn_local(async move {
+            let token = ctx.session.with_value(|s| s.token.clone());
+            match imprint_client::call_text(&Fetch, Some(&token), &ExportInstalled).await {
+                Ok(csv) => {
+                    let rows = csv.lines().count().saturating_sub(1);
+                    download(&csv, "imprint-installed.csv", "text/csv");
+                    export_said.set(Some(Said::Done(format!(
+                        "{rows} installed device(s) exported."
+                    ))));
+                }
+                Err(e) => export_said.set(Some(Said::Failed(says(&e)))),
+            }
+        });
+    };
+    let id = RwSignal::new(String::new());
+    let confirming = RwSignal::new(false);
+    let revoke_said = RwSignal::new(None::<Said>);
+    let check = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        match ApparatusId::new(id.get_untracked().trim()) {
+            Ok(_) => confirming.set(true),
+            Err(e) => revoke_said.set(Some(Said::Failed(format!("Apparatus ID: {e}")))),
+        }
+    };
+    let revoke = move |_| {
+        let Ok(apparatus_id) = ApparatusId::new(id.get_untracked().trim()) else {
+            return;
+        };
+        spawn_local(async move {
+            match ctx.call(&Revoke { apparatus_id }).await {
+                Ok(r) => {
+                    revoke_said.set(Some(Said::Done(format!(
+                        "{} revoked: its field authentications now fail.",
+                        r.revoked
+                    ))));
+                    id.set(String::new());
+                }
+                Err(e) => revoke_said.set(Some(Said::Failed(says(&e)))),
+            }
+            confirming.set(false);
+        });
+    };
+    let admin = ctx.admin();
+    view! {
+        <section class="card">
+            <h2>"Installed devices (table 704)"</h2>
+            <button id="export-installed" on:click=export>"Export installed devices (CSV)"</button>
+            {said_view(export_said, "export-said")}
+            {admin.then(|| view! {
+                <form id="revoke" on:submit=check>
+                    <label>"Revoke a device: its apparatus ID"<input id="revoke-id" prop:value=move || id.get() on:input=move |e| { id.set(event_target_value(&e)); confirming.set(false); }/></label>
+                    <Show when=move || confirming.get() fallback=|| view! { <button type="submit">"Revoke"</button> }>
+                        <p class="warn">{move || format!("{} will fail every field authentication from now on. ", id.get().trim())}
+                            <button type="button" class="primary" id="revoke-confirm" on:click=revoke>"Confirm revocation"</button></p>
+                    </Show>
+                </form>
+                {said_view(revoke_said, "revoke-said")}
+            })}
+        </section>
     }
 }
 
