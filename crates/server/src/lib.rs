@@ -46,16 +46,19 @@ pub struct AppState {
     pub throttle: throttle::Throttle,
     /// Checks field authentications in batches, one commit per batch.
     pub verifier: service::Verifier,
+    /// Records installation reports in batches, one commit per batch.
+    pub reporter: service::Reporter,
 }
 
 impl AppState {
-    /// State over an open store. Starts the process's [`service::Verifier`], so it must be
-    /// called inside a Tokio runtime.
+    /// State over an open store. Starts the process's [`service::Verifier`] and
+    /// [`service::Reporter`], so it must be called inside a Tokio runtime.
     pub fn new(store: store::Store, custody: impl Into<custody::Custody>) -> Self {
         let custody = Arc::new(custody.into());
         let metrics = Arc::new(metrics::Metrics::default());
         Self {
             verifier: service::Verifier::start(store.clone(), custody.clone(), metrics.clone()),
+            reporter: service::Reporter::start(store.clone(), custody.clone(), metrics.clone()),
             store,
             custody,
             metrics,

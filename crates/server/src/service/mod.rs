@@ -33,7 +33,7 @@ pub use keys::{
 };
 pub use leases::{LEASE_GRACE_MILLIS, expire_leases, lease, lease_public_key};
 pub use overview::{activity, factories, unit_subject};
-pub use report::{LockReport, Report, csv_cell, export_installed, record_lock, report};
+pub use report::{LockReport, Report, Reporter, csv_cell, export_installed, record_lock, report};
 
 use imprint_core::{ApparatusId, KeyId, PassPhrase, ProductCode, TableError};
 use sqlx::Row;

@@ -16,8 +16,12 @@ use crate::auth::User;
 use crate::custody::{Custody, RecordKey};
 use crate::error::AppError;
 use crate::metrics::Metrics;
-use crate::store::Conn;
+use crate::store::{Conn, Store};
 use crate::{AppState, audit, now_millis};
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
 
 /// A station's report of one installation.
 #[derive(Debug, Clone)]
@@ -44,37 +48,205 @@ pub struct Report {
 /// unit take turns and the second finds it recorded; two units reported with one product serial
 /// at once meet at table 704's unique serial, and the one that lost runs again and is refused
 /// by the rule.
+///
+/// Reports share commits ([`Reporter`]): those that arrive while a batch commits go into the
+/// next one, each in a savepoint of its own, so 32 stations reporting at once wait for a few
+/// durable commits, not for 32 in a row. A batch the database could not commit is run again
+/// report by report, each as it was before batching, so a batch's failure costs time, never
+/// a report.
 pub async fn report(
     state: &AppState,
     user: &User,
     r: &Report,
 ) -> Result<(ReportStatus, Challenge), AppError> {
-    let factory = user.factory()?;
+    user.factory()?;
     if r.station.is_empty() || r.station.len() > 64 {
         return Err(AppError::BadRequest("station: 1 to 64 characters".into()));
     }
-    let result = state
-        .store
-        .write(&(state, user, r), |tx, (state, user, r)| {
-            Box::pin(async move {
-                let outcome = report_in(tx, &state.custody, user, &factory, r).await?;
-                let action = match outcome {
-                    ReportStatus::Recorded => "report",
-                    ReportStatus::AlreadyRecorded => "report.duplicate",
-                };
-                audit::append(tx, &user.username, action, json!({
-                    "apparatus_id": r.apparatus_id.as_str(), "product_serial": r.product_serial.as_str(),
-                    "factory": factory.as_str(), "station": r.station, "receipt": hex::encode(r.receipt.0),
-                }))
-                .await?;
-                Ok((outcome, super::field::challenge(&state.custody, r.apparatus_id)))
+    state.reporter.report(user.clone(), r.clone()).await
+}
+
+/// Most reports in one batch (one transaction, one durable commit).
+const MAX_BATCH: usize = 64;
+
+struct Job {
+    user: User,
+    report: Report,
+    answer: oneshot::Sender<Result<(ReportStatus, Challenge), AppError>>,
+}
+
+/// Takes the stations' reports and records them in batches, one transaction (one durable
+/// commit) per batch, each report in a savepoint of its own. One per server process, started
+/// with its [`AppState`].
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Reporter {
+    /// Starts the batching task, which ends when the last [`Reporter`] handle is dropped.
+    /// Must be called inside a Tokio runtime.
+    pub fn start(store: Store, keys: Arc<Custody>, metrics: Arc<Metrics>) -> Reporter {
+        let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run(store, keys, metrics, rx));
+        Reporter { jobs }
+    }
+
+    async fn report(
+        &self,
+        user: User,
+        report: Report,
+    ) -> Result<(ReportStatus, Challenge), AppError> {
+        let (answer, rx) = oneshot::channel();
+        let stopped = || AppError::bug("the reporter task has stopped");
+        self.jobs
+            .send(Job {
+                user,
+                report,
+                answer,
             })
-        })
+            .await
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run(store: Store, keys: Arc<Custody>, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let work: Vec<(User, Report)> = jobs
+            .iter()
+            .map(|j| (j.user.clone(), j.report.clone()))
+            .collect();
+        let ctx = (&*keys, work.as_slice());
+        let outcome = store
+            .write(&ctx, |tx, (keys, work)| Box::pin(batch(tx, keys, work)))
+            .await;
+        match outcome {
+            Ok(results) => {
+                for (job, out) in jobs.into_iter().zip(results) {
+                    match &out {
+                        Ok((ReportStatus::Recorded, _)) => Metrics::add(&metrics.installed, 1),
+                        Ok(_) => {}
+                        Err(_) => Metrics::add(&metrics.refused, 1),
+                    }
+                    let _ = job.answer.send(out);
+                }
+            }
+            // The batch did not commit (or its commit's answer was lost): each report again,
+            // alone, as before batching. One recorded meanwhile answers `already_recorded`.
+            Err(e) => {
+                tracing::warn!(error = %e, reports = jobs.len(), "a batch of reports failed; recording them one by one");
+                for job in jobs {
+                    let out = alone(&store, &keys, &metrics, &job.user, &job.report).await;
+                    let _ = job.answer.send(out);
+                }
+            }
+        }
+    }
+}
+
+/// One batch in one transaction: each report in a savepoint; a refused report rolls back to
+/// its savepoint and is audited as refused. A fault of any report (a database error, an
+/// invariant) fails the whole batch, which [`run`] then records report by report.
+async fn batch(
+    tx: &mut Conn,
+    keys: &Custody,
+    work: &[(User, Report)],
+) -> Result<Vec<Result<(ReportStatus, Challenge), AppError>>, AppError> {
+    let mut out = Vec::with_capacity(work.len());
+    for (user, r) in work {
+        let factory = user.factory()?;
+        sqlx::query("SAVEPOINT report").execute(&mut *tx).await?;
+        match recorded(tx, keys, user, &factory, r).await {
+            Ok(v) => {
+                sqlx::query("RELEASE SAVEPOINT report")
+                    .execute(&mut *tx)
+                    .await?;
+                out.push(Ok(v));
+            }
+            Err(e) if e.code().status() >= 500 => return Err(e),
+            Err(e) => {
+                sqlx::query("ROLLBACK TO SAVEPOINT report")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("RELEASE SAVEPOINT report")
+                    .execute(&mut *tx)
+                    .await?;
+                audit::append(
+                    tx,
+                    &user.username,
+                    "report.refused",
+                    refusal(r, &factory, &e),
+                )
+                .await?;
+                out.push(Err(e));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A report's checks and writes, its audit entry and the closed-loop challenge, inside the
+/// caller's transaction.
+async fn recorded(
+    tx: &mut Conn,
+    keys: &Custody,
+    user: &User,
+    factory: &FactoryId,
+    r: &Report,
+) -> Result<(ReportStatus, Challenge), AppError> {
+    let outcome = report_in(tx, keys, user, factory, r).await?;
+    let action = match outcome {
+        ReportStatus::Recorded => "report",
+        ReportStatus::AlreadyRecorded => "report.duplicate",
+    };
+    audit::append(
+        tx,
+        &user.username,
+        action,
+        json!({
+            "apparatus_id": r.apparatus_id.as_str(), "product_serial": r.product_serial.as_str(),
+            "factory": factory.as_str(), "station": r.station, "receipt": hex::encode(r.receipt.0),
+        }),
+    )
+    .await?;
+    Ok((outcome, super::field::challenge(keys, r.apparatus_id)))
+}
+
+/// A refused report's audit detail: the code only, never the error's text.
+fn refusal(r: &Report, factory: &FactoryId, e: &AppError) -> serde_json::Value {
+    json!({
+        "apparatus_id": r.apparatus_id.as_str(), "product_serial": r.product_serial.as_str(),
+        "factory": factory.as_str(), "station": r.station, "reason": e.code().as_str(),
+    })
+}
+
+/// One report in a transaction of its own (a batch that failed is recorded so).
+async fn alone(
+    store: &Store,
+    keys: &Custody,
+    metrics: &Metrics,
+    user: &User,
+    r: &Report,
+) -> Result<(ReportStatus, Challenge), AppError> {
+    let factory = user.factory()?;
+    let result = store
+        .write(
+            &(keys, user, r, &factory),
+            |tx, (keys, user, r, factory)| Box::pin(recorded(tx, keys, user, factory, r)),
+        )
         .await;
     match result {
         Ok((outcome, c)) => {
             if outcome == ReportStatus::Recorded {
-                Metrics::add(&state.metrics.installed, 1);
+                Metrics::add(&metrics.installed, 1);
             }
             Ok((outcome, c))
         }
@@ -82,14 +254,9 @@ pub async fn report(
         // commit whose answer was lost), and the station sends it again.
         Err(e) if e.code().status() >= 500 => Err(e),
         Err(e) => {
-            Metrics::add(&state.metrics.refused, 1);
-            // The code only: never the error's text.
-            let detail = json!({
-                "apparatus_id": r.apparatus_id.as_str(), "product_serial": r.product_serial.as_str(),
-                "factory": factory.as_str(), "station": r.station, "reason": e.code().as_str(),
-            });
-            let audited = state
-                .store
+            Metrics::add(&metrics.refused, 1);
+            let detail = refusal(r, &factory, &e);
+            let audited = store
                 .write(&(user, detail), |tx, (user, detail)| {
                     Box::pin(audit::append(
                         tx,

@@ -475,6 +475,74 @@ async fn thirty_two_concurrent_stations() {
     assert_eq!(v["ok"], true, "{v}");
 }
 
+/// Reports that arrive together share a batch (one transaction, a savepoint each): forged and
+/// duplicated ones among them are refused and audited, and change nothing of the others,
+/// which are all recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reports_at_once_are_recorded_together_and_a_refusal_among_them_changes_nothing_else() {
+    let env = std::sync::Arc::new(Env::new(40, 100).await);
+    let recs = env.issue(&env.tech, 24).await;
+    let mut tasks = Vec::new();
+    for (n, r) in recs.iter().enumerate() {
+        let env = env.clone();
+        let r = r.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut dev = SimDevice::demo(500 + n as u32);
+            let (receipt, serial) = install(&mut dev, &r);
+            let id = r["apparatus_id"].as_str().unwrap().to_string();
+            // Every fourth report is forged; every sixth is sent twice at once.
+            let receipt = if n % 4 == 1 { "ab".repeat(32) } else { receipt };
+            let twice = n % 6 == 0;
+            let first = env.report(&env.tech, &id, &serial, &receipt);
+            let (a, b) = if twice {
+                let (a, b) = tokio::join!(first, env.report(&env.tech, &id, &serial, &receipt));
+                (a.0, Some(b.0))
+            } else {
+                (first.await.0, None)
+            };
+            (n, a, b)
+        }));
+    }
+    let mut recorded = 0;
+    for t in tasks {
+        let (n, a, b) = t.await.unwrap();
+        if n % 4 == 1 {
+            assert_eq!(a, StatusCode::UNPROCESSABLE_ENTITY, "report {n} was forged");
+        } else {
+            assert_eq!(a, StatusCode::OK, "report {n}");
+            assert!(
+                b.is_none_or(|b| b == StatusCode::OK),
+                "report {n} sent twice"
+            );
+            recorded += 1;
+        }
+    }
+    assert_eq!(recorded, 18);
+    let (_, v) = env
+        .call(
+            Method::GET,
+            "/api/v1/installed.csv",
+            Some(&env.admin),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(v["text"].as_str().unwrap().lines().count(), 1 + 18);
+    let actions = env.audit_actions().await;
+    let count = |a: &str| actions.iter().filter(|x| *x == a).count();
+    assert_eq!((count("report"), count("report.refused")), (18, 6));
+    // Each unit sent twice: recorded once, the other answered as already recorded.
+    assert_eq!(count("report.duplicate"), 4);
+    let (_, v) = env
+        .call(
+            Method::GET,
+            "/api/v1/audit/verify",
+            Some(&env.auditor),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(v["ok"], true, "{v}");
+}
+
 #[tokio::test]
 async fn offline_leases_are_signed_counted_and_expire_back_to_the_pool() {
     let env = Env::new(10, 6).await;
