@@ -5,8 +5,9 @@
 //! one refusal in a hundred and a field authentication in ten), then times pages of
 //! `GET /api/v1/audit` through the real router (session check, query, JSON answer), 50 entries
 //! each, newest first: the newest page, pages at random depths, and searches by actor,
-//! action, unit and station; beside a one-row primary-key read of the log in the same run,
-//! and `GET /factories` and `GET /activity`.
+//! action, unit and station; beside a one-row primary-key read of the log in the same run.
+//! Then `GET /factories` and `GET /activity` with that many units installed (over 30 days)
+//! and 10,000 records open.
 
 #![allow(
     missing_docs,
@@ -203,15 +204,120 @@ async fn main() {
         row(label, lat);
     }
     row("baseline: one-row primary-key read of `audit_log`", pk);
+    state.store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // The overview and the activity with that many units installed, over 30 days (about
+    // 11,000 in the last 8 hours), and 10,000 records open at the factory.
+    let (state, dir) = fresh("console-704", n + 10_000).await;
+    {
+        let mut tx = state.store.begin().await.unwrap();
+        auth::create_user(&mut tx, "bench", "auditor", "password-123", "auditor", None)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let t = Instant::now();
+    // At most 1,000,000 per call.
+    for part in [n, 10_000] {
+        imprint_server::service::generate(
+            &state,
+            "bench",
+            imprint_core::KeyId::new(1).unwrap(),
+            part,
+            "IMP-",
+        )
+        .await
+        .unwrap();
+    }
+    let now = imprint_server::now_millis();
+    let mut tx = state.store.begin().await.unwrap();
+    // Rows as the flow leaves them, written directly: the reads are what is measured.
+    sqlx::query(
+        "UPDATE auth_info SET state = 'installed', factory_id = 'fa', product_code = 'CAM-X100' WHERE created_seq <= $1",
+    )
+    .bind(n as i64)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO installed_devices (apparatus_id, conversion_sealed, product_serial, factory_id, technician, station, receipt, installed_ms) \
+         SELECT apparatus_id, pass_sealed, 'SN-' || created_seq, 'fa', 'tech', 'line-' || (created_seq % 40), '', $1 - created_seq * 2592 \
+         FROM auth_info WHERE created_seq <= $2",
+    )
+    .bind(now)
+    .bind(n as i64)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE auth_info SET state = 'issued', factory_id = 'fa', product_code = 'CAM-X100' WHERE created_seq > $1",
+    )
+    .bind(n as i64)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO factory_records (apparatus_id, sealed, key_id, factory_id, product_code, issued_ms) \
+         SELECT apparatus_id, pass_sealed, 1, 'fa', 'CAM-X100', $1 FROM auth_info WHERE created_seq > $2",
+    )
+    .bind(now)
+    .bind(n as i64)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    println!(
+        "\n{n} units installed and 10,000 records open, set up in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let app = imprint_server::app(state.clone());
+    let token = {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/v1/login")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                r#"{"username":"auditor","password":"password-123"}"#,
+            ))
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        v["token"].as_str().unwrap().to_string()
+    };
+    println!(
+        "\n| with {n} units installed, {runs} each | mean ms | p50 | p99 | max |\n| --- | --- | --- | --- | --- |"
+    );
     for (label, path) in [
         ("`GET /api/v1/factories`", "/api/v1/factories"),
         ("`GET /api/v1/activity` (8 hours)", "/api/v1/activity"),
+        (
+            "`GET /api/v1/activity?hours=168` (a week)",
+            "/api/v1/activity?hours=168",
+        ),
     ] {
         let mut lat = Vec::new();
+        let mut last = serde_json::Value::Null;
         for _ in 0..runs {
+            let mut req = Request::builder().uri(path);
+            req = req.header("authorization", format!("Bearer {token}"));
             let t = Instant::now();
-            call(path.into(), Some(login.clone())).await;
+            let res = app
+                .clone()
+                .oneshot(req.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
             lat.push(t.elapsed());
+            last = serde_json::from_slice(&bytes).unwrap();
+        }
+        if path == "/api/v1/factories" {
+            assert_eq!(
+                last["factories"][0]["installed"].as_u64(),
+                Some(n),
+                "{last}"
+            );
         }
         row(label, lat);
     }
