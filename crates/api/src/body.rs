@@ -824,7 +824,7 @@ pub struct ReportRequest {
     /// The device's receipt (docs/protocol.md).
     #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Hex32))]
     pub receipt: Receipt,
-    /// The station's name, recorded with the installation: 1 to 64 characters.
+    /// The station's name, recorded with the installation: 1 to 64 bytes, no control characters.
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub station: String,
 }
@@ -852,7 +852,7 @@ pub struct LockedRequest {
     /// The unit's product serial: the one its installation was recorded with.
     #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::ProductSerialText))]
     pub product_serial: ProductSerial,
-    /// The station that locked it: 1 to 64 characters.
+    /// The station that locked it: 1 to 64 bytes, no control characters.
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub station: String,
 }
@@ -1199,8 +1199,8 @@ impl Endpoint for ActivityQuery {
     const OP: Op = Op::Activity;
     type Answer = Activity;
 
-    fn path(&self) -> String {
-        with_query(Self::OP, self)
+    fn query(&self) -> Result<Option<String>, String> {
+        query_of(self)
     }
 }
 
@@ -1208,8 +1208,8 @@ impl Endpoint for AuditQuery {
     const OP: Op = Op::ReadAudit;
     type Answer = AuditPage;
 
-    fn path(&self) -> String {
-        with_query(Self::OP, self)
+    fn query(&self) -> Result<Option<String>, String> {
+        query_of(self)
     }
 }
 
@@ -1217,8 +1217,8 @@ impl Endpoint for VerifyAuditQuery {
     const OP: Op = Op::VerifyAudit;
     type Answer = AuditVerification;
 
-    fn path(&self) -> String {
-        with_query(Self::OP, self)
+    fn query(&self) -> Result<Option<String>, String> {
+        query_of(self)
     }
 }
 
@@ -1248,16 +1248,10 @@ impl Endpoint for ImportCsv {
     }
 }
 
-/// `op`'s path with `query` as its query string (none when every field is absent).
-fn with_query<Q: Serialize>(op: Op, query: &Q) -> String {
-    let mut path = op.path();
-    // A query of options and numbers always encodes; an empty one adds nothing.
-    let q = serde_urlencoded::to_string(query).unwrap_or_default();
-    if !q.is_empty() {
-        path.push('?');
-        path.push_str(&q);
-    }
-    path
+/// `query` as a query string (none when every field is absent).
+fn query_of<Q: Serialize>(query: &Q) -> Result<Option<String>, String> {
+    let q = serde_urlencoded::to_string(query).map_err(|e| format!("the query: {e}"))?;
+    Ok((!q.is_empty()).then_some(q))
 }
 
 impl Endpoint for IssueRequest {

@@ -528,6 +528,12 @@ pub trait Endpoint: Serialize {
         Self::OP.path()
     }
 
+    /// The query string to add to [`Endpoint::path`] (none for most), or why it cannot be
+    /// written: a query is never sent without the filters it was given.
+    fn query(&self) -> Result<Option<String>, String> {
+        Ok(None)
+    }
+
     /// The CSV text of a request to a route that takes CSV ([`Media::Csv`]); none for the
     /// others, whose body is this value as JSON.
     fn csv(&self) -> Option<&str> {

@@ -45,13 +45,20 @@ pub enum ServerError {
     },
 }
 
-/// A request's body: its text and what it is (JSON or CSV).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A request's body: its text and what it is (JSON or CSV). Its `Debug` shows the length
+/// only: the text may hold a password or an imported file's pass phrases.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Payload {
     /// JSON or CSV.
     pub media: Media,
     /// The text.
     pub text: String,
+}
+
+impl core::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Payload({:?}, {} bytes)", self.media, self.text.len())
+    }
 }
 
 impl Payload {
@@ -124,6 +131,16 @@ pub fn read<A: for<'de> serde::Deserialize<'de>>(
     }
 }
 
+/// The path of `e` with its query string.
+fn full_path<E: Endpoint>(e: &E) -> Result<String, ServerError> {
+    let mut path = e.path();
+    if let Some(q) = e.query().map_err(ServerError::Request)? {
+        path.push('?');
+        path.push_str(&q);
+    }
+    Ok(path)
+}
+
 /// Calls the endpoint `e` is the body of, with the session `token` if any, and reads its
 /// answer as [`read`] does.
 pub async fn call<T: Transport, E: Endpoint>(
@@ -150,7 +167,7 @@ pub async fn call<T: Transport, E: Endpoint>(
     };
     let bearer = token.map(SessionToken::bearer);
     let (status, text) = t
-        .send(route.method, &e.path(), bearer.as_deref(), body)
+        .send(route.method, &full_path(e)?, bearer.as_deref(), body)
         .await
         .map_err(ServerError::Offline)?;
     read(status, &text)
@@ -189,7 +206,7 @@ pub async fn call_text<T: Transport, E: Endpoint>(
     }
     let bearer = token.map(SessionToken::bearer);
     let (status, text) = t
-        .send(route.method, &e.path(), bearer.as_deref(), None)
+        .send(route.method, &full_path(e)?, bearer.as_deref(), None)
         .await
         .map_err(ServerError::Offline)?;
     if (200..300).contains(&status) {

@@ -265,16 +265,27 @@ pub async fn login(
     let hash = token_hash(&hex::encode(raw));
     state
         .store
-        .write(&(&hash, &user), |tx, (hash, user)| {
+        .write(&(&hash, &user, &stored), |tx, (hash, user, stored)| {
             Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO sessions (token_hash, username, expires_at) VALUES ($1, $2, $3)",
+                // Only while the user is as the password was checked against: a new password
+                // or a disable that came in between wins, and no session outlives it.
+                let opened = sqlx::query(
+                    "INSERT INTO sessions (token_hash, username, expires_at) SELECT $1, $2, $3 \
+                     WHERE EXISTS (SELECT 1 FROM users WHERE username = $4 AND password_hash = $5 AND disabled_ms IS NULL)",
                 )
                 .bind(hash.as_slice())
                 .bind(user.username.as_str())
                 .bind(now_millis() + SESSION_MILLIS)
+                .bind(user.username.as_str())
+                .bind(stored.as_str())
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+                if opened == 0 {
+                    return Err(AppError::Unauthorized(
+                        "the account changed while signing in (new password, or disabled): sign in again".into(),
+                    ));
+                }
                 audit::append(
                     tx,
                     &user.username,
@@ -417,25 +428,29 @@ async fn user_for_change(conn: &mut Conn, username: &str) -> Result<UserState, A
     user_state(&row)
 }
 
+/// The enabled admins, locked in name order before any other user row (PostgreSQL), so that
+/// two admins changing each other at once take turns instead of deadlocking, and the second
+/// sees the first's change.
+async fn lock_admins(conn: &mut Conn) -> Result<Vec<String>, AppError> {
+    let lock = for_update(conn);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT username FROM users WHERE role = 'admin' AND disabled_ms IS NULL ORDER BY username{lock}"
+    )))
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| r.try_get::<String, _>("username").map_err(AppError::from))
+    .collect()
+}
+
 /// Refuses a change that would leave no enabled admin: nobody could then manage the server
-/// from the API or the console (only `imprint add-user` on the server would). The enabled
-/// admins are locked first, so two admins disabling each other at once cannot both pass.
-async fn keep_an_admin(conn: &mut Conn, leaving: &UserState) -> Result<(), AppError> {
+/// from the API or the console (only `imprint add-user` on the server would). `admins` are
+/// the enabled admins as [`lock_admins`] locked them.
+fn keep_an_admin(admins: &[String], leaving: &UserState) -> Result<(), AppError> {
     if leaving.role != Role::Admin || leaving.disabled {
         return Ok(());
     }
-    let lock = for_update(conn);
-    let admins = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT username FROM users WHERE role = 'admin' AND disabled_ms IS NULL{lock}"
-    )))
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut others = 0;
-    for r in &admins {
-        if r.try_get::<String, _>("username")? != leaving.username {
-            others += 1;
-        }
-    }
+    let others = admins.iter().filter(|a| **a != leaving.username).count();
     if others == 0 {
         return Err(AppError::Conflict(format!(
             "'{}' is the last enabled admin: add or enable another admin first",
@@ -461,9 +476,10 @@ pub async fn set_disabled(
     username: &str,
     disabled: bool,
 ) -> Result<UserState, AppError> {
+    let admins = lock_admins(conn).await?;
     let user = user_for_change(conn, username).await?;
     if disabled {
-        keep_an_admin(conn, &user).await?;
+        keep_an_admin(&admins, &user)?;
         sqlx::query("UPDATE users SET disabled_ms = COALESCE(disabled_ms, $1) WHERE username = $2")
             .bind(now_millis())
             .bind(username)
@@ -526,10 +542,11 @@ pub async fn set_role(
     role: Role,
     factory: Option<&str>,
 ) -> Result<UserState, AppError> {
+    let admins = lock_admins(conn).await?;
     let user = user_for_change(conn, username).await?;
     check_binding(conn, role, factory).await?;
     if role != Role::Admin {
-        keep_an_admin(conn, &user).await?;
+        keep_an_admin(&admins, &user)?;
     }
     sqlx::query("UPDATE users SET role = $1, factory_id = $2 WHERE username = $3")
         .bind(role.as_str())

@@ -15,5 +15,10 @@ UPDATE audit_log SET station = json_extract(detail, '$.station')
 CREATE INDEX audit_log_station ON audit_log (station, seq) WHERE station IS NOT NULL;
 CREATE INDEX audit_log_actor ON audit_log (actor, seq);
 CREATE INDEX audit_log_action ON audit_log (action, seq);
+-- Refused reports of the last hours, newest first, without reading older ones.
+CREATE INDEX audit_log_action_time ON audit_log (action, at_ms);
+-- A unit's entries newest first (the subject now names field authentications too, many per unit).
+DROP INDEX audit_log_subject;
+CREATE INDEX audit_log_subject ON audit_log (subject, seq) WHERE subject IS NOT NULL;
 CREATE INDEX installed_devices_time ON installed_devices (installed_ms, factory_id, station);
 CREATE INDEX installed_devices_factory ON installed_devices (factory_id);

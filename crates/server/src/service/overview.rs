@@ -1,6 +1,8 @@
 //! What the console shows at a glance: every factory with its quotas, open records and
-//! leases, each product's pool, installs per hour and refused reports. Reads only: each query
-//! runs on an index (migrations `0012_console` / `0010_console`), none takes the write lock.
+//! leases, each product's pool, installs per hour and refused reports. Reads only, none in a
+//! write transaction: the activity reads the hours asked for on indexes (migrations
+//! `0012_console` / `0010_console`); the overview counts each factory's units and each pool on
+//! indexes, which grows with the tables (docs/benchmarks.md).
 
 use imprint_api::{
     Activity, FactoryList, FactoryOverview, InstallCount, LeaseOverview, PoolLevel, QuotaUse,
@@ -155,7 +157,7 @@ pub async fn activity(state: &AppState, hours: u64) -> Result<Activity, AppError
     let mut refused = Vec::new();
     for r in sqlx::query(
         "SELECT seq, at_ms, actor, detail FROM audit_log \
-         WHERE action = 'report.refused' AND at_ms >= $1 ORDER BY seq DESC LIMIT 100",
+         WHERE action = 'report.refused' AND at_ms >= $1 ORDER BY at_ms DESC, seq DESC LIMIT 100",
     )
     .bind(from)
     .fetch_all(pool)
@@ -184,9 +186,19 @@ pub async fn activity(state: &AppState, hours: u64) -> Result<Activity, AppError
     })
 }
 
-/// The apparatus ID an audit search for `unit` means: the unit installed under that product
-/// serial if there is one, else `unit` as an apparatus ID. Text that is neither is refused.
+/// The apparatus ID an audit search for `unit` means: `unit` itself if it is an apparatus ID
+/// of table 702, else the unit installed under that product serial if there is one, else
+/// `unit` as an apparatus ID (which finds nothing). Text that is neither is refused.
 pub async fn unit_subject(conn: &mut Conn, unit: &str) -> Result<String, AppError> {
+    if let Ok(id) = ApparatusId::new(unit)
+        && sqlx::query("SELECT 1 AS one FROM auth_info WHERE apparatus_id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some()
+    {
+        return Ok(id.as_str().to_string());
+    }
     if let Ok(serial) = ProductSerial::new(unit)
         && let Some(r) =
             sqlx::query("SELECT apparatus_id FROM installed_devices WHERE product_serial = $1")

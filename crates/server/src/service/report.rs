@@ -60,10 +60,19 @@ pub async fn report(
     r: &Report,
 ) -> Result<(ReportStatus, Challenge), AppError> {
     user.factory()?;
-    if r.station.is_empty() || r.station.len() > 64 {
-        return Err(AppError::BadRequest("station: 1 to 64 characters".into()));
-    }
+    check_station(&r.station)?;
     state.reporter.report(user.clone(), r.clone()).await
+}
+
+/// A station's name as it names itself: 1 to 64 bytes, no control characters (it is shown in
+/// the console and written into the audit log, whose JSON would carry them escaped).
+fn check_station(name: &str) -> Result<(), AppError> {
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err(AppError::BadRequest(
+            "station: 1 to 64 bytes, no control characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Most reports in one batch (one transaction, one durable commit).
@@ -443,9 +452,7 @@ pub async fn record_lock(
     r: &LockReport,
 ) -> Result<ReportStatus, AppError> {
     let factory = user.factory()?;
-    if r.station.is_empty() || r.station.len() > 64 {
-        return Err(AppError::BadRequest("station: 1 to 64 characters".into()));
-    }
+    check_station(&r.station)?;
     state
         .store
         .write(&(user, &factory, r), |tx, (user, factory, r)| {

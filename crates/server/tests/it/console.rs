@@ -141,6 +141,22 @@ async fn activity_counts_installs_by_hour_and_station_and_lists_refusals() {
         )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    // A station's name is text for people: no control characters (it would reach the log and
+    // the console escaped, and PostgreSQL's jsonb refuses \u0000).
+    let recs = env.issue(&env.tech, 1).await;
+    let (s, v) = env
+        .call(
+            Method::POST,
+            "/api/v1/report",
+            Some(&env.tech),
+            json!({ "apparatus_id": recs[0]["apparatus_id"], "product_serial": "SN-1", "receipt": "00".repeat(32), "station": "line\u{0}" }),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request")),
+        "{v}"
+    );
 }
 
 async fn search(env: &Env, query: &str) -> (StatusCode, Value) {

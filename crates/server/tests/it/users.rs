@@ -214,3 +214,59 @@ async fn the_last_enabled_admin_cannot_be_disabled_or_demoted() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(me(&env, &env.admin).await, StatusCode::UNAUTHORIZED);
 }
+
+/// Two admins disabling each other at the same moment: one wins, the other is refused, and an
+/// enabled admin is left (on PostgreSQL the enabled admins are locked first, in name order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_admins_disabling_each_other_at_once_leave_one() {
+    let env = std::sync::Arc::new(Env::new(1, 10).await);
+    let (s, _) = put(&env, "auditor/role", json!({ "role": "admin" })).await;
+    assert_eq!(s, StatusCode::OK);
+    let second = env.login("auditor").await;
+    let (a, b) = tokio::join!(
+        env.call(
+            Method::PUT,
+            "/api/v1/users/auditor/disabled",
+            Some(&env.admin),
+            json!({ "disabled": true })
+        ),
+        env.call(
+            Method::PUT,
+            "/api/v1/users/admin/disabled",
+            Some(&second),
+            json!({ "disabled": true })
+        ),
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    // The loser is refused as the last admin, or finds its own session ended by the winner.
+    assert_eq!(statuses[0], StatusCode::OK, "{a:?} {b:?}");
+    assert!(
+        matches!(statuses[1], StatusCode::CONFLICT | StatusCode::UNAUTHORIZED),
+        "{a:?} {b:?}"
+    );
+    let (_, v) = env
+        .call(
+            Method::GET,
+            "/api/v1/audit?action=user.disable",
+            Some(&env.admin),
+            Value::Null,
+        )
+        .await;
+    let survivor = if a.0 == StatusCode::OK {
+        &env.admin
+    } else {
+        &second
+    };
+    let (s, v2) = env
+        .call(Method::GET, "/api/v1/users", Some(survivor), Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v2} {v}");
+    let enabled_admins = v2["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["role"] == "admin" && u["disabled"] == false)
+        .count();
+    assert_eq!(enabled_admins, 1, "{v2}");
+}
