@@ -17,7 +17,7 @@
     clippy::panic
 )]
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::Request;
@@ -28,24 +28,7 @@ use sqlx::Row;
 use tower::ServiceExt;
 
 mod common;
-use common::{fresh, rate};
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i].as_secs_f64() * 1e3
-}
-
-fn row(label: &str, mut lat: Vec<Duration>) {
-    lat.sort();
-    let mean = lat.iter().sum::<Duration>().as_secs_f64() * 1e3 / lat.len() as f64;
-    println!(
-        "| {label} | {:.2} | {:.2} | {:.2} | {:.2} |",
-        mean,
-        pct(&lat, 0.5),
-        pct(&lat, 0.99),
-        pct(&lat, 1.0)
-    );
-}
+use common::{Unit, fresh, rate, row};
 
 /// The `i`th entry of the filled log.
 fn entry(i: u64) -> audit::NewEntry {
@@ -73,6 +56,22 @@ fn entry(i: u64) -> audit::NewEntry {
         action: action.into(),
         detail,
     }
+}
+
+/// The auditor's session token, signed in through the router.
+async fn login(app: &axum::Router) -> String {
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/login")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            r#"{"username":"auditor","password":"password-123"}"#,
+        ))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    v["token"].as_str().unwrap().to_string()
 }
 
 /// A search's query string, from a random sequence number below the log's end.
@@ -127,20 +126,7 @@ async fn main() {
             serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
         }
     };
-    let login = {
-        let req = Request::builder()
-            .method("POST")
-            .uri("/api/v1/login")
-            .header("content-type", "application/json")
-            .body(Body::from(
-                r#"{"username":"auditor","password":"password-123"}"#,
-            ))
-            .unwrap();
-        let res = app.clone().oneshot(req).await.unwrap();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        v["token"].as_str().unwrap().to_string()
-    };
+    let session = login(&app).await;
     let latest = n + 8;
     let mut rng = imprint_server::rng();
     let mut below = || 1 + rng.next_u64() % latest;
@@ -197,13 +183,17 @@ async fn main() {
         for _ in 0..runs {
             let path = format!("/api/v1/audit?limit=50&{}", query(below()));
             let t = Instant::now();
-            let v = call(path, Some(login.clone())).await;
+            let v = call(path, Some(session.clone())).await;
             lat.push(t.elapsed());
             assert!(v["entries"].is_array());
         }
-        row(label, lat);
+        row(label, lat, Unit::Millis);
     }
-    row("baseline: one-row primary-key read of `audit_log`", pk);
+    row(
+        "baseline: one-row primary-key read of `audit_log`",
+        pk,
+        Unit::Millis,
+    );
     state.store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -272,20 +262,7 @@ async fn main() {
         t.elapsed().as_secs_f64()
     );
     let app = imprint_server::app(state.clone());
-    let token = {
-        let req = Request::builder()
-            .method("POST")
-            .uri("/api/v1/login")
-            .header("content-type", "application/json")
-            .body(Body::from(
-                r#"{"username":"auditor","password":"password-123"}"#,
-            ))
-            .unwrap();
-        let res = app.clone().oneshot(req).await.unwrap();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        v["token"].as_str().unwrap().to_string()
-    };
+    let token = login(&app).await;
     println!(
         "\n| with {n} units installed, {runs} each | mean ms | p50 | p99 | max |\n| --- | --- | --- | --- | --- |"
     );
@@ -319,7 +296,7 @@ async fn main() {
                 "{last}"
             );
         }
-        row(label, lat);
+        row(label, lat, Unit::Millis);
     }
     state.store.close().await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -28,24 +28,7 @@ use imprint_server::{AppState, audit, service};
 use rand_core::Rng;
 
 mod common;
-use common::{fresh, rate, tech};
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i].as_secs_f64() * 1e6
-}
-
-fn row(label: &str, mut lat: Vec<Duration>) {
-    lat.sort();
-    let mean = lat.iter().sum::<Duration>().as_secs_f64() * 1e6 / lat.len() as f64;
-    println!(
-        "| {label} | {:.1} | {:.1} | {:.1} | {:.1} |",
-        mean,
-        pct(&lat, 0.5),
-        pct(&lat, 0.99),
-        pct(&lat, 1.0)
-    );
-}
+use common::{Unit, fresh, rate, row, tech};
 
 /// `n` pending entries, as that many business transactions would leave them, committed in
 /// transactions of 100,000.
@@ -177,11 +160,20 @@ async fn main() {
     println!(
         "\n| one station, {reports} each, µs | mean | p50 | p99 | max |\n| --- | --- | --- | --- | --- |"
     );
-    row("report (its audit entry included)", report_lat.clone());
-    row("write transaction updating one row (baseline)", empty_lat);
+    row(
+        "report (its audit entry included)",
+        report_lat.clone(),
+        Unit::Micros,
+    );
+    row(
+        "write transaction updating one row (baseline)",
+        empty_lat,
+        Unit::Micros,
+    );
     row(
         "the same transaction, also appending an audit entry",
         append_lat,
+        Unit::Micros,
     );
     println!(
         "\nthe entry adds {added:.1} µs to a transaction: {:.2}% of a report's mean",
@@ -224,9 +216,13 @@ async fn main() {
     println!(
         "\n| log of {size} entries, {samples} random proofs, µs | mean | p50 | p99 | max |\n| --- | --- | --- | --- | --- |"
     );
-    row("inclusion proof (random leaf)", incl);
-    row("consistency proof (random old size)", cons);
-    row("one-row primary-key read of audit_tree (baseline)", base);
+    row("inclusion proof (random leaf)", incl, Unit::Micros);
+    row("consistency proof (random old size)", cons, Unit::Micros);
+    row(
+        "one-row primary-key read of audit_tree (baseline)",
+        base,
+        Unit::Micros,
+    );
     println!(
         "({:.1} hashes per inclusion proof)",
         hashes as f64 / samples as f64

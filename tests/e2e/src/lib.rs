@@ -130,6 +130,67 @@ impl Transport for Loopback {
     }
 }
 
+/// How long a test waits for the page or the server before it fails.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// What an end-to-end test runs against, from what `cargo xtask test` sets: the `imprint`
+/// binary (`IMPRINT_BIN`), the built portal (`IMPRINT_PORTAL`), chromedriver (`CHROMEDRIVER`,
+/// else on the PATH); a fresh work folder, a free port, and `docs/screenshots/`.
+pub struct Setup {
+    /// The `imprint` binary.
+    pub bin: String,
+    /// The built portal's folder.
+    pub portal: String,
+    /// chromedriver.
+    pub driver: String,
+    /// Where the screenshots go.
+    pub shots: std::path::PathBuf,
+    /// A fresh folder for the server's data and the test's files.
+    pub work: std::path::PathBuf,
+    /// The server's port on 127.0.0.1.
+    pub port: u16,
+    /// `127.0.0.1:PORT`.
+    pub listen: String,
+    /// The portal's address.
+    pub url: String,
+}
+
+impl Setup {
+    /// The set-up of the test named `tag` (its work folder is named after it).
+    pub fn from_env(tag: &str) -> Result<Setup> {
+        let var = |name: &str| {
+            std::env::var(name).map_err(|_| {
+                HarnessError(format!(
+                    "{name} is not set: run this through `cargo xtask test`"
+                ))
+            })
+        };
+        let shots =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+        std::fs::create_dir_all(&shots).map_err(err)?;
+        let work = std::env::temp_dir().join(format!("imprint-e2e-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).map_err(err)?;
+        let port = free_port()?;
+        let listen = format!("127.0.0.1:{port}");
+        Ok(Setup {
+            bin: var("IMPRINT_BIN")?,
+            portal: var("IMPRINT_PORTAL")?,
+            driver: std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()),
+            shots,
+            work,
+            port,
+            url: format!("http://{listen}/"),
+            listen,
+        })
+    }
+
+    /// `imprint demo` on this set-up's port, serving its portal.
+    pub fn demo_args(&self) -> [&str; 5] {
+        ["demo", "--listen", &self.listen, "--portal", &self.portal]
+    }
+}
+
 /// A running process that is killed when dropped.
 pub struct Proc(pub Child);
 

@@ -14,19 +14,9 @@
     clippy::indexing_slicing
 )]
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use imprint_api::{FactoryList, ListFactories};
 use imprint_core::ProductCode;
-use imprint_e2e::{Browser, Loopback, free_port, imprint_file_custody, wait_port};
-
-const WAIT: Duration = Duration::from_secs(60);
-
-fn env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set: run this through `cargo xtask test`"))
-}
+use imprint_e2e::{Browser, Loopback, Setup, WAIT, imprint_file_custody, wait_port};
 
 /// Signs in on the portal's form as `user`; the console opens.
 async fn sign_in(b: &Browser, url: &str, user: &str, password: &str) {
@@ -72,36 +62,31 @@ async fn pool(port: u16) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the built portal, the imprint binary and chromedriver: `cargo xtask test` runs it"]
 async fn an_operator_and_an_auditor_run_the_line_from_the_console() {
-    let bin = env("IMPRINT_BIN");
-    let portal = env("IMPRINT_PORTAL");
-    let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let work = std::env::temp_dir().join(format!("imprint-e2e-console-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
-    let port = free_port().unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let url = format!("http://{listen}/");
+    let setup = Setup::from_env("console").unwrap();
+    let Setup {
+        bin,
+        driver,
+        shots,
+        work,
+        port,
+        url,
+        ..
+    } = &setup;
+    let (port, url) = (*port, url.as_str());
     // Keys in a file: the station's test has the token (one demo's keys at a time).
-    let _server = imprint_file_custody(
-        &bin,
-        &work,
-        &["demo", "--listen", &listen, "--portal", &portal],
-    )
-    .unwrap();
+    let _server = imprint_file_custody(bin, work, &setup.demo_args()).unwrap();
     wait_port(port, WAIT).await.unwrap();
-    let b = Browser::start(&driver).await.unwrap();
+    let b = Browser::start(driver).await.unwrap();
 
     // The admin's console: the demo's two factories, their quotas as bars, the pools.
-    sign_in(&b, &url, "admin", "demo-admin-pass").await;
+    sign_in(&b, url, "admin", "demo-admin-pass").await;
     b.wait_for("document.getElementById('factory-acme-sz')", WAIT)
         .await
         .unwrap();
     wait_text(&b, "#factory-acme-sz", "CAM-X100: 0 of 1000 used").await;
     wait_text(&b, "#pools", "CAM-X100: 3000 entries in the pool").await;
     // The console survives a reload of the page, as the station does.
-    b.goto(&url).await.unwrap();
+    b.goto(url).await.unwrap();
     b.wait_for("document.getElementById('factory-contoso-pl')", WAIT)
         .await
         .unwrap();
@@ -216,7 +201,7 @@ async fn an_operator_and_an_auditor_run_the_line_from_the_console() {
         .unwrap();
 
     // The new factory's technician provisions three simulated units.
-    b.sign_in_as(&url, "tech-dee", "delta-1", Some("CAM-X100"), WAIT)
+    b.sign_in_as(url, "tech-dee", "delta-1", Some("CAM-X100"), WAIT)
         .await
         .unwrap();
     b.click("#fetch").await.unwrap();
@@ -242,7 +227,7 @@ async fn an_operator_and_an_auditor_run_the_line_from_the_console() {
     b.sign_out(WAIT).await.unwrap();
 
     // The auditor: the new factory's installs at a glance, then in the log by station.
-    sign_in(&b, &url, "auditor", "demo-audit-pass").await;
+    sign_in(&b, url, "auditor", "demo-audit-pass").await;
     assert_eq!(
         b.js("return !!document.getElementById('nav-entries')")
             .await
@@ -315,7 +300,7 @@ async fn an_operator_and_an_auditor_run_the_line_from_the_console() {
     b.wait_for("document.getElementById('user')", WAIT)
         .await
         .unwrap();
-    sign_in(&b, &url, "admin", "demo-admin-pass").await;
+    sign_in(&b, url, "admin", "demo-admin-pass").await;
     b.fill("#revoke-id", &unit).await.unwrap();
     b.click("#revoke button[type=submit]").await.unwrap();
     b.click("#revoke-confirm").await.unwrap();

@@ -17,18 +17,10 @@
 )]
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use imprint_e2e::{Browser, Loopback, free_port, imprint, quantile, wait_port};
+use imprint_e2e::{Browser, Loopback, Setup, WAIT, imprint, quantile, wait_port};
 use imprint_portal::client::Transport;
-
-const WAIT: Duration = Duration::from_secs(60);
-
-fn env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set: run this through `cargo xtask test`"))
-}
 
 async fn count(b: &Browser, css: &str) -> u64 {
     b.js(&format!("return document.querySelectorAll('{css}').length"))
@@ -63,26 +55,22 @@ async fn click_all(b: &Browser, css: &str) {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the built portal, the imprint binary and chromedriver: `cargo xtask test` runs it"]
 async fn twenty_units_through_the_real_portal_with_faults() {
-    let bin = env("IMPRINT_BIN");
-    let portal = env("IMPRINT_PORTAL");
-    let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let work = std::env::temp_dir().join(format!("imprint-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
-    let port = free_port().unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let url = format!("http://{listen}/");
-    let mut server = imprint(
-        &bin,
-        &work,
-        &["demo", "--listen", &listen, "--portal", &portal],
-    )
-    .unwrap();
+    let setup = Setup::from_env("station").unwrap();
+    let Setup {
+        bin,
+        portal,
+        driver,
+        shots,
+        work,
+        port,
+        listen,
+        url,
+    } = &setup;
+    let (port, url) = (*port, url.clone());
+    let mut server = imprint(bin, work, &setup.demo_args()).unwrap();
     wait_port(port, WAIT).await.unwrap();
 
-    let b = Browser::start(&driver).await.unwrap();
+    let b = Browser::start(driver).await.unwrap();
     b.goto(&url).await.unwrap();
     b.wait_for("document.getElementById('user')", WAIT)
         .await
@@ -198,16 +186,16 @@ async fn twenty_units_through_the_real_portal_with_faults() {
         .await
         .unwrap();
     server = imprint(
-        &bin,
-        &work,
+        bin,
+        work,
         &[
             "--data-dir",
             "imprint-demo",
             "serve",
             "--listen",
-            &listen,
+            listen,
             "--portal",
-            &portal,
+            portal,
         ],
     )
     .unwrap();
@@ -667,7 +655,7 @@ async fn twenty_units_through_the_real_portal_with_faults() {
             "the pass phrase of {id} reached the station"
         );
     }
-    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(work);
 }
 
 /// The pass phrases of the installed units, read from the stopped server's database and opened
@@ -683,8 +671,10 @@ async fn installed_pass_phrases(data: &std::path::Path) -> Vec<(String, String)>
             );
             let token = imprint_server::pkcs11::Token::open(
                 std::path::Path::new(&module),
-                &env("IMPRINT_PKCS11_TOKEN"),
-                &env("IMPRINT_PKCS11_PIN"),
+                &std::env::var("IMPRINT_PKCS11_TOKEN")
+                    .expect("IMPRINT_PKCS11_TOKEN set with IMPRINT_PKCS11_MODULE"),
+                &std::env::var("IMPRINT_PKCS11_PIN")
+                    .expect("IMPRINT_PKCS11_PIN set with IMPRINT_PKCS11_MODULE"),
             )
             .unwrap();
             println!(

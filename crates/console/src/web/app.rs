@@ -266,6 +266,17 @@ enum UserChange {
     Role(String, Role, Option<FactoryId>),
 }
 
+/// A select's options, each value its own label.
+fn options(values: Vec<String>) -> impl IntoView {
+    values
+        .into_iter()
+        .map(|v| {
+            let label = v.clone();
+            view! { <option value=v>{label}</option> }
+        })
+        .collect_view()
+}
+
 /// An action's outcome under its form: done (green) or refused (red).
 #[derive(Clone, Debug)]
 enum Said {
@@ -545,13 +556,12 @@ fn FactoryForms(ctx: Ctx) -> impl IntoView {
     };
     let factory_options = move || {
         ctx.overview.get().map(|o| {
-            o.factories
-                .into_iter()
-                .map(|f| {
-                    let v = f.factory_id.to_string();
-                    view! { <option value=v.clone()>{v.clone()}</option> }
-                })
-                .collect_view()
+            options(
+                o.factories
+                    .iter()
+                    .map(|f| f.factory_id.to_string())
+                    .collect(),
+            )
         })
     };
     let product_options = move || {
@@ -751,16 +761,7 @@ fn Rotation(ctx: Ctx) -> impl IntoView {
             })
             .collect_view()
     };
-    let key_options = move || {
-        ctx.keys
-            .get()
-            .into_iter()
-            .map(|k| {
-                let v = k.to_string();
-                view! { <option value=v.clone()>{v.clone()}</option> }
-            })
-            .collect_view()
-    };
+    let key_options = move || options(ctx.keys.get().iter().map(KeyId::to_string).collect());
     view! {
         <section class="card wide" id="rotation">
             <h2>"Rotate a product's key"</h2>
@@ -879,16 +880,7 @@ fn Entries(ctx: Ctx) -> impl IntoView {
             importing.set(false);
         });
     };
-    let key_options = move || {
-        ctx.keys
-            .get()
-            .into_iter()
-            .map(|k| {
-                let v = k.to_string();
-                view! { <option value=v.clone()>{v.clone()}</option> }
-            })
-            .collect_view()
-    };
+    let key_options = move || options(ctx.keys.get().iter().map(KeyId::to_string).collect());
     let line_rows = move || {
         bad_lines
             .get()
@@ -983,13 +975,12 @@ fn Users(ctx: Ctx) -> impl IntoView {
     };
     let factory_options = move || {
         ctx.overview.get().map(|o| {
-            o.factories
-                .into_iter()
-                .map(|f| {
-                    let v = f.factory_id.to_string();
-                    view! { <option value=v.clone()>{v.clone()}</option> }
-                })
-                .collect_view()
+            options(
+                o.factories
+                    .iter()
+                    .map(|f| f.factory_id.to_string())
+                    .collect(),
+            )
         })
     };
     // One row's change: what it is, and what to say once it is done.

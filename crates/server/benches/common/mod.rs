@@ -61,3 +61,35 @@ pub(crate) fn tech() -> auth::User {
 pub(crate) fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
+
+/// The `p` quantile of `sorted` latencies (nearest rank).
+pub(crate) fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted.get(i).copied().unwrap_or_default()
+}
+
+/// The unit a latency table prints in.
+#[derive(Clone, Copy)]
+pub(crate) enum Unit {
+    /// Microseconds, one decimal.
+    Micros,
+    /// Milliseconds, two decimals.
+    Millis,
+}
+
+/// A table row: `| label | mean | p50 | p99 | max |` of `lat`, in `unit`.
+pub(crate) fn row(label: &str, mut lat: Vec<Duration>, unit: Unit) {
+    lat.sort();
+    let mean = lat.iter().sum::<Duration>() / lat.len().max(1) as u32;
+    let show = |d: Duration| match unit {
+        Unit::Micros => format!("{:.1}", d.as_secs_f64() * 1e6),
+        Unit::Millis => format!("{:.2}", d.as_secs_f64() * 1e3),
+    };
+    println!(
+        "| {label} | {} | {} | {} | {} |",
+        show(mean),
+        show(pct(&lat, 0.5)),
+        show(pct(&lat, 0.99)),
+        show(pct(&lat, 1.0))
+    );
+}
