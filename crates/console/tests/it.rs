@@ -262,6 +262,16 @@ fn a_search_becomes_the_query_and_pages_go_newest_first() {
     .query(9)
     .unwrap();
     assert_eq!(q.station.as_deref(), Some("line-1"));
+    let q = Search {
+        field: Field::Action,
+        term: "report".into(),
+    }
+    .query_of(7, imprint_console::state::audit::EXPORT_PAGE)
+    .unwrap();
+    assert_eq!(
+        (q.limit, q.before, q.action.as_deref()),
+        (Some(1000), Some(7), Some("report"))
+    );
     let e = Search {
         field: Field::Actor,
         term: "  ".into(),

@@ -269,6 +269,9 @@ async fn an_operator_and_an_auditor_run_the_line_from_the_console() {
     );
     b.click("#verify").await.unwrap();
     wait_text(&b, "#verify-said", "Verified:").await;
+    // The search's entries exported: its three reports and three locks.
+    b.click("#audit-export").await.unwrap();
+    wait_text(&b, "#audit-export-said", "6 entries exported.").await;
     b.screenshot(&shots.join("console-audit.png"))
         .await
         .unwrap();

@@ -7,6 +7,13 @@ use imprint_api::{AuditEntry, AuditPage, AuditQuery};
 /// Entries per page.
 pub const PAGE: u64 = 50;
 
+/// Entries an export reads per request (the most `GET /audit` gives).
+pub const EXPORT_PAGE: u64 = 1000;
+
+/// The most entries one export holds; a search that finds more is exported newest first up to
+/// this many, and the page says so.
+pub const EXPORT_MAX: usize = 100_000;
+
 /// What the search term is matched against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
@@ -72,10 +79,16 @@ pub struct Search {
 impl Search {
     /// The query for the page below sequence number `before`, or why the search cannot run.
     pub fn query(&self, before: u64) -> Result<AuditQuery, String> {
+        self.query_of(before, PAGE)
+    }
+
+    /// The query for `limit` entries below sequence number `before` (an export reads the
+    /// search's entries [`EXPORT_PAGE`] at a time).
+    pub fn query_of(&self, before: u64, limit: u64) -> Result<AuditQuery, String> {
         let term = self.term.trim().to_string();
         let mut q = AuditQuery {
             before: Some(before),
-            limit: Some(PAGE),
+            limit: Some(limit),
             ..AuditQuery::default()
         };
         if self.field == Field::All {

@@ -19,7 +19,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::Session;
 use crate::state::activity::{installs, refusal_meaning};
-use crate::state::audit::{Field, Pager, Search, at_ms, to_csv};
+use crate::state::audit::{EXPORT_MAX, EXPORT_PAGE, Field, Pager, Search, at_ms, to_csv};
 use crate::state::overview::{alerts, bar, duration, left, outstanding};
 
 /// How often the live figures are read again.
@@ -1180,10 +1180,55 @@ fn Audit(ctx: Ctx) -> impl IntoView {
             verifying.set(false);
         });
     };
+    let exported = RwSignal::new(None::<Said>);
+    let exporting = RwSignal::new(false);
+    // Every entry the search finds, newest first, a thousand a request, up to EXPORT_MAX.
     let export = move |_| {
-        if let Some(p) = page.get_untracked() {
-            download(&to_csv(&p.entries), "imprint-audit.csv", "text/csv");
-        }
+        let search = Search {
+            field: field.get_untracked(),
+            term: term.get_untracked(),
+        };
+        exporting.set(true);
+        spawn_local(async move {
+            let mut all = Vec::new();
+            let mut before = u64::MAX;
+            let outcome = loop {
+                let q = match search.query_of(before, EXPORT_PAGE) {
+                    Ok(q) => q,
+                    Err(e) => break Err(e),
+                };
+                match ctx.call(&q).await {
+                    Ok(p) => {
+                        let full = p.entries.len() as u64 >= EXPORT_PAGE;
+                        if let Some(last) = p.entries.last() {
+                            before = last.seq;
+                        }
+                        all.extend(p.entries);
+                        if !full || all.len() >= EXPORT_MAX {
+                            break Ok(full);
+                        }
+                    }
+                    Err(e) => break Err(says(&e)),
+                }
+            };
+            match outcome {
+                Ok(more) => {
+                    all.truncate(EXPORT_MAX);
+                    download(&to_csv(&all), "imprint-audit.csv", "text/csv");
+                    let tail = if more {
+                        format!(" (the newest {EXPORT_MAX}; narrow the search for the rest)")
+                    } else {
+                        String::new()
+                    };
+                    exported.set(Some(Said::Done(format!(
+                        "{} entries exported{tail}.",
+                        all.len()
+                    ))));
+                }
+                Err(e) => exported.set(Some(Said::Failed(format!("Nothing exported: {e}")))),
+            }
+            exporting.set(false);
+        });
     };
     let rows = move || {
         page.get().map(|p| {
@@ -1245,8 +1290,9 @@ fn Audit(ctx: Ctx) -> impl IntoView {
                 <input id="audit-term" placeholder="exact match" prop:value=move || term.get() on:input=move |e| term.set(event_target_value(&e))/>
                 <button class="primary" type="submit">"Search"</button>
                 <button type="button" id="verify" disabled=move || verifying.get() on:click=verify>{move || if verifying.get() { "Verifying…" } else { "Verify the log" }}</button>
-                <button type="button" id="audit-export" on:click=export>"Export this page (CSV)"</button>
+                <button type="button" id="audit-export" disabled=move || exporting.get() on:click=export>"Export what the search finds (CSV)"</button>
             </form>
+            {said_view(exported, "audit-export-said")}
             {verdict}
             <Show when=move || problem.get().is_some()>
                 <p class="error" id="audit-problem">{move || problem.get().unwrap_or_default()}</p>
