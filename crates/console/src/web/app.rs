@@ -605,10 +605,11 @@ fn Products(ctx: Ctx) -> impl IntoView {
             .get()
             .into_iter()
             .map(|p| {
+                // "…" until the factories are read, never a 0 that is not known.
                 let open = overview
                     .as_ref()
-                    .map(|o| outstanding(o, &p.product_code))
-                    .unwrap_or(0);
+                    .map(|o| outstanding(o, &p.product_code).to_string())
+                    .unwrap_or_else(|| "…".into());
                 view! {
                     <tr>
                         <td>{p.product_code.to_string()}</td>
@@ -707,11 +708,12 @@ fn Rotation(ctx: Ctx) -> impl IntoView {
         if new == current {
             return Err(format!("{code} is already on key {new}: pick another key."));
         }
+        // Not a guess before the factories are read: the count is what the confirmation shows.
         let open = ctx
             .overview
             .get()
             .map(|o| outstanding(&o, &code))
-            .unwrap_or(0);
+            .ok_or("Reading the factories' open records…")?;
         Ok((code, current, new, open))
     };
     let preview = move || match chosen() {

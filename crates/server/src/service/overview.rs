@@ -166,16 +166,26 @@ pub async fn activity(state: &AppState, hours: u64) -> Result<Activity, AppError
         let detail: String = r.try_get("detail")?;
         let d: serde_json::Value = serde_json::from_str(&detail)
             .map_err(|e| AppError::bug(format!("a refused report's detail does not read: {e}")))?;
-        let text = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let seq = count(r.try_get("seq")?)?;
+        // Every refused report is written with these fields (service::report): one without
+        // them is a fault of the log, said so, never shown as an empty refusal.
+        let text = |k: &str| -> Result<String, AppError> {
+            d.get(k)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    AppError::bug(format!("refused report {seq} has no {k} in its detail"))
+                })
+        };
         refused.push(RefusedReport {
-            seq: count(r.try_get("seq")?)?,
+            seq,
             at_ms: count(r.try_get("at_ms")?)?,
             technician: r.try_get("actor")?,
-            factory: text("factory"),
-            station: text("station"),
-            apparatus_id: text("apparatus_id"),
-            product_serial: text("product_serial"),
-            reason: text("reason"),
+            factory: text("factory")?,
+            station: text("station")?,
+            apparatus_id: text("apparatus_id")?,
+            product_serial: text("product_serial")?,
+            reason: text("reason")?,
         });
     }
     Ok(Activity {
