@@ -192,7 +192,12 @@ async fn an_operator_and_an_auditor_run_the_line_from_the_console() {
     b.click("#rotate-confirm").await.unwrap();
     wait_text(&b, "#rotate-said", "CAM-X100 is now on key 2 (was 1)").await;
     b.select("#rotate-key", "1").await.unwrap();
+    // The button is live once the page has read the product's new key.
+    wait_text(&b, "#rotate-preview", "CAM-X100 moves from key 2 to key 1").await;
     b.click("#rotate").await.unwrap();
+    b.wait_for("document.getElementById('rotate-confirm')", WAIT)
+        .await
+        .unwrap();
     b.click("#rotate-confirm").await.unwrap();
     wait_text(&b, "#rotate-said", "CAM-X100 is now on key 1 (was 2)").await;
     b.click("#signout").await.unwrap();
@@ -256,7 +261,8 @@ async fn an_operator_and_an_auditor_run_the_line_from_the_console() {
     b.fill("#audit-term", "delta-1").await.unwrap();
     b.click("#audit-search button[type=submit]").await.unwrap();
     b.wait_for(
-        "[...document.querySelectorAll('#audit td:nth-child(4)')].filter(t => t.innerText === 'report').length === 3",
+        // The search's page, not the one before it: every row from station delta-1.
+        "(() => { const d = [...document.querySelectorAll('#audit td:nth-child(5)')]; const a = [...document.querySelectorAll('#audit td:nth-child(4)')]; return d.length > 0 && d.every(t => t.innerText.includes('\"station\":\"delta-1\"')) && a.filter(t => t.innerText === 'report').length === 3; })()",
         WAIT,
     )
     .await
