@@ -24,7 +24,6 @@ use axum::http::Request;
 use http_body_util::BodyExt;
 use imprint_server::{audit, auth, tlog};
 use rand_core::Rng;
-use sqlx::Row;
 use tower::ServiceExt;
 
 mod common;
@@ -135,13 +134,13 @@ async fn main() {
         "\n| `GET /api/v1/audit`, 50 entries a page, newest first, {runs} each | mean ms | p50 | p99 | max |\n| --- | --- | --- | --- | --- |"
     );
     let mut pk = Vec::new();
-    let mut conn = state.store.pool().acquire().await.unwrap();
+    let mut conn = state.store.read().await.unwrap();
     for _ in 0..runs {
         let seq = below() as i64;
         let t = Instant::now();
-        let r = sqlx::query("SELECT seq, detail FROM audit_log WHERE seq = $1")
+        let r = imprint_server::db::query("SELECT seq, detail FROM audit_log WHERE seq = $1")
             .bind(seq)
-            .fetch_optional(&mut *conn)
+            .fetch_optional(&mut conn)
             .await
             .unwrap();
         pk.push(t.elapsed());
@@ -223,37 +222,37 @@ async fn main() {
     let now = imprint_server::now_millis();
     let mut tx = state.store.begin().await.unwrap();
     // Rows as the flow leaves them, written directly: the reads are what is measured.
-    sqlx::query(
+    imprint_server::db::query(
         "UPDATE auth_info SET state = 'installed', factory_id = 'fa', product_code = 'CAM-X100' WHERE created_seq <= $1",
     )
     .bind(n as i64)
-    .execute(&mut *tx)
+    .execute(&mut tx)
     .await
     .unwrap();
-    sqlx::query(
+    imprint_server::db::query(
         "INSERT INTO installed_devices (apparatus_id, conversion_sealed, product_serial, factory_id, technician, station, receipt, installed_ms) \
          SELECT apparatus_id, pass_sealed, 'SN-' || created_seq, 'fa', 'tech', 'line-' || (created_seq % 40), '', $1 - created_seq * 2592 \
          FROM auth_info WHERE created_seq <= $2",
     )
     .bind(now)
     .bind(n as i64)
-    .execute(&mut *tx)
+    .execute(&mut tx)
     .await
     .unwrap();
-    sqlx::query(
+    imprint_server::db::query(
         "UPDATE auth_info SET state = 'issued', factory_id = 'fa', product_code = 'CAM-X100' WHERE created_seq > $1",
     )
     .bind(n as i64)
-    .execute(&mut *tx)
+    .execute(&mut tx)
     .await
     .unwrap();
-    sqlx::query(
+    imprint_server::db::query(
         "INSERT INTO factory_records (apparatus_id, sealed, key_id, factory_id, product_code, issued_ms) \
          SELECT apparatus_id, pass_sealed, 1, 'fa', 'CAM-X100', $1 FROM auth_info WHERE created_seq > $2",
     )
     .bind(now)
     .bind(n as i64)
-    .execute(&mut *tx)
+    .execute(&mut tx)
     .await
     .unwrap();
     tx.commit().await.unwrap();

@@ -129,7 +129,7 @@ async fn main() {
             .store
             .write(&(), |tx, _| {
                 Box::pin(async move {
-                    sqlx::query(TOUCH).execute(&mut *tx).await?;
+                    imprint_server::db::query(TOUCH).execute(&mut *tx).await?;
                     Ok(())
                 })
             })
@@ -141,7 +141,7 @@ async fn main() {
             .store
             .write(&(), |tx, _| {
                 Box::pin(async move {
-                    sqlx::query(TOUCH).execute(&mut *tx).await?;
+                    imprint_server::db::query(TOUCH).execute(&mut *tx).await?;
                     audit::append(
                         tx,
                         "tech-ana",
@@ -184,7 +184,7 @@ async fn main() {
 
     // 2, 3. A big log, and proofs in it.
     let (state, dir, _) = log_of("proofs", proof_n).await;
-    let mut conn = state.store.pool().acquire().await.unwrap();
+    let mut conn = state.store.read().await.unwrap();
     let size = tlog::latest(&mut conn).await.unwrap().unwrap().size;
     let samples = 10_000;
     let mut incl = Vec::with_capacity(samples);
@@ -206,9 +206,9 @@ async fn main() {
             .unwrap();
         cons.push(t.elapsed());
         let t = Instant::now();
-        sqlx::query("SELECT hash FROM audit_tree WHERE level = 0 AND idx = $1")
+        imprint_server::db::query("SELECT hash FROM audit_tree WHERE level = 0 AND idx = $1")
             .bind(index as i64)
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut conn)
             .await
             .unwrap();
         base.push(t.elapsed());
@@ -274,7 +274,7 @@ async fn main() {
     let whole = t.elapsed();
     assert!(v.problem.is_none(), "{v:?}");
     let t = Instant::now();
-    let mut conn = state.store.pool().acquire().await.unwrap();
+    let mut conn = state.store.read().await.unwrap();
     let entries = audit::read(&mut conn, 1, i64::MAX).await.unwrap();
     let leaves: Vec<_> = entries.iter().map(tlog::entry_leaf).collect();
     let read = t.elapsed();

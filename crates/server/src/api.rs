@@ -7,6 +7,7 @@
 //! are the contract's types, and a body that does not fit answers the one error body with
 //! `bad_request`.
 
+use crate::db;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -262,7 +263,9 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn healthz(State(state): State<AppState>) -> Result<&'static str, AppError> {
-    sqlx::query("SELECT 1").execute(state.store.pool()).await?;
+    db::query("SELECT 1")
+        .execute(&mut state.store.read().await?)
+        .await?;
     Ok("ok")
 }
 
@@ -425,7 +428,7 @@ fn user_row(u: auth::UserState) -> Result<UserRow, AppError> {
 }
 
 async fn list_users(State(state): State<AppState>, _user: User) -> ApiResult<UserList> {
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.read().await?;
     let users = auth::list_users(&mut conn)
         .await?
         .into_iter()
@@ -534,7 +537,7 @@ async fn read_audit(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000) as i64;
     // What was committed before this request is in the page.
     tlog::sequence_before_read(&state.store, &state.custody).await;
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.read().await?;
     let subject = match q.unit.as_deref() {
         Some(unit) => Some(service::unit_subject(&mut conn, unit).await?),
         None => None,
@@ -593,7 +596,7 @@ async fn audit_checkpoint(
     State(state): State<AppState>,
 ) -> ApiResult<imprint_api::AuditCheckpoint> {
     let key = tlog::verifier_key(&state.store, &state.custody).await?;
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.read().await?;
     let latest = match tlog::latest(&mut conn).await? {
         Some(c) => Some(c),
         // Only until the log's first checkpoint: a new server's entries may not be sequenced
@@ -626,7 +629,7 @@ async fn audit_inclusion(
         ));
     }
     tlog::sequence_before_read(&state.store, &state.custody).await;
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.read().await?;
     let index = q.seq - 1;
     let hashes = tlog::prove(
         &mut conn,
@@ -649,7 +652,7 @@ async fn audit_consistency(
     QueryOf(q): QueryOf<imprint_api::ConsistencyQuery>,
 ) -> ApiResult<imprint_api::ConsistencyProof> {
     tlog::sequence_before_read(&state.store, &state.custody).await;
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.read().await?;
     let hashes = tlog::prove(
         &mut conn,
         tlog::Proof::Consistency {

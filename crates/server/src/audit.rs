@@ -5,9 +5,9 @@
 //! breaks the chain at that point; cutting entries off the end is caught by checking against a
 //! head (sequence number and hash) that an auditor saved earlier.
 
+use crate::db;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
 use crate::error::AppError;
 use crate::store::{self, Conn};
@@ -79,7 +79,7 @@ pub async fn append_many(conn: &mut Conn, entries: &[NewEntry]) -> Result<(), Ap
             "INSERT INTO audit_pending (at_ms, actor, action, detail) VALUES {}",
             store::values(chunk.len(), 4)
         );
-        let mut q = sqlx::query(store::bulk(conn, sql));
+        let mut q = db::query(store::bulk(conn, sql));
         for e in chunk {
             q = q
                 .bind(at)
@@ -177,26 +177,25 @@ pub async fn search(
     sql.push_str(&order);
     sql.push_str(&format!(" LIMIT ${}", n + 2));
     // Column names from the list above, values only as parameters.
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut q = db::query(sql);
     for b in &binds {
         q = q.bind(b.as_str());
     }
     let rows = q.bind(at).bind(limit).fetch_all(&mut *conn).await?;
     rows.into_iter()
         .map(|r| entry_of(&r))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(AppError::from)
+        .collect::<Result<_, AppError>>()
 }
 
 /// The sequence number of the latest entry (0: none).
 pub async fn latest(conn: &mut Conn) -> Result<i64, AppError> {
-    let row = sqlx::query("SELECT MAX(seq) AS seq FROM audit_log")
+    let row = db::query("SELECT MAX(seq) AS seq FROM audit_log")
         .fetch_one(&mut *conn)
         .await?;
     Ok(row.try_get::<Option<i64>, _>("seq")?.unwrap_or(0))
 }
 
-fn entry_of(r: &sqlx::any::AnyRow) -> Result<Entry, sqlx::Error> {
+fn entry_of(r: &db::Row) -> Result<Entry, AppError> {
     Ok(Entry {
         seq: r.try_get("seq")?,
         at: r.try_get::<i64, _>("at_ms")?.to_string(),
@@ -210,7 +209,7 @@ fn entry_of(r: &sqlx::any::AnyRow) -> Result<Entry, sqlx::Error> {
 
 /// Reads entries from `from` on, at most `limit`.
 pub async fn read(conn: &mut Conn, from: i64, limit: i64) -> Result<Vec<Entry>, AppError> {
-    let rows = sqlx::query(
+    let rows = db::query(
         "SELECT seq, at_ms, actor, action, detail, prev_hash, hash FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2",
     )
     .bind(from)
@@ -219,8 +218,7 @@ pub async fn read(conn: &mut Conn, from: i64, limit: i64) -> Result<Vec<Entry>, 
     .await?;
     rows.into_iter()
         .map(|r| entry_of(&r))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(AppError::from)
+        .collect::<Result<_, AppError>>()
 }
 
 /// The pure check over entries read in `seq` order.

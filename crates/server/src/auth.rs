@@ -3,6 +3,7 @@
 //! Passwords are stored as argon2id hashes. A session token is 32 random bytes given to the
 //! client once; the database keeps only its SHA-256, so a copied database yields no session.
 
+use crate::db;
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
@@ -11,7 +12,6 @@ use imprint_api::SessionToken;
 use imprint_core::FactoryId;
 use rand_core::Rng;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
 use crate::error::AppError;
 use crate::store::Conn;
@@ -113,7 +113,7 @@ async fn check_binding(conn: &mut Conn, role: Role, factory: Option<&str>) -> Re
         _ => {}
     }
     if let Some(f) = factory {
-        let exists = sqlx::query("SELECT 1 FROM factories WHERE factory_id = $1")
+        let exists = db::query("SELECT 1 FROM factories WHERE factory_id = $1")
             .bind(f)
             .fetch_optional(&mut *conn)
             .await?;
@@ -137,7 +137,7 @@ pub async fn create_user(
     let role = parse_role(role)?;
     let hash = password_hash(password)?;
     check_binding(conn, role, factory).await?;
-    let taken = sqlx::query("SELECT 1 FROM users WHERE username = $1")
+    let taken = db::query("SELECT 1 FROM users WHERE username = $1")
         .bind(username)
         .fetch_optional(&mut *conn)
         .await?;
@@ -146,7 +146,7 @@ pub async fn create_user(
             "user '{username}' already exists"
         )));
     }
-    sqlx::query(
+    db::query(
         "INSERT INTO users (username, password_hash, role, factory_id) VALUES ($1, $2, $3, $4)",
     )
     .bind(username)
@@ -182,7 +182,7 @@ pub async fn login(
     let tag = state.custody.name_tag(username);
     if let Err(retry_after_secs) = state
         .throttle
-        .check(state.store.pool(), tag, addr, now_millis())
+        .check(&mut state.store.read().await?, tag, addr, now_millis())
         .await?
     {
         let detail =
@@ -201,11 +201,11 @@ pub async fn login(
         crate::metrics::Metrics::add(&state.metrics.login_throttled, 1);
         return Err(AppError::Throttled { retry_after_secs });
     }
-    let row = sqlx::query(
+    let row = db::query(
         "SELECT password_hash, role, factory_id, disabled_ms FROM users WHERE username = $1",
     )
     .bind(username)
-    .fetch_optional(state.store.pool())
+    .fetch_optional(&mut state.store.read().await?)
     .await?;
     // A hash to check against when the user does not exist, so timing does not tell.
     const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0nIOHOHhGhXqTnyrDmkKO9o2JW7WFzCBJUBy8tYlgNE";
@@ -269,7 +269,7 @@ pub async fn login(
             Box::pin(async move {
                 // Only while the user is as the password was checked against: a new password
                 // or a disable that came in between wins, and no session outlives it.
-                let opened = sqlx::query(
+                let opened = db::query(
                     "INSERT INTO sessions (token_hash, username, expires_at) SELECT $1, $2, $3 \
                      WHERE EXISTS (SELECT 1 FROM users WHERE username = $4 AND password_hash = $5 AND disabled_ms IS NULL)",
                 )
@@ -304,9 +304,9 @@ pub async fn login(
 pub async fn logout(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
     let token = bearer(headers)
         .ok_or_else(|| AppError::Unauthorized("sign in first (no session token)".into()))?;
-    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+    db::query("DELETE FROM sessions WHERE token_hash = $1")
         .bind(token_hash(token))
-        .execute(state.store.pool())
+        .execute(&mut state.store.read().await?)
         .await?;
     Ok(())
 }
@@ -324,13 +324,13 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<User, AppError> {
     let token = bearer(headers)
         .ok_or_else(|| AppError::Unauthorized("sign in first (no session token)".into()))?;
-    let row = sqlx::query(
+    let row = db::query(
         "SELECT u.username, u.role, u.factory_id FROM sessions s JOIN users u ON u.username = s.username \
          WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_ms IS NULL",
     )
     .bind(token_hash(token))
     .bind(now_millis())
-    .fetch_optional(state.store.pool())
+    .fetch_optional(&mut state.store.read().await?)
     .await?
     .ok_or_else(|| {
         AppError::Unauthorized("the session expired or is unknown; sign in again".into())
@@ -373,7 +373,7 @@ const USER_STATE: &str = "SELECT u.username, u.role, u.factory_id, u.disabled_ms
      (SELECT COUNT(*) FROM sessions s WHERE s.username = u.username AND s.expires_at > $1) AS sessions \
      FROM users u";
 
-fn user_state(r: &sqlx::any::AnyRow) -> Result<UserState, AppError> {
+fn user_state(r: &db::Row) -> Result<UserState, AppError> {
     Ok(UserState {
         username: r.try_get("username")?,
         role: stored_role(&r.try_get::<String, _>("role")?)?,
@@ -386,15 +386,13 @@ fn user_state(r: &sqlx::any::AnyRow) -> Result<UserState, AppError> {
 
 /// Every user, by name.
 pub async fn list_users(conn: &mut Conn) -> Result<Vec<UserState>, AppError> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{USER_STATE} ORDER BY u.username"
-    )))
-    .bind(now_millis())
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(user_state)
-    .collect()
+    db::query(format!("{USER_STATE} ORDER BY u.username"))
+        .bind(now_millis())
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(user_state)
+        .collect()
 }
 
 /// " FOR UPDATE" on PostgreSQL; nothing on SQLite, whose write transaction holds the whole
@@ -411,20 +409,18 @@ fn for_update(conn: &Conn) -> &'static str {
 async fn user_for_change(conn: &mut Conn, username: &str) -> Result<UserState, AppError> {
     check_username(username)?;
     let lock = for_update(conn);
-    sqlx::query(sqlx::AssertSqlSafe(format!(
+    db::query(format!(
         "SELECT username FROM users WHERE username = $1{lock}"
-    )))
+    ))
     .bind(username)
     .fetch_optional(&mut *conn)
     .await?;
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{USER_STATE} WHERE u.username = $2"
-    )))
-    .bind(now_millis())
-    .bind(username)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| AppError::NotFound(format!("no user '{username}'")))?;
+    let row = db::query(format!("{USER_STATE} WHERE u.username = $2"))
+        .bind(now_millis())
+        .bind(username)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no user '{username}'")))?;
     user_state(&row)
 }
 
@@ -433,13 +429,13 @@ async fn user_for_change(conn: &mut Conn, username: &str) -> Result<UserState, A
 /// sees the first's change.
 async fn lock_admins(conn: &mut Conn) -> Result<Vec<String>, AppError> {
     let lock = for_update(conn);
-    sqlx::query(sqlx::AssertSqlSafe(format!(
+    db::query(format!(
         "SELECT username FROM users WHERE role = 'admin' AND disabled_ms IS NULL ORDER BY username{lock}"
-    )))
+    ))
     .fetch_all(&mut *conn)
     .await?
     .iter()
-    .map(|r| r.try_get::<String, _>("username").map_err(AppError::from))
+    .map(|r| r.try_get::<String, _>("username"))
     .collect()
 }
 
@@ -461,7 +457,7 @@ fn keep_an_admin(admins: &[String], leaving: &UserState) -> Result<(), AppError>
 }
 
 async fn end_sessions(conn: &mut Conn, username: &str) -> Result<(), AppError> {
-    sqlx::query("DELETE FROM sessions WHERE username = $1")
+    db::query("DELETE FROM sessions WHERE username = $1")
         .bind(username)
         .execute(&mut *conn)
         .await?;
@@ -480,14 +476,14 @@ pub async fn set_disabled(
     let user = user_for_change(conn, username).await?;
     if disabled {
         keep_an_admin(&admins, &user)?;
-        sqlx::query("UPDATE users SET disabled_ms = COALESCE(disabled_ms, $1) WHERE username = $2")
+        db::query("UPDATE users SET disabled_ms = COALESCE(disabled_ms, $1) WHERE username = $2")
             .bind(now_millis())
             .bind(username)
             .execute(&mut *conn)
             .await?;
         end_sessions(conn, username).await?;
     } else {
-        sqlx::query("UPDATE users SET disabled_ms = NULL WHERE username = $1")
+        db::query("UPDATE users SET disabled_ms = NULL WHERE username = $1")
             .bind(username)
             .execute(&mut *conn)
             .await?;
@@ -517,7 +513,7 @@ pub async fn set_password(
 ) -> Result<UserState, AppError> {
     let hash = password_hash(password)?;
     user_for_change(conn, username).await?;
-    sqlx::query("UPDATE users SET password_hash = $1 WHERE username = $2")
+    db::query("UPDATE users SET password_hash = $1 WHERE username = $2")
         .bind(hash)
         .bind(username)
         .execute(&mut *conn)
@@ -548,7 +544,7 @@ pub async fn set_role(
     if role != Role::Admin {
         keep_an_admin(&admins, &user)?;
     }
-    sqlx::query("UPDATE users SET role = $1, factory_id = $2 WHERE username = $3")
+    db::query("UPDATE users SET role = $1, factory_id = $2 WHERE username = $3")
         .bind(role.as_str())
         .bind(factory)
         .bind(username)

@@ -15,6 +15,7 @@
 //! every server process that shares the custody derives the same ones. With a token they are
 //! HMACs by a token key, so they too exist only while a server that can log in runs.
 
+use crate::db;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use cryptoki::object::ObjectHandle;
@@ -27,7 +28,6 @@ use crate::error::AppError;
 use crate::kek::{Kek, hmac_sha256};
 use crate::pkcs11::{Token, Usage};
 use crate::store::{Conn, Store};
-use sqlx::Row;
 
 /// The token's label of the key that seals secrets at rest.
 pub const LABEL_AT_REST: &str = "imprint/at-rest";
@@ -497,9 +497,9 @@ impl Custody {
             return Ok(public);
         }
         let (name, context) = which.row();
-        let row = sqlx::query("SELECT key_sealed FROM server_keys WHERE name = $1")
+        let row = db::query("SELECT key_sealed FROM server_keys WHERE name = $1")
             .bind(name)
-            .fetch_optional(store.pool())
+            .fetch_optional(&mut store.read().await?)
             .await?;
         if let Some(r) = row {
             let bytes = self.open(context, &r.try_get::<Vec<u8>, _>("key_sealed")?)?;
@@ -546,7 +546,7 @@ impl Custody {
         which: SigningKey,
     ) -> Result<ed25519_dalek::SigningKey, AppError> {
         let (name, context) = which.row();
-        let row = sqlx::query("SELECT key_sealed FROM server_keys WHERE name = $1")
+        let row = db::query("SELECT key_sealed FROM server_keys WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *conn)
             .await?;
@@ -555,7 +555,7 @@ impl Custody {
             None => {
                 let mut b = Zeroizing::new(vec![0u8; 32]);
                 crate::rng().fill_bytes(&mut b);
-                sqlx::query("INSERT INTO server_keys (name, key_sealed) VALUES ($1, $2)")
+                db::query("INSERT INTO server_keys (name, key_sealed) VALUES ($1, $2)")
                     .bind(name)
                     .bind(self.seal(context, &b)?)
                     .execute(&mut *conn)
@@ -585,11 +585,10 @@ impl Custody {
 
     /// Checks the rows; `false` if there were none and they have just been written.
     async fn check_once(&self, store: &Store, fresh: bool) -> Result<bool, AppError> {
-        use sqlx::Row;
-        let rows = sqlx::query(
+        let rows = db::query(
             "SELECT name, key_sealed FROM server_keys WHERE name IN ('custody', 'custody-check')",
         )
-        .fetch_all(store.pool())
+        .fetch_all(&mut store.read().await?)
         .await?;
         let mut mode = None;
         let mut sealed = None;
@@ -629,10 +628,10 @@ impl Custody {
                     ("custody", self.describe().into_bytes()),
                     ("custody-check", sealed),
                 ] {
-                    sqlx::query("INSERT INTO server_keys (name, key_sealed) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                    db::query("INSERT INTO server_keys (name, key_sealed) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
                         .bind(name)
                         .bind(value)
-                        .execute(&mut *tx)
+                        .execute(&mut tx)
                         .await?;
                 }
                 tx.commit().await?;

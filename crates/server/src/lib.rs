@@ -17,6 +17,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod custody;
+pub mod db;
 pub mod error;
 pub mod kek;
 pub mod metrics;

@@ -10,7 +10,7 @@ use imprint_server::custody::Custody;
 use imprint_server::kek::Kek;
 use imprint_server::pkcs11::Token;
 use imprint_server::store::Store;
-use imprint_server::{AppError, AppState, auth, service};
+use imprint_server::{AppError, AppState, auth, db, service};
 
 #[derive(Parser)]
 #[command(
@@ -357,9 +357,9 @@ async fn init(
         )));
     }
     let store = site.store().await?;
-    let users: i64 = sqlx::Row::try_get(
-        &sqlx::query("SELECT COUNT(*) AS n FROM users")
-            .fetch_one(store.pool())
+    let users: i64 = db::Row::try_get(
+        &db::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(&mut store.read().await?)
             .await?,
         "n",
     )?;

@@ -1,9 +1,12 @@
 //! The store: the server's tables on SQLite (the embedded default) or PostgreSQL, behind one
 //! interface.
 //!
-//! Both backends run the same SQL through sqlx's `Any` driver, with `$1`-style parameters (which
-//! both accept). Where they differ, the code asks [`Store::backend`]: how a write transaction
-//! begins, how the pool of unissued entries is reserved, how the audit log keeps one order.
+//! Both backends run the same SQL ([`crate::db`]), with `$1`-style parameters. Reads go through
+//! sqlx's `Any` driver on either database, and so do PostgreSQL's write transactions; SQLite's
+//! write transactions run on one writer connection of the process through rusqlite (sqlx's
+//! SQLite driver costs a thread hand-off per statement). Where the databases differ, the code
+//! asks [`Store::backend`]: how a write transaction begins, how the pool of unissued entries is
+//! reserved, how the audit log keeps one order.
 //!
 //! Concurrency is the database's, not the process's: every write is a transaction
 //! ([`Store::write`]) that the database serialises where it must (`BEGIN IMMEDIATE` on SQLite;
@@ -22,8 +25,8 @@ use sqlx::{AnyPool, Executor};
 
 use crate::error::AppError;
 
-/// A connection inside a transaction, as the service's operations get it.
-pub type Conn = sqlx::AnyConnection;
+pub use crate::db::Conn;
+use crate::db::Writer;
 
 /// A future borrowed from a transaction (what [`Store::write`]'s closure returns).
 pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, AppError>> + Send + 't>>;
@@ -46,11 +49,16 @@ const ATTEMPTS: u32 = 8;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// SQLite allows one writer at a time. Queueing here, rather than in SQLite's busy handler
-    /// (which sleeps and polls), keeps many stations' writes flowing in one process. It is a
-    /// matter of speed only: `BEGIN IMMEDIATE` keeps writers apart, also across processes.
-    sqlite_writers: Arc<tokio::sync::Mutex<()>>,
+    /// SQLite's writer connection: every write transaction of the process, one at a time.
+    /// Queueing here, rather than in SQLite's busy handler (which sleeps and polls), keeps many
+    /// stations' writes flowing in one process; `BEGIN IMMEDIATE` keeps writers apart across
+    /// processes. `None` on PostgreSQL.
+    writer: Option<Arc<tokio::sync::Mutex<rusqlite::Connection>>>,
 }
+
+/// How long a SQLite writer waits for another process's write transaction before the attempt
+/// fails as busy (and [`Store::write`] runs it again).
+const SQLITE_BUSY_WAIT: Duration = Duration::from_secs(10);
 
 /// Connections per process. PostgreSQL's default `max_connections` is 100: several processes
 /// at this size fit under it with room for the operators' own tools.
@@ -99,10 +107,14 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
+        let writer = match backend {
+            Backend::Sqlite => Some(Arc::new(tokio::sync::Mutex::new(open_writer(url)?))),
+            Backend::Postgres => None,
+        };
         Ok(Store {
             pool,
             backend,
-            sqlite_writers: Arc::new(tokio::sync::Mutex::new(())),
+            writer,
         })
     }
 
@@ -143,29 +155,23 @@ impl Store {
     {
         let mut attempt = 1;
         loop {
-            let outcome = {
-                let _queue = match self.backend {
-                    Backend::Sqlite => Some(self.sqlite_writers.lock().await),
-                    Backend::Postgres => None,
-                };
-                match self.begin().await {
-                    Ok(mut tx) => match body(&mut tx, ctx).await {
-                        Ok(value) => tx.commit().await.map(|()| value).map_err(AppError::from),
-                        // Rolled back before the answer, not by dropping the transaction: sqlx
-                        // only queues the ROLLBACK of a dropped one until its connection is
-                        // next used, and until then its row locks stay. A refused release
-                        // kept the entry it had locked, and an issue on another connection,
-                        // which skips locked rows, found the pool empty (seen on PostgreSQL).
-                        Err(e) => {
-                            if let Err(r) = tx.rollback().await {
-                                tracing::warn!(error = %r, "a failed transaction did not roll back cleanly");
-                            }
-                            Err(e)
+            let outcome = match self.begin().await {
+                Ok(mut tx) => match body(&mut tx, ctx).await {
+                    Ok(value) => tx.commit().await.map(|()| value),
+                    // Rolled back before the answer, not by dropping the transaction: sqlx
+                    // only queues the ROLLBACK of a dropped one until its connection is next
+                    // used, and until then its row locks stay. A refused release kept the
+                    // entry it had locked, and an issue on another connection, which skips
+                    // locked rows, found the pool empty (seen on PostgreSQL).
+                    Err(e) => {
+                        if let Err(r) = tx.rollback().await {
+                            tracing::warn!(error = %r, "a failed transaction did not roll back cleanly");
                         }
-                    },
-                    // `BEGIN IMMEDIATE` itself meets SQLite's busy when another process writes.
-                    Err(e) => Err(e),
-                }
+                        Err(e)
+                    }
+                },
+                // `BEGIN IMMEDIATE` itself meets SQLite's busy when another process writes.
+                Err(e) => Err(e),
             };
             match outcome {
                 Err(e) if attempt < ATTEMPTS && self.is_transient(&e) => {
@@ -187,6 +193,13 @@ impl Store {
         let AppError::Internal(cause) = e else {
             return false;
         };
+        if let Some(rusqlite::Error::SqliteFailure(f, _)) = cause.downcast_ref::<rusqlite::Error>()
+        {
+            return matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            );
+        }
         let Some(sqlx::Error::Database(db)) = cause.downcast_ref::<sqlx::Error>() else {
             return false;
         };
@@ -201,23 +214,71 @@ impl Store {
     }
 
     /// A write transaction of one attempt, for callers that hold it across several steps of
-    /// their own (the CLI's set-up, tests). Prefer [`Store::write`].
-    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, AppError> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        }?)
+    /// their own (the CLI's set-up, tests); it ends with [`Conn::commit`] (dropped, it rolls
+    /// back). Prefer [`Store::write`].
+    pub async fn begin(&self) -> Result<Conn, AppError> {
+        let Some(writer) = &self.writer else {
+            return Ok(Conn::Tx(self.pool.begin().await?));
+        };
+        let guard = writer.clone().lock_owned().await;
+        // Without waiting first: the lock is free unless another process writes, and a
+        // statement that does not wait need not leave this task.
+        guard.busy_timeout(Duration::ZERO)?;
+        let w = Writer(Some(guard));
+        let w = match begin_immediate(w) {
+            Ok(w) => w,
+            Err((w, e)) if self.is_transient(&e) => {
+                // Another process holds SQLite's write lock: wait for it off the runtime.
+                tokio::task::spawn_blocking(move || {
+                    w.conn()?.busy_timeout(SQLITE_BUSY_WAIT)?;
+                    begin_immediate(w).map_err(|(_, e)| e)
+                })
+                .await
+                .map_err(|e| AppError::bug(format!("SQLite's BEGIN did not finish: {e}")))??
+            }
+            Err((_, e)) => return Err(e),
+        };
+        Ok(Conn::Sqlite(w))
     }
+
+    /// A connection for reads outside a transaction (each read is one statement).
+    pub async fn read(&self) -> Result<Conn, AppError> {
+        Ok(Conn::Pooled(self.pool.acquire().await?))
+    }
+}
+
+/// `BEGIN IMMEDIATE` on SQLite's writer; on failure the writer comes back with the error.
+fn begin_immediate(w: Writer) -> Result<Writer, (Writer, AppError)> {
+    let begun = w
+        .conn()
+        .and_then(|c| Ok(c.execute_batch("BEGIN IMMEDIATE")?));
+    match begun {
+        Ok(()) => Ok(w),
+        Err(e) => Err((w, e)),
+    }
+}
+
+/// SQLite's writer connection, after the migrations: the same settings as the pool's
+/// (WAL, `synchronous = FULL`, foreign keys) and a statement cache that holds the service's
+/// statements.
+fn open_writer(url: &str) -> Result<rusqlite::Connection, AppError> {
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .map_err(|e| AppError::Config(format!("bad database URL {}: {e}", redact(url))))?;
+    let path = options.get_filename();
+    let conn = rusqlite::Connection::open(path)
+        .map_err(|e| AppError::Config(format!("cannot open database {}: {e}", path.display())))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+    )?;
+    conn.busy_timeout(SQLITE_BUSY_WAIT)?;
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
 }
 
 /// Which database a connection is to (the service's functions get a connection, not the
 /// store).
 pub fn backend_of(conn: &Conn) -> Backend {
-    if conn.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
-        Backend::Postgres
-    } else {
-        Backend::Sqlite
-    }
+    conn.backend()
 }
 
 /// The URL of a SQLite file, created if missing.
@@ -252,9 +313,9 @@ fn backoff(attempt: u32) -> Duration {
 /// parameters spends most of its time finding them (measured: issuing ran at a quarter of its
 /// speed). The `$` numbers must run 1, 2, 3 ... in the text, each once, as the builders below
 /// write them and the binds follow.
-pub fn bulk(conn: &Conn, sql: String) -> sqlx::AssertSqlSafe<String> {
+pub fn bulk(conn: &Conn, sql: String) -> String {
     if backend_of(conn) == Backend::Postgres {
-        return sqlx::AssertSqlSafe(sql);
+        return sql;
     }
     let mut out = String::with_capacity(sql.len());
     let mut chars = sql.chars().peekable();
@@ -276,7 +337,7 @@ pub fn bulk(conn: &Conn, sql: String) -> sqlx::AssertSqlSafe<String> {
             out.push(c);
         }
     }
-    sqlx::AssertSqlSafe(out)
+    out
 }
 
 /// `($1, $2, ...), ($n, ...)`: placeholders for a multi-row `VALUES` of `rows` rows of `cols`

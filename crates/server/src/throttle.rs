@@ -11,11 +11,10 @@
 //! processes behind a balancer, an attacker who spreads attempts over them is braked as if
 //! there were one, and a restart forgets nothing. The arithmetic is [`on_failure`], pure.
 
+use crate::db;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
-
-use sqlx::Row;
 
 use crate::error::AppError;
 use crate::store::{self, Conn};
@@ -102,7 +101,7 @@ impl Throttle {
     /// Before a sign-in is checked: `Err(seconds)` while the name or the address must wait.
     pub async fn check(
         &self,
-        pool: &sqlx::AnyPool,
+        conn: &mut db::Conn,
         name: [u8; 16],
         addr: Option<IpAddr>,
         now_ms: i64,
@@ -112,12 +111,12 @@ impl Throttle {
             "SELECT blocked_until_ms FROM login_brakes WHERE brake_key IN ({})",
             store::list(1, keys.len())
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = db::query(sql);
         for k in &keys {
             q = q.bind(k.as_str());
         }
         let mut until = 0i64;
-        for r in q.fetch_all(pool).await? {
+        for r in q.fetch_all(conn).await? {
             until = until.max(r.try_get("blocked_until_ms")?);
         }
         Ok(if until > now_ms {
@@ -137,7 +136,7 @@ impl Throttle {
         addr: Option<IpAddr>,
         now_ms: i64,
     ) -> Result<(), AppError> {
-        sqlx::query("DELETE FROM login_brakes WHERE tat_ms < $1 AND blocked_until_ms < $1")
+        db::query("DELETE FROM login_brakes WHERE tat_ms < $1 AND blocked_until_ms < $1")
             .bind(now_ms)
             .execute(&mut *conn)
             .await?;
@@ -148,14 +147,14 @@ impl Throttle {
             // The key's row made if missing, then locked (PostgreSQL), so that failures
             // counted at once by several processes take turns instead of each counting from
             // nothing. A time of 0 is a key with its whole allowance.
-            sqlx::query(
+            db::query(
                 "INSERT INTO login_brakes (brake_key, tat_ms, blocked_until_ms) VALUES ($1, 0, 0) \
                  ON CONFLICT (brake_key) DO NOTHING",
             )
             .bind(key.as_str())
             .execute(&mut *conn)
             .await?;
-            let row = sqlx::query(crate::service::pick(
+            let row = db::query(crate::service::pick(
                 conn,
                 "SELECT tat_ms, blocked_until_ms FROM login_brakes WHERE brake_key = $1",
                 "SELECT tat_ms, blocked_until_ms FROM login_brakes WHERE brake_key = $1 FOR UPDATE",
@@ -174,7 +173,7 @@ impl Throttle {
                 Step::Counted { tat_ms } => (tat_ms, blocked),
                 Step::Blocked { until_ms } => (tat.unwrap_or(now_ms), until_ms.max(blocked)),
             };
-            sqlx::query(
+            db::query(
                 "INSERT INTO login_brakes (brake_key, tat_ms, blocked_until_ms) VALUES ($1, $2, $3) \
                  ON CONFLICT (brake_key) DO UPDATE SET tat_ms = excluded.tat_ms, \
                  blocked_until_ms = excluded.blocked_until_ms",

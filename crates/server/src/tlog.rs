@@ -14,6 +14,7 @@
 //!
 //! Leaf `i` (from 0) is the audit entry numbered `i + 1`; its bytes are [`leaf_bytes`].
 
+use crate::db;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -21,7 +22,6 @@ use std::convert::Infallible;
 use imprint_core::note::{self, Checkpoint, VerifierKey};
 use imprint_core::tlog::{self, Hash, Subtrees};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
 use crate::audit::{self, GENESIS};
 use crate::custody::{Custody, SigningKey};
@@ -90,7 +90,7 @@ pub struct Stored {
 /// The latest checkpoint, if the log has any entries sequenced.
 pub async fn latest(conn: &mut Conn) -> Result<Option<Stored>, AppError> {
     let row =
-        sqlx::query("SELECT size, root, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
+        db::query("SELECT size, root, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
             .fetch_optional(&mut *conn)
             .await?;
     row.map(|r| {
@@ -125,10 +125,15 @@ pub async fn sequence(store: &Store, custody: &Custody) -> Result<Option<Stored>
 pub async fn sequence_before_read(store: &Store, custody: &Custody) {
     // Nothing pending (the usual case for a page of the console): no write transaction. The
     // background sequencer still signs what an earlier batch left unsigned.
-    match sqlx::query("SELECT 1 AS one FROM audit_pending LIMIT 1")
-        .fetch_optional(store.pool())
-        .await
-    {
+    let pending = match store.read().await {
+        Ok(mut conn) => {
+            db::query("SELECT 1 AS one FROM audit_pending LIMIT 1")
+                .fetch_optional(&mut conn)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match pending {
         Ok(None) => return,
         Ok(Some(_)) => {}
         Err(e) => tracing::warn!(error = %e, "could not look for pending audit entries"),
@@ -141,13 +146,13 @@ pub async fn sequence_before_read(store: &Store, custody: &Custody) {
 /// One batch in the caller's transaction; `None` when nothing was pending.
 async fn sequence_batch(conn: &mut Conn, custody: &Custody) -> Result<Option<Stored>, AppError> {
     if store::backend_of(conn) == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        db::query("SELECT pg_advisory_xact_lock($1)")
             .bind(SEQUENCER_LOCK)
             .execute(&mut *conn)
             .await?;
     }
     let tree_size = latest(conn).await?.map_or(0, |cp| cp.size);
-    let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+    let head = db::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *conn)
         .await?;
     let (log_size, chain_head) = match head {
@@ -160,7 +165,7 @@ async fn sequence_batch(conn: &mut Conn, custody: &Custody) -> Result<Option<Sto
         )));
     }
     let leaves = if log_size > tree_size {
-        let legacy: i64 = sqlx::query("SELECT value FROM counters WHERE name = 'audit_legacy'")
+        let legacy: i64 = db::query("SELECT value FROM counters WHERE name = 'audit_legacy'")
             .fetch_one(&mut *conn)
             .await?
             .try_get("value")?;
@@ -194,7 +199,7 @@ async fn sequence_batch(conn: &mut Conn, custody: &Custody) -> Result<Option<Sto
             "INSERT INTO audit_tree (level, idx, hash) VALUES {}",
             store::values(chunk.len(), 3)
         );
-        let mut q = sqlx::query(store::bulk(conn, sql));
+        let mut q = db::query(store::bulk(conn, sql));
         for (level, idx, hash) in chunk {
             q = q
                 .bind(i64::from(*level))
@@ -206,7 +211,7 @@ async fn sequence_batch(conn: &mut Conn, custody: &Custody) -> Result<Option<Sto
     let size = frontier.size;
     let root = frontier.root();
     let note = sign(conn, custody, size, root).await?;
-    sqlx::query("INSERT INTO audit_checkpoints (size, root, at_ms, note) VALUES ($1, $2, $3, $4)")
+    db::query("INSERT INTO audit_checkpoints (size, root, at_ms, note) VALUES ($1, $2, $3, $4)")
         .bind(size as i64)
         .bind(root.to_vec())
         .bind(crate::now_millis())
@@ -258,7 +263,7 @@ async fn sequence_pending(
     log_size: u64,
     mut prev: String,
 ) -> Result<Vec<Hash>, AppError> {
-    let rows = sqlx::query(
+    let rows = db::query(
         "SELECT id, at_ms, actor, action, detail FROM audit_pending ORDER BY id LIMIT $1",
     )
     .bind(BATCH as i64)
@@ -297,7 +302,7 @@ async fn sequence_pending(
             "INSERT INTO audit_log (seq, at_ms, actor, action, detail, prev_hash, hash, subject, station) VALUES {}",
             store::values(chunk.len(), 9)
         );
-        let mut q = sqlx::query(store::bulk(conn, sql));
+        let mut q = db::query(store::bulk(conn, sql));
         for (seq, at_ms, actor, action, detail, prev, hash) in chunk {
             let (subject, station) = about(detail);
             q = q
@@ -320,7 +325,7 @@ async fn sequence_pending(
             "DELETE FROM audit_pending WHERE id IN ({})",
             store::list(1, chunk.len())
         );
-        let mut q = sqlx::query(store::bulk(conn, sql));
+        let mut q = db::query(store::bulk(conn, sql));
         for id in chunk {
             q = q.bind(*id);
         }
@@ -417,7 +422,7 @@ async fn fetch(
                 2 * i + 2
             ));
         }
-        let mut q = sqlx::query(store::bulk(conn, sql));
+        let mut q = db::query(store::bulk(conn, sql));
         for (level, idx) in chunk {
             q = q.bind(i64::from(*level)).bind(*idx as i64);
         }
@@ -590,7 +595,7 @@ pub async fn verify(
     // A log that lost entries cannot be sequenced; the checks below say what was lost.
     let sequencing = sequence(store, custody).await.err();
     let key = verifier_key(store, custody).await?;
-    let mut conn = store.pool().acquire().await?;
+    let mut conn = store.read().await?;
     // The checkpoint before the entries, so that it covers no entry the read misses; if a
     // sequencer committed between the reads, the entries it added are in the next one.
     let mut latest = latest(&mut conn).await?;
@@ -686,7 +691,7 @@ async fn check_tree(
         )));
     }
     // The stored nodes that proofs are made of.
-    let rows = sqlx::query("SELECT level, idx, hash FROM audit_tree")
+    let rows = db::query("SELECT level, idx, hash FROM audit_tree")
         .fetch_all(&mut *conn)
         .await?;
     let mut stored = 0usize;
@@ -807,9 +812,9 @@ pub fn spawn(store: Store, custody: std::sync::Arc<Custody>, witnesses: Vec<crat
             }
             let (store, witnesses, pushing) = (store.clone(), witnesses.clone(), pushing.clone());
             tokio::spawn(async move {
-                let latest = match store.pool().acquire().await {
+                let latest = match store.read().await {
                     Ok(mut conn) => latest(&mut conn).await,
-                    Err(e) => Err(e.into()),
+                    Err(e) => Err(e),
                 };
                 match latest {
                     Ok(Some(cp)) => crate::witness::push_all(&store, &witnesses, &cp).await,
@@ -875,15 +880,15 @@ pub async fn prove_entry(
 ) -> Result<Bundle, AppError> {
     sequence_before_read(store, custody).await;
     let key = verifier_key(store, custody).await?;
-    let mut conn = store.pool().acquire().await?;
+    let mut conn = store.read().await?;
     let seq = match target {
         Target::Seq(seq) => *seq,
         Target::Installed(id) => {
-            let row = sqlx::query(
+            let row = db::query(
                 "SELECT MIN(seq) AS seq FROM audit_log WHERE subject = $1 AND action = 'report'",
             )
             .bind(id.as_str())
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut conn)
             .await?;
             size_of(row.try_get::<Option<i64>, _>("seq")?.ok_or_else(|| {
                 AppError::NotFound(format!(
@@ -999,7 +1004,7 @@ pub async fn install_proofs(
     }
     sequence_before_read(store, custody).await;
     let key = verifier_key(store, custody).await?;
-    let mut conn = store.pool().acquire().await?;
+    let mut conn = store.read().await?;
     let cp = latest(&mut conn)
         .await?
         .ok_or_else(|| AppError::NotFound("the audit log has no signed checkpoint yet".into()))?;
@@ -1014,11 +1019,11 @@ pub async fn install_proofs(
          WHERE action = 'report' AND seq <= $1 AND subject IN ({}) ORDER BY seq",
         store::list(2, ids.len())
     );
-    let mut q = sqlx::query(store::bulk(&conn, sql)).bind(cp.size as i64);
+    let mut q = db::query(store::bulk(&conn, sql)).bind(cp.size as i64);
     for id in ids {
         q = q.bind(id.as_str());
     }
-    let rows = q.fetch_all(&mut *conn).await?;
+    let rows = q.fetch_all(&mut conn).await?;
     let mut installs: Vec<imprint_api::InstallProof> = Vec::new();
     for r in rows {
         let detail: String = r.try_get("detail")?;

@@ -9,6 +9,7 @@
 //! holds) or cannot be reached is logged and tried again at the next checkpoint; the log goes
 //! on without it.
 
+use crate::db;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -16,7 +17,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use imprint_core::note::{CosignerKey, Note};
 use imprint_witness::AddCheckpoint;
-use sqlx::Row;
 
 use crate::error::AppError;
 use crate::store::Store;
@@ -57,9 +57,9 @@ impl FromStr for Peer {
 
 /// The largest size `witness` has a kept cosignature for.
 async fn cosigned_size(store: &Store, witness: &str) -> Result<u64, AppError> {
-    let row = sqlx::query("SELECT MAX(size) AS size FROM audit_cosignatures WHERE witness = $1")
+    let row = db::query("SELECT MAX(size) AS size FROM audit_cosignatures WHERE witness = $1")
         .bind(witness)
-        .fetch_one(store.pool())
+        .fetch_one(&mut store.read().await?)
         .await?;
     match row.try_get::<Option<i64>, _>("size")? {
         None => Ok(0),
@@ -88,7 +88,7 @@ async fn push(store: &Store, peer: &Peer, latest: &Stored) -> Result<(), AppErro
     // Twice at most: the second time from the size the witness said it holds.
     for _ in 0..2 {
         let proof = {
-            let mut conn = store.pool().acquire().await?;
+            let mut conn = store.read().await?;
             tlog::prove(
                 &mut conn,
                 Proof::Consistency {
@@ -115,14 +115,14 @@ async fn push(store: &Store, peer: &Peer, latest: &Stored) -> Result<(), AppErro
                 peer.key.verify(&note).map_err(|e| {
                     AppError::Conflict(format!("the witness's cosignature does not verify: {e}"))
                 })?;
-                sqlx::query(
+                db::query(
                     "INSERT INTO audit_cosignatures (witness, size, checkpoint, line) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                 )
                 .bind(peer.key.name.as_str())
                 .bind(latest.size as i64)
                 .bind(latest.note.as_str())
                 .bind(text.as_str())
-                .execute(store.pool())
+                .execute(&mut store.read().await?)
                 .await?;
                 return Ok(());
             }
@@ -191,11 +191,11 @@ async fn post(url: &url::Url, body: String) -> Result<(u16, String), AppError> {
 
 /// The latest checkpoint that witnesses cosigned, with their cosignature lines appended.
 pub async fn witnessed(store: &Store) -> Result<Option<String>, AppError> {
-    let rows = sqlx::query(
+    let rows = db::query(
         "SELECT checkpoint, line FROM audit_cosignatures \
          WHERE size = (SELECT MAX(size) FROM audit_cosignatures) ORDER BY witness",
     )
-    .fetch_all(store.pool())
+    .fetch_all(&mut store.read().await?)
     .await?;
     let mut note: Option<String> = None;
     for r in rows {

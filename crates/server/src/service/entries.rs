@@ -1,10 +1,10 @@
 //! Authentication information (table 702): entries generated here or imported from the maker.
 
+use crate::db;
 use imprint_api::Generated;
 use imprint_api::error::LineError;
 use imprint_core::{ApparatusId, KeyId, PassPhrase, TableError};
 use serde_json::json;
-use sqlx::Row;
 
 use super::{Stage, key_exists, pass_ctx};
 use crate::custody::Custody;
@@ -23,7 +23,7 @@ const MAX_GENERATE: u64 = 1_000_000;
 /// until the commit, so two writers never get the same numbers.
 async fn take_seq(conn: &mut Conn, n: u64) -> Result<i64, AppError> {
     let n = i64::try_from(n).map_err(|_| AppError::bug("sequence request too large"))?;
-    let end: i64 = sqlx::query(
+    let end: i64 = db::query(
         "UPDATE counters SET value = value + $1 WHERE name = 'entry_seq' RETURNING value",
     )
     .bind(n)
@@ -49,7 +49,7 @@ async fn insert_entries(
              ON CONFLICT (apparatus_id) DO NOTHING",
             store::values(chunk.len(), 5)
         );
-        let mut q = sqlx::query(store::bulk(conn, sql));
+        let mut q = db::query(store::bulk(conn, sql));
         for (id, pass, key_id, seq) in chunk {
             q = q
                 .bind(id.as_str())
@@ -61,7 +61,7 @@ async fn insert_entries(
         let inserted = q.execute(&mut *conn).await?.rows_affected();
         if inserted != chunk.len() as u64 {
             for (id, _, _, seq) in chunk {
-                let row = sqlx::query("SELECT created_seq FROM auth_info WHERE apparatus_id = $1")
+                let row = db::query("SELECT created_seq FROM auth_info WHERE apparatus_id = $1")
                     .bind(id.as_str())
                     .fetch_optional(&mut *conn)
                     .await?;
@@ -141,7 +141,7 @@ pub async fn generate(
 
 async fn exists(conn: &mut Conn, id: &ApparatusId) -> Result<bool, AppError> {
     Ok(
-        sqlx::query("SELECT apparatus_id FROM auth_info WHERE apparatus_id = $1")
+        db::query("SELECT apparatus_id FROM auth_info WHERE apparatus_id = $1")
             .bind(id.as_str())
             .fetch_optional(&mut *conn)
             .await?

@@ -1,5 +1,6 @@
 //! Factories and their quotas.
 
+use crate::db;
 use imprint_core::{FactoryId, ProductCode, TableError};
 use serde_json::json;
 
@@ -23,7 +24,7 @@ pub async fn add_factory(
         .store
         .write(&(actor, name), |tx, (actor, name)| {
             Box::pin(async move {
-                let exists = sqlx::query("SELECT factory_id FROM factories WHERE factory_id = $1")
+                let exists = db::query("SELECT factory_id FROM factories WHERE factory_id = $1")
                     .bind(factory.as_str())
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -32,7 +33,7 @@ pub async fn add_factory(
                         "factory '{factory}' already exists"
                     )));
                 }
-                sqlx::query("INSERT INTO factories (factory_id, name) VALUES ($1, $2)")
+                db::query("INSERT INTO factories (factory_id, name) VALUES ($1, $2)")
                     .bind(factory.as_str())
                     .bind(*name)
                     .execute(&mut *tx)
@@ -63,7 +64,7 @@ pub async fn set_quota(
         .store
         .write(&actor, |tx, actor| {
             Box::pin(async move {
-                if sqlx::query("SELECT factory_id FROM factories WHERE factory_id = $1")
+                if db::query("SELECT factory_id FROM factories WHERE factory_id = $1")
                     .bind(factory.as_str())
                     .fetch_optional(&mut *tx)
                     .await?
@@ -74,7 +75,7 @@ pub async fn set_quota(
                 if product_key(tx, &product).await?.is_none() {
                     return Err(TableError::UnknownProduct(product).into());
                 }
-                sqlx::query(
+                db::query(
                     "INSERT INTO quotas (factory_id, product_code, quota_limit, used) VALUES ($1, $2, $3, 0) \
                      ON CONFLICT (factory_id, product_code) DO UPDATE SET quota_limit = excluded.quota_limit",
                 )

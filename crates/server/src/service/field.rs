@@ -13,12 +13,12 @@
 //!   its way wait for the next one, which takes them all (their used challenges, their audit
 //!   entries) in one transaction. No answer is given before its transaction is durable.
 
+use crate::db;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use imprint_core::{ApparatusId, AuthResponse, Challenge};
 use serde_json::json;
-use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use super::cv_ctx;
@@ -183,7 +183,7 @@ async fn decide(
     if sweep {
         // A margin of one lifetime: a process whose clock is behind this one's still takes a
         // challenge as unexpired, and must still find its use.
-        sqlx::query("DELETE FROM used_challenges WHERE expires_at < $1")
+        db::query("DELETE FROM used_challenges WHERE expires_at < $1")
             .bind(now - CHALLENGE_MILLIS)
             .execute(&mut *tx)
             .await?;
@@ -217,7 +217,7 @@ async fn decide(
              ON CONFLICT (challenge) DO NOTHING RETURNING challenge",
             store::values(candidates.len(), 2)
         );
-        let mut q = sqlx::query(store::bulk(tx, sql));
+        let mut q = db::query(store::bulk(tx, sql));
         for (j, expires) in &candidates {
             q = q.bind(j.challenge.0.as_slice()).bind(*expires);
         }
@@ -238,7 +238,7 @@ async fn decide(
                  WHERE apparatus_id IN ({})",
                 store::list(1, ids.len())
             );
-            let mut q = sqlx::query(store::bulk(tx, sql));
+            let mut q = db::query(store::bulk(tx, sql));
             for id in &ids {
                 q = q.bind(*id);
             }
@@ -299,7 +299,7 @@ pub async fn revoke(state: &AppState, actor: &str, id: ApparatusId) -> Result<()
         .store
         .write(&actor, |tx, actor| {
             Box::pin(async move {
-                let n = sqlx::query(
+                let n = db::query(
                     "UPDATE installed_devices SET revoked_ms = $1 WHERE apparatus_id = $2 AND revoked_ms IS NULL",
                 )
                 .bind(now_millis())

@@ -1,12 +1,12 @@
 //! Sealed records to factories (table 708): issue within quota, release, open records.
 
+use crate::db;
 use imprint_api::Record;
 use imprint_core::tables::{EntryState, plan_issue};
 use imprint_core::{
     ApparatusId, AuthInfo, Binding, ChipId, FactoryId, ProductCode, Quota, SealedRecord, TableError,
 };
 use serde_json::json;
-use sqlx::Row;
 
 use super::entries::CHUNK;
 use super::{Stage, key_id_of, load_key, nonce_ctx, open_pass, pick};
@@ -80,7 +80,7 @@ pub(super) async fn issue_in(
     // The product's row is read `FOR SHARE` on PostgreSQL: a remap (which locks it `FOR
     // UPDATE`) waits for issues under way and then re-seals what they issued, and an issue that
     // comes after a remap reads the new key. Issues of one product do not wait for each other.
-    let row = sqlx::query(pick(
+    let row = db::query(pick(
         tx,
         "SELECT key_id, chip_bound FROM product_codes WHERE product_code = $1",
         "SELECT key_id, chip_bound FROM product_codes WHERE product_code = $1 FOR SHARE",
@@ -97,7 +97,7 @@ pub(super) async fn issue_in(
         None => false,
     };
     let binding = binding_for(product, chip_bound, chip, count, lease_id.is_some())?;
-    let quota = sqlx::query(pick(
+    let quota = db::query(pick(
         tx,
         "SELECT quota_limit, used FROM quotas WHERE factory_id = $1 AND product_code = $2",
         "SELECT quota_limit, used FROM quotas WHERE factory_id = $1 AND product_code = $2 FOR UPDATE",
@@ -118,7 +118,7 @@ pub(super) async fn issue_in(
     if let Some(k) = key {
         let take = i64::try_from(count.min(quota.remaining()))
             .map_err(|_| AppError::bug("a count over 10000 passed the check"))?;
-        let rows = sqlx::query(pick(
+        let rows = db::query(pick(
             tx,
             "SELECT apparatus_id, pass_sealed FROM auth_info WHERE key_id = $1 AND state = $2 \
              ORDER BY created_seq LIMIT $3",
@@ -165,7 +165,7 @@ pub(super) async fn issue_in(
              WHERE state = $4 AND apparatus_id IN ({})",
             store::list(5, chunk.len())
         );
-        let mut upd = sqlx::query(store::bulk(tx, sql))
+        let mut upd = db::query(store::bulk(tx, sql))
             .bind(Stage::Issued.as_str())
             .bind(factory.as_str())
             .bind(product.as_str())
@@ -184,7 +184,7 @@ pub(super) async fn issue_in(
             "INSERT INTO factory_records (apparatus_id, sealed, key_id, factory_id, product_code, issued_ms, lease_id, nonce_sealed, chip_id) VALUES {}",
             store::values(chunk.len(), 9)
         );
-        let mut ins = sqlx::query(store::bulk(tx, sql));
+        let mut ins = db::query(store::bulk(tx, sql));
         for (e, (rec, nonce)) in chunk.iter().zip(&sealed) {
             ins = ins
                 .bind(e.apparatus_id.as_str())
@@ -207,7 +207,7 @@ pub(super) async fn issue_in(
             });
         }
     }
-    let raised = sqlx::query(
+    let raised = db::query(
         "UPDATE quotas SET used = used + $1 WHERE factory_id = $2 AND product_code = $3 \
          AND used + $1 <= quota_limit",
     )
@@ -266,7 +266,7 @@ pub async fn release(state: &AppState, user: &User, id: ApparatusId) -> Result<(
         .store
         .write(user, |tx, user| {
             Box::pin(async move {
-                let row = sqlx::query(pick(
+                let row = db::query(pick(
                     tx,
                     "SELECT state, factory_id, product_code FROM auth_info WHERE apparatus_id = $1",
                     "SELECT state, factory_id, product_code FROM auth_info WHERE apparatus_id = $1 FOR UPDATE",
@@ -289,18 +289,18 @@ pub async fn release(state: &AppState, user: &User, id: ApparatusId) -> Result<(
                     Stage::Issued => {}
                 }
                 let product: Option<String> = row.try_get("product_code")?;
-                sqlx::query("DELETE FROM factory_records WHERE apparatus_id = $1")
+                db::query("DELETE FROM factory_records WHERE apparatus_id = $1")
                     .bind(id.as_str())
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(
+                db::query(
                     "UPDATE auth_info SET state = $1, factory_id = NULL, product_code = NULL WHERE apparatus_id = $2",
                 )
                 .bind(Stage::Unissued.as_str())
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(
+                db::query(
                     "UPDATE quotas SET used = used - 1 WHERE factory_id = $1 AND product_code = $2 AND used > 0",
                 )
                 .bind(factory.as_str())
@@ -323,12 +323,12 @@ pub async fn release(state: &AppState, user: &User, id: ApparatusId) -> Result<(
 /// reload, or to hand back).
 pub async fn open_records(state: &AppState, user: &User) -> Result<Vec<Record>, AppError> {
     let factory = user.factory()?;
-    let rows = sqlx::query(
+    let rows = db::query(
         "SELECT apparatus_id, sealed, key_id, product_code FROM factory_records \
          WHERE factory_id = $1 AND product_serial IS NULL ORDER BY apparatus_id",
     )
     .bind(factory.as_str())
-    .fetch_all(state.store.pool())
+    .fetch_all(&mut state.store.read().await?)
     .await?;
     rows.iter()
         .map(|r| {

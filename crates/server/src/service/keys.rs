@@ -1,5 +1,6 @@
 //! Pre-write keys (table 700) and product codes (table 500).
 
+use crate::db;
 use imprint_api::Product;
 use imprint_api::Remapped;
 use imprint_core::tables::plan_remap;
@@ -7,7 +8,6 @@ use imprint_core::{
     ApparatusId, Binding, ChipId, KeyId, PreWriteKey, ProductCode, SealedRecord, TableError,
 };
 use serde_json::json;
-use sqlx::Row;
 
 use super::{
     Stage, key_ctx, key_exists, key_id_of, load_key, nonce_ctx, open_pass, pick, product_key,
@@ -67,7 +67,7 @@ async fn put_key(
                     StoredKey::Sealed(b) => (b, None),
                     StoredKey::Token(l) => (&[], Some(l)),
                 };
-                sqlx::query(
+                db::query(
                     "INSERT INTO pre_write_keys (key_id, key_sealed, token_label, created_ms) VALUES ($1, $2, $3, $4)",
                 )
                 .bind(i64::from(key_id.get()))
@@ -93,8 +93,8 @@ async fn put_key(
 
 /// The key identifiers in table 700.
 pub async fn list_keys(state: &AppState) -> Result<Vec<KeyId>, AppError> {
-    let rows = sqlx::query("SELECT key_id FROM pre_write_keys ORDER BY key_id")
-        .fetch_all(state.store.pool())
+    let rows = db::query("SELECT key_id FROM pre_write_keys ORDER BY key_id")
+        .fetch_all(&mut state.store.read().await?)
         .await?;
     rows.iter()
         .map(|r| key_id_of(r.try_get("key_id")?))
@@ -120,7 +120,7 @@ pub async fn map_product(
             Box::pin(async move {
                 // The product's row first, locked on PostgreSQL: two remaps of one product
                 // take turns, and the issued entries read below stay this product's.
-                let current = match sqlx::query(pick(
+                let current = match db::query(pick(
                     tx,
                     "SELECT key_id, chip_bound FROM product_codes WHERE product_code = $1",
                     "SELECT key_id, chip_bound FROM product_codes WHERE product_code = $1 FOR UPDATE",
@@ -150,7 +150,7 @@ pub async fn map_product(
                 let mut resealed = 0u64;
                 if old.is_some() {
                     let key = load_key(tx, &state.custody, new_key).await?;
-                    let rows = sqlx::query(pick(
+                    let rows = db::query(pick(
                         tx,
                         "SELECT a.apparatus_id, a.pass_sealed, f.chip_id FROM auth_info a JOIN factory_records f ON f.apparatus_id = a.apparatus_id WHERE a.state = $1 AND a.product_code = $2",
                         "SELECT a.apparatus_id, a.pass_sealed, f.chip_id FROM auth_info a JOIN factory_records f ON f.apparatus_id = a.apparatus_id WHERE a.state = $1 AND a.product_code = $2 FOR UPDATE",
@@ -179,12 +179,12 @@ pub async fn map_product(
                             &id,
                             &pass,
                         )?;
-                        sqlx::query("UPDATE auth_info SET key_id = $1 WHERE apparatus_id = $2")
+                        db::query("UPDATE auth_info SET key_id = $1 WHERE apparatus_id = $2")
                             .bind(i64::from(new_key.get()))
                             .bind(id.as_str())
                             .execute(&mut *tx)
                             .await?;
-                        sqlx::query(
+                        db::query(
                             "UPDATE factory_records SET sealed = $1, key_id = $2, nonce_sealed = $3 WHERE apparatus_id = $4",
                         )
                         .bind(sealed.as_bytes())
@@ -195,7 +195,7 @@ pub async fn map_product(
                         .await?;
                         resealed += 1;
                     }
-                    sqlx::query("UPDATE product_codes SET key_id = $1 WHERE product_code = $2")
+                    db::query("UPDATE product_codes SET key_id = $1 WHERE product_code = $2")
                         .bind(i64::from(new_key.get()))
                         .bind(code.as_str())
                         .execute(&mut *tx)
@@ -204,7 +204,7 @@ pub async fn map_product(
                     if product_key(tx, &code).await?.is_some() {
                         return Err(AppError::bug("a product appeared during its own mapping"));
                     }
-                    sqlx::query("INSERT INTO product_codes (product_code, key_id, chip_bound) VALUES ($1, $2, $3)")
+                    db::query("INSERT INTO product_codes (product_code, key_id, chip_bound) VALUES ($1, $2, $3)")
                         .bind(code.as_str())
                         .bind(i64::from(new_key.get()))
                         .bind(i64::from(bound))
@@ -231,15 +231,15 @@ pub async fn map_product(
 
 /// Product codes, their key identifiers and settings.
 pub async fn list_products(state: &AppState) -> Result<Vec<Product>, AppError> {
-    let rows = sqlx::query(
+    let rows = db::query(
         "SELECT product_code, key_id, chip_bound, lock_units FROM product_codes ORDER BY product_code",
     )
-    .fetch_all(state.store.pool())
+    .fetch_all(&mut state.store.read().await?)
     .await?;
     rows.iter().map(product_of).collect()
 }
 
-fn product_of(r: &sqlx::any::AnyRow) -> Result<Product, AppError> {
+fn product_of(r: &db::Row) -> Result<Product, AppError> {
     Ok(Product {
         product_code: ProductCode::new(&r.try_get::<String, _>("product_code")?)?,
         key_id: key_id_of(r.try_get("key_id")?)?,
@@ -261,7 +261,7 @@ pub async fn set_lock_units(
         .store
         .write(&(actor,), |tx, (actor,)| {
             Box::pin(async move {
-                let changed = sqlx::query("UPDATE product_codes SET lock_units = $1 WHERE product_code = $2")
+                let changed = db::query("UPDATE product_codes SET lock_units = $1 WHERE product_code = $2")
                     .bind(i64::from(lock_units))
                     .bind(code.as_str())
                     .execute(&mut *tx)
@@ -270,7 +270,7 @@ pub async fn set_lock_units(
                 if changed == 0 {
                     return Err(TableError::UnknownProduct(code).into());
                 }
-                let row = sqlx::query(
+                let row = db::query(
                     "SELECT product_code, key_id, chip_bound, lock_units FROM product_codes WHERE product_code = $1",
                 )
                 .bind(code.as_str())

@@ -1,10 +1,10 @@
 //! Offline leases: signed bundles of records a station may use through an outage, and their
 //! expiry back to the pool.
 
+use crate::db;
 use imprint_api::{Bytes, LeaseAnswer};
 use imprint_core::ProductCode;
 use serde_json::json;
-use sqlx::Row;
 
 use super::issue::issue_in;
 use super::{Stage, pick};
@@ -51,7 +51,7 @@ pub async fn lease(
                 let id_hex = hex::encode(lease_id);
                 let issued_at = now_millis();
                 let not_after = issued_at + (hours as i64) * 3_600_000;
-                sqlx::query(
+                db::query(
                     "INSERT INTO leases (lease_id, factory_id, product_code, issued_at, not_after, record_count) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
                 )
@@ -121,7 +121,7 @@ pub async fn expire_leases(state: &AppState, now: i64) -> Result<u64, AppError> 
         .store
         .write(&(), |tx, ()| {
             Box::pin(async move {
-                let due = sqlx::query(pick(
+                let due = db::query(pick(
                     tx,
                     "SELECT lease_id, factory_id, product_code FROM leases WHERE expired_at IS NULL AND not_after + $1 < $2",
                     "SELECT lease_id, factory_id, product_code FROM leases WHERE expired_at IS NULL AND not_after + $1 < $2 \
@@ -137,7 +137,7 @@ pub async fn expire_leases(state: &AppState, now: i64) -> Result<u64, AppError> 
                     let lease_id: String = lease.try_get("lease_id")?;
                     let factory: String = lease.try_get("factory_id")?;
                     let product: String = lease.try_get("product_code")?;
-                    let open = sqlx::query(
+                    let open = db::query(
                         "SELECT apparatus_id FROM factory_records WHERE lease_id = $1 AND product_serial IS NULL",
                     )
                     .bind(lease_id.as_str())
@@ -151,7 +151,7 @@ pub async fn expire_leases(state: &AppState, now: i64) -> Result<u64, AppError> 
                         // read next stays true until the commit. Then only a record still this
                         // lease's and still open goes back: since the read above, the unit may
                         // have been reported, or the record released and issued anew.
-                        let locked = sqlx::query(pick(
+                        let locked = db::query(pick(
                             tx,
                             "SELECT state FROM auth_info WHERE apparatus_id = $1",
                             "SELECT state FROM auth_info WHERE apparatus_id = $1 FOR UPDATE",
@@ -159,7 +159,7 @@ pub async fn expire_leases(state: &AppState, now: i64) -> Result<u64, AppError> 
                         .bind(id.as_str())
                         .fetch_optional(&mut *tx)
                         .await?;
-                        let still = sqlx::query(
+                        let still = db::query(
                             "SELECT apparatus_id FROM factory_records \
                              WHERE apparatus_id = $1 AND lease_id = $2 AND product_serial IS NULL",
                         )
@@ -170,7 +170,7 @@ pub async fn expire_leases(state: &AppState, now: i64) -> Result<u64, AppError> 
                         if locked.is_none() || still.is_none() {
                             continue;
                         }
-                        let back = sqlx::query(
+                        let back = db::query(
                             "UPDATE auth_info SET state = $1, factory_id = NULL, product_code = NULL \
                              WHERE apparatus_id = $2 AND state = $3",
                         )
@@ -181,14 +181,14 @@ pub async fn expire_leases(state: &AppState, now: i64) -> Result<u64, AppError> 
                         .await?
                         .rows_affected();
                         if back == 1 {
-                            sqlx::query("DELETE FROM factory_records WHERE apparatus_id = $1")
+                            db::query("DELETE FROM factory_records WHERE apparatus_id = $1")
                                 .bind(id.as_str())
                                 .execute(&mut *tx)
                                 .await?;
                             returned += 1;
                         }
                     }
-                    sqlx::query(
+                    db::query(
                         "UPDATE quotas SET used = CASE WHEN used > $1 THEN used - $1 ELSE 0 END \
                          WHERE factory_id = $2 AND product_code = $3",
                     )
@@ -197,7 +197,7 @@ pub async fn expire_leases(state: &AppState, now: i64) -> Result<u64, AppError> 
                     .bind(product.as_str())
                     .execute(&mut *tx)
                     .await?;
-                    sqlx::query("UPDATE leases SET expired_at = $1 WHERE lease_id = $2")
+                    db::query("UPDATE leases SET expired_at = $1 WHERE lease_id = $2")
                         .bind(now)
                         .bind(lease_id.as_str())
                         .execute(&mut *tx)

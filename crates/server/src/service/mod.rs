@@ -35,8 +35,8 @@ pub use leases::{LEASE_GRACE_MILLIS, expire_leases, lease, lease_public_key};
 pub use overview::{activity, factories, unit_subject};
 pub use report::{LockReport, Report, Reporter, csv_cell, export_installed, record_lock, report};
 
+use crate::db;
 use imprint_core::{ApparatusId, KeyId, PassPhrase, ProductCode, TableError};
-use sqlx::Row;
 
 use crate::custody::{Custody, RecordKey, StoredKey};
 use crate::error::AppError;
@@ -105,7 +105,7 @@ async fn load_key<'k>(
     keys: &'k Custody,
     key_id: KeyId,
 ) -> Result<RecordKey<'k>, AppError> {
-    let row = sqlx::query("SELECT key_sealed, token_label FROM pre_write_keys WHERE key_id = $1")
+    let row = db::query("SELECT key_sealed, token_label FROM pre_write_keys WHERE key_id = $1")
         .bind(i64::from(key_id.get()))
         .fetch_optional(&mut *conn)
         .await?
@@ -124,7 +124,7 @@ fn open_pass(keys: &Custody, id: &ApparatusId, sealed: &[u8]) -> Result<PassPhra
 
 async fn key_exists(conn: &mut Conn, key_id: KeyId) -> Result<bool, AppError> {
     Ok(
-        sqlx::query("SELECT key_id FROM pre_write_keys WHERE key_id = $1")
+        db::query("SELECT key_id FROM pre_write_keys WHERE key_id = $1")
             .bind(i64::from(key_id.get()))
             .fetch_optional(&mut *conn)
             .await?
@@ -133,7 +133,7 @@ async fn key_exists(conn: &mut Conn, key_id: KeyId) -> Result<bool, AppError> {
 }
 
 async fn product_key(conn: &mut Conn, code: &ProductCode) -> Result<Option<KeyId>, AppError> {
-    let row = sqlx::query("SELECT key_id FROM product_codes WHERE product_code = $1")
+    let row = db::query("SELECT key_id FROM product_codes WHERE product_code = $1")
         .bind(code.as_str())
         .fetch_optional(&mut *conn)
         .await?;

@@ -4,12 +4,12 @@
 //! `0012_console` / `0010_console`); the overview counts each factory's units and each pool on
 //! indexes, which grows with the tables (docs/benchmarks.md).
 
+use crate::db;
 use imprint_api::{
     Activity, FactoryList, FactoryOverview, InstallCount, LeaseOverview, PoolLevel, QuotaUse,
     RefusedReport,
 };
 use imprint_core::{ApparatusId, FactoryId, ProductCode, ProductSerial};
-use sqlx::Row;
 
 use super::key_id_of;
 use crate::error::AppError;
@@ -31,10 +31,10 @@ fn of<'a>(list: &'a mut [FactoryOverview], id: &str) -> Option<&'a mut FactoryOv
 /// `GET /factories`.
 pub async fn factories(state: &AppState) -> Result<FactoryList, AppError> {
     let now = now_millis();
-    let pool = state.store.pool();
+    let pool = &mut state.store.read().await?;
     let mut factories = Vec::new();
-    for r in sqlx::query("SELECT factory_id, name FROM factories ORDER BY factory_id")
-        .fetch_all(pool)
+    for r in db::query("SELECT factory_id, name FROM factories ORDER BY factory_id")
+        .fetch_all(&mut *pool)
         .await?
     {
         factories.push(FactoryOverview {
@@ -45,10 +45,10 @@ pub async fn factories(state: &AppState) -> Result<FactoryList, AppError> {
             installed: 0,
         });
     }
-    for r in sqlx::query(
+    for r in db::query(
         "SELECT factory_id, product_code, quota_limit, used FROM quotas ORDER BY factory_id, product_code",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *pool)
     .await?
     {
         let f: String = r.try_get("factory_id")?;
@@ -61,11 +61,11 @@ pub async fn factories(state: &AppState) -> Result<FactoryList, AppError> {
             });
         }
     }
-    for r in sqlx::query(
+    for r in db::query(
         "SELECT factory_id, product_code, COUNT(*) AS n FROM factory_records \
          WHERE product_serial IS NULL GROUP BY factory_id, product_code",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *pool)
     .await?
     {
         let f: String = r.try_get("factory_id")?;
@@ -77,8 +77,8 @@ pub async fn factories(state: &AppState) -> Result<FactoryList, AppError> {
         }
     }
     for r in
-        sqlx::query("SELECT factory_id, COUNT(*) AS n FROM installed_devices GROUP BY factory_id")
-            .fetch_all(pool)
+        db::query("SELECT factory_id, COUNT(*) AS n FROM installed_devices GROUP BY factory_id")
+            .fetch_all(&mut *pool)
             .await?
     {
         let f: String = r.try_get("factory_id")?;
@@ -86,13 +86,13 @@ pub async fn factories(state: &AppState) -> Result<FactoryList, AppError> {
             fo.installed = count(r.try_get("n")?)?;
         }
     }
-    for r in sqlx::query(
+    for r in db::query(
         "SELECT l.lease_id, l.factory_id, l.product_code, l.not_after, l.record_count, \
          (SELECT COUNT(*) FROM factory_records r WHERE r.lease_id = l.lease_id AND r.product_serial IS NULL) AS open \
          FROM leases l WHERE l.expired_at IS NULL AND l.not_after > $1 ORDER BY l.not_after",
     )
     .bind(now)
-    .fetch_all(pool)
+    .fetch_all(&mut *pool)
     .await?
     {
         let f: String = r.try_get("factory_id")?;
@@ -107,12 +107,12 @@ pub async fn factories(state: &AppState) -> Result<FactoryList, AppError> {
         }
     }
     let mut pools = Vec::new();
-    for r in sqlx::query(
+    for r in db::query(
         "SELECT p.product_code, p.key_id, \
          (SELECT COUNT(*) FROM auth_info a WHERE a.key_id = p.key_id AND a.state = 'unissued') AS n \
          FROM product_codes p ORDER BY p.product_code",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *pool)
     .await?
     {
         pools.push(PoolLevel {
@@ -133,16 +133,16 @@ pub async fn activity(state: &AppState, hours: u64) -> Result<Activity, AppError
     let now = now_millis();
     let hours = hours.clamp(1, 168) as i64;
     let from = (now / HOUR_MS - (hours - 1)) * HOUR_MS;
-    let pool = state.store.pool();
+    let pool = &mut state.store.read().await?;
     let mut installs = Vec::new();
-    for r in sqlx::query(
+    for r in db::query(
         "SELECT (installed_ms / 3600000) * 3600000 AS hour, factory_id, station, COUNT(*) AS n \
          FROM installed_devices WHERE installed_ms >= $1 \
          GROUP BY (installed_ms / 3600000) * 3600000, factory_id, station \
          ORDER BY hour, factory_id, station",
     )
     .bind(from)
-    .fetch_all(pool)
+    .fetch_all(&mut *pool)
     .await?
     {
         installs.push(InstallCount {
@@ -155,12 +155,12 @@ pub async fn activity(state: &AppState, hours: u64) -> Result<Activity, AppError
     // What was refused before this request is in the answer.
     crate::tlog::sequence_before_read(&state.store, &state.custody).await;
     let mut refused = Vec::new();
-    for r in sqlx::query(
+    for r in db::query(
         "SELECT seq, at_ms, actor, detail FROM audit_log \
          WHERE action = 'report.refused' AND at_ms >= $1 ORDER BY at_ms DESC, seq DESC LIMIT 100",
     )
     .bind(from)
-    .fetch_all(pool)
+    .fetch_all(&mut *pool)
     .await?
     {
         let detail: String = r.try_get("detail")?;
@@ -201,7 +201,7 @@ pub async fn activity(state: &AppState, hours: u64) -> Result<Activity, AppError
 /// `unit` as an apparatus ID (which finds nothing). Text that is neither is refused.
 pub async fn unit_subject(conn: &mut Conn, unit: &str) -> Result<String, AppError> {
     if let Ok(id) = ApparatusId::new(unit)
-        && sqlx::query("SELECT 1 AS one FROM auth_info WHERE apparatus_id = $1")
+        && db::query("SELECT 1 AS one FROM auth_info WHERE apparatus_id = $1")
             .bind(id.as_str())
             .fetch_optional(&mut *conn)
             .await?
@@ -211,12 +211,12 @@ pub async fn unit_subject(conn: &mut Conn, unit: &str) -> Result<String, AppErro
     }
     if let Ok(serial) = ProductSerial::new(unit)
         && let Some(r) =
-            sqlx::query("SELECT apparatus_id FROM installed_devices WHERE product_serial = $1")
+            db::query("SELECT apparatus_id FROM installed_devices WHERE product_serial = $1")
                 .bind(serial.as_str())
                 .fetch_optional(&mut *conn)
                 .await?
     {
-        return Ok(r.try_get("apparatus_id")?);
+        return r.try_get("apparatus_id");
     }
     match ApparatusId::new(unit) {
         Ok(id) => Ok(id.as_str().to_string()),

@@ -1,5 +1,6 @@
 //! Installation reports (table 704) and the installed-devices export.
 
+use crate::db;
 use imprint_api::ReportStatus;
 use imprint_core::tables::{
     EntryState, InstallDecision, InstalledUnit, decide_install, decide_lock,
@@ -9,7 +10,6 @@ use imprint_core::{
     SealedRecord, TableError, conversion_value,
 };
 use serde_json::json;
-use sqlx::Row;
 
 use super::{Stage, cv_ctx, key_id_of, load_key, nonce_ctx, open_pass, pick};
 use crate::auth::User;
@@ -172,20 +172,20 @@ async fn batch(
     let mut out = Vec::with_capacity(work.len());
     for (user, r) in work {
         let factory = user.factory()?;
-        sqlx::query("SAVEPOINT report").execute(&mut *tx).await?;
+        db::query("SAVEPOINT report").execute(&mut *tx).await?;
         match recorded(tx, keys, user, &factory, r).await {
             Ok(v) => {
-                sqlx::query("RELEASE SAVEPOINT report")
+                db::query("RELEASE SAVEPOINT report")
                     .execute(&mut *tx)
                     .await?;
                 out.push(Ok(v));
             }
             Err(e) if e.code().status() >= 500 => return Err(e),
             Err(e) => {
-                sqlx::query("ROLLBACK TO SAVEPOINT report")
+                db::query("ROLLBACK TO SAVEPOINT report")
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("RELEASE SAVEPOINT report")
+                db::query("RELEASE SAVEPOINT report")
                     .execute(&mut *tx)
                     .await?;
                 audit::append(
@@ -293,7 +293,7 @@ async fn report_in(
     r: &Report,
 ) -> Result<ReportStatus, AppError> {
     let id = r.apparatus_id;
-    let entry = sqlx::query(pick(
+    let entry = db::query(pick(
         conn,
         "SELECT pass_sealed, state, factory_id, product_code FROM auth_info WHERE apparatus_id = $1",
         "SELECT pass_sealed, state, factory_id, product_code FROM auth_info WHERE apparatus_id = $1 FOR UPDATE",
@@ -305,7 +305,7 @@ async fn report_in(
     let pass = open_pass(keys, &id, &entry.try_get::<Vec<u8>, _>("pass_sealed")?)?;
     let cv = conversion_value(&id, &pass);
     // The receipt first: a report without a valid proof learns nothing about other units.
-    let record = sqlx::query(
+    let record = db::query(
         "SELECT sealed, key_id, nonce_sealed FROM factory_records WHERE apparatus_id = $1",
     )
     .bind(id.as_str())
@@ -352,7 +352,7 @@ async fn report_in(
             .map_err(|_| TableError::BadReceipt(id))?;
     }
     let installed_serial =
-        sqlx::query("SELECT product_serial FROM installed_devices WHERE apparatus_id = $1")
+        db::query("SELECT product_serial FROM installed_devices WHERE apparatus_id = $1")
             .bind(id.as_str())
             .fetch_optional(&mut *conn)
             .await?
@@ -381,15 +381,14 @@ async fn report_in(
             }
         }
     };
-    let holder =
-        sqlx::query("SELECT apparatus_id FROM installed_devices WHERE product_serial = $1")
-            .bind(r.product_serial.as_str())
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|row| row.try_get::<String, _>("apparatus_id"))
-            .transpose()?
-            .map(|s| ApparatusId::new(&s))
-            .transpose()?;
+    let holder = db::query("SELECT apparatus_id FROM installed_devices WHERE product_serial = $1")
+        .bind(r.product_serial.as_str())
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|row| row.try_get::<String, _>("apparatus_id"))
+        .transpose()?
+        .map(|s| ApparatusId::new(&s))
+        .transpose()?;
     match decide_install(
         &id,
         Some(&state),
@@ -399,7 +398,7 @@ async fn report_in(
     )? {
         InstallDecision::AlreadyRecorded => Ok(ReportStatus::AlreadyRecorded),
         InstallDecision::Record => {
-            sqlx::query(
+            db::query(
                 "INSERT INTO installed_devices (apparatus_id, conversion_sealed, product_serial, factory_id, \
                  technician, station, receipt, installed_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
@@ -413,12 +412,12 @@ async fn report_in(
             .bind(now_millis())
             .execute(&mut *conn)
             .await?;
-            sqlx::query("UPDATE auth_info SET state = $1 WHERE apparatus_id = $2")
+            db::query("UPDATE auth_info SET state = $1 WHERE apparatus_id = $2")
                 .bind(Stage::Installed.as_str())
                 .bind(id.as_str())
                 .execute(&mut *conn)
                 .await?;
-            sqlx::query("UPDATE factory_records SET product_serial = $1 WHERE apparatus_id = $2")
+            db::query("UPDATE factory_records SET product_serial = $1 WHERE apparatus_id = $2")
                 .bind(r.product_serial.as_str())
                 .bind(id.as_str())
                 .execute(&mut *conn)
@@ -458,12 +457,12 @@ pub async fn record_lock(
         .write(&(user, &factory, r), |tx, (user, factory, r)| {
             Box::pin(async move {
                 let id = r.apparatus_id;
-                let known = sqlx::query("SELECT apparatus_id FROM auth_info WHERE apparatus_id = $1")
+                let known = db::query("SELECT apparatus_id FROM auth_info WHERE apparatus_id = $1")
                     .bind(id.as_str())
                     .fetch_optional(&mut *tx)
                     .await?
                     .is_some();
-                let row = sqlx::query(pick(
+                let row = db::query(pick(
                     tx,
                     "SELECT factory_id, product_serial, locked_ms FROM installed_devices WHERE apparatus_id = $1",
                     "SELECT factory_id, product_serial, locked_ms FROM installed_devices WHERE apparatus_id = $1 FOR UPDATE",
@@ -492,7 +491,7 @@ pub async fn record_lock(
                 )?;
                 let (status, action) = match decision {
                     InstallDecision::Record => {
-                        sqlx::query("UPDATE installed_devices SET locked_ms = $1 WHERE apparatus_id = $2")
+                        db::query("UPDATE installed_devices SET locked_ms = $1 WHERE apparatus_id = $2")
                             .bind(now_millis())
                             .bind(id.as_str())
                             .execute(&mut *tx)
@@ -525,11 +524,11 @@ pub fn csv_cell(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// Table 704 without secrets, as CSV (every cell through [`csv_cell`]).
 pub async fn export_installed(state: &AppState) -> Result<String, AppError> {
-    let rows = sqlx::query(
+    let rows = db::query(
         "SELECT apparatus_id, product_serial, factory_id, technician, station, receipt, installed_ms, revoked_ms, locked_ms \
          FROM installed_devices ORDER BY installed_ms, apparatus_id",
     )
-    .fetch_all(state.store.pool())
+    .fetch_all(&mut state.store.read().await?)
     .await?;
     let mut w = csv::Writer::from_writer(Vec::new());
     let header = [

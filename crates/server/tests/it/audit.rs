@@ -419,7 +419,7 @@ async fn a_witness_cosigns_the_log_and_refuses_its_fork() {
     let latest = |env: &Env| {
         let store = env.state.store.clone();
         async move {
-            let mut conn = store.pool().acquire().await.unwrap();
+            let mut conn = store.read().await.unwrap();
             tlog::latest(&mut conn).await.unwrap().unwrap()
         }
     };

@@ -116,7 +116,7 @@ async fn a_database_of_the_previous_schema_migrates_and_keeps_working() {
     );
     // The old chain's entries became the tree's first leaves, in their order, and a checkpoint
     // of them was signed.
-    let mut conn = pool.acquire().await.unwrap();
+    let mut conn = state.store.read().await.unwrap();
     let cp = imprint_server::tlog::latest(&mut conn)
         .await
         .unwrap()

@@ -1075,7 +1075,7 @@ fn the_sequencer_killed_mid_batch_sequences_every_entry_once() {
                 "INSERT INTO audit_pending (at_ms, actor, action, detail) VALUES {}",
                 imprint_server::store::values(chunk.len(), 4)
             );
-            let mut q = sqlx::query(imprint_server::store::bulk(&tx, sql));
+            let mut q = imprint_server::db::query(imprint_server::store::bulk(&tx, sql));
             for i in chunk {
                 q = q
                     .bind(1_700_000_000_000i64 + i)
@@ -1083,7 +1083,7 @@ fn the_sequencer_killed_mid_batch_sequences_every_entry_once() {
                     .bind("test.entry")
                     .bind(format!("{{\"n\":{i}}}"));
             }
-            q.execute(&mut *tx).await.unwrap();
+            q.execute(&mut tx).await.unwrap();
         }
         tx.commit().await.unwrap();
     });
