@@ -3,8 +3,9 @@
 //! Run: `cargo bench -p imprint-server --bench server -- [records]` (default 1,000,000).
 //! Measures in one run, on one fresh SQLite file each:
 //! 1. issuing N records end to end (generate table 702, then issue table 708 in requests of
-//!    10,000: unseal, seal, persist, audit) against a bare seal loop and a bare SQLite insert of
-//!    the same rows;
+//!    10,000: unseal, seal, persist, audit) against a bare seal loop, bare SQLite inserts of the
+//!    same rows (sqlx, 200 rows a statement; rusqlite, a prepared statement a row) and the
+//!    Python script of issue 16 (`benches/python/issue.py`, run if python3 has `cryptography`);
 //! 2. report latency with 32 stations reporting at once through the HTTP router.
 
 #![allow(
@@ -102,23 +103,7 @@ async fn main() {
         .execute(&pool)
         .await
         .unwrap();
-    let t = Instant::now();
-    let mut tx = pool.begin().await.unwrap();
-    for ((id, _), s) in inputs.iter().zip(&sealed) {
-        sqlx::query("INSERT INTO bare VALUES ($1, $2, 1, 'fa', 'CAM-X100', '0')")
-            .bind(id.as_str())
-            .bind(s)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-    }
-    tx.commit().await.unwrap();
-    let insert_loop = t.elapsed();
-    // The same rows with 200-row statements, as the server writes them: the stricter baseline.
-    sqlx::query("DELETE FROM bare")
-        .execute(&pool)
-        .await
-        .unwrap();
+    // 200-row statements, as the server wrote them before its SQLite writes left sqlx.
     let t = Instant::now();
     let mut tx = pool.begin().await.unwrap();
     let rows: Vec<(&ApparatusId, &Vec<u8>)> =
@@ -139,6 +124,33 @@ async fn main() {
     let batch_loop = t.elapsed();
     pool.close().await;
     let _ = std::fs::remove_dir_all(&dir);
+
+    // 1d. SQLite itself: the same rows through rusqlite, one prepared statement executed per
+    // row, one transaction, the same settings (what Python's executemany does).
+    let dir = temp("rusqlite");
+    let conn = rusqlite::Connection::open(dir.join("bare.db")).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+         CREATE TABLE bare (apparatus_id TEXT PRIMARY KEY, sealed BLOB NOT NULL, key_id BIGINT NOT NULL, factory_id TEXT NOT NULL, product_code TEXT NOT NULL, issued_at TEXT NOT NULL)",
+    )
+    .unwrap();
+    let t = Instant::now();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    {
+        let mut stmt = conn
+            .prepare("INSERT INTO bare VALUES (?1, ?2, 1, 'fa', 'CAM-X100', '0')")
+            .unwrap();
+        for ((id, _), s) in inputs.iter().zip(&sealed) {
+            stmt.execute(rusqlite::params![id.as_str(), s]).unwrap();
+        }
+    }
+    conn.execute_batch("COMMIT").unwrap();
+    let insert_loop = t.elapsed();
+    drop(conn);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // 1e. The Python script of issue 16, measured in the same run.
+    let python = python_baseline(n);
 
     let slower = rate(n, seal_loop).min(rate(n, batch_loop));
     println!("| run | time | records/s |\n| --- | --- | --- |");
@@ -163,18 +175,27 @@ async fn main() {
         rate(n, seal_loop)
     );
     println!(
-        "| bare SQLite insert of the sealed rows, one row per statement (one transaction) | {:.2} s | {:.0} |",
-        insert_loop.as_secs_f64(),
-        rate(n, insert_loop)
-    );
-    println!(
-        "| bare SQLite insert of the sealed rows, 200 rows per statement (one transaction) | {:.2} s | {:.0} |",
+        "| bare SQLite insert of the sealed rows, 200 rows per statement, sqlx (one transaction) | {:.2} s | {:.0} |",
         batch_loop.as_secs_f64(),
         rate(n, batch_loop)
     );
     println!(
-        "\nEnd to end / slower of (seal loop, batched insert) = {:.2} (goal >= 0.5). Database size after: {:.0} MB.\n",
+        "| bare SQLite insert of the sealed rows, one prepared statement per row, rusqlite (one transaction) | {:.2} s | {:.0} |",
+        insert_loop.as_secs_f64(),
+        rate(n, insert_loop)
+    );
+    match &python {
+        Ok(r) => println!(
+            "| Python script (`benches/python/issue.py`: AESGCM, sqlite3 executemany, one transaction) | {:.2} s | {r:.0} |",
+            n as f64 / r
+        ),
+        Err(why) => println!("| Python script | not run: {why} | |"),
+    }
+    println!(
+        "\nEnd to end / slower of (seal loop, batched insert) = {:.2} (goal >= 0.5); / rusqlite insert = {:.2}; / Python script = {} (goal >= 1.5). Database size after: {:.0} MB.\n",
         rate(n, end_to_end) / slower,
+        rate(n, end_to_end) / rate(n, insert_loop),
+        python.as_ref().map_or("not run".to_string(), |r| format!("{:.2}", rate(n, end_to_end) / r)),
         db_size as f64 / 1e6
     );
 
@@ -259,4 +280,29 @@ async fn main() {
     println!("| throughput | {:.0} reports/s |", rate(total, wall));
     state.store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `benches/python/issue.py` on `n` records: its records/s, or why it did not run (no
+/// python3, no `cryptography`: `pip install cryptography`).
+fn python_baseline(n: u64) -> Result<f64, String> {
+    let dir = temp("python");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python/issue.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(n.to_string())
+        .arg(&dir)
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .strip_prefix("records/s ")
+        .and_then(|r| r.parse().ok())
+        .ok_or_else(|| {
+            let err = String::from_utf8_lossy(&out.stderr);
+            format!(
+                "{} (pip install cryptography)",
+                err.lines().last().unwrap_or("no output")
+            )
+        })
 }

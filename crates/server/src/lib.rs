@@ -159,10 +159,78 @@ pub fn is_content_hashed(path: &str) -> bool {
     }
 }
 
-/// The operating system's randomness (all keys, nonces, pass phrases, tokens).
-pub fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
-    rand_core::UnwrapErr(getrandom::SysRng)
+/// The server's randomness (all keys, nonces, pass phrases, tokens): a ChaCha20 generator per
+/// thread, seeded from the operating system on its first use and again after every
+/// [`RESEED_BYTES`] it gave, as rand's `ThreadRng` is. Asking the operating system for each
+/// 12-byte nonce cost a `getrandom` system call per nonce, about a tenth of issuing a record
+/// (`docs/benchmarks.md`); the generator's output is as unpredictable as its seed.
+pub fn rng() -> ServerRng {
+    ServerRng
 }
+
+/// After this many bytes a thread's generator takes a fresh seed from the operating system.
+pub const RESEED_BYTES: usize = 64 * 1024;
+
+/// A handle on the generator of whichever thread uses it (see [`rng`]): it holds no state, so a
+/// task that moves to another thread draws from that thread's generator.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerRng;
+
+struct Seeded {
+    rng: rand_chacha::ChaCha20Rng,
+    given: usize,
+}
+
+thread_local! {
+    static RNG: std::cell::RefCell<Option<Seeded>> = const { std::cell::RefCell::new(None) };
+}
+
+impl ServerRng {
+    fn with<T>(bytes: usize, f: impl FnOnce(&mut rand_chacha::ChaCha20Rng) -> T) -> T {
+        use rand_core::SeedableRng;
+        RNG.with_borrow_mut(|slot| {
+            let fresh = slot.as_ref().is_none_or(|s| s.given >= RESEED_BYTES);
+            if fresh {
+                let mut seed = [0u8; 32];
+                // As before this generator: without the operating system's randomness the
+                // server cannot make a key or a nonce, and must not go on.
+                #[allow(clippy::expect_used)]
+                getrandom::fill(&mut seed).expect("the operating system gives no randomness");
+                *slot = Some(Seeded {
+                    rng: rand_chacha::ChaCha20Rng::from_seed(seed),
+                    given: 0,
+                });
+                zeroize::Zeroize::zeroize(&mut seed);
+            }
+            #[allow(clippy::expect_used)]
+            let s = slot.as_mut().expect("seeded above");
+            s.given += bytes;
+            f(&mut s.rng)
+        })
+    }
+}
+
+impl rand_core::TryRng for ServerRng {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        use rand_core::Rng;
+        Ok(ServerRng::with(4, |r| r.next_u32()))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        use rand_core::Rng;
+        Ok(ServerRng::with(8, |r| r.next_u64()))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        use rand_core::Rng;
+        ServerRng::with(dst.len(), |r| r.fill_bytes(dst));
+        Ok(())
+    }
+}
+
+impl rand_core::TryCryptoRng for ServerRng {}
 
 /// A random ID of 8 bytes as 16 hex digits: it names one request or one fault in the log and
 /// tells nothing else.
@@ -178,4 +246,32 @@ pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_core::Rng;
+
+    use super::*;
+
+    #[test]
+    fn each_thread_draws_its_own_stream_and_reseeds_as_it_goes() {
+        let draw = || {
+            let mut b = [0u8; 32];
+            rng().fill_bytes(&mut b);
+            b
+        };
+        let here = draw();
+        let there = std::thread::spawn(draw).join().unwrap_or_default();
+        assert_ne!(here, there, "two threads' generators are seeded apart");
+        assert_ne!(here, draw(), "one thread's draws follow on");
+        // Past the reseed point and on: the generator is seeded again, not exhausted.
+        let mut big = vec![0u8; RESEED_BYTES + 100];
+        rng().fill_bytes(&mut big);
+        let given = RNG.with_borrow(|s| s.as_ref().map(|s| s.given));
+        rng().fill_bytes(&mut big);
+        let after = RNG.with_borrow(|s| s.as_ref().map(|s| s.given));
+        assert_eq!(after, Some(big.len()), "reseeded before the second draw (was {given:?})");
+        assert!(big.iter().any(|&b| b != 0));
+    }
 }

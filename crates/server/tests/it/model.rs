@@ -121,7 +121,7 @@ fn spoil(mut r: Receipt, good: bool) -> Receipt {
 
 struct Model {
     tables: Tables,
-    rng: rand_core::UnwrapErr<getrandom::SysRng>,
+    rng: imprint_server::ServerRng,
 }
 
 impl Model {
