@@ -195,7 +195,10 @@ async fn main() {
         "\nEnd to end / slower of (seal loop, batched insert) = {:.2} (goal >= 0.5); / rusqlite insert = {:.2}; / Python script = {} (goal >= 1.5). Database size after: {:.0} MB.\n",
         rate(n, end_to_end) / slower,
         rate(n, end_to_end) / rate(n, insert_loop),
-        python.as_ref().map_or("not run".to_string(), |r| format!("{:.2}", rate(n, end_to_end) / r)),
+        python.as_ref().map_or("not run".to_string(), |r| format!(
+            "{:.2}",
+            rate(n, end_to_end) / r
+        )),
         db_size as f64 / 1e6
     );
 

@@ -412,6 +412,19 @@ impl Query {
 /// One row of a result.
 pub struct Row(Inner);
 
+/// The row's column names only: a value may be sealed material or a hash.
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = match &self.0 {
+            Inner::Sqlite { names, .. } => names.iter().map(String::as_str).collect(),
+            Inner::Any(r) => r.columns().iter().map(sqlx::Column::name).collect(),
+        };
+        f.debug_struct("Row")
+            .field("columns", &names)
+            .finish_non_exhaustive()
+    }
+}
+
 enum Inner {
     Sqlite {
         names: Arc<[String]>,

@@ -166,7 +166,10 @@ fn database_away(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(d) => d.code().is_some_and(|c| {
-            c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300" | "25006")
+            // 08P01, a protocol violation, is this server's own fault (a statement sent with
+            // the wrong number of arguments), not a database gone away.
+            (c.starts_with("08") && &*c != "08P01")
+                || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300" | "25006")
         }),
         _ => false,
     }

@@ -271,7 +271,11 @@ mod tests {
         let given = RNG.with_borrow(|s| s.as_ref().map(|s| s.given));
         rng().fill_bytes(&mut big);
         let after = RNG.with_borrow(|s| s.as_ref().map(|s| s.given));
-        assert_eq!(after, Some(big.len()), "reseeded before the second draw (was {given:?})");
+        assert_eq!(
+            after,
+            Some(big.len()),
+            "reseeded before the second draw (was {given:?})"
+        );
         assert!(big.iter().any(|&b| b != 0));
     }
 }

@@ -108,7 +108,11 @@ impl Store {
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
         let writer = match backend {
-            Backend::Sqlite => Some(Arc::new(tokio::sync::Mutex::new(open_writer(url)?))),
+            Backend::Sqlite => {
+                let writer = Arc::new(tokio::sync::Mutex::new(open_writer(url)?));
+                spawn_checkpointer(open_writer(url)?, Arc::downgrade(&writer));
+                Some(writer)
+            }
             Backend::Postgres => None,
         };
         Ok(Store {
@@ -272,7 +276,50 @@ fn open_writer(url: &str) -> Result<rusqlite::Connection, AppError> {
     )?;
     conn.busy_timeout(SQLITE_BUSY_WAIT)?;
     conn.set_prepared_statement_cache_capacity(256);
+    // The write-ahead log is copied into the database by the checkpointer's own connection
+    // ([`spawn_checkpointer`]), not by whichever commit crosses SQLite's threshold: that commit
+    // would copy and fsync the database file while every other writer waits behind it.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(conn)
+}
+
+/// How often the checkpointer copies the write-ahead log into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Copies SQLite's write-ahead log into the database every [`CHECKPOINT_EVERY`] on a connection
+/// of its own, `PASSIVE` (alongside the writer, which goes on appending), for as long as the
+/// store is open. SQLite also checkpoints when the last connection closes.
+fn spawn_checkpointer(
+    conn: rusqlite::Connection,
+    alive: std::sync::Weak<tokio::sync::Mutex<rusqlite::Connection>>,
+) {
+    let conn = Arc::new(std::sync::Mutex::new(conn));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if alive.strong_count() == 0 {
+                return;
+            }
+            let conn = conn.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let conn = conn
+                    .lock()
+                    .map_err(|_| "the checkpointer's connection is poisoned".to_string())?;
+                conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the SQLite checkpoint failed; the write-ahead log grows until one succeeds")
+                }
+                Err(e) => tracing::warn!(error = %e, "the SQLite checkpoint did not finish"),
+            }
+        }
+    });
 }
 
 /// Which database a connection is to (the service's functions get a connection, not the

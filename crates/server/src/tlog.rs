@@ -28,9 +28,11 @@ use crate::custody::{Custody, SigningKey};
 use crate::error::AppError;
 use crate::store::{self, Backend, Conn, Store};
 
-/// Entries per sequencing transaction: big enough that a busy server's second of entries is
-/// one batch, small enough that a batch holds the sequencer's lock for milliseconds.
-pub const BATCH: usize = 2000;
+/// Entries per sequencing transaction: a batch holds SQLite's one writer for about 5 ms, which
+/// a request that writes may wait behind (2,000 held it for 20 ms: the field authentication
+/// benchmark's p99 went from 66 to 34 ms at 500, and 200 cost a third of its throughput in
+/// commits and checkpoint signatures; `docs/benchmarks.md`).
+pub const BATCH: usize = 500;
 
 /// The PostgreSQL advisory lock key the sequencer holds ("imprlog\0" as a number).
 const SEQUENCER_LOCK: i64 = 0x696d_7072_6c6f_6700;

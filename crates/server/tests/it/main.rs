@@ -29,6 +29,7 @@ mod hsm;
 mod migrate;
 mod model;
 mod process;
+mod store;
 mod surface;
 mod users;
 
