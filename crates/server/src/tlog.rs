@@ -251,11 +251,22 @@ async fn sign(
 /// lock, a field authentication, a revocation), and the station that sent it. Neither is part
 /// of the leaf.
 fn about(detail: &str) -> (Option<String>, Option<String>) {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(detail) else {
-        return (None, None);
-    };
-    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-    (text("apparatus_id"), text("station"))
+    /// The two fields only: the rest of the detail is skipped, not built into a value (that
+    /// was the sequencer's largest cost per entry).
+    #[derive(serde::Deserialize)]
+    struct About<'a> {
+        #[serde(borrow, default)]
+        apparatus_id: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow, default)]
+        station: Option<std::borrow::Cow<'a, str>>,
+    }
+    match serde_json::from_str::<About<'_>>(detail) {
+        Ok(a) => (
+            a.apparatus_id.map(std::borrow::Cow::into_owned),
+            a.station.map(std::borrow::Cow::into_owned),
+        ),
+        Err(_) => (None, None),
+    }
 }
 
 /// Moves up to [`BATCH`] pending entries into the log after entry `log_size`, chained from
@@ -1070,4 +1081,27 @@ pub async fn install_proofs(
         consistency: consistency.iter().map(base64).collect(),
         installs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::about;
+
+    #[test]
+    fn an_entry_is_about_its_unit_and_station_whatever_else_its_detail_holds() {
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(
+            about(r#"{"factory":"fa","apparatus_id":"IMP-1","n":[1,{"a":2}],"station":"line-1"}"#),
+            (s("IMP-1"), s("line-1"))
+        );
+        assert_eq!(
+            about(r#"{"apparatus_ids":["IMP-1","IMP-2"],"count":2}"#),
+            (None, None)
+        );
+        assert_eq!(
+            about(r#"{"apparatus_id":"IMP-\u0031"}"#),
+            (s("IMP-1"), None)
+        );
+        assert_eq!(about("not json"), (None, None));
+    }
 }
