@@ -24,7 +24,7 @@ use imprint_core::{
 use imprint_server::{auth, service};
 
 mod common;
-use common::{fresh, rate, tech, temp};
+use common::{fresh_on, rate, tech, temp};
 
 #[tokio::main]
 async fn main() {
@@ -33,10 +33,16 @@ async fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let product = ProductCode::new("CAM-X100").unwrap();
-    println!("## Server benchmark, {n} records\n");
+    // `DATABASE_URL=postgres://...`: the same runs on PostgreSQL (a fresh database each),
+    // against `COPY` and a 200-row insert of the same rows there.
+    let pg = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"));
+    let on = if pg.is_some() { "PostgreSQL" } else { "SQLite" };
+    println!("## Server benchmark, {n} records, {on}\n");
 
     // 1a. End to end: generate, then issue in requests of 10,000.
-    let (state, dir) = fresh("issue", n).await;
+    let (state, dir) = fresh_on("issue", n, pg.as_deref()).await;
     let t = Instant::now();
     service::generate(&state, "bench", KeyId::new(1).unwrap(), n, "IMP-")
         .await
@@ -53,12 +59,18 @@ async fn main() {
     }
     let issuing = t.elapsed();
     let end_to_end = generated + issuing;
-    let db_size = std::fs::metadata(dir.join("imprint.db"))
-        .map(|m| m.len())
-        .unwrap_or(0)
-        + std::fs::metadata(dir.join("imprint.db-wal"))
-            .map(|m| m.len())
-            .unwrap_or(0);
+    let db_size = match &pg {
+        Some(_) => imprint_server::db::query("SELECT pg_database_size(current_database()) AS n")
+            .fetch_one(&mut state.store.read().await.unwrap())
+            .await
+            .unwrap()
+            .try_get::<i64, _>("n")
+            .unwrap() as u64,
+        None => {
+            std::fs::metadata(dir.join("imprint.db")).map_or(0, |m| m.len())
+                + std::fs::metadata(dir.join("imprint.db-wal")).map_or(0, |m| m.len())
+        }
+    };
     state.store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -85,72 +97,16 @@ async fn main() {
         .collect();
     let seal_loop = t.elapsed();
 
-    // 1c. Bare SQLite insert of the same rows, one transaction, the store's settings (WAL,
-    // synchronous = FULL) on sqlx's own SQLite driver.
-    let dir = temp("insert");
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(dir.join("bare.db"))
-                .create_if_missing(true)
-                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Full),
-        )
-        .await
-        .unwrap();
-    sqlx::query("CREATE TABLE bare (apparatus_id TEXT PRIMARY KEY, sealed BLOB NOT NULL, key_id BIGINT NOT NULL, factory_id TEXT NOT NULL, product_code TEXT NOT NULL, issued_at TEXT NOT NULL)")
-        .execute(&pool)
-        .await
-        .unwrap();
-    // 200-row statements, as the server wrote them before its SQLite writes left sqlx.
-    let t = Instant::now();
-    let mut tx = pool.begin().await.unwrap();
-    let rows: Vec<(&ApparatusId, &Vec<u8>)> =
-        inputs.iter().map(|(id, _)| id).zip(&sealed).collect();
-    for chunk in rows.chunks(200) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO bare ");
-        q.push_values(chunk, |mut b, (id, s)| {
-            b.push_bind(id.as_str())
-                .push_bind(s.to_vec())
-                .push_bind(1i64)
-                .push_bind("fa")
-                .push_bind("CAM-X100")
-                .push_bind("0");
-        });
-        q.build().execute(&mut *tx).await.unwrap();
-    }
-    tx.commit().await.unwrap();
-    let batch_loop = t.elapsed();
-    pool.close().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    let (batch_loop, insert_loop) = match &pg {
+        Some(url) => postgres_baselines(url, &inputs, &sealed).await,
+        None => sqlite_baselines(&inputs, &sealed).await,
+    };
 
-    // 1d. SQLite itself: the same rows through rusqlite, one prepared statement executed per
-    // row, one transaction, the same settings (what Python's executemany does).
-    let dir = temp("rusqlite");
-    let conn = rusqlite::Connection::open(dir.join("bare.db")).unwrap();
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-         CREATE TABLE bare (apparatus_id TEXT PRIMARY KEY, sealed BLOB NOT NULL, key_id BIGINT NOT NULL, factory_id TEXT NOT NULL, product_code TEXT NOT NULL, issued_at TEXT NOT NULL)",
-    )
-    .unwrap();
-    let t = Instant::now();
-    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
-    {
-        let mut stmt = conn
-            .prepare("INSERT INTO bare VALUES (?1, ?2, 1, 'fa', 'CAM-X100', '0')")
-            .unwrap();
-        for ((id, _), s) in inputs.iter().zip(&sealed) {
-            stmt.execute(rusqlite::params![id.as_str(), s]).unwrap();
-        }
-    }
-    conn.execute_batch("COMMIT").unwrap();
-    let insert_loop = t.elapsed();
-    drop(conn);
-    let _ = std::fs::remove_dir_all(&dir);
-
-    // 1e. The Python script of issue 16, measured in the same run.
-    let python = python_baseline(n);
+    // 1e. The Python script of issue 16, measured in the same run (SQLite's runs only).
+    let python = match pg {
+        Some(_) => Err("a SQLite script; this run is on PostgreSQL".to_string()),
+        None => python_baseline(n),
+    };
 
     let slower = rate(n, seal_loop).min(rate(n, batch_loop));
     println!("| run | time | records/s |\n| --- | --- | --- |");
@@ -175,12 +131,17 @@ async fn main() {
         rate(n, seal_loop)
     );
     println!(
-        "| bare SQLite insert of the sealed rows, 200 rows per statement, sqlx (one transaction) | {:.2} s | {:.0} |",
+        "| bare {on} insert of the sealed rows, 200 rows per statement, sqlx (one transaction) | {:.2} s | {:.0} |",
         batch_loop.as_secs_f64(),
         rate(n, batch_loop)
     );
+    let bulk = if pg.is_some() {
+        "`COPY ... FROM STDIN` of the sealed rows (text format, one transaction)"
+    } else {
+        "bare SQLite insert of the sealed rows, one prepared statement per row, rusqlite (one transaction)"
+    };
     println!(
-        "| bare SQLite insert of the sealed rows, one prepared statement per row, rusqlite (one transaction) | {:.2} s | {:.0} |",
+        "| {bulk} | {:.2} s | {:.0} |",
         insert_loop.as_secs_f64(),
         rate(n, insert_loop)
     );
@@ -192,8 +153,13 @@ async fn main() {
         Err(why) => println!("| Python script | not run: {why} | |"),
     }
     println!(
-        "\nEnd to end / slower of (seal loop, batched insert) = {:.2} (goal >= 0.5); / rusqlite insert = {:.2}; / Python script = {} (goal >= 1.5). Database size after: {:.0} MB.\n",
+        "\nEnd to end / slower of (seal loop, batched insert) = {:.2} (goal >= 0.5); / {} = {:.2}; / Python script = {} (goal >= 1.5). Database size after: {:.0} MB.\n",
         rate(n, end_to_end) / slower,
+        if pg.is_some() {
+            "COPY"
+        } else {
+            "rusqlite insert"
+        },
         rate(n, end_to_end) / rate(n, insert_loop),
         python.as_ref().map_or("not run".to_string(), |r| format!(
             "{:.2}",
@@ -206,7 +172,7 @@ async fn main() {
     let stations = 32u32;
     let per_station = 20u32;
     let total = u64::from(stations * per_station);
-    let (state, dir) = fresh("report", total).await;
+    let (state, dir) = fresh_on("report", total, pg.as_deref()).await;
     service::generate(&state, "bench", KeyId::new(1).unwrap(), total, "R-")
         .await
         .unwrap();
@@ -309,3 +275,129 @@ fn python_baseline(n: u64) -> Result<f64, String> {
             )
         })
 }
+
+/// The bare SQLite inserts of the sealed rows: 200-row statements through sqlx, and one
+/// prepared statement per row through rusqlite (SQLite itself); each one transaction, the
+/// store's settings (WAL, `synchronous = FULL`).
+async fn sqlite_baselines(
+    inputs: &[(ApparatusId, PassPhrase)],
+    sealed: &[Vec<u8>],
+) -> (std::time::Duration, std::time::Duration) {
+    let dir = temp("insert");
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(dir.join("bare.db"))
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Full),
+        )
+        .await
+        .unwrap();
+    sqlx::query(BARE_TABLE).execute(&pool).await.unwrap();
+    let t = Instant::now();
+    let mut tx = pool.begin().await.unwrap();
+    for chunk in inputs.iter().zip(sealed).collect::<Vec<_>>().chunks(200) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO bare ");
+        q.push_values(chunk, |mut b, ((id, _), s)| {
+            b.push_bind(id.as_str())
+                .push_bind(s.to_vec())
+                .push_bind(1i64)
+                .push_bind("fa")
+                .push_bind("CAM-X100")
+                .push_bind("0");
+        });
+        q.build().execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let batch_loop = t.elapsed();
+    pool.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let dir = temp("rusqlite");
+    let conn = rusqlite::Connection::open(dir.join("bare.db")).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+        .unwrap();
+    conn.execute_batch(BARE_TABLE).unwrap();
+    let t = Instant::now();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    {
+        let mut stmt = conn
+            .prepare("INSERT INTO bare VALUES (?1, ?2, 1, 'fa', 'CAM-X100', '0')")
+            .unwrap();
+        for ((id, _), s) in inputs.iter().zip(sealed) {
+            stmt.execute(rusqlite::params![id.as_str(), s]).unwrap();
+        }
+    }
+    conn.execute_batch("COMMIT").unwrap();
+    let insert_loop = t.elapsed();
+    drop(conn);
+    let _ = std::fs::remove_dir_all(&dir);
+    (batch_loop, insert_loop)
+}
+
+/// The same on PostgreSQL, each in a fresh database: 200-row statements through sqlx's own
+/// PostgreSQL driver, and `COPY bare FROM STDIN` (text format, the blob as `\\x` hex), each
+/// one transaction.
+async fn postgres_baselines(
+    admin: &str,
+    inputs: &[(ApparatusId, PassPhrase)],
+    sealed: &[Vec<u8>],
+) -> (std::time::Duration, std::time::Duration) {
+    use sqlx::Connection;
+    let table = BARE_TABLE.replace("BLOB", "BYTEA");
+    let url = common::postgres_database(admin, "bare").await;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(table.clone()))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let mut tx = conn.begin().await.unwrap();
+    for chunk in inputs.iter().zip(sealed).collect::<Vec<_>>().chunks(200) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new("INSERT INTO bare ");
+        q.push_values(chunk, |mut b, ((id, _), s)| {
+            b.push_bind(id.as_str())
+                .push_bind(s.to_vec())
+                .push_bind(1i64)
+                .push_bind("fa")
+                .push_bind("CAM-X100")
+                .push_bind("0");
+        });
+        q.build().execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let batch_loop = t.elapsed();
+    conn.close().await.unwrap();
+
+    let url = common::postgres_database(admin, "copy").await;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(table))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let mut tx = conn.begin().await.unwrap();
+    let mut copy = tx.copy_in_raw("COPY bare FROM STDIN").await.unwrap();
+    let mut buf = Vec::with_capacity(1 << 20);
+    for ((id, _), s) in inputs.iter().zip(sealed) {
+        buf.extend_from_slice(id.as_str().as_bytes());
+        buf.extend_from_slice(b"\t\\\\x");
+        buf.extend_from_slice(hex::encode(s).as_bytes());
+        buf.extend_from_slice(b"\t1\tfa\tCAM-X100\t0\n");
+        if buf.len() >= 1 << 20 {
+            copy.send(std::mem::take(&mut buf)).await.unwrap();
+        }
+    }
+    copy.send(buf).await.unwrap();
+    let rows = copy.finish().await.unwrap();
+    assert_eq!(rows, inputs.len() as u64);
+    tx.commit().await.unwrap();
+    let copy_loop = t.elapsed();
+    conn.close().await.unwrap();
+    (batch_loop, copy_loop)
+}
+
+/// The table of the bare baselines (`BLOB` becomes `BYTEA` on PostgreSQL).
+const BARE_TABLE: &str = "CREATE TABLE bare (apparatus_id TEXT PRIMARY KEY, sealed BLOB NOT NULL, key_id BIGINT NOT NULL, factory_id TEXT NOT NULL, product_code TEXT NOT NULL, issued_at TEXT NOT NULL)";

@@ -17,11 +17,37 @@ pub(crate) fn temp(tag: &str) -> std::path::PathBuf {
 }
 
 pub(crate) async fn fresh(tag: &str, quota: u64) -> (AppState, std::path::PathBuf) {
+    fresh_on(tag, quota, None).await
+}
+
+/// A fresh, empty database on the PostgreSQL cluster whose URL is `admin`; its URL.
+pub(crate) async fn postgres_database(admin: &str, tag: &str) -> String {
+    use sqlx::{Connection, Executor};
+    let name = format!("bench_{tag}_{}", imprint_server::random_id());
+    let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let mut url = url::Url::parse(admin).unwrap();
+    url.set_path(&name);
+    url.to_string()
+}
+
+/// [`fresh`], on a fresh database of the PostgreSQL cluster at `postgres` when given.
+pub(crate) async fn fresh_on(
+    tag: &str,
+    quota: u64,
+    postgres: Option<&str>,
+) -> (AppState, std::path::PathBuf) {
     let dir = temp(tag);
-    let state = AppState::new(
-        Store::open_sqlite(&dir.join("imprint.db")).await.unwrap(),
-        Kek::generate().0,
-    );
+    let store = match postgres {
+        Some(admin) => Store::open(&postgres_database(admin, tag).await)
+            .await
+            .unwrap(),
+        None => Store::open_sqlite(&dir.join("imprint.db")).await.unwrap(),
+    };
+    let state = AppState::new(store, Kek::generate().0);
     let k1 = KeyId::new(1).unwrap();
     service::add_key_bytes(&state, "bench", k1, imprint_device::sim::demo_key(k1))
         .await
