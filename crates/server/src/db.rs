@@ -128,8 +128,9 @@ pub enum Kind {
     Blob,
 }
 
-/// One argument or one column value.
-#[derive(Clone, Debug)]
+/// One argument or one column value. Its `Debug` shows the kind and size only: a value may be
+/// sealed material, a password hash or a token's hash.
+#[derive(Clone)]
 pub enum Value {
     /// NULL, typed as a column of this kind.
     Null(Kind),
@@ -141,6 +142,16 @@ pub enum Value {
     Text(String),
     /// Bytes.
     Blob(Vec<u8>),
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Text(t) => write!(f, "text of {} bytes", t.len()),
+            Value::Blob(b) => write!(f, "{} bytes", b.len()),
+            other => f.write_str(other.kind()),
+        }
+    }
 }
 
 impl Value {
@@ -539,5 +550,22 @@ impl Row {
 impl From<rusqlite::Error> for AppError {
     fn from(e: rusqlite::Error) -> Self {
         AppError::Internal(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Arg, Value};
+
+    #[test]
+    fn a_value_prints_its_kind_and_size_never_its_content() {
+        let shown = format!(
+            "{:?} {:?} {:?}",
+            "hunter2-pass".into_value(),
+            b"sealed-bytes".into_value(),
+            None::<i64>.into_value()
+        );
+        assert_eq!(shown, "text of 12 bytes 12 bytes NULL");
+        assert!(!format!("{:?}", Value::Int(7)).contains('7'));
     }
 }
