@@ -16,7 +16,7 @@ use crate::auth::User;
 use crate::custody::{Custody, RecordKey};
 use crate::error::AppError;
 use crate::metrics::Metrics;
-use crate::store::{Conn, Store};
+use crate::store::{Backend, Conn, Store};
 use crate::{AppState, audit, now_millis};
 
 use std::sync::Arc;
@@ -49,9 +49,10 @@ pub struct Report {
 /// at once meet at table 704's unique serial, and the one that lost runs again and is refused
 /// by the rule.
 ///
-/// Reports share commits ([`Reporter`]): those that arrive while a batch commits go into the
-/// next one, each in a savepoint of its own, so 32 stations reporting at once wait for a few
-/// durable commits, not for 32 in a row. A batch the database could not commit is run again
+/// On SQLite, reports share commits ([`Reporter`]): those that arrive while a batch commits go
+/// into the next one, each in a savepoint of its own, so 32 stations reporting at once wait for
+/// a few durable commits, not for 32 in a row. On PostgreSQL they run side by side, each in a
+/// transaction of its own (see `run_side_by_side`). A batch the database could not commit is run again
 /// report by report, each as it was before batching, so a batch's failure costs time, never
 /// a report.
 pub async fn report(
@@ -84,8 +85,9 @@ struct Job {
     answer: oneshot::Sender<Result<(ReportStatus, Challenge), AppError>>,
 }
 
-/// Takes the stations' reports and records them in batches, one transaction (one durable
-/// commit) per batch, each report in a savepoint of its own. One per server process, started
+/// Takes the stations' reports and records them: on SQLite in batches, one transaction (one
+/// durable commit) per batch, each report in a savepoint of its own; on PostgreSQL several at
+/// once, each in its own transaction. One per server process, started
 /// with its [`AppState`].
 #[derive(Debug, Clone)]
 pub struct Reporter {
@@ -121,6 +123,9 @@ impl Reporter {
 }
 
 async fn run(store: Store, keys: Arc<Custody>, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Job>) {
+    if store.backend() == Backend::Postgres {
+        return run_side_by_side(store, keys, metrics, rx).await;
+    }
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -158,6 +163,35 @@ async fn run(store: Store, keys: Arc<Custody>, metrics: Arc<Metrics>, mut rx: mp
                 }
             }
         }
+    }
+}
+
+/// Reports on PostgreSQL at most this many at once, each in its own transaction.
+const SIDE_BY_SIDE: usize = crate::store::PG_POOL as usize / 2;
+
+/// PostgreSQL keeps writers apart row by row and flushes commits that arrive together in one
+/// write of its log, so reports run side by side, each in a transaction of its own ([`alone`]),
+/// up to [`SIDE_BY_SIDE`] at once (the rest of the pool stays for reads, field authentication
+/// and the sequencer). A batch would run its reports' statements one round trip after another
+/// while the other stations wait: 32 stations at once had a p99 of 73 ms so.
+async fn run_side_by_side(
+    store: Store,
+    keys: Arc<Custody>,
+    metrics: Arc<Metrics>,
+    mut rx: mpsc::Receiver<Job>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(SIDE_BY_SIDE));
+    while let Some(job) = rx.recv().await {
+        // The semaphore is never closed, so this waits for a slot and never fails.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (store, keys, metrics) = (store.clone(), keys.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let out = alone(&store, &keys, &metrics, &job.user, &job.report).await;
+            let _ = job.answer.send(out);
+            drop(slot);
+        });
     }
 }
 
