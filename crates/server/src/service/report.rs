@@ -182,9 +182,16 @@ async fn run_side_by_side(
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(SIDE_BY_SIDE));
     while let Some(job) = rx.recv().await {
-        // The semaphore is never closed, so this waits for a slot and never fails.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
+        // The semaphore is never closed, so this waits for a slot and never fails; were it to,
+        // the report is answered with the fault, not dropped.
+        let slot = match slots.clone().acquire_owned().await {
+            Ok(slot) => slot,
+            Err(_) => {
+                let _ = job
+                    .answer
+                    .send(Err(AppError::bug("the reporter's slots were closed")));
+                continue;
+            }
         };
         let (store, keys, metrics) = (store.clone(), keys.clone(), metrics.clone());
         tokio::spawn(async move {
