@@ -200,6 +200,8 @@ fn test() -> Result {
                 "imprint-portal",
                 "-p",
                 "imprint-console",
+                "-p",
+                "imprint-proofs",
                 "--target",
                 tools::WASM,
                 "--all-targets",
@@ -631,7 +633,7 @@ fn bindgen(wasm: &Path, name: &str, out: &Path) -> Result {
 /// Builds a page into `out` (emptied first, so no file of an earlier build is served): the
 /// module through [`bindgen`], its files and the stylesheet named by their content's hash
 /// ([`ship`]), `index.html` from `html` (trunk's form) pointing at them, and, for the station,
-/// a `<meta name="imprint-training">` and a `<meta name="imprint-console">` naming the modules
+/// a `<meta name="imprint-training">`, `"imprint-console"` and `"imprint-proofs"` naming the modules
 /// built into `out` beforehand, in place of trunk's line for each (`modules`: the package's
 /// name, then its file; `crates/portal/src/web/training.rs` reads them); then every file
 /// precompressed.
@@ -716,6 +718,7 @@ fn bench_portal() -> Result {
         ("portal", &portal_dir, "imprint_portal"),
         ("training (on demand)", &portal_dir, "imprint-training"),
         ("console (on demand)", &portal_dir, "imprint-console"),
+        ("audit-log check (on demand)", &portal_dir, "imprint-proofs"),
         ("bare Leptos", &bare_out, "bare_leptos"),
     ] {
         for suffix in ["_bg.wasm", ".js"] {
@@ -822,9 +825,14 @@ fn portal() -> Result<PathBuf> {
     tools::ensure_wasm_bindgen()?;
     let out = root().join("target/portal");
     fresh(&out)?;
-    // Three builds, not one: built together, imprint-device's `web` feature (training's) would
+    // Four builds, not one: built together, imprint-device's `web` feature (training's) would
     // be unified into the portal's build, and the modules' wasm-bindgen exports kept in each.
-    for package in ["imprint-portal", "imprint-training", "imprint-console"] {
+    for package in [
+        "imprint-portal",
+        "imprint-training",
+        "imprint-console",
+        "imprint-proofs",
+    ] {
         cargo(&[
             "build",
             "--profile",
@@ -839,7 +847,7 @@ fn portal() -> Result<PathBuf> {
         .map_err(|e| Failure(format!("cannot read index.html: {e}")))?;
     let built = root().join("target/wasm32-unknown-unknown/wasm-release");
     let mut modules = Vec::new();
-    for package in ["imprint-training", "imprint-console"] {
+    for package in ["imprint-training", "imprint-console", "imprint-proofs"] {
         bindgen(
             &built.join(format!("{}.wasm", package.replace('-', "_"))),
             // Named as trunk names a worker module (after the package), so both builds match.

@@ -148,6 +148,32 @@ pub async fn call<T: Transport, E: Endpoint>(
     token: Option<&SessionToken>,
     e: &E,
 ) -> Result<E::Answer, ServerError> {
+    let (status, text) = exchange(t, token, e).await?;
+    read(status, &text)
+}
+
+/// Calls the endpoint as [`call`] does, but returns a successful answer's text unread, for a
+/// caller that hands it to code of its own (the station gives the audit log's proofs to the
+/// module that checks them, so that the station carries no reader of them); a refusal or a
+/// failure reads as [`call`]'s do.
+pub async fn call_unread<T: Transport, E: Endpoint>(
+    t: &T,
+    token: Option<&SessionToken>,
+    e: &E,
+) -> Result<String, ServerError> {
+    let (status, text) = exchange(t, token, e).await?;
+    if (200..300).contains(&status) {
+        return Ok(text);
+    }
+    read::<()>(status, &text).map(|()| text)
+}
+
+/// One exchange for `e`: its body written as its route takes it; the status and the text.
+async fn exchange<T: Transport, E: Endpoint>(
+    t: &T,
+    token: Option<&SessionToken>,
+    e: &E,
+) -> Result<(u16, String), ServerError> {
     let route = E::OP.route();
     let body = match route.takes {
         Media::Json => Some(Payload {
@@ -166,11 +192,9 @@ pub async fn call<T: Transport, E: Endpoint>(
         Media::None => None,
     };
     let bearer = token.map(SessionToken::bearer);
-    let (status, text) = t
-        .send(route.method, &full_path(e)?, bearer.as_deref(), body)
+    t.send(route.method, &full_path(e)?, bearer.as_deref(), body)
         .await
-        .map_err(ServerError::Offline)?;
-    read(status, &text)
+        .map_err(ServerError::Offline)
 }
 
 /// Signs in.

@@ -100,6 +100,15 @@ impl<T: Transport> Client<T> {
         self.call(request).await
     }
 
+    /// The same answer as [`Client::install_proofs`], as its JSON text unread: the page hands
+    /// it to the audit-log check's module (imprint-proofs), which reads and checks it.
+    pub async fn install_proofs_text(
+        &self,
+        request: &imprint_api::InstallProofsRequest,
+    ) -> Result<String, ServerError> {
+        imprint_client::call_unread(&self.transport, Some(&self.token), request).await
+    }
+
     /// Ends the session on the server.
     pub async fn logout(&self) -> Result<(), ServerError> {
         self.call(&Logout).await.map(|_| ())

@@ -542,11 +542,12 @@ async fn reconciler(ctx: Ctx, epoch: u32) {
 }
 
 /// Asks the server for the proofs that the units this station reported are in its audit log,
-/// and checks them from the bytes (crate::state::audit): the checkpoint under the pinned key
-/// (WebCrypto), the log only ever growing, each unit's entry being its report. An alarm stays
-/// on screen; provisioning goes on.
+/// and has them checked from the bytes by the audit-log check's module (imprint-proofs, loaded
+/// on first use: `web::proofs`): the checkpoint under the pinned key (WebCrypto), the log only
+/// ever growing, each unit's entry being its report. An alarm stays on screen; provisioning
+/// goes on.
 async fn check_audit(ctx: Ctx, session: &Session) {
-    use crate::state::audit;
+    use crate::state::audit::Outcome;
     if ctx.audit_alarm.get_untracked().is_some() {
         return;
     }
@@ -554,7 +555,7 @@ async fn check_audit(ctx: Ctx, session: &Session) {
     let Some(request) = journal.borrow().audit.request() else {
         return;
     };
-    let answer = match session.server.install_proofs(&request).await {
+    let answer = match session.server.install_proofs_text(&request).await {
         Ok(a) => a,
         Err(ServerError::Offline(_)) => return,
         Err(e) => {
@@ -567,31 +568,19 @@ async fn check_audit(ctx: Ctx, session: &Session) {
         }
     };
     let pinned = storage::get(LOG_KEY);
-    let checked = match audit::parse(answer, pinned.as_deref()) {
-        Ok((unverified, key)) => {
-            match crate::web::crypto::ed25519_verify(
-                unverified.public_key(),
-                unverified.body(),
-                unverified.signature(),
-            )
-            .await
-            {
-                Ok(valid) => unverified
-                    .finish(valid, &journal.borrow().audit, &session.factory)
-                    .map(|c| (c, key)),
-                // The browser cannot check Ed25519 (an old one): no verdict, and no alarm.
-                Err(e) => {
-                    ctx.say(format!("audit log: this browser cannot check the server's checkpoint ({e}); use a current Chrome or Edge"));
-                    return;
-                }
-            }
+    let state = crate::json::to_string(&journal.borrow().audit);
+    let outcome = match state {
+        Ok(state) => {
+            crate::web::proofs::check(answer, pinned.clone(), state, session.factory.as_str()).await
         }
-        Err(alarm) => Err(alarm),
+        Err(e) => Outcome::NoVerdict(format!(
+            "the station's audit state could not be written ({e})"
+        )),
     };
-    match checked {
-        Ok((checked, key)) => {
+    match outcome {
+        Outcome::Checked { checked, key } => {
             if pinned.is_none() {
-                storage::set(LOG_KEY, &key.to_string());
+                storage::set(LOG_KEY, &key);
             }
             let n = journal.borrow_mut().audit.apply(checked);
             if let Err(e) = storage::save_journal(&journal.borrow()) {
@@ -602,9 +591,10 @@ async fn check_audit(ctx: Ctx, session: &Session) {
             }
             ctx.refresh_pool();
         }
-        Err(alarm) => {
+        Outcome::NoVerdict(why) => ctx.say(format!("audit log: no verdict: {why}")),
+        Outcome::Alarm(alarm) => {
             ctx.say(format!("AUDIT ALARM: {alarm}"));
-            ctx.audit_alarm.set(Some(alarm.to_string()));
+            ctx.audit_alarm.set(Some(alarm));
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The browser parts: the WebUSB driver, the fetch client, storage, the page, and the
-//! loaders of the training and console modules.
+//! loaders of the training, console and audit-log check modules.
 
 pub mod api;
 pub mod app;
 pub mod console;
 pub mod crypto;
+pub mod proofs;
 pub mod storage;
 pub mod training;
 pub mod usb;

@@ -14,6 +14,13 @@
 //!
 //! Anything else is an [`Alarm`]: the log was changed behind the station's back, which the
 //! technician cannot fix and the brand owner's security contact must hear about.
+//!
+//! The check is a WebAssembly module of its own (feature `module`: [`check`] exported to
+//! JavaScript), which the station imports the first time it has units to prove, as it imports
+//! training mode and the console: the checkpoint's and proofs' parsers, SHA-256 and the answer's
+//! types then weigh nothing in what every page load ships (docs/benchmarks.md, "Portal: shipped
+//! size"). The station itself links only [`AuditState`] (its journal's part) and [`Outcome`]
+//! (what the module answers), with the feature off.
 
 use base64ct::Encoding as _;
 use imprint_api::InstallProofs;
@@ -163,7 +170,7 @@ impl std::fmt::Display for Alarm {
 }
 
 /// A checked answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checked {
     /// The new checkpoint to hold.
     pub held: Held,
@@ -284,8 +291,8 @@ impl Unverified {
             if e.action != "report" {
                 return Err(wrong("not a report"));
             }
-            let detail: ReportDetail =
-                crate::json::from_str(&e.detail).map_err(|_| wrong("its detail does not read"))?;
+            let detail: ReportDetail = imprint_client::json::from_str(&e.detail)
+                .map_err(|_| wrong("its detail does not read"))?;
             if detail.apparatus_id != id.as_str()
                 || detail.product_serial != waiting.product_serial.as_str()
                 || detail.factory != factory.as_str()
@@ -360,4 +367,81 @@ fn hashes(list: &[String]) -> Result<Vec<Hash>, ()> {
             }
         })
         .collect()
+}
+
+/// What the module's [`check`] answers, as JSON text: the station reads it into this type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The answer checks: hold its checkpoint, take the proven units off the list, and pin
+    /// `key` (the log's verifier key, in its text form) if nothing was pinned yet.
+    Checked {
+        /// The checked answer.
+        checked: Checked,
+        /// The log's key.
+        key: String,
+    },
+    /// The log was changed behind the station's back: what to show, for good.
+    Alarm(String),
+    /// No verdict (a browser without Ed25519 in WebCrypto, an answer or state that does not
+    /// read): what to log; no alarm, and the units keep waiting.
+    NoVerdict(String),
+}
+
+#[cfg(target_arch = "wasm32")]
+pub mod webcrypto;
+
+/// The module's one export: checks the server's answer to `POST /audit/installs` (its JSON
+/// text, unread) against the key pinned before (`pinned`, none at the first answer), the
+/// station's [`AuditState`] (JSON) and its factory, the checkpoint's signature by WebCrypto.
+/// Returns an [`Outcome`] as JSON text.
+#[cfg(all(target_arch = "wasm32", feature = "module"))]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub async fn check(
+    answer: String,
+    pinned: Option<String>,
+    state: String,
+    factory: String,
+) -> String {
+    let outcome = match check_in_page(&answer, pinned.as_deref(), &state, &factory).await {
+        Ok(o) => o,
+        Err(why) => Outcome::NoVerdict(why),
+    };
+    imprint_client::json::to_string(&outcome)
+        .unwrap_or_else(|_| r#"{"NoVerdict":"the verdict could not be written"}"#.to_string())
+}
+
+#[cfg(all(target_arch = "wasm32", feature = "module"))]
+async fn check_in_page(
+    answer: &str,
+    pinned: Option<&str>,
+    state: &str,
+    factory: &str,
+) -> Result<Outcome, String> {
+    let answer: InstallProofs = imprint_client::json::from_str(answer)
+        .map_err(|e| format!("the server's proofs do not read ({e})"))?;
+    let state: AuditState = imprint_client::json::from_str(state)
+        .map_err(|e| format!("the station's audit state does not read ({e})"))?;
+    let factory = FactoryId::new(factory).map_err(|e| format!("the factory: {e}"))?;
+    let (unverified, key) = match parse(answer, pinned) {
+        Ok(p) => p,
+        Err(alarm) => return Ok(Outcome::Alarm(alarm.to_string())),
+    };
+    let valid = webcrypto::ed25519_verify(
+        unverified.public_key(),
+        unverified.body(),
+        unverified.signature(),
+    )
+    .await
+    .map_err(|e| {
+        format!(
+            "this browser cannot check the server's checkpoint ({e}); use a current Chrome or Edge"
+        )
+    })?;
+    Ok(match unverified.finish(valid, &state, &factory) {
+        Ok(checked) => Outcome::Checked {
+            checked,
+            key: key.to_string(),
+        },
+        Err(alarm) => Outcome::Alarm(alarm.to_string()),
+    })
 }
