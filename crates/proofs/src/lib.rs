@@ -17,10 +17,12 @@
 //!
 //! The check is a WebAssembly module of its own (feature `module`: [`check`] exported to
 //! JavaScript), which the station imports the first time it has units to prove, as it imports
-//! training mode and the console: the checkpoint's and proofs' parsers, SHA-256 and the answer's
-//! types then weigh nothing in what every page load ships (docs/benchmarks.md, "Portal: shipped
-//! size"). The station itself links only [`AuditState`] (its journal's part) and [`Outcome`]
-//! (what the module answers), with the feature off.
+//! training mode and the console: the checkpoint's, note's and proofs' parsers, the tree's
+//! hashing and the answer's reader then weigh nothing in what every page load ships
+//! (docs/benchmarks.md, "Portal: shipped size"; SHA-256 itself stays in the station for the
+//! report's record digest). The station itself links only [`AuditState`] (its journal's
+//! part), [`Outcome`] (what the module answers) and [`webcrypto`]'s Ed25519, with the feature
+//! off.
 
 use base64ct::Encoding as _;
 use imprint_api::InstallProofs;

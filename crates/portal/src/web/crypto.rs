@@ -15,6 +15,8 @@ pub async fn accept_lease(
     now_ms: u64,
 ) -> Result<Vec<Record>, String> {
     let u: Unverified = crate::state::lease::parse(lease, pinned_key);
-    let valid = ed25519_verify(u.public_key(), &u.signed_bytes(), u.signature()).await?;
+    let valid = ed25519_verify(u.public_key(), &u.signed_bytes(), u.signature())
+        .await
+        .map_err(|e| format!("the server's lease key: {e}"))?;
     u.finish(valid, now_ms)
 }

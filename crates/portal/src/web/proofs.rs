@@ -1,6 +1,6 @@
 //! The audit-log check (crates/proofs) as a module of its own, imported the first time the
-//! station has units to prove and kept for the page's life: the proofs' parsers, SHA-256 and
-//! the answer's types are then not part of what every page load ships.
+//! station has units to prove and kept for the page's life: the proofs' parsers, the tree's
+//! hashing and the answer's reader are then not part of what every page load ships.
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
